@@ -1,0 +1,254 @@
+"""What machines produce: the taxonomy, scenarios, client profiles, model specs, generation runs and candidates.
+
+Rows here are changed only through ``generation.services``; other apps read them through ``generation.selectors``.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class EmotionCategory(models.Model):
+    """One of the 8 EmoPsy emotion categories (anger, anxiety, ...)."""
+
+    key = models.SlugField(max_length=32, unique=True)
+    label_zh = models.CharField(max_length=64)
+    label_en = models.CharField(max_length=128)
+
+    class Meta:
+        ordering = ["key"]
+        verbose_name_plural = "emotion categories"
+
+    def __str__(self) -> str:
+        return self.label_en
+
+
+class SubEmotion(models.Model):
+    """One of the 35 EmoPsy sub-emotions, keyed like ``anxiety.1``."""
+
+    category = models.ForeignKey(EmotionCategory, on_delete=models.PROTECT, related_name="sub_emotions")
+    key = models.CharField(max_length=32, unique=True)
+    label_zh = models.CharField(max_length=128)
+    label_en = models.CharField(max_length=256)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.key} {self.label_en}"
+
+
+class Language(models.TextChoices):
+    ENGLISH = "en", "English"
+    CHINESE = "zh", "Chinese"
+
+
+class Scenario(models.Model):
+    """A situation that a simulated client brings to counseling, for one sub-emotion."""
+
+    class Source(models.TextChoices):
+        WRITTEN = "written", "Written"
+        IMPORTED = "imported", "Imported"
+        GENERATED = "generated", "Generated and approved"
+
+    sub_emotion = models.ForeignKey(SubEmotion, on_delete=models.PROTECT, related_name="scenarios")
+    title = models.CharField(max_length=200)
+    description = models.TextField()
+    language = models.CharField(max_length=2, choices=Language.choices, default=Language.ENGLISH)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.WRITTEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["sub_emotion__key", "title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ClientProfile(models.Model):
+    """Static traits of one client, from a case report or written by a curator."""
+
+    name = models.CharField(max_length=200)
+    background = models.TextField(blank=True)
+    personality = models.TextField(blank=True)
+    assessment = models.TextField(blank=True)
+    language = models.CharField(max_length=2, choices=Language.choices, default=Language.ENGLISH)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelSpec(models.Model):
+    """A named model and how to load it."""
+
+    class Backend(models.TextChoices):
+        TRANSFORMERS = "transformers", "transformers (local)"
+
+    name = models.SlugField(max_length=100, unique=True)
+    backend = models.CharField(max_length=32, choices=Backend.choices, default=Backend.TRANSFORMERS)
+    # "bundled:<name>" for a model shipped in a Python package, else a local directory or a Hugging Face cache name.
+    path = models.CharField(max_length=500)
+    dtype = models.CharField(max_length=16, default="auto")
+    device = models.CharField(max_length=16, default="auto")
+    batch_size = models.PositiveIntegerField(default=8)
+    # Defaults for max_new_tokens, temperature, top_p; a run's parameters override them.
+    parameters = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CandidateKind(models.TextChoices):
+    DIALOGUE = "dialogue", "Dialogue"
+    PLAN = "plan", "Treatment plan"
+    COURSE = "course", "Course"
+    SESSION = "session", "Session"
+    QUESTION = "question", "Question"
+    SCENARIO = "scenario", "Scenario"
+
+
+class GenerationRun(models.Model):
+    """One request to generate ``count`` items of a kind with given inputs, model, prompt version and seed."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    kind = models.CharField(max_length=16, choices=CandidateKind.choices, default=CandidateKind.DIALOGUE)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    model_spec = models.ForeignKey(ModelSpec, on_delete=models.PROTECT, related_name="runs")
+    sub_emotion = models.ForeignKey(SubEmotion, on_delete=models.PROTECT, related_name="runs")
+    scenario = models.ForeignKey(Scenario, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
+    count = models.PositiveIntegerField()
+    prompt_version = models.CharField(max_length=32)
+    seed = models.BigIntegerField(default=0)
+    # turns, max_new_tokens, temperature, top_p: what the pipeline was asked for.
+    parameters = models.JSONField(default=dict, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    # One entry per failed item: {"index", "reason", "raw"}; the raw model text is kept for inspection.
+    errors = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    task_id = models.CharField(max_length=255, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.kind} x{self.count}, {self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED}
+
+
+class Candidate(models.Model):
+    """The unit that people judge: a dialogue, a plan, a course, a session, a question or a scenario."""
+
+    class Status(models.TextChoices):
+        GENERATED = "generated", "Generated"
+        IN_REVIEW = "in_review", "In review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        NEEDS_REVISION = "needs_revision", "Needs revision"
+
+    kind = models.CharField(max_length=16, choices=CandidateKind.choices, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.GENERATED, db_index=True)
+    # The latest revision's content; every version is kept in Revision.
+    content = models.JSONField()
+    language = models.CharField(max_length=2, choices=Language.choices, default=Language.ENGLISH)
+    sub_emotion = models.ForeignKey(
+        SubEmotion, null=True, blank=True, on_delete=models.PROTECT, related_name="candidates"
+    )
+    scenario = models.ForeignKey(Scenario, null=True, blank=True, on_delete=models.PROTECT, related_name="candidates")
+    profile = models.ForeignKey(
+        ClientProfile, null=True, blank=True, on_delete=models.PROTECT, related_name="candidates"
+    )
+    run = models.ForeignKey(GenerationRun, null=True, blank=True, on_delete=models.PROTECT, related_name="candidates")
+    # The position of this item within its run: re-running a chunk skips indexes already saved.
+    run_index = models.PositiveIntegerField(null=True, blank=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    sequence = models.PositiveIntegerField(null=True, blank=True)
+    # Optimistic locking: every change of content bumps it; a save on a stale version is refused.
+    version = models.PositiveIntegerField(default=1)
+    ai_review = models.JSONField(default=dict, blank=True)
+    # model, prompt_version, seed, parameters, input_hash
+    lineage = models.JSONField(default=dict, blank=True)
+    # Where an imported item came from: dataset, licence, attribution, file and record.
+    source = models.JSONField(default=dict, blank=True)
+    # sha256 of the imported content: the same file imported twice does not duplicate.
+    source_hash = models.CharField(max_length=64, null=True, blank=True)
+    # Risk flags raised by the automatic screen or by reviewers: [{"by", "code", "detail", "at"}].
+    risk_flags = models.JSONField(default=list, blank=True)
+    risk_signed_off_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    risk_signed_off_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "source_hash"], condition=Q(source_hash__isnull=False), name="candidate_unique_source"
+            ),
+            models.UniqueConstraint(
+                fields=["run", "run_index"], condition=Q(run__isnull=False), name="candidate_unique_run_index"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def has_open_risk(self) -> bool:
+        """A risk flag was raised and no senior clinician has signed it off."""
+        return bool(self.risk_flags) and self.risk_signed_off_at is None
+
+
+class Revision(models.Model):
+    """One version of a candidate's content. Revision 0 is the model's own (or the imported) text."""
+
+    class Category(models.TextChoices):
+        ORIGINAL = "original", "Original"
+        WORDING = "wording", "Wording"
+        CLINICAL = "clinical", "Clinical correction"
+        SAFETY = "safety", "Safety fix"
+
+    candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    content = models.JSONField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    category = models.CharField(max_length=16, choices=Category.choices, default=Category.ORIGINAL)
+    reason = models.TextField(blank=True)
+    base_number = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["candidate_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["candidate", "number"], name="revision_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.candidate} r{self.number}"

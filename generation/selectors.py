@@ -1,0 +1,50 @@
+"""Reads of the generation app, for views, APIs and the annotations app."""
+
+from django.db.models import Q, QuerySet
+
+from .models import Candidate, GenerationRun, Revision, SubEmotion
+
+REVIEWABLE = [Candidate.Status.GENERATED, Candidate.Status.IN_REVIEW, Candidate.Status.NEEDS_REVISION]
+
+
+def candidate_list(*, filters: dict | None = None) -> QuerySet[Candidate]:
+    """Candidates with the filters the API and pages offer: kind, status, sub_emotion (key), run (id), language."""
+    filters = filters or {}
+    qs = Candidate.objects.select_related("sub_emotion", "run").order_by("id")
+    if filters.get("kind"):
+        qs = qs.filter(kind=filters["kind"])
+    if filters.get("status"):
+        qs = qs.filter(status=filters["status"])
+    if filters.get("sub_emotion"):
+        qs = qs.filter(sub_emotion__key=filters["sub_emotion"])
+    if filters.get("run"):
+        qs = qs.filter(run_id=filters["run"])
+    if filters.get("language"):
+        qs = qs.filter(language=filters["language"])
+    return qs
+
+
+def candidate_list_reviewable() -> QuerySet[Candidate]:
+    return candidate_list().filter(status__in=REVIEWABLE)
+
+
+def candidate_latest_revision(*, candidate: Candidate) -> Revision:
+    return candidate.revisions.order_by("-number").first()
+
+
+def candidate_original_revision(*, candidate: Candidate) -> Revision:
+    return candidate.revisions.get(number=0)
+
+
+def candidate_list_exportable(*, kind: str) -> QuerySet[Candidate]:
+    """Approved candidates with no open risk flag: only these may leave in a release."""
+    qs = candidate_list(filters={"kind": kind, "status": Candidate.Status.APPROVED})
+    return qs.filter(Q(risk_flags=[]) | Q(risk_signed_off_at__isnull=False))
+
+
+def sub_emotion_get(*, key: str) -> SubEmotion:
+    return SubEmotion.objects.select_related("category").get(key=key)
+
+
+def run_get(*, run_id: int) -> GenerationRun:
+    return GenerationRun.objects.select_related("model_spec", "sub_emotion").get(pk=run_id)

@@ -1,0 +1,71 @@
+import os
+
+import pytest
+from django.conf import settings
+
+from annotations import roles
+from generation.services import taxonomy_load
+
+from . import factories
+
+# Playwright's sync API runs an event loop in the test's thread; the ORM calls the tests make around it are
+# synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def pytest_configure(config):
+    """In CI (PSYROOM_REQUIRE_SERVICES=1) the suite runs against PostgreSQL and Redis or not at all."""
+    if os.environ.get("PSYROOM_REQUIRE_SERVICES") != "1":
+        return
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if not engine.endswith("postgresql"):
+        raise pytest.UsageError(f"PSYROOM_REQUIRE_SERVICES=1 but DATABASE_URL is not PostgreSQL ({engine})")
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        raise pytest.UsageError(f"PSYROOM_REQUIRE_SERVICES=1 but CELERY_BROKER_URL is not Redis: {settings.CELERY_BROKER_URL}")
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as error:
+        raise pytest.UsageError(f"Redis at {settings.CELERY_BROKER_URL} is not reachable: {error}") from error
+
+
+@pytest.fixture
+def taxonomy(db):
+    taxonomy_load()
+
+
+@pytest.fixture
+def role_groups(db):
+    roles.roles_ensure()
+
+
+@pytest.fixture
+def counselor(db):
+    return factories.make_user(roles.COUNSELOR)
+
+
+@pytest.fixture
+def other_counselor(db):
+    return factories.make_user(roles.COUNSELOR)
+
+
+@pytest.fixture
+def senior(db):
+    return factories.make_user(roles.SENIOR_CLINICIAN)
+
+
+@pytest.fixture
+def curator(db):
+    return factories.make_user(roles.CURATOR, is_staff=True)
+
+
+@pytest.fixture
+def outsider(db):
+    """A logged-in user with no role."""
+    return factories.make_user(None)
+
+
+@pytest.fixture
+def candidate(taxonomy):
+    return factories.make_candidate()
