@@ -11,7 +11,7 @@ from generation import selectors as gen_selectors
 from generation import services as gen_services
 from generation.models import Candidate, Revision
 
-from . import roles
+from psyroom_admin import roles
 from .models import AuditEvent, Review, RiskFlag, Rubric
 from .rubrics import DEFAULTS, SCALE
 

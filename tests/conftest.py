@@ -3,7 +3,7 @@ import os
 import pytest
 from django.conf import settings
 
-from annotations import roles
+from psyroom_admin import roles
 from generation.services import taxonomy_load
 
 from . import factories

@@ -4,7 +4,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from annotations import roles
+from psyroom_admin import roles
 from generation import services
 from generation.models import Candidate, CandidateKind, SubEmotion
 
