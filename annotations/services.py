@@ -10,8 +10,8 @@ from django.utils import timezone
 from generation import selectors as gen_selectors
 from generation import services as gen_services
 from generation.models import Candidate, Revision
-
 from psyroom_admin import roles
+
 from .models import AuditEvent, Review, RiskFlag, Rubric
 from .rubrics import DEFAULTS, SCALE
 
@@ -178,6 +178,9 @@ def risk_sign_off(*, candidate: Candidate, clinician, note: str) -> Candidate:
     with transaction.atomic():
         gen_services.candidate_sign_off_risk(candidate=candidate, clinician=clinician)
         audit_record(
-            actor=clinician, action="risk.sign_off", candidate=candidate, data={"note": note, "flags": candidate.risk_flags}
+            actor=clinician,
+            action="risk.sign_off",
+            candidate=candidate,
+            data={"note": note, "flags": candidate.risk_flags},
         )
     return candidate

@@ -1,7 +1,333 @@
+"""The counselor's pages: the review queue, a candidate with its turns and rubric, turn edits, reviews, sign-offs.
+
+Each view checks access, validates with a form, calls one service and renders. Turn edits are HTMX partials (with
+a plain POST-and-redirect fallback); 400 and 409 partials are swapped in too (see ``htmx-config`` in base.html).
+"""
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from generation import selectors as gen_selectors
+from generation.models import Candidate, Revision
+from generation.schemas import ContentError
+from generation.services import StaleVersion
+from psyroom_admin import roles
+
+from . import services
+from .forms import QueueFilterForm, ReviewForm, SignOffForm, TurnEditForm, started_at_token
+from .models import RiskFlag
+
+QUEUE_PAGE_SIZE = 50
+
+
+# --- Access -----------------------------------------------------------------------------------------------------
+
+
+def _check_can_see_candidates(request: HttpRequest) -> None:
+    if not roles.user_can_see_candidates(request.user):
+        raise PermissionDenied("You have no role in PsyRoom: ask an administrator for one.")
+
+
+def _check_can_review(request: HttpRequest) -> None:
+    if not roles.user_can_review(request.user):
+        raise PermissionDenied("Only counselors and senior clinicians may edit and review.")
+
+
+def _check_can_sign_off(request: HttpRequest) -> None:
+    if not roles.user_can_sign_off_risk(request.user):
+        raise PermissionDenied("Only a senior clinician may sign off a risk flag.")
+
+
+def _get_candidate_for_viewer(request: HttpRequest, pk: int) -> Candidate:
+    """The candidate, for a user with a role: 403 without one (before a 404 could tell what exists), 404 if missing."""
+    _check_can_see_candidates(request)
+    return get_object_or_404(gen_selectors.candidate_list(), pk=pk)
+
+
+# --- Reads for the pages ----------------------------------------------------------------------------------------
+
+
+def _reviewable(filters: dict):
+    # candidate_list_reviewable() takes no filters yet: narrow it with the two the queue offers.
+    qs = gen_selectors.candidate_list_reviewable()
+    if filters.get("sub_emotion"):
+        qs = qs.filter(sub_emotion__key=filters["sub_emotion"])
+    if filters.get("status"):
+        qs = qs.filter(status=filters["status"])
+    return qs
+
+
+def _original_turns(candidate: Candidate) -> list[dict]:
+    try:
+        return gen_selectors.candidate_original_revision(candidate=candidate).content.get("turns", [])
+    except Revision.DoesNotExist:
+        return []
+
+
+def _turn_rows(candidate: Candidate) -> list[dict]:
+    """Each turn with the model's own text (revision 0) where a person has changed it."""
+    original = _original_turns(candidate)
+    rows = []
+    for index, turn in enumerate(candidate.content.get("turns", [])):
+        before = original[index].get("text") if index < len(original) else None
+        rows.append(
+            {
+                "index": index,
+                "number": index + 1,
+                "role": turn.get("role", ""),
+                "text": turn.get("text", ""),
+                "strategy": turn.get("strategy", ""),
+                "original": before if before is not None and before != turn.get("text") else None,
+            }
+        )
+    return rows
+
+
+def _turn_row(candidate: Candidate, index: int) -> dict:
+    rows = _turn_rows(candidate)
+    if not 0 <= index < len(rows):
+        raise Http404(f"{candidate} has no turn {index}")
+    return rows[index]
+
+
+def _risk(candidate: Candidate) -> dict:
+    labels = dict(RiskFlag.choices)
+    flags = []
+    for flag in candidate.risk_flags:
+        screened = flag.get("by") == "screen"
+        # The screen finds mentions; "handled badly" is a reviewer's judgement, so its label would mislead here.
+        if screened and flag.get("code") == RiskFlag.SELF_HARM:
+            label = "Mentions self-harm or suicide"
+        else:
+            label = labels.get(flag.get("code"), flag.get("code", ""))
+        flags.append(
+            {"label": label, "detail": flag.get("detail", ""), "by": "automatic screen" if screened else "a reviewer"}
+        )
+    return {
+        "open": candidate.has_open_risk,
+        "flags": flags,
+        "screened": any(f.get("by") == "screen" for f in candidate.risk_flags),
+        "reviewer_flagged": any(str(f.get("by", "")).startswith("review:") for f in candidate.risk_flags),
+        "signed_off_by": candidate.risk_signed_off_by,
+        "signed_off_at": candidate.risk_signed_off_at,
+    }
+
+
+def _revisions(candidate: Candidate):
+    return candidate.revisions.select_related("author").order_by("number")
+
+
+def _earlier_reviews(candidate: Candidate) -> list[dict]:
+    rows = []
+    for review in candidate.reviews.select_related("reviewer", "revision", "rubric").order_by("created_at"):
+        labels = {c["key"]: c["label"] for c in review.rubric.criteria}
+        rows.append(
+            {
+                "review": review,
+                "scores": [(labels.get(key, key), score) for key, score in review.scores.items()],
+                "risk_flags": [dict(RiskFlag.choices).get(f, f) for f in review.risk_flags],
+            }
+        )
+    return rows
+
+
+def _fragments_context(request: HttpRequest, candidate: Candidate) -> dict:
+    """What the turn partials, the risk banner and the revision list need."""
+    return {
+        "candidate": candidate,
+        "can_review": roles.user_can_review(request.user),
+        "can_sign_off": roles.user_can_sign_off_risk(request.user),
+        "risk": _risk(candidate),
+        "revisions": _revisions(candidate),
+    }
+
+
+def _render_detail(
+    request: HttpRequest,
+    candidate: Candidate,
+    *,
+    review_form: ReviewForm | None = None,
+    sign_off_form: SignOffForm | None = None,
+    turn_states: dict[int, dict] | None = None,
+    stale: bool = False,
+    status: int = 200,
+) -> HttpResponse:
+    rubric = services.rubric_get_default(kind=candidate.kind)
+    if review_form is None:
+        review_form = ReviewForm(
+            rubric=rubric, initial={"version": candidate.version, "started_at": started_at_token()}
+        )
+    turns = _turn_rows(candidate)
+    for index, state in (turn_states or {}).items():
+        turns[index].update(state)
+    context = {
+        **_fragments_context(request, candidate),
+        "turns": turns,
+        "rubric": rubric,
+        "review_form": review_form,
+        "sign_off_form": sign_off_form or SignOffForm(),
+        "reviews": _earlier_reviews(candidate),
+        # The importers write "license"; the model's comment says "licence": show either.
+        "source_licence": candidate.source.get("license") or candidate.source.get("licence", ""),
+        "stale": stale,
+    }
+    return render(request, "annotations/candidate_detail.html", context, status=status)
+
+
+def _render_turn(request: HttpRequest, candidate: Candidate, template: str, row: dict, status: int = 200, **extra):
+    context = {**_fragments_context(request, candidate), "turn": row, **extra}
+    return render(request, template, context, status=status)
+
+
+def _add_service_errors(form, error: ValidationError) -> None:
+    """Put a service's ValidationError on the form field it names, or on the form as a whole."""
+    if hasattr(error, "error_dict"):
+        for field, field_errors in error.message_dict.items():
+            form.add_error(field if field in form.fields else None, field_errors)
+    else:
+        form.add_error(None, error.messages)
+
+
+# --- Pages ------------------------------------------------------------------------------------------------------
 
 
 @login_required
-def candidate_queue(request):
-    return HttpResponse("todo")
+@require_GET
+def candidate_queue(request: HttpRequest) -> HttpResponse:
+    _check_can_see_candidates(request)
+    form = QueueFilterForm(request.GET)
+    paginator = Paginator(_reviewable(form.filters()), QUEUE_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(request, "annotations/queue.html", {"form": form, "page": page, "paginator": paginator})
+
+
+@login_required
+@require_GET
+def candidate_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    candidate = _get_candidate_for_viewer(request, pk)
+    return _render_detail(request, candidate)
+
+
+@login_required
+@require_GET
+def candidate_turn_edit_form(request: HttpRequest, pk: int, index: int) -> HttpResponse:
+    """The edit form of one turn, based on the version the page shows (``?version=``); 409 if that is stale."""
+    candidate = _get_candidate_for_viewer(request, pk)
+    _check_can_review(request)
+    row = _turn_row(candidate, index)
+    seen = request.GET.get("version", "")
+    if seen.isdigit() and int(seen) != candidate.version:
+        if not request.htmx:
+            return _render_detail(request, candidate, turn_states={index: {"conflict": True}}, status=409)
+        return _render_turn(request, candidate, "annotations/_turn_conflict.html", row, status=409)
+    form = TurnEditForm(initial={"text": row["text"], "version": candidate.version})
+    if not request.htmx:
+        return _render_detail(request, candidate, turn_states={index: {"form": form}})
+    return _render_turn(request, candidate, "annotations/_turn_form.html", row, form=form)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def candidate_turn(request: HttpRequest, pk: int, index: int) -> HttpResponse:
+    """GET: the turn as shown on the page (to cancel an edit). POST: save the edit as a new revision."""
+    candidate = _get_candidate_for_viewer(request, pk)
+    row = _turn_row(candidate, index)
+    detail_url = reverse("annotations:candidate", args=[candidate.pk]) + f"#turn-{index}"
+    if request.method == "GET":
+        if not request.htmx:
+            return redirect(detail_url)
+        return _render_turn(request, candidate, "annotations/_turn.html", row)
+
+    _check_can_review(request)
+    form = TurnEditForm(request.POST)
+    if form.is_valid():
+        try:
+            revision = services.turn_edit(
+                candidate=candidate,
+                editor=request.user,
+                index=index,
+                text=form.cleaned_data["text"],
+                base_version=form.cleaned_data["version"],
+                category=form.cleaned_data["category"],
+                reason=form.cleaned_data["reason"],
+            )
+        except StaleVersion as stale:
+            # Nothing was written: show what the turn says now, and keep the draft so it is not lost.
+            candidate = stale.candidate
+            draft = form.cleaned_data["text"]
+            if not request.htmx:
+                return _render_detail(
+                    request, candidate, turn_states={index: {"conflict": True, "draft": draft}}, status=409
+                )
+            return _render_turn(
+                request, candidate, "annotations/_turn_conflict.html", _turn_row(candidate, index), 409, draft=draft
+            )
+        except ValidationError as error:
+            _add_service_errors(form, error)
+        except ContentError as error:
+            form.add_error("text", str(error))
+    if form.errors:
+        if not request.htmx:
+            return _render_detail(request, candidate, turn_states={index: {"form": form}}, status=400)
+        return _render_turn(request, candidate, "annotations/_turn_form.html", row, status=400, form=form)
+
+    if not request.htmx:
+        messages.success(request, f"Turn {index + 1} saved as revision {revision.number}.")
+        return redirect(detail_url)
+    return _render_turn(request, candidate, "annotations/_turn_saved.html", _turn_row(candidate, index))
+
+
+@login_required
+@require_POST
+def candidate_review(request: HttpRequest, pk: int) -> HttpResponse:
+    candidate = _get_candidate_for_viewer(request, pk)
+    _check_can_review(request)
+    rubric = services.rubric_get_default(kind=candidate.kind)
+    form = ReviewForm(request.POST, rubric=rubric)
+    if not form.is_valid():
+        return _render_detail(request, candidate, review_form=form, status=400)
+    try:
+        services.review_submit(
+            candidate=candidate,
+            reviewer=request.user,
+            scores=form.scores(),
+            decision=form.cleaned_data["decision"],
+            comment=form.cleaned_data["comment"],
+            risk_flags=form.cleaned_data["risk_flags"],
+            base_version=form.cleaned_data["version"],
+            time_spent_s=form.time_spent_s(),
+        )
+    except StaleVersion as stale:
+        # Keep what the reviewer entered, now against the current text, which the page shows with a warning.
+        data = request.POST.copy()
+        data["version"] = str(stale.candidate.version)
+        form = ReviewForm(data, rubric=rubric)
+        return _render_detail(request, stale.candidate, review_form=form, stale=True, status=409)
+    except ValidationError as error:
+        _add_service_errors(form, error)
+        return _render_detail(request, candidate, review_form=form, status=400)
+    messages.success(request, f"Review of {candidate} saved: {candidate.get_status_display().lower()}.")
+    return redirect("annotations:queue")
+
+
+@login_required
+@require_POST
+def candidate_sign_off(request: HttpRequest, pk: int) -> HttpResponse:
+    candidate = _get_candidate_for_viewer(request, pk)
+    _check_can_sign_off(request)
+    form = SignOffForm(request.POST)
+    if form.is_valid():
+        try:
+            services.risk_sign_off(candidate=candidate, clinician=request.user, note=form.cleaned_data["note"])
+        except ValidationError as error:
+            _add_service_errors(form, error)
+    if form.errors:
+        return _render_detail(request, candidate, sign_off_form=form, status=400)
+    messages.success(request, f"Risk flags of {candidate} signed off: it may now be approved.")
+    return redirect("annotations:candidate", pk=candidate.pk)

@@ -17,7 +17,7 @@ _LABELS = {
     "counselor": ["counselor", "counsellor", "therapist", "assistant", "psychologist", "心理咨询师", "咨询师"],
 }
 _LABEL_RE = {
-    role: re.compile(r"^\s*[*_]*(?:" + "|".join(re.escape(label) for label in labels) + r")[*_]*\s*[:：]\s*", re.I)
+    role: re.compile(r"^\s*[*_]*(?:" + "|".join(re.escape(label) for label in labels) + r")[*_]*\s*[:：][*_]*\s*", re.I)
     for role, labels in _LABELS.items()
 }
 _OTHER_LABEL_RE = {

@@ -38,6 +38,8 @@ class SamplingParams:
     max_new_tokens: int = 96
     temperature: float = 0.7
     top_p: float = 0.9
+    # Small models loop on the same sentence without it.
+    repetition_penalty: float = 1.0
     seed: int = 0
 
 
@@ -137,6 +139,7 @@ class TransformersBackend:
                 do_sample=sampling,
                 temperature=params.temperature if sampling else None,
                 top_p=params.top_p if sampling else None,
+                repetition_penalty=params.repetition_penalty,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
         prompt_len = encoded["input_ids"].shape[1]

@@ -196,7 +196,8 @@ class Candidate(models.Model):
     # Where an imported item came from: dataset, licence, attribution, file and record.
     source = models.JSONField(default=dict, blank=True)
     # sha256 of the imported content: the same file imported twice does not duplicate.
-    source_hash = models.CharField(max_length=64, null=True, blank=True)
+    # NULL (not "") for generated candidates, so that the unique constraint skips them.
+    source_hash = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     # Risk flags raised by the automatic screen or by reviewers: [{"by", "code", "detail", "at"}].
     risk_flags = models.JSONField(default=list, blank=True)
     risk_signed_off_by = models.ForeignKey(

@@ -74,7 +74,7 @@ def modelspec_get_default() -> ModelSpec:
                 "backend": ModelSpec.Backend.TRANSFORMERS,
                 "path": f"bundled:{BUNDLED_MODEL}",
                 "batch_size": 8,
-                "parameters": {"max_new_tokens": 96, "temperature": 0.7, "top_p": 0.9},
+                "parameters": {"max_new_tokens": 96, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.2},
             },
         )
         return spec
@@ -226,6 +226,31 @@ def candidate_sign_off_risk(*, candidate: Candidate, clinician) -> Candidate:
 # --- Generation runs -------------------------------------------------------------------------------------------
 
 
+# What a run may ask of the sampler, with the bounds that keep a typo from tying up a GPU for hours.
+PARAMETER_BOUNDS = {
+    "max_new_tokens": (int, 1, 2048),
+    "temperature": (float, 0.0, 2.0),
+    "top_p": (float, 0.01, 1.0),
+    "repetition_penalty": (float, 1.0, 2.0),
+}
+
+
+def _validate_parameters(parameters: dict) -> dict:
+    clean = {}
+    for key, value in parameters.items():
+        if key not in PARAMETER_BOUNDS:
+            raise ValidationError(f"parameters: unknown parameter {key!r} (known: {', '.join(PARAMETER_BOUNDS)})")
+        kind, low, high = PARAMETER_BOUNDS[key]
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise ValidationError(f"parameters.{key}: {value!r} is not a number") from None
+        if isinstance(value, bool) or not low <= number <= high:
+            raise ValidationError(f"parameters.{key}: {value!r} is outside {low}..{high}")
+        clean[key] = number
+    return clean
+
+
 def run_create(
     *,
     kind: str,
@@ -250,7 +275,7 @@ def run_create(
     if scenario is not None and scenario.sub_emotion_id != sub_emotion.pk:
         raise ValidationError(f"scenario: {scenario} is not a scenario of {sub_emotion.key}")
     model_spec = model_spec or modelspec_get_default()
-    params = {**model_spec.parameters, **(parameters or {}), "turns": turns}
+    params = {**model_spec.parameters, **_validate_parameters(parameters or {}), "turns": turns}
     with transaction.atomic():
         run = GenerationRun.objects.create(
             kind=kind,
@@ -349,6 +374,7 @@ def run_execute(*, run_id: int, backend=None) -> GenerationRun | None:
                     max_new_tokens=int(params.get("max_new_tokens", 96)),
                     temperature=float(params.get("temperature", 0.7)),
                     top_p=float(params.get("top_p", 0.9)),
+                    repetition_penalty=float(params.get("repetition_penalty", 1.0)),
                     seed=run.seed * 100_003 + chunk[0],
                 ),
                 version=run.prompt_version,
@@ -366,7 +392,9 @@ def run_execute(*, run_id: int, backend=None) -> GenerationRun | None:
                     "chunk": chunk,
                     "parameters": params,
                     "repairs": state.repairs,
-                    "input_hash": content_hash({"sub_emotion": sub.key, "scenario": run.scenario_id, "index": state.index}),
+                    "input_hash": content_hash(
+                        {"sub_emotion": sub.key, "scenario": run.scenario_id, "index": state.index}
+                    ),
                 }
                 try:
                     candidates.append(

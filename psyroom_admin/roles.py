@@ -1,6 +1,6 @@
 """Roles are Django groups. Who may see and do what is decided here and applied in selectors and services."""
 
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 
 COUNSELOR = "counselor"
 SENIOR_CLINICIAN = "senior_clinician"
@@ -14,10 +14,36 @@ REVIEWERS = (COUNSELOR, SENIOR_CLINICIAN)
 SIGNERS = (SENIOR_CLINICIAN,)
 
 
+# What curators may do in the Django admin: set up what generation uses, and look at everything else.
+CURATOR_ADMIN_PERMISSIONS = {
+    "generation": {
+        "scenario": ("view", "add", "change"),
+        "clientprofile": ("view", "add", "change"),
+        "modelspec": ("view", "add", "change"),
+        "generationrun": ("view",),
+        "candidate": ("view",),
+        "revision": ("view",),
+        "emotioncategory": ("view",),
+        "subemotion": ("view",),
+    },
+    "annotations": {"rubric": ("view", "add"), "review": ("view",), "auditevent": ("view",)},
+}
+
+
 def roles_ensure() -> None:
-    """Create the role groups (idempotent)."""
+    """Create the role groups and give curators their admin permissions (idempotent)."""
     for name in ROLES:
         Group.objects.get_or_create(name=name)
+    curator = Group.objects.get(name=CURATOR)
+    codenames = [
+        f"{action}_{model}"
+        for models in CURATOR_ADMIN_PERMISSIONS.values()
+        for model, actions in models.items()
+        for action in actions
+    ]
+    curator.permissions.set(
+        Permission.objects.filter(content_type__app_label__in=CURATOR_ADMIN_PERMISSIONS, codename__in=codenames)
+    )
 
 
 def user_roles(user) -> set[str]:

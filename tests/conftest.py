@@ -3,8 +3,8 @@ import os
 import pytest
 from django.conf import settings
 
-from psyroom_admin import roles
 from generation.services import taxonomy_load
+from psyroom_admin import roles
 
 from . import factories
 
@@ -21,7 +21,9 @@ def pytest_configure(config):
     if not engine.endswith("postgresql"):
         raise pytest.UsageError(f"PSYROOM_REQUIRE_SERVICES=1 but DATABASE_URL is not PostgreSQL ({engine})")
     if not settings.CELERY_BROKER_URL.startswith("redis://"):
-        raise pytest.UsageError(f"PSYROOM_REQUIRE_SERVICES=1 but CELERY_BROKER_URL is not Redis: {settings.CELERY_BROKER_URL}")
+        raise pytest.UsageError(
+            f"PSYROOM_REQUIRE_SERVICES=1 but CELERY_BROKER_URL is not Redis: {settings.CELERY_BROKER_URL}"
+        )
     import redis
 
     try:

@@ -4,9 +4,9 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from psyroom_admin import roles
 from generation import services
 from generation.models import Candidate, CandidateKind, SubEmotion
+from psyroom_admin import roles
 
 PASSWORD = "correct-horse-battery-staple"
 

@@ -61,6 +61,7 @@ def generate_dialogues(
                 max_new_tokens=sampling.max_new_tokens,
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
+                repetition_penalty=sampling.repetition_penalty,
                 seed=sampling.seed * 1_000 + t * 10 + attempt,
             )
             completions = backend.generate(prompts, params)

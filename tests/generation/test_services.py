@@ -28,12 +28,18 @@ def test_candidate_revise_keeps_the_original_and_bumps_the_version(candidate, co
 
 def test_candidate_revise_on_a_stale_version_writes_nothing(candidate, counselor):
     services.candidate_revise(
-        candidate=candidate, author=counselor, content=factories.dialogue_content(prefix="a "), base_version=1,
+        candidate=candidate,
+        author=counselor,
+        content=factories.dialogue_content(prefix="a "),
+        base_version=1,
         category="wording",
     )
     with pytest.raises(services.StaleVersion):
         services.candidate_revise(
-            candidate=candidate, author=counselor, content=factories.dialogue_content(prefix="b "), base_version=1,
+            candidate=candidate,
+            author=counselor,
+            content=factories.dialogue_content(prefix="b "),
+            base_version=1,
             category="wording",
         )
     candidate.refresh_from_db()
@@ -44,18 +50,23 @@ def test_candidate_revise_on_a_stale_version_writes_nothing(candidate, counselor
 def test_candidate_revise_rejects_invalid_content(candidate, counselor):
     with pytest.raises(services.ContentError, match=r"turns\[0\]\.text"):
         services.candidate_revise(
-            candidate=candidate, author=counselor, content={"turns": [{"role": "client", "text": " "}]},
-            base_version=1, category="wording",
+            candidate=candidate,
+            author=counselor,
+            content={"turns": [{"role": "client", "text": " "}]},
+            base_version=1,
+            category="wording",
         )
     candidate.refresh_from_db()
     assert candidate.version == 1 and candidate.revisions.count() == 1
 
 
 def test_risk_screen_flags_self_harm_and_blocks_approval(taxonomy):
-    content = {"turns": [
-        {"role": "client", "text": "Sometimes I think about killing myself."},
-        {"role": "counselor", "text": "Thank you for telling me. Are you safe right now?"},
-    ]}
+    content = {
+        "turns": [
+            {"role": "client", "text": "Sometimes I think about killing myself."},
+            {"role": "counselor", "text": "Thank you for telling me. Are you safe right now?"},
+        ]
+    }
     flagged = factories.make_candidate(content=content)
     assert flagged.has_open_risk
     assert flagged.risk_flags[0]["code"] == "self_harm"
@@ -66,5 +77,7 @@ def test_risk_screen_flags_self_harm_and_blocks_approval(taxonomy):
 
 
 def test_chinese_self_harm_mention_is_flagged(taxonomy):
-    content = {"turns": [{"role": "client", "text": "我有时候想自杀。"}, {"role": "counselor", "text": "谢谢你告诉我。"}]}
+    content = {
+        "turns": [{"role": "client", "text": "我有时候想自杀。"}, {"role": "counselor", "text": "谢谢你告诉我。"}]
+    }
     assert factories.make_candidate(content=content).has_open_risk

