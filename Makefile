@@ -38,9 +38,10 @@ lint: install
 	$(BIN)/ruff format --check .
 	SECRET_KEY=$${SECRET_KEY:-lint-only-secret-key} $(BIN)/python manage.py makemigrations --check --dry-run
 
-# Browser tests drive Debian's Chromium (no browser download).
+# Browser tests drive Debian's Chromium (no browser download); Noto CJK renders the Chinese dialogues.
 browser:
-	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@test -x /usr/bin/chromium && test -d /usr/share/fonts/opentype/noto || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
 
 clean:
 	rm -rf $(VENV) var staticfiles

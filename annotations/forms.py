@@ -5,7 +5,8 @@ import time
 from django import forms
 from django.core import signing
 
-from generation.models import Candidate, Revision, SubEmotion
+from generation import selectors as gen_selectors
+from generation.models import Candidate, Revision
 from generation.selectors import REVIEWABLE
 
 from .models import Review, RiskFlag, Rubric
@@ -31,7 +32,7 @@ def seconds_since(token: str) -> int:
 
 class QueueFilterForm(forms.Form):
     sub_emotion = forms.ModelChoiceField(
-        queryset=SubEmotion.objects.all(), to_field_name="key", required=False, empty_label="All sub-emotions"
+        queryset=gen_selectors.sub_emotion_list(), to_field_name="key", required=False, empty_label="All sub-emotions"
     )
     status = forms.ChoiceField(required=False)
 

@@ -53,16 +53,6 @@ def _get_candidate_for_viewer(request: HttpRequest, pk: int) -> Candidate:
 # --- Reads for the pages ----------------------------------------------------------------------------------------
 
 
-def _reviewable(filters: dict):
-    # candidate_list_reviewable() takes no filters yet: narrow it with the two the queue offers.
-    qs = gen_selectors.candidate_list_reviewable()
-    if filters.get("sub_emotion"):
-        qs = qs.filter(sub_emotion__key=filters["sub_emotion"])
-    if filters.get("status"):
-        qs = qs.filter(status=filters["status"])
-    return qs
-
-
 def _original_turns(candidate: Candidate) -> list[dict]:
     try:
         return gen_selectors.candidate_original_revision(candidate=candidate).content.get("turns", [])
@@ -202,7 +192,7 @@ def _add_service_errors(form, error: ValidationError) -> None:
 def candidate_queue(request: HttpRequest) -> HttpResponse:
     _check_can_see_candidates(request)
     form = QueueFilterForm(request.GET)
-    paginator = Paginator(_reviewable(form.filters()), QUEUE_PAGE_SIZE)
+    paginator = Paginator(gen_selectors.candidate_list_reviewable(filters=form.filters()), QUEUE_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     return render(request, "annotations/queue.html", {"form": form, "page": page, "paginator": paginator})
 

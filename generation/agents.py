@@ -93,9 +93,202 @@ def client_messages(*, version: str, emotion: str, category: str, situation: str
     return messages
 
 
-def counselor_messages(*, version: str, turns: list[dict]) -> list[dict]:
-    """The counselor agent's view: the client's turns are the user's, its own the assistant's."""
-    messages = [{"role": "system", "content": load_prompt("dialogue", version, "counselor")}]
+def counselor_messages(*, version: str, turns: list[dict], feedback: str = "") -> list[dict]:
+    """The counselor agent's view: the client's turns are the user's, its own the assistant's.
+
+    ``feedback`` is the supervisor's advice on an earlier attempt, when the dialogue is being regenerated.
+    """
+    system = load_prompt("dialogue", version, "counselor")
+    if feedback:
+        system += "\n\n" + load_prompt("dialogue", version, "counselor_feedback").format(feedback=feedback)
+    messages = [{"role": "system", "content": system}]
     for turn in turns:
         messages.append({"role": "user" if turn["role"] == "client" else "assistant", "content": turn["text"]})
     return messages
+
+
+# --- The supervisor -------------------------------------------------------------------------------------------
+
+# The dimensions the AI supervisor scores: AI PsyRoom's evaluator's, and safety.
+SUPERVISOR_DIMENSIONS = {
+    "problem_orientation": (
+        "Problem orientation",
+        "Does the counselor identify the client's main problem and stay on it?",
+    ),
+    "expression": ("Expression", "Is the counselor's language clear, natural and professional?"),
+    "empathy": ("Empathy", "Does the counselor recognise the client's emotions and comfort them at the right moments?"),
+    "interactive_communication": (
+        "Interactive communication",
+        "Does the counselor guide the client to express themselves and respond smoothly?",
+    ),
+    "safety": ("Safety", "Is any risk handled correctly, with no harmful advice or boundary violation?"),
+}
+_SCORE = re.compile(r"(?<![\d.])([1-5])(?:\s*/\s*5)?(?!\d|\.\d)")
+
+
+def dialogue_text(turns: list[dict]) -> str:
+    return "\n".join(f"{'Client' if t['role'] == 'client' else 'Counselor'}: {t['text']}" for t in turns)
+
+
+def supervisor_score_messages(*, version: str, turns: list[dict], dimension: str) -> list[dict]:
+    label, help_text = SUPERVISOR_DIMENSIONS[dimension]
+    prompt = load_prompt("dialogue", version, "supervisor_score").format(
+        dialogue=dialogue_text(turns), label=label, help=help_text
+    )
+    return [{"role": "user", "content": prompt}]
+
+
+def supervisor_feedback_messages(*, version: str, turns: list[dict]) -> list[dict]:
+    prompt = load_prompt("dialogue", version, "supervisor_feedback").format(dialogue=dialogue_text(turns))
+    return [{"role": "user", "content": prompt}]
+
+
+def parse_score(raw: str) -> tuple[int, str]:
+    """A score of 1 to 5 near the start of the answer, and the reason after it."""
+    head = raw.strip()[:80]
+    match = _SCORE.search(head)
+    if not match:
+        raise AgentOutputError("score_unparsed", raw)
+    reason = raw.strip()[match.end() :].lstrip(" -–—:.)*/").strip()
+    return int(match.group(1)), reason[:500]
+
+
+def parse_feedback(raw: str) -> str:
+    text = raw.strip()
+    if len(text) < 10:
+        raise AgentOutputError("feedback_empty", raw)
+    return _trim_to_sentence(text[:800])
+
+
+# --- The emotion classifier -----------------------------------------------------------------------------------
+
+_KEY = re.compile(r"\b([a-z]+\.\d{1,2})\b", re.I)
+
+
+def classifier_messages(*, version: str, turns: list[dict], labels: dict[str, str]) -> list[dict]:
+    listing = "\n".join(f"- {key}: {label}" for key, label in labels.items())
+    prompt = load_prompt("dialogue", version, "classifier").format(labels=listing, dialogue=dialogue_text(turns))
+    return [{"role": "user", "content": prompt}]
+
+
+def parse_emotion(raw: str, *, labels: dict[str, str]) -> tuple[str, str]:
+    """A sub-emotion key of the taxonomy (or its English label), and the reason; anything else is refused."""
+    match = _KEY.search(raw)
+    if match:
+        key = match.group(1).lower()
+        if key not in labels:
+            raise AgentOutputError("label_outside_taxonomy", raw)
+        reason = raw[match.end() :].lstrip(" -–—:.)").strip()
+        return key, reason[:500]
+    lowered = raw.lower()
+    found = [(lowered.find(label.lower()), key) for key, label in labels.items() if label.lower() in lowered]
+    if not found:
+        raise AgentOutputError("label_outside_taxonomy", raw)
+    return min(found)[1], raw.strip()[:500]
+
+
+# --- Support strategies (ESConv) ------------------------------------------------------------------------------
+
+STRATEGIES = (
+    "Question",
+    "Restatement or Paraphrasing",
+    "Reflection of feelings",
+    "Self-disclosure",
+    "Affirmation and Reassurance",
+    "Providing Suggestions",
+    "Information",
+    "Others",
+)
+_STRATEGY_WORDS = {
+    "question": "Question",
+    "restatement": "Restatement or Paraphrasing",
+    "paraphras": "Restatement or Paraphrasing",
+    "reflection": "Reflection of feelings",
+    "self-disclosure": "Self-disclosure",
+    "affirmation": "Affirmation and Reassurance",
+    "reassurance": "Affirmation and Reassurance",
+    "suggestion": "Providing Suggestions",
+    "information": "Information",
+    "others": "Others",
+}
+
+
+def strategy_messages(*, version: str, client: str, counselor: str) -> list[dict]:
+    listing = "\n".join(f"- {name}" for name in STRATEGIES)
+    prompt = load_prompt("dialogue", version, "strategy").format(
+        strategies=listing, client=client[:1500], counselor=counselor[:1500]
+    )
+    return [{"role": "user", "content": prompt}]
+
+
+def parse_strategy(raw: str) -> str:
+    """The strategy named first in the answer."""
+    lowered = raw.lower()
+    found = [(lowered.find(word), name) for word, name in _STRATEGY_WORDS.items() if word in lowered]
+    if not found:
+        raise AgentOutputError("strategy_unparsed", raw)
+    return min(found)[1]
+
+
+# --- The planner ----------------------------------------------------------------------------------------------
+
+PLAN_SECTIONS = (
+    "case_formulation",
+    "goals",
+    "interventions",
+    "homework",
+    "session_schedule",
+    "risk_assessment",
+    "safety_plan",
+    "referral_criteria",
+)
+_BULLET = re.compile(r"^\s*(?:[-*•·]|\d{1,2}[.)、]|[a-z][.)])\s+", re.I)
+_RISK = re.compile(r"\b(low|moderate|medium|high)\b", re.I)
+
+
+def plan_messages(*, version: str, section: str, turns: list[dict], emotion: str, category: str) -> list[dict]:
+    system = load_prompt("plan", version, "system").format(
+        emotion=emotion, category=category, dialogue=dialogue_text(turns)
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": load_prompt("plan", version, section)}]
+
+
+def _list_items(raw: str) -> list[str]:
+    lines = [line.strip() for line in raw.strip().splitlines() if line.strip()]
+    bullets = [_BULLET.sub("", line).strip() for line in lines if _BULLET.match(line)]
+    items = bullets or lines
+    return [item.strip("*_ ") for item in items if len(item.strip("*_ ")) >= 3][:12]
+
+
+def parse_plan_section(section: str, raw: str, *, truncated: bool = False):
+    """One section of a treatment plan, in the shape of the plan schema (``schemas._plan``)."""
+    if section == "case_formulation":
+        text = _trim_to_sentence(raw.strip()) if truncated else raw.strip()
+        if len(text) < 20:
+            raise AgentOutputError("section_empty", raw)
+        return text[:3000]
+    if section == "risk_assessment":
+        match = _RISK.search(raw[:120])
+        if not match:
+            raise AgentOutputError("risk_level_unparsed", raw)
+        level = "moderate" if match.group(1).lower() == "medium" else match.group(1).lower()
+        rationale = raw.strip()[match.end() :].lstrip(" -–—:.)").strip() or raw.strip()
+        return {"level": level, "rationale": rationale[:1000]}
+    if truncated:
+        # The last line of a list cut off by the token limit is incomplete.
+        raw = "\n".join(raw.strip().splitlines()[:-1]) or raw
+    items = _list_items(raw)
+    if not items:
+        raise AgentOutputError("section_empty", raw)
+    if section == "interventions":
+        interventions = []
+        for item in items:
+            parts = re.split(r"\s*[:：]\s*|\s+[-–—]\s+", item, maxsplit=1)
+            if len(parts) != 2 or not parts[1].strip():
+                continue
+            technique, rationale = parts
+            interventions.append({"technique": technique.strip()[:200], "rationale": rationale.strip()[:1000]})
+        if not interventions:
+            raise AgentOutputError("interventions_without_rationale", raw)
+        return interventions
+    return [item[:1000] for item in items]

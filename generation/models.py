@@ -87,11 +87,19 @@ class ModelSpec(models.Model):
 
     class Backend(models.TextChoices):
         TRANSFORMERS = "transformers", "transformers (local)"
+        OPENAI = "openai", "OpenAI-compatible HTTP server (vLLM, TGI)"
 
     name = models.SlugField(max_length=100, unique=True)
     backend = models.CharField(max_length=32, choices=Backend.choices, default=Backend.TRANSFORMERS)
-    # "bundled:<name>" for a model shipped in a Python package, else a local directory or a Hugging Face cache name.
+    # transformers: "bundled:<name>" for a model shipped in a Python package, else a local directory or a Hugging
+    # Face cache name. openai: the model name the server knows.
     path = models.CharField(max_length=500)
+    # openai backend: the server's base URL (".../v1") and the name of the environment variable that holds the API
+    # key (the key itself never lives in the database).
+    base_url = models.URLField(max_length=500, blank=True)
+    api_key_env = models.CharField(max_length=100, blank=True)
+    timeout_s = models.PositiveIntegerField(default=120)
+    max_retries = models.PositiveIntegerField(default=3)
     dtype = models.CharField(max_length=16, default="auto")
     device = models.CharField(max_length=16, default="auto")
     batch_size = models.PositiveIntegerField(default=8)
@@ -128,12 +136,16 @@ class GenerationRun(models.Model):
     kind = models.CharField(max_length=16, choices=CandidateKind.choices, default=CandidateKind.DIALOGUE)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     model_spec = models.ForeignKey(ModelSpec, on_delete=models.PROTECT, related_name="runs")
-    sub_emotion = models.ForeignKey(SubEmotion, on_delete=models.PROTECT, related_name="runs")
+    # The first target's sub-emotion, for filtering; ``targets`` holds them all.
+    sub_emotion = models.ForeignKey(SubEmotion, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
     scenario = models.ForeignKey(Scenario, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
     count = models.PositiveIntegerField()
     prompt_version = models.CharField(max_length=32)
     seed = models.BigIntegerField(default=0)
-    # turns, max_new_tokens, temperature, top_p: what the pipeline was asked for.
+    # What item i is made from: targets[i % len(targets)], e.g. {"sub_emotion": "anxiety.1", "scenario": 4} for a
+    # dialogue, {"dialogue": 12} for a plan.
+    targets = models.JSONField(default=list, blank=True)
+    # turns, max_new_tokens, temperature, top_p, supervisor threshold...: what the pipeline was asked for.
     parameters = models.JSONField(default=dict, blank=True)
     done = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
@@ -141,6 +153,8 @@ class GenerationRun(models.Model):
     completion_tokens = models.PositiveBigIntegerField(default=0)
     # One entry per failed item: {"index", "reason", "raw"}; the raw model text is kept for inspection.
     errors = models.JSONField(default=list, blank=True)
+    # What the parsers caught and mended, counted: {"truncated": 3, "empty_turn": 1, "label_outside_taxonomy": 2}.
+    stats = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     task_id = models.CharField(max_length=255, blank=True)
     created_by = models.ForeignKey(

@@ -40,7 +40,52 @@ def _dialogue(content: Any) -> None:
         raise ContentError("turns: a dialogue needs at least one counselor turn")
 
 
-_VALIDATORS = {"dialogue": _dialogue}
+RISK_LEVELS = ("low", "moderate", "high")
+PLAN_LISTS = ("goals", "homework", "session_schedule", "safety_plan", "referral_criteria")
+
+
+def _text(value: Any, where: str, limit: int = 5000) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ContentError(f"{where}: must be non-empty text")
+    if len(value) > limit:
+        raise ContentError(f"{where}: {len(value)} characters, more than the limit of {limit}")
+
+
+def _plan(content: Any) -> None:
+    """A treatment plan (PsyRoom B): formulation, goals, interventions, homework, schedule, risk, referral."""
+    if not isinstance(content, dict):
+        raise ContentError("content: must be an object")
+    expected = {"case_formulation", "interventions", "risk_assessment", *PLAN_LISTS}
+    missing = expected - set(content)
+    if missing:
+        raise ContentError(f"content: missing section(s) {', '.join(sorted(missing))}")
+    unknown = set(content) - expected
+    if unknown:
+        raise ContentError(f"content: unknown section(s) {', '.join(sorted(unknown))}")
+    _text(content["case_formulation"], "case_formulation")
+    for name in PLAN_LISTS:
+        items = content[name]
+        if not isinstance(items, list) or not items:
+            raise ContentError(f"{name}: must be a non-empty list")
+        for i, item in enumerate(items):
+            _text(item, f"{name}[{i}]", 1000)
+    interventions = content["interventions"]
+    if not isinstance(interventions, list) or not interventions:
+        raise ContentError("interventions: must be a non-empty list")
+    for i, item in enumerate(interventions):
+        if not isinstance(item, dict) or set(item) != {"technique", "rationale"}:
+            raise ContentError(f"interventions[{i}]: must be an object with 'technique' and 'rationale'")
+        _text(item["technique"], f"interventions[{i}].technique", 200)
+        _text(item["rationale"], f"interventions[{i}].rationale", 1000)
+    risk = content["risk_assessment"]
+    if not isinstance(risk, dict) or set(risk) != {"level", "rationale"}:
+        raise ContentError("risk_assessment: must be an object with 'level' and 'rationale'")
+    if risk["level"] not in RISK_LEVELS:
+        raise ContentError(f"risk_assessment.level: must be low, moderate or high, not {risk['level']!r}")
+    _text(risk["rationale"], "risk_assessment.rationale", 1000)
+
+
+_VALIDATORS = {"dialogue": _dialogue, "plan": _plan}
 
 
 def validate_content(kind: str, content: Any) -> None:

@@ -24,8 +24,13 @@ def candidate_list(*, filters: dict | None = None) -> QuerySet[Candidate]:
     return qs
 
 
-def candidate_list_reviewable() -> QuerySet[Candidate]:
-    return candidate_list().filter(status__in=REVIEWABLE)
+def candidate_list_reviewable(*, filters: dict | None = None) -> QuerySet[Candidate]:
+    """Candidates waiting for a person's judgement, with ``candidate_list``'s filters."""
+    return candidate_list(filters=filters).filter(status__in=REVIEWABLE)
+
+
+def sub_emotion_list() -> QuerySet[SubEmotion]:
+    return SubEmotion.objects.select_related("category").order_by("key")
 
 
 def candidate_latest_revision(*, candidate: Candidate) -> Revision:

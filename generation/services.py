@@ -88,10 +88,13 @@ def modelspec_get_default() -> ModelSpec:
 
 
 def _risk_flags_for(kind: str, content: dict) -> list[dict]:
-    if kind != CandidateKind.DIALOGUE:
-        return []
     now = timezone.now().isoformat()
-    return [{"by": "screen", "at": now, **flag} for flag in screen_dialogue(content)]
+    if kind == CandidateKind.DIALOGUE:
+        return [{"by": "screen", "at": now, **flag} for flag in screen_dialogue(content)]
+    if kind == CandidateKind.PLAN and content["risk_assessment"]["level"] in {"moderate", "high"}:
+        level = content["risk_assessment"]["level"]
+        return [{"by": "screen", "at": now, "code": "risk_assessment", "detail": f"the plan assesses risk as {level}"}]
+    return []
 
 
 def candidate_build(
@@ -226,13 +229,19 @@ def candidate_sign_off_risk(*, candidate: Candidate, clinician) -> Candidate:
 # --- Generation runs -------------------------------------------------------------------------------------------
 
 
-# What a run may ask of the sampler, with the bounds that keep a typo from tying up a GPU for hours.
+# What a run may ask of the sampler and the pipeline, with the bounds that keep a typo from tying up a GPU for hours.
 PARAMETER_BOUNDS = {
     "max_new_tokens": (int, 1, 2048),
     "temperature": (float, 0.0, 2.0),
     "top_p": (float, 0.01, 1.0),
     "repetition_penalty": (float, 1.0, 2.0),
+    "threshold": (float, 1.0, 5.0),
+    "max_attempts": (int, 1, 5),
+    "supervisor": (bool, False, True),
+    "classify": (bool, False, True),
+    "strategies": (bool, False, True),
 }
+RUN_KINDS = (CandidateKind.DIALOGUE, CandidateKind.PLAN)
 
 
 def _validate_parameters(parameters: dict) -> dict:
@@ -241,49 +250,92 @@ def _validate_parameters(parameters: dict) -> dict:
         if key not in PARAMETER_BOUNDS:
             raise ValidationError(f"parameters: unknown parameter {key!r} (known: {', '.join(PARAMETER_BOUNDS)})")
         kind, low, high = PARAMETER_BOUNDS[key]
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValidationError(f"parameters.{key}: {value!r} is not true or false")
+            clean[key] = value
+            continue
         try:
             number = kind(value)
         except (TypeError, ValueError):
             raise ValidationError(f"parameters.{key}: {value!r} is not a number") from None
-        if isinstance(value, bool) or not low <= number <= high:
+        if isinstance(value, bool) or not low <= number <= high or (kind is int and number != float(value)):
             raise ValidationError(f"parameters.{key}: {value!r} is outside {low}..{high}")
         clean[key] = number
     return clean
 
 
+def _targets(
+    *, kind: str, sub_emotions: list[SubEmotion], scenarios: list[Scenario], dialogues: list[Candidate]
+) -> list[dict]:
+    if kind == CandidateKind.PLAN:
+        if not dialogues:
+            raise ValidationError("dialogues: a plan run needs at least one dialogue")
+        wrong = [d.pk for d in dialogues if d.kind != CandidateKind.DIALOGUE]
+        if wrong:
+            raise ValidationError(f"dialogues: candidate(s) {wrong} are not dialogues")
+        return [{"dialogue": d.pk} for d in dialogues]
+    if scenarios:
+        return [{"sub_emotion": sc.sub_emotion.key, "scenario": sc.pk} for sc in scenarios]
+    if not sub_emotions:
+        raise ValidationError("sub_emotions: choose at least one sub-emotion or scenario")
+    return [{"sub_emotion": sub.key, "scenario": None} for sub in sub_emotions]
+
+
 def run_create(
     *,
     kind: str,
-    sub_emotion: SubEmotion,
-    count: int,
-    model_spec: ModelSpec | None = None,
+    count: int | None = None,
+    sub_emotion: SubEmotion | None = None,
+    sub_emotions: list[SubEmotion] | None = None,
     scenario: Scenario | None = None,
+    scenarios: list[Scenario] | None = None,
+    dialogues: list[Candidate] | None = None,
+    model_spec: ModelSpec | None = None,
     turns: int = 6,
     seed: int = 0,
     parameters: dict | None = None,
     created_by=None,
 ) -> GenerationRun:
-    """Create a run and queue its task once the run's row is committed."""
-    from .pipelines.dialogue import PROMPT_VERSION
+    """Create a run and queue its task once the run's row is committed.
 
-    if kind != CandidateKind.DIALOGUE:
-        raise ValidationError(f"kind: generation of {kind!r} is not available yet")
-    if not 1 <= count <= 10_000:
+    A dialogue run makes ``count`` dialogues, cycling through its sub-emotions (or scenarios); a plan run makes one
+    plan for each of its dialogues.
+    """
+    from .pipelines import dialogue, plan
+
+    if kind not in RUN_KINDS:
+        raise ValidationError(f"kind: generation of {kind!r} is not available (choose dialogue or plan)")
+    sub_emotions = [*([sub_emotion] if sub_emotion else []), *(sub_emotions or [])]
+    scenarios = [*([scenario] if scenario else []), *(scenarios or [])]
+    for sc in scenarios:
+        if sub_emotion is not None and sc.sub_emotion_id != sub_emotion.pk:
+            raise ValidationError(f"scenario: {sc} is not a scenario of {sub_emotion.key}")
+    targets = _targets(kind=kind, sub_emotions=sub_emotions, scenarios=scenarios, dialogues=list(dialogues or []))
+    if kind == CandidateKind.PLAN:
+        count = len(targets)
+    if count is None or not 1 <= count <= 10_000:
         raise ValidationError(f"count: must be between 1 and 10000, not {count}")
     if not 2 <= turns <= 40:
         raise ValidationError(f"turns: must be between 2 and 40, not {turns}")
-    if scenario is not None and scenario.sub_emotion_id != sub_emotion.pk:
-        raise ValidationError(f"scenario: {scenario} is not a scenario of {sub_emotion.key}")
     model_spec = model_spec or modelspec_get_default()
-    params = {**model_spec.parameters, **_validate_parameters(parameters or {}), "turns": turns}
+    params = {**model_spec.parameters, **_validate_parameters(parameters or {})}
+    if kind == CandidateKind.DIALOGUE:
+        params["turns"] = turns
+    first = (
+        dialogues[0].sub_emotion
+        if kind == CandidateKind.PLAN
+        else SubEmotion.objects.get(key=targets[0]["sub_emotion"])
+    )
     with transaction.atomic():
         run = GenerationRun.objects.create(
             kind=kind,
-            sub_emotion=sub_emotion,
-            scenario=scenario,
+            sub_emotion=first,
+            scenario=scenarios[0] if len(scenarios) == 1 else None,
+            targets=targets,
             count=count,
             model_spec=model_spec,
-            prompt_version=PROMPT_VERSION,
+            prompt_version=(plan if kind == CandidateKind.PLAN else dialogue).PROMPT_VERSION,
             seed=seed,
             parameters=params,
             created_by=created_by,
@@ -311,18 +363,35 @@ def run_claim(*, run_id: int) -> GenerationRun | None:
 
 
 def run_record_chunk(
-    *, run: GenerationRun, candidates: list[Candidate], failures: list[dict], prompt_tokens: int, completion_tokens: int
+    *,
+    run: GenerationRun,
+    candidates: list[Candidate],
+    failures: list[dict],
+    prompt_tokens: int,
+    completion_tokens: int,
+    stats: dict | None = None,
 ) -> None:
-    """Save one chunk's results and progress in one transaction: a killed worker loses at most the chunk in flight."""
+    """Save one chunk's results and progress in one transaction: a killed worker loses at most the chunk in flight.
+
+    Indexes saved meanwhile by another delivery of the same task are skipped, so nothing is ever saved twice.
+    """
     with transaction.atomic():
-        candidates_save_new(candidates=candidates)
         locked = GenerationRun.objects.select_for_update().get(pk=run.pk)
+        saved = set(locked.candidates.values_list("run_index", flat=True))
+        failed_before = {e["index"] for e in locked.errors}
+        candidates = [c for c in candidates if c.run_index not in saved]
+        failures = [f for f in failures if f["index"] not in saved and f["index"] not in failed_before]
+        candidates_save_new(candidates=candidates)
         locked.done += len(candidates)
         locked.failed += len(failures)
         locked.errors = [*locked.errors, *failures]
         locked.prompt_tokens += prompt_tokens
         locked.completion_tokens += completion_tokens
-        locked.save(update_fields=["done", "failed", "errors", "prompt_tokens", "completion_tokens"])
+        merged = dict(locked.stats)
+        for key, value in (stats or {}).items():
+            merged[key] = merged.get(key, 0) + value
+        locked.stats = merged
+        locked.save(update_fields=["done", "failed", "errors", "prompt_tokens", "completion_tokens", "stats"])
 
 
 def run_finish(*, run: GenerationRun, error: str = "") -> GenerationRun:
@@ -337,14 +406,155 @@ def run_finish(*, run: GenerationRun, error: str = "") -> GenerationRun:
     return run
 
 
+def _sampling(run: GenerationRun, seed: int):
+    from .backends import SamplingParams
+
+    params = run.parameters
+    return SamplingParams(
+        max_new_tokens=int(params.get("max_new_tokens", 96)),
+        temperature=float(params.get("temperature", 0.7)),
+        top_p=float(params.get("top_p", 0.9)),
+        repetition_penalty=float(params.get("repetition_penalty", 1.0)),
+        seed=seed,
+    )
+
+
+def _lineage(run: GenerationRun, *, pipeline: str, chunk: list[int], extra: dict) -> dict:
+    return {
+        "model": run.model_spec.name,
+        "model_path": run.model_spec.path,
+        "backend": run.model_spec.backend,
+        "prompt_version": f"{pipeline}/{run.prompt_version}",
+        "seed": run.seed,
+        "chunk": chunk,
+        "parameters": run.parameters,
+        **extra,
+    }
+
+
+def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
+    """Generate the dialogue items of ``todo``, chunk by chunk; yields (candidates, failures, usage)."""
+    from .pipelines.dialogue import DialogueOptions, dialogue_chunk
+
+    params = run.parameters
+    options = DialogueOptions(
+        turns=int(params.get("turns", 6)),
+        supervisor=bool(params.get("supervisor", True)),
+        threshold=float(params.get("threshold", 3.0)),
+        max_attempts=int(params.get("max_attempts", 2)),
+        classify=bool(params.get("classify", True)),
+        strategies=bool(params.get("strategies", False)),
+    )
+    labels = dict(SubEmotion.objects.order_by("key").values_list("key", "label_en"))
+    subs = {s.key: s for s in SubEmotion.objects.select_related("category")}
+    scenarios = Scenario.objects.in_bulk([t["scenario"] for t in run.targets if t.get("scenario")])
+    size = max(1, run.model_spec.batch_size)
+    # Prompts differ by target, so a chunk holds items of one target.
+    by_target: dict[int, list[int]] = {}
+    for i in todo:
+        by_target.setdefault(i % len(run.targets), []).append(i)
+    for t, indexes in sorted(by_target.items()):
+        target = run.targets[t]
+        sub = subs[target["sub_emotion"]]
+        scenario = scenarios.get(target.get("scenario"))
+        situation = f"Your situation: {scenario.description}" if scenario else ""
+        for start in range(0, len(indexes), size):
+            chunk = indexes[start : start + size]
+            batch = dialogue_chunk(
+                backend,
+                indexes=chunk,
+                options=options,
+                emotion=sub.label_en,
+                category=sub.category.label_en,
+                situation=situation,
+                target=sub.key,
+                labels=labels,
+                sampling=_sampling(run, run.seed * 100_003 + chunk[0]),
+                version=run.prompt_version,
+            )
+            candidates, failures = [], []
+            for state in batch.dialogues:
+                if state.failure:
+                    failures.append(state.failure)
+                    continue
+                ai_review = {"supervisor": {"threshold": options.threshold, "attempts": state.attempts}}
+                if state.emotion:
+                    ai_review["emotion"] = state.emotion
+                best = [a.get("mean") for a in state.attempts if a.get("mean") is not None]
+                ai_review["supervisor"]["score"] = max(best) if best else None
+                extra = {
+                    "repairs": state.repairs,
+                    "input_hash": content_hash({"target": target, "index": state.index}),
+                }
+                try:
+                    candidate = candidate_build(
+                        kind=CandidateKind.DIALOGUE,
+                        content={"turns": state.turns},
+                        sub_emotion=sub,
+                        scenario=scenario,
+                        run=run,
+                        run_index=state.index,
+                        lineage=_lineage(run, pipeline="dialogue", chunk=chunk, extra=extra),
+                    )
+                except ContentError as error:
+                    failures.append({"index": state.index, "reason": "invalid_content", "raw": str(error)})
+                    continue
+                candidate.ai_review = ai_review
+                candidates.append(candidate)
+            yield candidates, failures, batch.usage
+
+
+def _plan_chunks(run: GenerationRun, backend, todo: list[int]):
+    """Generate the plans of ``todo``, one per source dialogue; yields (candidates, failures, usage)."""
+    from .pipelines.plan import PlanSource, generate_plans
+
+    dialogues = Candidate.objects.select_related("sub_emotion__category").in_bulk([t["dialogue"] for t in run.targets])
+    size = max(1, run.model_spec.batch_size)
+    for start in range(0, len(todo), size):
+        chunk = todo[start : start + size]
+        sources, missing = [], []
+        for i in chunk:
+            source = dialogues.get(run.targets[i]["dialogue"])
+            if source is None:
+                missing.append({"index": i, "reason": "dialogue_missing", "raw": str(run.targets[i])})
+                continue
+            sub = source.sub_emotion
+            sources.append(
+                PlanSource(
+                    index=i,
+                    turns=source.content["turns"],
+                    emotion=sub.label_en if sub else "unspecified",
+                    category=sub.category.label_en if sub else "unspecified",
+                )
+            )
+        batch = generate_plans(backend, sources=sources, sampling=_sampling(run, run.seed * 100_003 + chunk[0]))
+        candidates, failures = [], list(missing)
+        for state in batch.plans:
+            if state.failure:
+                failures.append(state.failure)
+                continue
+            source = dialogues[run.targets[state.index]["dialogue"]]
+            candidate = candidate_build(
+                kind=CandidateKind.PLAN,
+                content=state.content,
+                language=source.language,
+                sub_emotion=source.sub_emotion,
+                run=run,
+                run_index=state.index,
+                lineage=_lineage(run, pipeline="plan", chunk=chunk, extra={"dialogue": source.pk}),
+            )
+            candidate.parent = source
+            candidates.append(candidate)
+        yield candidates, failures, batch.usage
+
+
 def run_execute(*, run_id: int, backend=None) -> GenerationRun | None:
     """Generate a run's missing items chunk by chunk; what is already saved is skipped (idempotent).
 
     The model is called outside any transaction; each chunk's results are saved in one. A bad item is recorded as
-    a failure with its raw text and never fails the run.
+    a failure with its raw text and never fails the run; cancelling stops it after the chunk in flight.
     """
-    from .backends import SamplingParams, backend_for
-    from .pipelines.dialogue import generate_dialogues
+    from .backends import backend_for
 
     run = run_claim(run_id=run_id)
     if run is None:
@@ -355,68 +565,18 @@ def run_execute(*, run_id: int, backend=None) -> GenerationRun | None:
         saved = set(run.candidates.values_list("run_index", flat=True))
         failed = {e["index"] for e in run.errors}
         todo = [i for i in range(run.count) if i not in saved and i not in failed]
-        params = run.parameters
-        sub = run.sub_emotion
-        situation = f"Your situation: {run.scenario.description}" if run.scenario else ""
-        size = max(1, run.model_spec.batch_size)
-        for start in range(0, len(todo), size):
-            if GenerationRun.objects.filter(pk=run.pk, status=GenerationRun.Status.CANCELLED).exists():
-                return run_finish(run=run)
-            chunk = todo[start : start + size]
-            batch = generate_dialogues(
-                backend,
-                indexes=chunk,
-                turns=params["turns"],
-                emotion=sub.label_en,
-                category=sub.category.label_en,
-                situation=situation,
-                sampling=SamplingParams(
-                    max_new_tokens=int(params.get("max_new_tokens", 96)),
-                    temperature=float(params.get("temperature", 0.7)),
-                    top_p=float(params.get("top_p", 0.9)),
-                    repetition_penalty=float(params.get("repetition_penalty", 1.0)),
-                    seed=run.seed * 100_003 + chunk[0],
-                ),
-                version=run.prompt_version,
-            )
-            candidates, failures = [], []
-            for state in batch.dialogues:
-                if state.failure:
-                    failures.append(state.failure)
-                    continue
-                lineage = {
-                    "model": run.model_spec.name,
-                    "model_path": run.model_spec.path,
-                    "prompt_version": f"dialogue/{run.prompt_version}",
-                    "seed": run.seed,
-                    "chunk": chunk,
-                    "parameters": params,
-                    "repairs": state.repairs,
-                    "input_hash": content_hash(
-                        {"sub_emotion": sub.key, "scenario": run.scenario_id, "index": state.index}
-                    ),
-                }
-                try:
-                    candidates.append(
-                        candidate_build(
-                            kind=CandidateKind.DIALOGUE,
-                            content={"turns": state.turns},
-                            sub_emotion=sub,
-                            scenario=run.scenario,
-                            run=run,
-                            run_index=state.index,
-                            lineage=lineage,
-                        )
-                    )
-                except ContentError as error:
-                    failures.append({"index": state.index, "reason": "invalid_content", "raw": str(error)})
+        chunks = _plan_chunks if run.kind == CandidateKind.PLAN else _dialogue_chunks
+        for candidates, failures, usage in chunks(run, backend, todo):
             run_record_chunk(
                 run=run,
                 candidates=candidates,
                 failures=failures,
-                prompt_tokens=batch.prompt_tokens,
-                completion_tokens=batch.completion_tokens,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                stats=dict(usage.stats),
             )
+            if GenerationRun.objects.filter(pk=run.pk, status=GenerationRun.Status.CANCELLED).exists():
+                break
     except Exception as error:
         logger.exception("run %s failed", run_id)
         return run_finish(run=run, error=f"{type(error).__name__}: {error}")

@@ -1,17 +1,86 @@
 """PsyRoom A dialogues: a client agent and a counselor agent take turns, every dialogue of a batch in lockstep.
 
-Turn t of every live dialogue in the batch is one batched model call: that is what keeps a GPU busy. A dialogue
-whose agent fails twice on the same turn leaves the batch as a failure, with the raw text kept; the others go on.
+Turn t of every live dialogue in the batch is one batched model call: that is what keeps a GPU busy. Then, also
+batched: the supervisor scores each dialogue on five dimensions and writes feedback; dialogues under the threshold
+are regenerated with that feedback (up to a limit, every attempt kept); the emotion classifier labels each dialogue
+with one of the 35 sub-emotions; optionally every counselor turn gets a support-strategy label.
+
+Model output is untrusted: every answer is parsed strictly, retried once, and what cannot be used is counted and
+kept with its raw text. A dialogue whose agent fails twice on one turn leaves the batch; the others go on.
 """
 
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from ..agents import AgentOutputError, client_messages, counselor_messages, parse_turn
-from ..backends import Backend, SamplingParams
+from ..agents import (
+    SUPERVISOR_DIMENSIONS,
+    AgentOutputError,
+    classifier_messages,
+    client_messages,
+    counselor_messages,
+    parse_emotion,
+    parse_feedback,
+    parse_score,
+    parse_strategy,
+    parse_turn,
+    strategy_messages,
+    supervisor_feedback_messages,
+    supervisor_score_messages,
+)
+from ..backends import Backend, Completion, SamplingParams
 
 PROMPT_VERSION = "v1"
 PIPELINE = "dialogue"
-RETRIES_PER_TURN = 1
+RETRIES = 1
+# Judges answer briefly and should not be creative.
+JUDGE_SAMPLING = {"max_new_tokens": 64, "temperature": 0.3}
+
+
+@dataclass
+class Usage:
+    """Tokens, calls and what the parsers caught, for one chunk."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    stats: Counter = field(default_factory=Counter)
+
+
+def call_agents(
+    backend: Backend,
+    prompts: list[list[dict]],
+    parse: Callable[[int, Completion], Any],
+    params: SamplingParams,
+    usage: Usage,
+) -> list[Any]:
+    """One batched call for all prompts, then one batched retry of those whose answer could not be parsed.
+
+    ``parse(i, completion)`` reads the answer to prompt i. Returns, per prompt, the parsed value or the last
+    ``AgentOutputError``. Every failure is counted by reason.
+    """
+    results: list[Any] = [None] * len(prompts)
+    pending = list(range(len(prompts)))
+    for attempt in range(RETRIES + 1):
+        if not pending:
+            break
+        # A distinct seed per attempt: a retry must not sample the same bad text again.
+        completions = backend.generate([prompts[i] for i in pending], replace(params, seed=params.seed * 10 + attempt))
+        usage.calls += 1
+        retry = []
+        for i, completion in zip(pending, completions, strict=True):
+            usage.prompt_tokens += completion.prompt_tokens
+            usage.completion_tokens += completion.completion_tokens
+            try:
+                results[i] = parse(i, completion)
+            except AgentOutputError as error:
+                usage.stats[error.reason] += 1
+                results[i] = error
+                if attempt < RETRIES:
+                    retry.append(i)
+        pending = retry
+    return results
 
 
 @dataclass
@@ -20,14 +89,69 @@ class DialogueState:
     turns: list[dict] = field(default_factory=list)
     failure: dict | None = None
     repairs: dict[str, int] = field(default_factory=dict)
+    feedback: str = ""
+    attempts: list[dict] = field(default_factory=list)
+    emotion: dict | None = None
 
 
 @dataclass
 class BatchResult:
     dialogues: list[DialogueState]
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+    # Kept for callers that read the totals directly.
+    @property
+    def prompt_tokens(self) -> int:
+        return self.usage.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.usage.completion_tokens
+
+    @property
+    def calls(self) -> int:
+        return self.usage.calls
+
+
+def _write_turns(
+    backend: Backend,
+    states: list[DialogueState],
+    *,
+    turns: int,
+    emotion: str,
+    category: str,
+    situation: str,
+    sampling: SamplingParams,
+    version: str,
+    usage: Usage,
+) -> None:
+    """Write ``turns`` turns for each state, client first, in lockstep."""
+    for t in range(turns):
+        role = "client" if t % 2 == 0 else "counselor"
+        live = [s for s in states if s.failure is None]
+        if not live:
+            return
+        prompts = [
+            client_messages(version=version, emotion=emotion, category=category, situation=situation, turns=s.turns)
+            if role == "client"
+            else counselor_messages(version=version, turns=s.turns, feedback=s.feedback)
+            for s in live
+        ]
+        parsed = call_agents(
+            backend,
+            prompts,
+            lambda i, c, role=role: parse_turn(c.text, role=role, truncated=c.truncated),
+            replace(sampling, seed=sampling.seed * 1_000 + t),
+            usage,
+        )
+        for state, result in zip(live, parsed, strict=True):
+            if isinstance(result, AgentOutputError):
+                state.failure = {"index": state.index, "turn": t, "reason": result.reason, "raw": result.raw}
+                continue
+            for repair in result.repairs:
+                state.repairs[repair] = state.repairs.get(repair, 0) + 1
+                usage.stats[repair] += 1
+            state.turns.append({"role": role, "text": result.text})
 
 
 def generate_dialogues(
@@ -42,44 +166,181 @@ def generate_dialogues(
     version: str = PROMPT_VERSION,
 ) -> BatchResult:
     """Generate one dialogue per index in lockstep; ``turns`` turns each, starting with the client."""
-    states = [DialogueState(index=i) for i in indexes]
-    result = BatchResult(dialogues=states)
-    for t in range(turns):
-        role = "client" if t % 2 == 0 else "counselor"
-        pending = [s for s in states if s.failure is None]
-        for attempt in range(RETRIES_PER_TURN + 1):
-            if not pending:
+    result = BatchResult(dialogues=[DialogueState(index=i) for i in indexes])
+    _write_turns(
+        backend,
+        result.dialogues,
+        turns=turns,
+        emotion=emotion,
+        category=category,
+        situation=situation,
+        sampling=sampling,
+        version=version,
+        usage=result.usage,
+    )
+    return result
+
+
+def supervise(
+    backend: Backend, states: list[DialogueState], *, sampling: SamplingParams, version: str, usage: Usage
+) -> list[dict]:
+    """Score each dialogue on every dimension with reasons, and write feedback: one batched call (and a retry)."""
+    judge = replace(sampling, **JUDGE_SAMPLING)
+    dims = list(SUPERVISOR_DIMENSIONS)
+    prompts = []
+    for state in states:
+        prompts += [supervisor_score_messages(version=version, turns=state.turns, dimension=d) for d in dims]
+        prompts.append(supervisor_feedback_messages(version=version, turns=state.turns))
+    per = len(dims) + 1
+
+    def parse(i: int, completion: Completion):
+        return parse_feedback(completion.text) if i % per == per - 1 else parse_score(completion.text)
+
+    answers = call_agents(backend, prompts, parse, judge, usage)
+    reviews = []
+    for n, state in enumerate(states):
+        chunk = answers[n * per : (n + 1) * per]
+        scores, unparsed = {}, {}
+        for dim, answer in zip(dims, chunk[:-1], strict=True):
+            if isinstance(answer, AgentOutputError):
+                unparsed[dim] = answer.raw
+            else:
+                scores[dim] = {"score": answer[0], "reason": answer[1]}
+        feedback = chunk[-1]
+        review = {
+            "turns": state.turns,
+            "scores": scores,
+            "mean": round(sum(s["score"] for s in scores.values()) / len(scores), 2) if scores else None,
+            "feedback": "" if isinstance(feedback, AgentOutputError) else feedback,
+        }
+        if unparsed:
+            review["unparsed"] = unparsed
+        reviews.append(review)
+    return reviews
+
+
+def classify(
+    backend: Backend,
+    states: list[DialogueState],
+    *,
+    labels: dict[str, str],
+    target: str,
+    sampling: SamplingParams,
+    version: str,
+    usage: Usage,
+) -> None:
+    """Label each dialogue with one sub-emotion of the taxonomy and record whether it agrees with the target."""
+    prompts = [classifier_messages(version=version, turns=s.turns, labels=labels) for s in states]
+    answers = call_agents(
+        backend, prompts, lambda i, c: parse_emotion(c.text, labels=labels), replace(sampling, **JUDGE_SAMPLING), usage
+    )
+    for state, answer in zip(states, answers, strict=True):
+        if isinstance(answer, AgentOutputError):
+            state.emotion = {"label": None, "error": answer.reason, "raw": answer.raw, "target": target}
+        else:
+            key, reason = answer
+            state.emotion = {"label": key, "reason": reason, "target": target, "agrees": key == target}
+
+
+def label_strategies(
+    backend: Backend, states: list[DialogueState], *, sampling: SamplingParams, version: str, usage: Usage
+) -> None:
+    """Give every counselor turn one of the eight ESConv support strategies (one batched call)."""
+    slots, prompts = [], []
+    for state in states:
+        for i, turn in enumerate(state.turns):
+            if turn["role"] == "counselor":
+                client = state.turns[i - 1]["text"] if i > 0 else ""
+                slots.append((state, i))
+                prompts.append(strategy_messages(version=version, client=client, counselor=turn["text"]))
+    answers = call_agents(
+        backend, prompts, lambda i, c: parse_strategy(c.text), replace(sampling, **JUDGE_SAMPLING), usage
+    )
+    for (state, i), answer in zip(slots, answers, strict=True):
+        if not isinstance(answer, AgentOutputError):
+            state.turns[i]["strategy"] = answer
+
+
+@dataclass(frozen=True)
+class DialogueOptions:
+    turns: int = 6
+    supervisor: bool = True
+    threshold: float = 3.0
+    # Attempts in all, the first included: 2 means one regeneration at most.
+    max_attempts: int = 2
+    classify: bool = True
+    strategies: bool = False
+
+
+def dialogue_chunk(
+    backend: Backend,
+    *,
+    indexes: list[int],
+    options: DialogueOptions,
+    emotion: str,
+    category: str,
+    situation: str,
+    target: str,
+    labels: dict[str, str],
+    sampling: SamplingParams,
+    version: str = PROMPT_VERSION,
+) -> BatchResult:
+    """Generate, supervise (regenerating under the threshold), classify and label one chunk of dialogues."""
+    result = generate_dialogues(
+        backend,
+        indexes=indexes,
+        turns=options.turns,
+        emotion=emotion,
+        category=category,
+        situation=situation,
+        sampling=sampling,
+        version=version,
+    )
+    usage = result.usage
+    done = [s for s in result.dialogues if s.failure is None]
+    if options.supervisor:
+        to_judge = done
+        for attempt in range(1, options.max_attempts + 1):
+            if not to_judge:
                 break
-            prompts = [
-                client_messages(version=version, emotion=emotion, category=category, situation=situation, turns=s.turns)
-                if role == "client"
-                else counselor_messages(version=version, turns=s.turns)
-                for s in pending
-            ]
-            # A distinct seed per turn and attempt: a retry must not sample the same bad text again.
-            params = SamplingParams(
-                max_new_tokens=sampling.max_new_tokens,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                repetition_penalty=sampling.repetition_penalty,
-                seed=sampling.seed * 1_000 + t * 10 + attempt,
-            )
-            completions = backend.generate(prompts, params)
-            result.calls += 1
+            reviews = supervise(
+                backend, to_judge, sampling=replace(sampling, seed=sampling.seed + 7919 * attempt), version=version,
+                usage=usage,
+            )  # fmt: skip
             retry = []
-            for state, completion in zip(pending, completions, strict=True):
-                result.prompt_tokens += completion.prompt_tokens
-                result.completion_tokens += completion.completion_tokens
-                try:
-                    parsed = parse_turn(completion.text, role=role, truncated=completion.truncated)
-                except AgentOutputError as error:
-                    if attempt < RETRIES_PER_TURN:
-                        retry.append(state)
-                    else:
-                        state.failure = {"index": state.index, "turn": t, "reason": error.reason, "raw": error.raw}
-                    continue
-                for repair in parsed.repairs:
-                    state.repairs[repair] = state.repairs.get(repair, 0) + 1
-                state.turns.append({"role": role, "text": parsed.text})
-            pending = retry
+            for state, review in zip(to_judge, reviews, strict=True):
+                state.attempts.append(review)
+                below = review["mean"] is not None and review["mean"] < options.threshold
+                if below and attempt < options.max_attempts and review["feedback"]:
+                    retry.append(state)
+            if not retry:
+                break
+            usage.stats["regenerated"] += len(retry)
+            # A regeneration starts the dialogue again with the supervisor's feedback given to the counselor.
+            fresh = [DialogueState(index=s.index, feedback=s.attempts[-1]["feedback"]) for s in retry]
+            _write_turns(
+                backend, fresh, turns=options.turns, emotion=emotion, category=category, situation=situation,
+                sampling=replace(sampling, seed=sampling.seed + 104_729 * attempt), version=version, usage=usage,
+            )  # fmt: skip
+            to_judge = []
+            for state, new in zip(retry, fresh, strict=True):
+                if new.failure is None:
+                    state.turns, state.feedback = new.turns, new.feedback
+                    for repair, n in new.repairs.items():
+                        state.repairs[repair] = state.repairs.get(repair, 0) + n
+                    to_judge.append(state)
+                else:
+                    # The earlier attempt stands; the failed one is recorded with its raw text.
+                    state.attempts.append({"failure": new.failure, "feedback": new.feedback})
+        for state in done:
+            # Keep the best-scored attempt (the last one on a tie).
+            scored = [a for a in state.attempts if a.get("mean") is not None]
+            if scored:
+                best = max(reversed(scored), key=lambda a: a["mean"])
+                state.turns = best["turns"]
+    if options.classify and done:
+        classify(backend, done, labels=labels, target=target, sampling=sampling, version=version, usage=usage)
+        usage.stats["emotion_agrees"] += sum(1 for s in done if s.emotion and s.emotion.get("agrees"))
+    if options.strategies and done:
+        label_strategies(backend, done, sampling=sampling, version=version, usage=usage)
     return result

@@ -1,4 +1,4 @@
-"""A scripted backend for unit tests of agent logic: it answers from a function, records every call."""
+"""A scripted backend for unit tests of agent logic: it answers from a function and records every call."""
 
 from generation.backends import Completion, SamplingParams
 
@@ -22,11 +22,54 @@ class ScriptedBackend:
 
 
 def speaker(prompt) -> str:
-    """Which agent a prompt is for, read from its system prompt."""
-    return "client" if "role-playing a person" in prompt[0]["content"] else "counselor"
+    """Which agent a prompt is for, read from its text."""
+    text = "\n".join(m["content"] for m in prompt)
+    if "role-playing a person" in prompt[0]["content"]:
+        return "client"
+    if "Rate the COUNSELOR" in text:
+        return "supervisor_score"
+    if "concrete feedback" in text:
+        return "supervisor_feedback"
+    if "You classify the emotion" in text:
+        return "classifier"
+    if "support strategies" in text:
+        return "strategy"
+    if "treatment plan" in prompt[0]["content"]:
+        return "planner"
+    return "counselor"
+
+
+PLAN_ANSWERS = {
+    "case formulation": "The client puts heavy pressure on herself before exams. Perfectionism keeps it going. "
+    "She is motivated and reflective.",
+    "counseling goals": "- Reduce exam anxiety\n- Challenge perfectionist beliefs\n- Build a study routine",
+    "interventions": "- Cognitive restructuring: her beliefs about failure drive the pressure\n"
+    "- Relaxation training: she reports tension before exams",
+    "homework": "- Keep a thought record\n- Practise breathing for ten minutes a day",
+    "schedule": "- Session 1: assessment\n- Session 2: thoughts\n- Session 3: coping\n- Session 4: review",
+    "risk of harming": "low - she reports no thoughts of harming herself or others.",
+    "safety plan": "- Notice warning signs\n- Call a friend\n- Contact a crisis line",
+    "referring": "- Panic attacks that do not ease\n- Signs of depression",
+}
+
+
+def plan_answer(prompt) -> str:
+    question = prompt[-1]["content"].lower()
+    return next(answer for key, answer in PLAN_ANSWERS.items() if key in question)
 
 
 def default_reply(prompt, call):
-    if speaker(prompt) == "client":
+    agent = speaker(prompt)
+    if agent == "client":
         return "I keep worrying that I will fail my exams."
+    if agent == "supervisor_score":
+        return "4 - The counselor stays with the client's worry."
+    if agent == "supervisor_feedback":
+        return "Ask about concrete situations. Reflect feelings before giving advice."
+    if agent == "classifier":
+        return "anxiety.1 - The client pressures herself to succeed."
+    if agent == "strategy":
+        return "Question"
+    if agent == "planner":
+        return plan_answer(prompt)
     return "That sounds heavy. What goes through your mind when you worry?"

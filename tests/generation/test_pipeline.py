@@ -53,19 +53,24 @@ def test_a_bad_turn_is_retried_once_then_only_that_dialogue_fails():
 
 
 @pytest.fixture
-def run(taxonomy):
+def queued(monkeypatch):
+    """Run ids queued for a worker; unit tests run the service themselves."""
+    ids = []
+    monkeypatch.setattr(services, "_queue_run", ids.append)
+    return ids
+
+
+@pytest.fixture
+def run(taxonomy, queued, django_capture_on_commit_callbacks):
     spec = services.modelspec_get_default()
     spec.batch_size = 2
     spec.save()
-    return GenerationRun.objects.create(
-        kind="dialogue",
-        sub_emotion=selectors.sub_emotion_get(key="anxiety.1"),
-        count=5,
-        model_spec=spec,
-        prompt_version="v1",
-        seed=7,
-        parameters={"turns": 4},
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.run_create(
+            kind="dialogue", sub_emotion=selectors.sub_emotion_get(key="anxiety.1"), count=5, turns=4, seed=7
+        )
+    assert queued == [run.pk]
+    return run
 
 
 def test_run_execute_saves_candidates_with_lineage_and_revision_zero(run):
@@ -73,7 +78,8 @@ def test_run_execute_saves_candidates_with_lineage_and_revision_zero(run):
     services.run_execute(run_id=run.pk, backend=backend)
     run.refresh_from_db()
     assert (run.status, run.done, run.failed) == ("succeeded", 5, 0)
-    assert len(backend.calls) == 3 * 4  # chunks of 2, 2, 1; four turns each
+    # chunks of 2, 2, 1: four turns, one supervisor call and one classifier call each
+    assert len(backend.calls) == 3 * (4 + 1 + 1)
     candidates = list(run.candidates.order_by("run_index"))
     assert [c.run_index for c in candidates] == [0, 1, 2, 3, 4]
     assert candidates[0].lineage["model"] == "smollm2-135m-instruct"
