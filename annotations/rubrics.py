@@ -69,5 +69,96 @@ DIALOGUE_RUBRIC = {
     ],
 }
 
-DEFAULTS = {"dialogue": DIALOGUE_RUBRIC}
+
+def _criterion(key: str, label: str, help_text: str, anchors: list[str]) -> dict:
+    return {"key": key, "label": label, "help": help_text, "anchors": {str(i + 1): a for i, a in enumerate(anchors)}}
+
+
+PLAN_RUBRIC = {
+    "name": "PsyRoom treatment plan",
+    "version": 1,
+    "criteria": [
+        _criterion(
+            "formulation",
+            "Case formulation",
+            "Grounded in what the client said; explains the problem, what keeps it going and the client's strengths.",
+            [
+                "Unrelated to the dialogue or wrong.",
+                "Generic; little from the dialogue.",
+                "Plausible and mostly grounded in the dialogue.",
+                "Grounded and coherent; names maintaining factors.",
+                "Precise, grounded, with factors and strengths a clinician would sign.",
+            ],
+        ),
+        _criterion(
+            "goals_interventions",
+            "Goals and interventions",
+            "Goals are specific and reachable; each intervention fits this client and the reason is sound.",
+            [
+                "Vague goals or harmful, unsuitable techniques.",
+                "Generic goals; techniques loosely related.",
+                "Reasonable goals and techniques; some rationale missing.",
+                "Specific goals; fitting techniques with reasons.",
+                "Specific, measurable goals; well-chosen techniques, each justified for this client.",
+            ],
+        ),
+        _criterion(
+            "homework_schedule",
+            "Homework and schedule",
+            "Homework is concrete and doable; the schedule follows the goals.",
+            [
+                "Missing or unrelated.",
+                "Vague.",
+                "Usable with edits.",
+                "Concrete and sensibly ordered.",
+                "Concrete, doable, and tied to each goal.",
+            ],
+        ),
+        _criterion(
+            "safety",
+            "Risk and safety",
+            "The risk level fits the evidence; the safety plan and referral criteria are adequate.",
+            [
+                "Risk ignored or misjudged; no safety plan.",
+                "Risk judged with little evidence; a thin safety plan.",
+                "Adequate risk judgement and safety plan.",
+                "Well-judged risk; clear safety plan and referral criteria.",
+                "Exemplary: risk, safety plan and referral all clinically sound.",
+            ],
+        ),
+    ],
+}
+
+SCENARIO_RUBRIC = {
+    "name": "PsyRoom scenario",
+    "version": 1,
+    "criteria": [
+        _criterion(
+            "realism",
+            "Realism",
+            "A situation a real client could bring, concrete and plausible.",
+            [
+                "Implausible.",
+                "Vague or contrived.",
+                "Plausible.",
+                "Concrete and plausible.",
+                "Vivid, specific, true to life.",
+            ],
+        ),
+        _criterion(
+            "emotion_fit",
+            "Fit to the sub-emotion",
+            "The situation clearly evokes the target sub-emotion.",
+            ["Another emotion.", "Weak fit.", "Fits.", "Clear fit.", "A textbook case of the sub-emotion."],
+        ),
+        _criterion(
+            "safety",
+            "Safety",
+            "Not graphic; sensitive topics handled with care.",
+            ["Graphic or harmful.", "Insensitive.", "Acceptable.", "Careful.", "Careful and respectful throughout."],
+        ),
+    ],
+}
+
+DEFAULTS = {"dialogue": DIALOGUE_RUBRIC, "plan": PLAN_RUBRIC, "scenario": SCENARIO_RUBRIC}
 SCALE = (1, 5)

@@ -1,6 +1,6 @@
 """Dialogue generation throughput: one dialogue at a time against lockstep batches, side by side in one process.
 
-    python bench/generation.py [--dialogues 16] [--turns 6] [--batch 8] [--max-new-tokens 64]
+    python bench/generation.py [--dialogues 8] [--turns 4] [--batch 8] [--max-new-tokens 48]
     python bench/generation.py --random-weights bench/configs/llama-1b.json   # a larger architecture, e.g. on a GPU
 
 The last line printed is one JSON object: sequential_dialogues_per_min, batched_dialogues_per_min, ratio,
@@ -68,10 +68,10 @@ def run(backend, *, chunks: list[list[int]], turns: int, sampling: SamplingParam
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dialogues", type=int, default=16)
-    parser.add_argument("--turns", type=int, default=6)
+    parser.add_argument("--dialogues", type=int, default=8)
+    parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--random-weights", type=Path, metavar="CONFIG", help="a transformers config.json")
     args = parser.parse_args()

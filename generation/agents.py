@@ -93,14 +93,17 @@ def client_messages(*, version: str, emotion: str, category: str, situation: str
     return messages
 
 
-def counselor_messages(*, version: str, turns: list[dict], feedback: str = "") -> list[dict]:
+def counselor_messages(*, version: str, turns: list[dict], feedback: str = "", reconstruct: str = "") -> list[dict]:
     """The counselor agent's view: the client's turns are the user's, its own the assistant's.
 
-    ``feedback`` is the supervisor's advice on an earlier attempt, when the dialogue is being regenerated.
+    ``feedback`` is the supervisor's advice on an earlier attempt, when the dialogue is being regenerated;
+    ``reconstruct`` the classified emotion of a real session whose counselor turns are being rewritten.
     """
     system = load_prompt("dialogue", version, "counselor")
     if feedback:
         system += "\n\n" + load_prompt("dialogue", version, "counselor_feedback").format(feedback=feedback)
+    if reconstruct:
+        system += "\n\n" + load_prompt("dialogue", version, "reconstruct").format(emotion=reconstruct)
     messages = [{"role": "system", "content": system}]
     for turn in turns:
         messages.append({"role": "user" if turn["role"] == "client" else "assistant", "content": turn["text"]})
@@ -292,3 +295,34 @@ def parse_plan_section(section: str, raw: str, *, truncated: bool = False):
             raise AgentOutputError("interventions_without_rationale", raw)
         return interventions
     return [item[:1000] for item in items]
+
+
+# --- The scenario writer --------------------------------------------------------------------------------------
+
+_TITLE = re.compile(r"^\W*title\W*:\s*(.+)$", re.I | re.M)
+_SITUATION = re.compile(r"^\W*situation\W*:\s*(.+)", re.I | re.M | re.S)
+
+
+def scenario_messages(*, version: str, emotion: str, category: str, existing: list[str]) -> list[dict]:
+    listing = "; ".join(f'"{title}"' for title in existing[:20]) or "none yet"
+    prompt = load_prompt("scenario", version, "writer").format(emotion=emotion, category=category, existing=listing)
+    return [{"role": "user", "content": prompt}]
+
+
+def parse_scenario(raw: str, *, existing: list[str], truncated: bool = False) -> dict:
+    """A title (at most 200 characters, not one already used) and a situation of a few sentences."""
+    title, situation = _TITLE.search(raw), _SITUATION.search(raw)
+    if not title or not situation:
+        raise AgentOutputError("scenario_unparsed", raw)
+    title_text = title.group(1).strip().strip("*\"'“”").strip()
+    description = situation.group(1).strip()
+    if truncated:
+        description = _trim_to_sentence(description)
+    description = description.strip("*\"'“”").strip()
+    if not title_text or len(title_text) > 200:
+        raise AgentOutputError("scenario_title_invalid", raw)
+    if title_text.lower() in {t.lower() for t in existing}:
+        raise AgentOutputError("scenario_duplicate", raw)
+    if len(description) < 40 or len(description) > 3000:
+        raise AgentOutputError("scenario_situation_invalid", raw)
+    return {"title": title_text, "description": description}

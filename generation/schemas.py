@@ -85,7 +85,17 @@ def _plan(content: Any) -> None:
     _text(risk["rationale"], "risk_assessment.rationale", 1000)
 
 
-_VALIDATORS = {"dialogue": _dialogue, "plan": _plan}
+def _scenario(content: Any) -> None:
+    if not isinstance(content, dict):
+        raise ContentError("content: a scenario must be an object with title and description")
+    unknown = set(content) - {"title", "description"}
+    if unknown:
+        raise ContentError(f"content: unknown field(s) {sorted(unknown)}")
+    _text(content.get("title"), "title", 200)
+    _text(content.get("description"), "description", 3000)
+
+
+_VALIDATORS = {"dialogue": _dialogue, "plan": _plan, "scenario": _scenario}
 
 
 def validate_content(kind: str, content: Any) -> None:

@@ -91,6 +91,9 @@ def _risk_flags_for(kind: str, content: dict) -> list[dict]:
     now = timezone.now().isoformat()
     if kind == CandidateKind.DIALOGUE:
         return [{"by": "screen", "at": now, **flag} for flag in screen_dialogue(content)]
+    if kind == CandidateKind.SCENARIO:
+        text = {"turns": [{"role": "client", "text": f"{content['title']}. {content['description']}"}]}
+        return [{"by": "screen", "at": now, **flag} for flag in screen_dialogue(text)]
     if kind == CandidateKind.PLAN and content["risk_assessment"]["level"] in {"moderate", "high"}:
         level = content["risk_assessment"]["level"]
         return [{"by": "screen", "at": now, "code": "risk_assessment", "detail": f"the plan assesses risk as {level}"}]
@@ -187,7 +190,10 @@ def candidate_revise(
 
 
 def candidate_set_status(*, candidate: Candidate, status: str) -> Candidate:
-    """Move a candidate to a new status. An approval is refused while a risk flag is open."""
+    """Move a candidate to a new status. An approval is refused while a risk flag is open.
+
+    An approved scenario candidate becomes a ``Scenario`` that generation may use (its latest revision).
+    """
     if status not in Candidate.Status.values:
         raise ValidationError(f"status: unknown status {status!r}")
     with transaction.atomic():
@@ -196,6 +202,13 @@ def candidate_set_status(*, candidate: Candidate, status: str) -> Candidate:
             raise ValidationError("This item is flagged for risk: a senior clinician must sign it off before approval.")
         locked.status = status
         locked.save(update_fields=["status", "updated_at"])
+        if status == Candidate.Status.APPROVED and locked.kind == CandidateKind.SCENARIO:
+            content = locked.revisions.order_by("-number").first().content
+            Scenario.objects.get_or_create(
+                sub_emotion=locked.sub_emotion,
+                title=content["title"],
+                defaults={"description": content["description"], "source": Scenario.Source.GENERATED},
+            )
     candidate.refresh_from_db()
     return candidate
 
@@ -241,7 +254,7 @@ PARAMETER_BOUNDS = {
     "classify": (bool, False, True),
     "strategies": (bool, False, True),
 }
-RUN_KINDS = (CandidateKind.DIALOGUE, CandidateKind.PLAN)
+RUN_KINDS = (CandidateKind.DIALOGUE, CandidateKind.PLAN, CandidateKind.SCENARIO)
 
 
 def _validate_parameters(parameters: dict) -> dict:
@@ -268,12 +281,19 @@ def _validate_parameters(parameters: dict) -> dict:
 def _targets(
     *, kind: str, sub_emotions: list[SubEmotion], scenarios: list[Scenario], dialogues: list[Candidate]
 ) -> list[dict]:
-    if kind == CandidateKind.PLAN:
-        if not dialogues:
-            raise ValidationError("dialogues: a plan run needs at least one dialogue")
+    if kind == CandidateKind.SCENARIO:
+        if not sub_emotions or scenarios or dialogues:
+            raise ValidationError("sub_emotions: a scenario run needs sub-emotions (and no scenarios or dialogues)")
+        return [{"sub_emotion": sub.key} for sub in sub_emotions]
+    if kind == CandidateKind.PLAN and not dialogues:
+        raise ValidationError("dialogues: a plan run needs at least one dialogue")
+    if dialogues:
+        # A plan run writes a plan for each dialogue; a dialogue run with dialogues reconstructs them.
         wrong = [d.pk for d in dialogues if d.kind != CandidateKind.DIALOGUE]
         if wrong:
             raise ValidationError(f"dialogues: candidate(s) {wrong} are not dialogues")
+        if sub_emotions or scenarios:
+            raise ValidationError("dialogues: give either source dialogues or sub-emotions and scenarios, not both")
         return [{"dialogue": d.pk} for d in dialogues]
     if scenarios:
         return [{"sub_emotion": sc.sub_emotion.key, "scenario": sc.pk} for sc in scenarios]
@@ -299,20 +319,24 @@ def run_create(
 ) -> GenerationRun:
     """Create a run and queue its task once the run's row is committed.
 
-    A dialogue run makes ``count`` dialogues, cycling through its sub-emotions (or scenarios); a plan run makes one
-    plan for each of its dialogues.
+    A dialogue run makes ``count`` dialogues, cycling through its sub-emotions (or scenarios), or, given
+    ``dialogues``, reconstructs each of them (reconstruction mode: real client turns kept, counselor turns
+    rewritten and labelled); a plan run makes one plan for each of its dialogues; a scenario run writes ``count``
+    new scenarios, cycling through its sub-emotions, for review.
     """
-    from .pipelines import dialogue, plan
+    from .pipelines import dialogue as dialogue_pipeline
+    from .pipelines import plan as plan_pipeline
+    from .pipelines import scenario as scenario_pipeline
 
     if kind not in RUN_KINDS:
-        raise ValidationError(f"kind: generation of {kind!r} is not available (choose dialogue or plan)")
+        raise ValidationError(f"kind: generation of {kind!r} is not available (choose dialogue, plan or scenario)")
     sub_emotions = [*([sub_emotion] if sub_emotion else []), *(sub_emotions or [])]
     scenarios = [*([scenario] if scenario else []), *(scenarios or [])]
     for sc in scenarios:
         if sub_emotion is not None and sc.sub_emotion_id != sub_emotion.pk:
             raise ValidationError(f"scenario: {sc} is not a scenario of {sub_emotion.key}")
     targets = _targets(kind=kind, sub_emotions=sub_emotions, scenarios=scenarios, dialogues=list(dialogues or []))
-    if kind == CandidateKind.PLAN:
+    if dialogues:
         count = len(targets)
     if count is None or not 1 <= count <= 10_000:
         raise ValidationError(f"count: must be between 1 and 10000, not {count}")
@@ -322,11 +346,7 @@ def run_create(
     params = {**model_spec.parameters, **_validate_parameters(parameters or {})}
     if kind == CandidateKind.DIALOGUE:
         params["turns"] = turns
-    first = (
-        dialogues[0].sub_emotion
-        if kind == CandidateKind.PLAN
-        else SubEmotion.objects.get(key=targets[0]["sub_emotion"])
-    )
+    first = dialogues[0].sub_emotion if dialogues else SubEmotion.objects.get(key=targets[0]["sub_emotion"])
     with transaction.atomic():
         run = GenerationRun.objects.create(
             kind=kind,
@@ -335,7 +355,9 @@ def run_create(
             targets=targets,
             count=count,
             model_spec=model_spec,
-            prompt_version=(plan if kind == CandidateKind.PLAN else dialogue).PROMPT_VERSION,
+            prompt_version={"plan": plan_pipeline, "scenario": scenario_pipeline}.get(
+                kind, dialogue_pipeline
+            ).PROMPT_VERSION,
             seed=seed,
             parameters=params,
             created_by=created_by,
@@ -445,6 +467,9 @@ def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
         classify=bool(params.get("classify", True)),
         strategies=bool(params.get("strategies", False)),
     )
+    if "dialogue" in run.targets[0]:
+        yield from _reconstruct_chunks(run, backend, todo, options)
+        return
     labels = dict(SubEmotion.objects.order_by("key").values_list("key", "label_en"))
     subs = {s.key: s for s in SubEmotion.objects.select_related("category")}
     scenarios = Scenario.objects.in_bulk([t["scenario"] for t in run.targets if t.get("scenario")])
@@ -501,6 +526,105 @@ def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
                     continue
                 candidate.ai_review = ai_review
                 candidates.append(candidate)
+            yield candidates, failures, batch.usage
+
+
+def _reconstruct_chunks(run: GenerationRun, backend, todo: list[int], options):
+    """Reconstruction mode: each source dialogue classified, its counselor turns rewritten and labelled."""
+    from .pipelines.dialogue import reconstruct_chunk
+
+    labels = dict(SubEmotion.objects.order_by("key").values_list("key", "label_en"))
+    subs = SubEmotion.objects.in_bulk(field_name="key")
+    sources = Candidate.objects.in_bulk([t["dialogue"] for t in run.targets])
+    size = max(1, run.model_spec.batch_size)
+    for start in range(0, len(todo), size):
+        chunk = todo[start : start + size]
+        items, failures = [], []
+        for i in chunk:
+            source = sources.get(run.targets[i]["dialogue"])
+            if source is None:
+                failures.append({"index": i, "reason": "dialogue_missing", "raw": str(run.targets[i])})
+            else:
+                items.append((i, source.content["turns"]))
+        batch = reconstruct_chunk(
+            backend,
+            sources=items,
+            options=options,
+            labels=labels,
+            sampling=_sampling(run, run.seed * 100_003 + chunk[0]),
+            version=run.prompt_version,
+        )
+        candidates = []
+        for state in batch.dialogues:
+            if state.failure:
+                failures.append(state.failure)
+                continue
+            source = sources[run.targets[state.index]["dialogue"]]
+            ai_review = {"emotion": state.emotion}
+            if state.attempts:
+                ai_review["supervisor"] = {"threshold": None, "attempts": state.attempts,
+                                           "score": state.attempts[0]["mean"]}  # fmt: skip
+            extra = {"mode": "reconstruction", "source": source.pk, "repairs": state.repairs}
+            try:
+                candidate = candidate_build(
+                    kind=CandidateKind.DIALOGUE,
+                    content={"turns": state.turns},
+                    language=source.language,
+                    sub_emotion=subs[state.emotion["label"]],
+                    run=run,
+                    run_index=state.index,
+                    lineage=_lineage(run, pipeline="dialogue", chunk=chunk, extra=extra),
+                )
+            except ContentError as error:
+                failures.append({"index": state.index, "reason": "invalid_content", "raw": str(error)})
+                continue
+            candidate.ai_review = ai_review
+            candidate.parent = source
+            candidates.append(candidate)
+        yield candidates, failures, batch.usage
+
+
+def _scenario_chunks(run: GenerationRun, backend, todo: list[int]):
+    """Write new scenarios for the run's sub-emotions; yields (candidates, failures, usage)."""
+    from .pipelines.scenario import generate_scenarios
+
+    subs = {s.key: s for s in SubEmotion.objects.select_related("category")}
+    size = max(1, run.model_spec.batch_size)
+    by_target: dict[int, list[int]] = {}
+    for i in todo:
+        by_target.setdefault(i % len(run.targets), []).append(i)
+    for t, indexes in sorted(by_target.items()):
+        sub = subs[run.targets[t]["sub_emotion"]]
+        for start in range(0, len(indexes), size):
+            chunk = indexes[start : start + size]
+            # Titles in use: approved scenarios, and scenario candidates already written for this sub-emotion.
+            existing = [
+                *Scenario.objects.filter(sub_emotion=sub).values_list("title", flat=True),
+                *(c["title"] for c in Candidate.objects.filter(kind=CandidateKind.SCENARIO, sub_emotion=sub)
+                  .values_list("content", flat=True)),
+            ]  # fmt: skip
+            batch = generate_scenarios(
+                backend,
+                indexes=chunk,
+                emotion=sub.label_en,
+                category=sub.category.label_en,
+                existing=existing,
+                sampling=_sampling(run, run.seed * 100_003 + chunk[0]),
+                version=run.prompt_version,
+            )
+            candidates = [
+                candidate_build(
+                    kind=CandidateKind.SCENARIO,
+                    content=state.content,
+                    sub_emotion=sub,
+                    run=run,
+                    run_index=state.index,
+                    lineage=_lineage(run, pipeline="scenario", chunk=chunk, extra={}),
+                )
+                for state in batch.scenarios
+                if state.failure is None
+            ]
+            failures = [state.failure for state in batch.scenarios if state.failure]
             yield candidates, failures, batch.usage
 
 
@@ -565,7 +689,9 @@ def run_execute(*, run_id: int, backend=None) -> GenerationRun | None:
         saved = set(run.candidates.values_list("run_index", flat=True))
         failed = {e["index"] for e in run.errors}
         todo = [i for i in range(run.count) if i not in saved and i not in failed]
-        chunks = _plan_chunks if run.kind == CandidateKind.PLAN else _dialogue_chunks
+        chunks = {CandidateKind.PLAN: _plan_chunks, CandidateKind.SCENARIO: _scenario_chunks}.get(
+            run.kind, _dialogue_chunks
+        )
         for candidates, failures, usage in chunks(run, backend, todo):
             run_record_chunk(
                 run=run,

@@ -57,8 +57,9 @@ def database_from_url(url: str) -> dict:
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(file),
-            # A file (not :memory:) so that a Celery worker started by a test sees the test database.
-            "TEST": {"NAME": str(file.with_name(f"test_{file.name}"))},
+            # A file (not :memory:) so that a Celery worker started by a test sees the test database; one per test
+            # process, so that two test runs on one machine never share it.
+            "TEST": {"NAME": str(file.with_name(f"test_{os.getpid()}_{file.name}"))},
             "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
         }
     if parsed.scheme in {"postgres", "postgresql"}:
@@ -170,9 +171,10 @@ if not DEBUG:
 # --- REST API ---------------------------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
+    # Token first: an anonymous request is then told 401 with "WWW-Authenticate: Token" (the first class's scheme).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
@@ -192,6 +194,8 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery ----------------------------------------------------------------------------------------------------
 
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 6 * 3600, minimum=60)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Tests point this elsewhere so that a worker of `make run` never takes a test's task.
@@ -207,6 +211,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
     # The file-system transport has no fanout exchange for remote control.
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+else:
+    # A task that a killed worker never acknowledged is delivered again after this many seconds; it must outlast
+    # the longest task, or a slow run would be delivered twice while it is still running.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 600, minimum=1),
+    }
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -219,8 +229,6 @@ CELERY_TASK_ROUTES = {"generation.tasks.*": {"queue": "generation"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 6 * 3600, minimum=60)
-CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Generation ------------------------------------------------------------------------------------------------

@@ -22,10 +22,20 @@ def database_url() -> str:
 
 
 @contextmanager
-def celery_worker(log_path: Path, queues: str = "generation,default", ready_timeout: float = 120):
-    """Start ``celery worker`` as a separate process, wait until it is ready, stop it afterwards."""
-    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": settings.CELERY_BROKER_URL}
-    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+def celery_worker(
+    log_path: Path,
+    queues: str = "generation,default",
+    ready_timeout: float = 120,
+    broker_url: str | None = None,
+    env: dict | None = None,
+):
+    """Start ``celery worker`` as a separate process, wait until it is ready, stop it afterwards.
+
+    The worker uses the tests' broker unless ``broker_url`` names another; ``env`` adds environment variables.
+    """
+    broker_url = broker_url or settings.CELERY_BROKER_URL
+    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": broker_url, **(env or {})}
+    if broker_url.startswith("filesystem://"):
         env["PSYROOM_BROKER_DIR"] = str(Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"]).parent)
     command = [
         sys.executable, "-m", "celery", "-A", "psyroom_admin", "worker",

@@ -34,6 +34,8 @@ from ..backends import Backend, Completion, SamplingParams
 PROMPT_VERSION = "v1"
 PIPELINE = "dialogue"
 RETRIES = 1
+# Reconstruction rewrites at most this many turns of a source dialogue.
+RECONSTRUCT_MAX_TURNS = 40
 # Judges answer briefly and should not be creative.
 JUDGE_SAMPLING = {"max_new_tokens": 64, "temperature": 0.3}
 
@@ -343,4 +345,69 @@ def dialogue_chunk(
         usage.stats["emotion_agrees"] += sum(1 for s in done if s.emotion and s.emotion.get("agrees"))
     if options.strategies and done:
         label_strategies(backend, done, sampling=sampling, version=version, usage=usage)
+    return result
+
+
+def reconstruct_chunk(
+    backend: Backend,
+    *,
+    sources: list[tuple[int, list[dict]]],
+    options: DialogueOptions,
+    labels: dict[str, str],
+    sampling: SamplingParams,
+    version: str = PROMPT_VERSION,
+) -> BatchResult:
+    """Rewrite real dialogues into labelled ones: classify each, rewrite its counselor turns, label the strategies.
+
+    ``sources`` holds (index, turns) pairs; a source longer than ``RECONSTRUCT_MAX_TURNS`` is cut. The client's
+    turns are kept verbatim; counselor turn t of every dialogue is rewritten in one batched call, seeing the
+    rewritten turns before it. A dialogue that cannot be classified, or whose counselor agent fails twice on one
+    turn, fails alone with the raw answer. The supervisor, when enabled, scores the result once.
+    """
+    result = BatchResult(dialogues=[DialogueState(index=i) for i, _ in sources])
+    usage = result.usage
+    originals = {i: turns[:RECONSTRUCT_MAX_TURNS] for i, turns in sources}
+    states = result.dialogues
+    for state in states:
+        state.turns = originals[state.index]
+    classify(backend, states, labels=labels, target="", sampling=sampling, version=version, usage=usage)
+    for state in states:
+        state.emotion.pop("target", None)
+        state.emotion.pop("agrees", None)
+        if state.emotion["label"] is None:
+            state.failure = {"index": state.index, "reason": state.emotion["error"], "raw": state.emotion["raw"]}
+        state.turns = []
+    for t in range(max((len(turns) for turns in originals.values()), default=0)):
+        live = [s for s in states if s.failure is None and t < len(originals[s.index])]
+        for state in live:
+            if originals[state.index][t]["role"] == "client":
+                state.turns.append(dict(originals[state.index][t]))
+        writing = [s for s in live if originals[s.index][t]["role"] == "counselor"]
+        if not writing:
+            continue
+        prompts = [
+            counselor_messages(version=version, turns=s.turns, reconstruct=labels[s.emotion["label"]]) for s in writing
+        ]
+        parsed = call_agents(
+            backend,
+            prompts,
+            lambda i, c: parse_turn(c.text, role="counselor", truncated=c.truncated),
+            replace(sampling, seed=sampling.seed * 1_000 + t),
+            usage,
+        )
+        for state, answer in zip(writing, parsed, strict=True):
+            if isinstance(answer, AgentOutputError):
+                state.failure = {"index": state.index, "turn": t, "reason": answer.reason, "raw": answer.raw}
+                continue
+            for repair in answer.repairs:
+                state.repairs[repair] = state.repairs.get(repair, 0) + 1
+                usage.stats[repair] += 1
+            state.turns.append({"role": "counselor", "text": answer.text})
+    done = [s for s in states if s.failure is None]
+    if done:
+        label_strategies(backend, done, sampling=sampling, version=version, usage=usage)
+    if options.supervisor and done:
+        reviews = supervise(backend, done, sampling=sampling, version=version, usage=usage)
+        for state, review in zip(done, reviews, strict=True):
+            state.attempts.append(review)
     return result

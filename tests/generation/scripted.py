@@ -36,6 +36,8 @@ def speaker(prompt) -> str:
         return "strategy"
     if "treatment plan" in prompt[0]["content"]:
         return "planner"
+    if "You write scenarios" in text:
+        return "scenario_writer"
     return "counselor"
 
 
@@ -72,4 +74,9 @@ def default_reply(prompt, call):
         return "Question"
     if agent == "planner":
         return plan_answer(prompt)
+    if agent == "scenario_writer":
+        return (
+            f"Title: Exams after a move {call}\nSituation: A 17-year-old moved cities in her final school year and "
+            "fears she will fail the exams that decide her university place."
+        )
     return "That sounds heavy. What goes through your mind when you worry?"

@@ -9,10 +9,12 @@ from generation.agents import (
     parse_emotion,
     parse_feedback,
     parse_plan_section,
+    parse_scenario,
     parse_score,
     parse_strategy,
 )
-from generation.models import Candidate, GenerationRun
+from generation.models import Candidate, GenerationRun, Scenario
+from tests import factories
 
 from .scripted import ScriptedBackend, default_reply, speaker
 
@@ -242,3 +244,112 @@ def test_plan_and_dialogue_runs_refuse_bad_requests(make_run, candidate):
     with pytest.raises(ValidationError, match="not available"):
         make_run(kind="course")
     assert GenerationRun.objects.count() == 0
+
+
+def test_reconstruction_keeps_the_real_client_turns_and_rewrites_and_labels_the_counselor(make_run):
+    source = factories.make_candidate(
+        content={
+            "turns": [
+                {"role": "client", "text": "最近考试压力很大，我总觉得自己不够好。"},
+                {"role": "counselor", "text": "嗯。"},
+                {"role": "client", "text": "我每天都睡不好。"},
+                {"role": "counselor", "text": "你要多休息。"},
+            ]
+        },  # fmt: skip
+        sub_emotion_key=None,
+    )
+    unclassifiable = factories.make_candidate(sub_emotion_key=None)
+
+    def reply(prompt, call):
+        agent = speaker(prompt)
+        if agent == "classifier" and "Client turn 0" in prompt[0]["content"]:
+            return "Happiness - it is a happy session."
+        return default_reply(prompt, call)
+
+    run = make_run(dialogues=[source, unclassifiable], sub_emotion=None, parameters={"supervisor": False})
+    assert (run.kind, run.count) == ("dialogue", 2)
+    backend = ScriptedBackend(reply)
+    services.run_execute(run_id=run.pk, backend=backend)
+    run.refresh_from_db()
+    assert (run.status, run.done, run.failed) == ("succeeded", 1, 1)
+    assert run.errors[0]["reason"] == "label_outside_taxonomy" and "Happiness" in run.errors[0]["raw"]
+
+    rewritten = Candidate.objects.get(run=run)
+    assert rewritten.parent == source
+    assert rewritten.sub_emotion.key == "anxiety.1"
+    assert rewritten.lineage["mode"] == "reconstruction" and rewritten.lineage["source"] == source.pk
+    turns = rewritten.content["turns"]
+    assert [t["text"] for t in turns[0::2]] == ["最近考试压力很大，我总觉得自己不够好。", "我每天都睡不好。"]
+    assert all(t["text"] == "That sounds heavy. What goes through your mind when you worry?" for t in turns[1::2])
+    assert [t.get("strategy") for t in turns] == [None, "Question", None, "Question"]
+    assert rewritten.ai_review["emotion"]["label"] == "anxiety.1"
+    # The counselor agent was told the session is real and what emotion it shows.
+    counselor_prompts = [p for call in backend.calls for p in call if speaker(p) == "counselor"]
+    assert all("really took place" in p[0]["content"] for p in counselor_prompts)
+    assert "Self-imposed pressure" in counselor_prompts[0][0]["content"]
+    # The source is untouched.
+    source.refresh_from_db()
+    assert source.content["turns"][1]["text"] == "嗯。"
+
+
+def test_reconstruction_refuses_a_mix_of_sources_and_sub_emotions(make_run, candidate):
+    with pytest.raises(ValidationError, match="either source dialogues or sub-emotions"):
+        make_run(dialogues=[candidate])
+    assert not GenerationRun.objects.exists()
+
+
+def test_a_scenario_run_writes_candidates_that_become_scenarios_only_once_approved(make_run):
+    def same_title(prompt, call):
+        return default_reply(prompt, 1)
+
+    sub = selectors.sub_emotion_get(key="anxiety.1")
+    backend = ScriptedBackend()
+    run = make_run(kind="scenario", sub_emotion=sub, count=1)
+    services.run_execute(run_id=run.pk, backend=backend)
+    run.refresh_from_db()
+    assert (run.status, run.done) == ("succeeded", 1)
+    candidate = Candidate.objects.get(run=run)
+    assert candidate.kind == "scenario" and candidate.sub_emotion == sub
+    assert candidate.content["title"] == "Exams after a move 1"
+    assert candidate.lineage["prompt_version"] == "scenario/v1"
+    # Not usable before approval.
+    assert not Scenario.objects.filter(title="Exams after a move 1").exists()
+
+    services.candidate_set_status(candidate=candidate, status="approved")
+    scenario = Scenario.objects.get(title="Exams after a move 1")
+    assert (scenario.sub_emotion, scenario.source) == (sub, "generated")
+    assert scenario.description.startswith("A 17-year-old moved cities")
+    # Approving again does not make a second scenario.
+    services.candidate_set_status(candidate=candidate, status="approved")
+    assert Scenario.objects.filter(title="Exams after a move 1").count() == 1
+
+    # The writer was told the titles in use; an answer that repeats one is refused.
+    second = make_run(kind="scenario", sub_emotion=sub, count=2)
+    writer = ScriptedBackend(same_title)
+    services.run_execute(run_id=second.pk, backend=writer)
+    second.refresh_from_db()
+    assert (second.done, second.failed) == (0, 2), second.errors
+    assert [e["reason"] for e in second.errors] == ["scenario_duplicate", "scenario_duplicate"]
+    assert '"Exams after a move 1"' in writer.calls[0][0][0]["content"]
+
+
+def test_parse_scenario_refuses_what_is_not_a_scenario():
+    good = "Title: A new job\nSituation: He started a job abroad and lies awake fearing he will be let go soon."
+    assert parse_scenario(good, existing=[]) == {
+        "title": "A new job",
+        "description": "He started a job abroad and lies awake fearing he will be let go soon.",
+    }
+    for raw, reason in [
+        ("A new job. He started a job abroad.", "scenario_unparsed"),
+        ("Title: A new job\nSituation: Too short.", "scenario_situation_invalid"),
+        (good, "scenario_duplicate"),
+    ]:
+        with pytest.raises(AgentOutputError) as caught:
+            parse_scenario(raw, existing=["a new job"] if reason == "scenario_duplicate" else [])
+        assert caught.value.reason == reason
+
+
+def test_a_scenario_run_needs_sub_emotions(make_run, candidate):
+    with pytest.raises(ValidationError, match="a scenario run needs sub-emotions"):
+        make_run(kind="scenario", dialogues=[candidate], count=1)
+    assert not GenerationRun.objects.exists()

@@ -119,6 +119,25 @@ def test_a_cancelled_run_generates_nothing_more(run):
         services.run_cancel(run=run)
 
 
+def test_cancelling_a_running_run_stops_it_after_the_chunk_in_flight(run):
+    """The run has five items in chunks of two: cancelled during the first chunk, it keeps that chunk only."""
+
+    def reply(prompt, call):
+        if call == 1 and GenerationRun.objects.filter(pk=run.pk, status="running").exists():
+            services.run_cancel(run=GenerationRun.objects.get(pk=run.pk))
+        return default_reply(prompt, call)
+
+    services.run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert run.done == 2
+    assert sorted(Candidate.objects.filter(run=run).values_list("run_index", flat=True)) == [0, 1]
+    # A later delivery of the same task does nothing.
+    backend = ScriptedBackend()
+    assert services.run_execute(run_id=run.pk, backend=backend) is None
+    assert backend.calls == []
+
+
 def test_a_backend_error_fails_the_run_with_its_message(run):
     def reply(prompt, call):
         raise RuntimeError("CUDA out of memory")

@@ -4,32 +4,53 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from generation import selectors, services
-from generation.models import CandidateKind, GenerationRun, ModelSpec, SubEmotion
+from generation.models import Candidate, CandidateKind, GenerationRun, ModelSpec, Scenario, SubEmotion
 
 
 class Command(BaseCommand):
     help = "Queue a generation run for the Celery workers (queue 'generation'); --wait follows it to the end."
 
     def add_arguments(self, parser):
-        parser.add_argument("kind", choices=[CandidateKind.DIALOGUE])
-        parser.add_argument("--sub-emotion", required=True, help="a sub-emotion key, e.g. anxiety.1")
-        parser.add_argument("--count", type=int, default=1)
+        parser.add_argument("kind", choices=[CandidateKind.DIALOGUE, CandidateKind.PLAN, CandidateKind.SCENARIO])
+        parser.add_argument(
+            "--sub-emotion", action="append", default=[], help="a sub-emotion key, e.g. anxiety.1 (repeatable)"
+        )
+        parser.add_argument("--scenario", action="append", type=int, default=[], help="a scenario id (repeatable)")
+        parser.add_argument(
+            "--dialogue", action="append", type=int, default=[], help="plans: a dialogue candidate id (repeatable)"
+        )
+        parser.add_argument("--count", type=int, default=1, help="dialogues: how many (plans: one per dialogue)")
         parser.add_argument("--turns", type=int, default=6, help="turns per dialogue, client first")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--model", help="a model spec name (default: PSYROOM_MODEL)")
-        parser.add_argument("--max-new-tokens", type=int)
-        parser.add_argument("--temperature", type=float)
+        for name, kind, help_text in (
+            ("max-new-tokens", int, "tokens per model answer at most"),
+            ("temperature", float, "sampling temperature"),
+            ("top-p", float, "nucleus sampling"),
+            ("threshold", float, "supervisor: regenerate a dialogue whose mean score is below this"),
+            ("max-attempts", int, "supervisor: attempts per dialogue in all, the first included"),
+        ):
+            parser.add_argument(f"--{name}", type=kind, help=help_text)
+        parser.add_argument("--no-supervisor", action="store_true", help="skip the supervisor agent")
+        parser.add_argument("--no-classify", action="store_true", help="skip the emotion classifier agent")
+        parser.add_argument("--strategies", action="store_true", help="label each counselor turn's support strategy")
         parser.add_argument("--wait", action="store_true", help="wait until the run has finished")
         parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait at most with --wait")
 
     def handle(self, *args, **options):
-        try:
-            sub_emotion = selectors.sub_emotion_get(key=options["sub_emotion"])
-        except SubEmotion.DoesNotExist:
-            raise CommandError(
-                f"--sub-emotion {options['sub_emotion']!r}: no such sub-emotion "
-                "(keys look like anxiety.1; has load_taxonomy been run?)"
-            ) from None
+        sub_emotions = []
+        for key in options["sub_emotion"]:
+            try:
+                sub_emotions.append(selectors.sub_emotion_get(key=key))
+            except SubEmotion.DoesNotExist:
+                raise CommandError(
+                    f"--sub-emotion {key!r}: no such sub-emotion "
+                    "(keys look like anxiety.1; has load_taxonomy been run?)"
+                ) from None
+        scenarios = self._rows(Scenario.objects.all(), options["scenario"], "--scenario", "scenario")
+        dialogues = self._rows(
+            Candidate.objects.filter(kind=CandidateKind.DIALOGUE), options["dialogue"], "--dialogue", "dialogue"
+        )
         model_spec = None
         if options["model"]:
             try:
@@ -37,14 +58,22 @@ class Command(BaseCommand):
             except ModelSpec.DoesNotExist:
                 raise CommandError(f"--model {options['model']!r}: no model spec of that name") from None
         parameters = {
-            key: options[opt]
-            for key, opt in (("max_new_tokens", "max_new_tokens"), ("temperature", "temperature"))
-            if options[opt] is not None
+            key: options[key]
+            for key in ("max_new_tokens", "temperature", "top_p", "threshold", "max_attempts")
+            if options[key] is not None
         }
+        if options["no_supervisor"]:
+            parameters["supervisor"] = False
+        if options["no_classify"]:
+            parameters["classify"] = False
+        if options["strategies"]:
+            parameters["strategies"] = True
         try:
             run = services.run_create(
                 kind=options["kind"],
-                sub_emotion=sub_emotion,
+                sub_emotions=sub_emotions,
+                scenarios=scenarios,
+                dialogues=dialogues,
                 count=options["count"],
                 turns=options["turns"],
                 seed=options["seed"],
@@ -53,9 +82,7 @@ class Command(BaseCommand):
             )
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from None
-        self.stdout.write(
-            f"Run {run.pk} queued: {run.count} {run.kind}(s) for {sub_emotion.key} with {run.model_spec}."
-        )
+        self.stdout.write(f"Run {run.pk} queued: {run.count} {run.kind}(s) with {run.model_spec}.")
         if not options["wait"]:
             return
         deadline = time.monotonic() + options["timeout"]
@@ -81,3 +108,11 @@ class Command(BaseCommand):
             raise CommandError(f"run {run.pk} {run.status}: {run.error or 'no item could be generated'}")
         ids = list(run.candidates.values_list("pk", flat=True))
         self.stdout.write(self.style.SUCCESS(f"Run {run.pk} succeeded: candidates {ids}"))
+
+    @staticmethod
+    def _rows(queryset, ids: list[int], option: str, what: str) -> list:
+        rows = queryset.in_bulk(ids)
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            raise CommandError(f"{option} {missing[0]}: no {what} with that id")
+        return [rows[i] for i in ids]
