@@ -53,3 +53,34 @@ def sub_emotion_get(*, key: str) -> SubEmotion:
 
 def run_get(*, run_id: int) -> GenerationRun:
     return GenerationRun.objects.select_related("model_spec", "sub_emotion").get(pk=run_id)
+
+
+def candidate_search(*, filters: dict | None = None) -> QuerySet[Candidate]:
+    """``candidate_list`` and its filters, plus ``reviewable``, ``has_risk_flag`` and ``open_risk``.
+
+    The three are True, False or None (filters nothing): ``reviewable`` is the queue's set of statuses; a risk flag is
+    open until a senior clinician signs it off.
+    """
+    filters = filters or {}
+    qs = candidate_list(filters=filters)
+    if filters.get("reviewable") is not None:
+        reviewable = Q(status__in=REVIEWABLE)
+        qs = qs.filter(reviewable if filters["reviewable"] else ~reviewable)
+    if filters.get("has_risk_flag") is not None:
+        flagged = ~Q(risk_flags=[])
+        qs = qs.filter(flagged if filters["has_risk_flag"] else ~flagged)
+    if filters.get("open_risk") is not None:
+        open_risk = ~Q(risk_flags=[]) & Q(risk_signed_off_at__isnull=True)
+        qs = qs.filter(open_risk if filters["open_risk"] else ~open_risk)
+    return qs
+
+
+def run_list(*, filters: dict | None = None) -> QuerySet[GenerationRun]:
+    """Generation runs, newest first, filtered by ``kind`` and ``status``."""
+    filters = filters or {}
+    qs = GenerationRun.objects.select_related("model_spec", "sub_emotion", "created_by").order_by("-created_at", "-id")
+    if filters.get("kind"):
+        qs = qs.filter(kind=filters["kind"])
+    if filters.get("status"):
+        qs = qs.filter(status=filters["status"])
+    return qs

@@ -1,0 +1,245 @@
+"""The generation API: runs, for curators and admins only (a run holds a GPU for hours).
+
+Each view checks access, validates with its Input serializer, calls one service from ``generation.services`` and
+answers with its Output serializer. The service's ValidationError messages become a 400 under the field they name.
+"""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from psyroom_admin.api_permissions import PAGE_PARAMETERS, CanRunGeneration, page_of, paginated_response, service_error
+
+from . import selectors, services
+from .models import GenerationRun, ModelSpec, Scenario
+
+
+def _get_run(pk: int) -> GenerationRun:
+    try:
+        return selectors.run_get(run_id=pk)
+    except GenerationRun.DoesNotExist:
+        raise Http404(f"no generation run {pk}") from None
+
+
+class RunSummaryOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    count = serializers.IntegerField(help_text="items asked for")
+    done = serializers.IntegerField(help_text="items saved as candidates")
+    failed = serializers.IntegerField(help_text="items given up, each in `errors` (run detail)")
+    progress = serializers.SerializerMethodField()
+    model_spec = serializers.CharField(source="model_spec.name")
+    sub_emotion = serializers.CharField(source="sub_emotion.key", allow_null=True, help_text="the first target's")
+    created_by = serializers.CharField(source="created_by.username", allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema_field(OpenApiTypes.FLOAT)
+    def get_progress(self, run: GenerationRun) -> float:
+        """Percent of the items settled (saved or failed)."""
+        return round(100 * (run.done + run.failed) / run.count, 1) if run.count else 0.0
+
+
+class ModelSpecOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    backend = serializers.CharField()
+    path = serializers.CharField()
+
+
+class RunFailureOutput(serializers.Serializer):
+    index = serializers.IntegerField(help_text="the item's position in the run")
+    reason = serializers.CharField()
+    raw = serializers.CharField(help_text="the model's text that could not be used")
+    turn = serializers.IntegerField(required=False, help_text="dialogue runs: the turn that failed")
+    section = serializers.CharField(required=False, help_text="plan runs: the section that failed")
+
+
+class RunDetailOutput(RunSummaryOutput):
+    """A run in full: what it was asked for, how far it is, what failed (with the model's raw text)."""
+
+    model_spec = ModelSpecOutput()
+    scenario = serializers.IntegerField(source="scenario_id", allow_null=True)
+    targets = serializers.ListField(
+        child=serializers.DictField(), help_text="item i is made from targets[i % len(targets)]"
+    )
+    parameters = serializers.DictField(help_text="sampling and pipeline parameters, the model's defaults included")
+    seed = serializers.IntegerField()
+    prompt_version = serializers.CharField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    stats = serializers.DictField(help_text="what the parsers caught and mended, counted")
+    errors = RunFailureOutput(many=True)
+    error = serializers.CharField(help_text="why the whole run failed, if it did")
+    task_id = serializers.CharField()
+    is_finished = serializers.BooleanField()
+
+
+class RunListFilter(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in services.RUN_KINDS], required=False)
+    status = serializers.ChoiceField(choices=GenerationRun.Status.choices, required=False)
+
+
+class RunCreateInput(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in services.RUN_KINDS])
+    sub_emotions = serializers.SlugRelatedField(
+        many=True,
+        slug_field="key",
+        queryset=selectors.sub_emotion_list(),
+        required=False,
+        help_text="dialogue and scenario runs: sub-emotion keys (anxiety.1, ...); the items cycle through them",
+    )
+    scenarios = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        default=list,
+        max_length=10_000,
+        help_text="dialogue runs: scenario ids, instead of sub-emotions",
+    )
+    dialogues = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        default=list,
+        max_length=10_000,
+        help_text="dialogue candidate ids: a plan run writes a plan for each, a dialogue run reconstructs each",
+    )
+    count = serializers.IntegerField(
+        required=False, allow_null=True, default=None, help_text="how many items (with `dialogues`: one per dialogue)"
+    )
+    turns = serializers.IntegerField(default=6, help_text="turns per dialogue, client first")
+    model_spec = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="a model spec's name or id (default: PSYROOM_MODEL)"
+    )
+    seed = serializers.IntegerField(default=0)
+    parameters = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text=f"any of: {', '.join(services.PARAMETER_BOUNDS)}",
+    )
+
+    def validate_scenarios(self, ids: list[int]) -> list[Scenario]:
+        return self._rows(Scenario.objects.select_related("sub_emotion"), ids, "scenario")
+
+    def validate_dialogues(self, ids: list[int]):
+        # Any candidate: the service says which ones are not dialogues.
+        return self._rows(selectors.candidate_list(), ids, "candidate")
+
+    def validate_model_spec(self, value: str) -> ModelSpec | None:
+        value = value.strip()
+        if not value:
+            return None
+        lookup = {"pk": int(value)} if value.isdigit() else {"name": value}
+        try:
+            return ModelSpec.objects.get(**lookup)
+        except ModelSpec.DoesNotExist:
+            raise serializers.ValidationError(f"no model spec named or numbered {value!r}") from None
+
+    @staticmethod
+    def _rows(queryset, ids: list[int], what: str) -> list:
+        rows = queryset.in_bulk(ids)
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            raise serializers.ValidationError(f"no {what} with id {', '.join(map(str, missing))}")
+        return [rows[i] for i in ids]
+
+
+class RunsApi(APIView):
+    """GET: the runs, newest first. POST: create a run and queue it."""
+
+    permission_classes = [CanRunGeneration]
+
+    @extend_schema(
+        operation_id="runs_list",
+        summary="List generation runs (curators and admins)",
+        parameters=[RunListFilter, *PAGE_PARAMETERS],
+        responses={200: page_of(RunSummaryOutput, name="RunPage")},
+        tags=["runs"],
+    )
+    def get(self, request: Request) -> Response:
+        filters = RunListFilter(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        return paginated_response(
+            request=request,
+            view=self,
+            queryset=selectors.run_list(filters=filters.validated_data),
+            serializer_class=RunSummaryOutput,
+        )
+
+    @extend_schema(
+        operation_id="runs_create",
+        summary="Create a generation run and queue it (curators and admins)",
+        request=RunCreateInput,
+        responses={
+            201: RunDetailOutput,
+            400: OpenApiResponse(description="invalid input: {field: [messages]}"),
+        },
+        tags=["runs"],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = RunCreateInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            run = services.run_create(
+                kind=data["kind"],
+                sub_emotions=data.get("sub_emotions", []),
+                scenarios=data["scenarios"],
+                dialogues=data["dialogues"],
+                count=data["count"],
+                turns=data["turns"],
+                model_spec=data["model_spec"],
+                seed=data["seed"],
+                parameters=data["parameters"],
+                created_by=request.user,
+            )
+        except DjangoValidationError as error:
+            raise service_error(error, fields=RunCreateInput().fields) from None
+        return Response(RunDetailOutput(selectors.run_get(run_id=run.pk)).data, status=status.HTTP_201_CREATED)
+
+
+class RunDetailApi(APIView):
+    permission_classes = [CanRunGeneration]
+
+    @extend_schema(
+        operation_id="runs_retrieve",
+        summary="A generation run: status, progress, failures, tokens (curators and admins)",
+        responses={200: RunDetailOutput},
+        tags=["runs"],
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(RunDetailOutput(_get_run(pk)).data)
+
+
+class RunCancelConflict(serializers.Serializer):
+    detail = serializers.CharField()
+    status = serializers.CharField(help_text="the run's status, unchanged")
+
+
+class RunCancelApi(APIView):
+    permission_classes = [CanRunGeneration]
+
+    @extend_schema(
+        operation_id="runs_cancel",
+        summary="Cancel a run that has not finished; the worker stops after the chunk in flight",
+        request=None,
+        responses={
+            200: RunDetailOutput,
+            409: OpenApiResponse(RunCancelConflict, description="the run has already finished"),
+        },
+        tags=["runs"],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        run = _get_run(pk)
+        try:
+            run = services.run_cancel(run=run)
+        except DjangoValidationError as error:
+            body = {"detail": " ".join(error.messages), "status": run.status}
+            return Response(RunCancelConflict(body).data, status=status.HTTP_409_CONFLICT)
+        return Response(RunDetailOutput(run).data)

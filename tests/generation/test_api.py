@@ -1,0 +1,358 @@
+"""The runs API: list, detail, create, cancel; curators and admins only."""
+
+import pytest
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from generation import services
+from generation.models import Candidate, GenerationRun, ModelSpec, Scenario, SubEmotion
+from psyroom_admin import roles
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ["anonymous", "no_role", roles.COUNSELOR, roles.SENIOR_CLINICIAN, roles.CURATOR, roles.ADMIN]
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """Run ids queued for a worker: no task is sent."""
+    ids = []
+    monkeypatch.setattr(services, "_queue_run", ids.append)
+    return ids
+
+
+@pytest.fixture
+def post_run(api, queued, django_capture_on_commit_callbacks):
+    """POST /api/runs/ with the on-commit callbacks run, as they would be after the request's transaction."""
+
+    def post(data: dict):
+        with django_capture_on_commit_callbacks(execute=True):
+            return api.post(reverse("api:run-list"), data, format="json")
+
+    return post
+
+
+@pytest.fixture
+def run(taxonomy):
+    return GenerationRun.objects.create(
+        kind="dialogue",
+        count=4,
+        model_spec=services.modelspec_get_default(),
+        prompt_version="v1",
+        sub_emotion=SubEmotion.objects.get(key="anxiety.1"),
+        targets=[{"sub_emotion": "anxiety.1", "scenario": None}],
+    )
+
+
+def _as(api: APIClient, user) -> APIClient:
+    api.force_login(user)
+    return api
+
+
+# --- Access: every endpoint x every role ------------------------------------------------------------------------
+
+CURATORS_ONLY = {
+    "anonymous": 401,
+    "no_role": 403,
+    "counselor": 403,
+    "senior_clinician": 403,
+    "curator": 200,
+    "admin": 200,
+}
+MATRIX = {
+    "run-list": ("get", lambda r: reverse("api:run-list"), CURATORS_ONLY),
+    "run-detail": ("get", lambda r: reverse("api:run-detail", args=[r.pk]), CURATORS_ONLY),
+    # An empty body: 400 once allowed, so that nothing is created.
+    "run-create": ("post", lambda r: reverse("api:run-list"), {**CURATORS_ONLY, "curator": 400, "admin": 400}),
+    "run-cancel": ("post", lambda r: reverse("api:run-cancel", args=[r.pk]), CURATORS_ONLY),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("endpoint", list(MATRIX))
+def test_permission_matrix(api, run, queued, endpoint, role):
+    method, url, expected = MATRIX[endpoint]
+    if role == "no_role":
+        _as(api, factories.make_user(None))
+    elif role != "anonymous":
+        _as(api, factories.make_user(role))
+    response = getattr(api, method)(url(run), {}, format="json")
+    assert response.status_code == expected[role], response.content
+    assert GenerationRun.objects.count() == 1
+    assert queued == []
+    run.refresh_from_db()
+    cancelled = endpoint == "run-cancel" and expected[role] == 200
+    assert run.status == ("cancelled" if cancelled else "queued")
+
+
+def test_a_counselor_is_told_why(api, counselor, run):
+    _as(api, counselor)
+    response = api.get(reverse("api:run-list"))
+    assert response.status_code == 403
+    assert response.json() == {"detail": "Only curators and admins may see and start generation runs."}
+
+
+def test_token_auth_for_a_curator(api, curator, run):
+    token = Token.objects.create(user=curator)
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    response = api.get(reverse("api:run-detail", args=[run.pk]))
+    assert response.status_code == 200
+    assert response.json()["id"] == run.pk
+
+
+def test_a_superuser_may_see_runs(api, run):
+    _as(api, factories.make_user(None, is_superuser=True, is_staff=True))
+    assert api.get(reverse("api:run-list")).status_code == 200
+
+
+# --- Create -----------------------------------------------------------------------------------------------------
+
+
+def test_create_a_dialogue_run_writes_it_and_queues_it_once(api, curator, taxonomy, queued, post_run):
+    _as(api, curator)
+    response = post_run(
+        {
+            "kind": "dialogue",
+            "sub_emotions": ["anxiety.1", "anger.1"],
+            "count": 5,
+            "turns": 4,
+            "seed": 7,
+            "parameters": {"temperature": 0.5, "supervisor": False},
+        }
+    )
+
+    assert response.status_code == 201, response.content
+    run = GenerationRun.objects.get()
+    assert queued == [run.pk]
+    body = response.json()
+    assert (body["id"], body["kind"], body["status"], body["count"], body["done"], body["failed"]) == (
+        run.pk,
+        "dialogue",
+        "queued",
+        5,
+        0,
+        0,
+    )
+    assert body["progress"] == 0.0
+    assert body["model_spec"]["name"] == services.BUNDLED_MODEL
+    assert body["created_by"] == curator.username
+    assert body["targets"] == [
+        {"sub_emotion": "anxiety.1", "scenario": None},
+        {"sub_emotion": "anger.1", "scenario": None},
+    ]
+    assert (run.count, run.seed, run.created_by, run.sub_emotion.key) == (5, 7, curator, "anxiety.1")
+    assert run.parameters["turns"] == 4
+    assert (run.parameters["temperature"], run.parameters["supervisor"]) == (0.5, False)
+    assert body["parameters"] == run.parameters
+
+
+def test_create_a_run_from_scenarios(api, curator, taxonomy, post_run):
+    scenario = Scenario.objects.create(
+        sub_emotion=SubEmotion.objects.get(key="anxiety.2"), title="Exam week", description="Finals start Monday."
+    )
+    _as(api, curator)
+    response = post_run({"kind": "dialogue", "scenarios": [scenario.pk], "count": 2})
+    assert response.status_code == 201, response.content
+    assert response.json()["targets"] == [{"sub_emotion": "anxiety.2", "scenario": scenario.pk}]
+    assert GenerationRun.objects.get().scenario == scenario
+
+
+def test_create_a_plan_run_makes_one_plan_per_dialogue(api, curator, taxonomy, post_run):
+    dialogues = [factories.make_candidate(), factories.make_candidate()]
+    _as(api, curator)
+    response = post_run({"kind": "plan", "dialogues": [d.pk for d in dialogues]})
+    assert response.status_code == 201, response.content
+    run = GenerationRun.objects.get()
+    assert (run.kind, run.count, run.targets) == ("plan", 2, [{"dialogue": d.pk} for d in dialogues])
+
+
+def test_create_a_dialogue_run_that_reconstructs_dialogues(api, curator, taxonomy, post_run):
+    source = factories.make_candidate()
+    _as(api, curator)
+    response = post_run({"kind": "dialogue", "dialogues": [source.pk], "count": 99})
+    assert response.status_code == 201, response.content
+    run = GenerationRun.objects.get()
+    assert (run.kind, run.count, run.targets) == ("dialogue", 1, [{"dialogue": source.pk}])
+
+
+def test_create_a_scenario_run(api, curator, taxonomy, post_run):
+    _as(api, curator)
+    response = post_run({"kind": "scenario", "sub_emotions": ["anxiety.1", "anger.1"], "count": 4})
+    assert response.status_code == 201, response.content
+    assert response.json()["targets"] == [{"sub_emotion": "anxiety.1"}, {"sub_emotion": "anger.1"}]
+    assert GenerationRun.objects.get().kind == "scenario"
+
+
+def test_sources_that_do_not_go_together_are_400(api, curator, taxonomy, queued, post_run):
+    source = factories.make_candidate()
+    _as(api, curator)
+    response = post_run({"kind": "dialogue", "sub_emotions": ["anxiety.1"], "dialogues": [source.pk]})
+    assert response.status_code == 400
+    assert "not both" in response.json()["dialogues"][0]
+    response = post_run({"kind": "scenario", "sub_emotions": ["anxiety.1"], "dialogues": [source.pk], "count": 1})
+    assert response.status_code == 400
+    assert "a scenario run needs sub-emotions" in response.json()["sub_emotions"][0]
+    assert not GenerationRun.objects.exists()
+    assert queued == []
+
+
+@pytest.mark.parametrize("by", ["name", "id"])
+def test_create_with_a_model_spec_by_name_or_id(api, curator, taxonomy, post_run, by):
+    spec = ModelSpec.objects.create(name="tiny-local", path="/models/tiny", parameters={"max_new_tokens": 32})
+    _as(api, curator)
+    value = spec.name if by == "name" else str(spec.pk)
+    response = post_run({"kind": "dialogue", "sub_emotions": ["anxiety.1"], "count": 1, "model_spec": value})
+    assert response.status_code == 201, response.content
+    run = GenerationRun.objects.get()
+    assert run.model_spec == spec
+    assert run.parameters["max_new_tokens"] == 32
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        ({"count": 0}, "count", "count: must be between 1 and 10000, not 0"),
+        ({"count": None}, "count", "count: must be between 1 and 10000, not None"),
+        ({"turns": 1}, "turns", "turns: must be between 2 and 40, not 1"),
+        ({"sub_emotions": []}, "sub_emotions", "sub_emotions: choose at least one sub-emotion or scenario"),
+        ({"sub_emotions": ["joy.99"]}, "sub_emotions", "Object with key=joy.99 does not exist."),
+        ({"scenarios": [999_999]}, "scenarios", "no scenario with id 999999"),
+        ({"kind": "question"}, "kind", '"question" is not a valid choice.'),
+        ({"model_spec": "gpt-nope"}, "model_spec", "no model spec named or numbered 'gpt-nope'"),
+        ({"parameters": {"temperature": 9}}, "parameters", "parameters.temperature: 9 is outside 0.0..2.0"),
+        ({"parameters": {"beam": 4}}, "parameters", "parameters: unknown parameter 'beam'"),
+        ({"parameters": "hot"}, "parameters", 'Expected a dictionary of items but got type "str".'),
+    ],
+)
+def test_a_bad_run_is_400_naming_the_field_and_writes_nothing(
+    api, curator, taxonomy, queued, post_run, data, field, message
+):
+    _as(api, curator)
+    response = post_run({"kind": "dialogue", "sub_emotions": ["anxiety.1"], "count": 2, **data})
+    assert response.status_code == 400
+    assert set(response.json()) == {field}, response.json()
+    assert message in response.json()[field][0]
+    assert not GenerationRun.objects.exists()
+    assert queued == []
+
+
+def test_a_plan_run_of_candidates_that_are_not_dialogues_is_400(api, curator, taxonomy, queued, post_run):
+    dialogue = factories.make_candidate()
+    not_a_dialogue = factories.make_candidate()
+    Candidate.objects.filter(pk=not_a_dialogue.pk).update(kind="plan")
+    _as(api, curator)
+
+    response = post_run({"kind": "plan", "dialogues": [dialogue.pk, not_a_dialogue.pk]})
+    assert response.status_code == 400
+    assert response.json() == {"dialogues": [f"dialogues: candidate(s) [{not_a_dialogue.pk}] are not dialogues"]}
+
+    response = post_run({"kind": "plan", "dialogues": [dialogue.pk, 999_999]})
+    assert response.json() == {"dialogues": ["no candidate with id 999999"]}
+
+    response = post_run({"kind": "plan"})
+    assert response.json() == {"dialogues": ["dialogues: a plan run needs at least one dialogue"]}
+    assert not GenerationRun.objects.exists()
+    assert queued == []
+
+
+def test_a_missing_default_model_is_400(api, curator, taxonomy, queued, post_run, settings):
+    settings.PSYROOM_MODEL = "not-configured"
+    _as(api, curator)
+    response = post_run({"kind": "dialogue", "sub_emotions": ["anxiety.1"], "count": 1})
+    assert response.status_code == 400
+    assert response.json() == {"non_field_errors": ["PSYROOM_MODEL='not-configured': no model spec of that name"]}
+    assert not GenerationRun.objects.exists()
+
+
+# --- Read -------------------------------------------------------------------------------------------------------
+
+
+def test_detail_shows_progress_failures_with_raw_text_tokens_and_stats(api, curator, run):
+    failure = {"index": 2, "turn": 1, "reason": "empty_turn", "raw": "   counselor: counselor:"}
+    GenerationRun.objects.filter(pk=run.pk).update(
+        status="running",
+        done=2,
+        failed=1,
+        errors=[failure],
+        prompt_tokens=1200,
+        completion_tokens=340,
+        stats={"truncated": 3},
+        parameters={"turns": 4, "temperature": 0.7},
+        seed=11,
+    )
+    _as(api, curator)
+    response = api.get(reverse("api:run-detail", args=[run.pk]))
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["count"], body["done"], body["failed"], body["progress"]) == (
+        "running",
+        4,
+        2,
+        1,
+        75.0,
+    )
+    assert body["errors"] == [failure]
+    assert (body["prompt_tokens"], body["completion_tokens"], body["stats"]) == (1200, 340, {"truncated": 3})
+    assert body["targets"] == [{"sub_emotion": "anxiety.1", "scenario": None}]
+    assert body["parameters"] == {"turns": 4, "temperature": 0.7}
+    assert (body["seed"], body["prompt_version"], body["is_finished"]) == (11, "v1", False)
+
+
+def test_a_missing_run_is_404(api, curator, taxonomy):
+    _as(api, curator)
+    assert api.get(reverse("api:run-detail", args=[999_999])).status_code == 404
+    assert api.post(reverse("api:run-cancel", args=[999_999])).status_code == 404
+
+
+def test_list_is_newest_first_with_filters_and_pages(api, curator, run):
+    spec = run.model_spec
+    plan = GenerationRun.objects.create(kind="plan", count=1, model_spec=spec, prompt_version="v1", status="succeeded")
+    newest = GenerationRun.objects.create(kind="dialogue", count=1, model_spec=spec, prompt_version="v1")
+    _as(api, curator)
+
+    def ids(**params) -> list[int]:
+        response = api.get(reverse("api:run-list"), params)
+        assert response.status_code == 200, response.content
+        return [row["id"] for row in response.json()["results"]]
+
+    assert ids() == [newest.pk, plan.pk, run.pk]
+    assert ids(kind="plan") == [plan.pk]
+    assert ids(status="queued") == [newest.pk, run.pk]
+    assert ids(limit=1, offset=1) == [plan.pk]
+    row = api.get(reverse("api:run-list"), {"kind": "plan"}).json()["results"][0]
+    assert (row["model_spec"], row["status"], row["progress"]) == (spec.name, "succeeded", 0.0)
+    assert api.get(reverse("api:run-list"), {"status": "lost"}).status_code == 400
+
+
+# --- Cancel -----------------------------------------------------------------------------------------------------
+
+
+def test_cancel_a_queued_run(api, curator, run):
+    _as(api, curator)
+    response = api.post(reverse("api:run-cancel", args=[run.pk]))
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["is_finished"]) == ("cancelled", True)
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert run.finished_at is not None
+
+
+@pytest.mark.parametrize("finished", ["succeeded", "failed", "cancelled"])
+def test_cancel_a_finished_run_is_409_and_changes_nothing(api, curator, run, finished):
+    GenerationRun.objects.filter(pk=run.pk).update(status=finished)
+    _as(api, curator)
+    response = api.post(reverse("api:run-cancel", args=[run.pk]))
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": f"run {run.pk} (dialogue x4, {finished}) has already finished.",
+        "status": finished,
+    }
+    run.refresh_from_db()
+    assert (run.status, run.finished_at) == (finished, None)
