@@ -2,14 +2,25 @@
 
 A backend is loaded once per worker process (``backend_for``) and kept: loading a model costs seconds to minutes,
 a generation call milliseconds to seconds.
+
+- ``TransformersBackend`` runs a model in this process (the bundled model, a local directory or the local cache).
+- ``OpenAIBackend`` posts each prompt to an OpenAI-compatible ``/chat/completions`` server (vLLM, TGI), retrying
+  only on named transient errors.
 """
 
+import http.client
 import importlib.util
+import json
 import logging
 import os
+import random
 import shutil
 import threading
-from dataclasses import dataclass
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -159,16 +170,223 @@ class TransformersBackend:
         return completions
 
 
+# Retry n (from 0) waits about RETRY_BASE_DELAY_S * 2**n, at most RETRY_MAX_DELAY_S; tests make them small.
+RETRY_BASE_DELAY_S = 1.0
+RETRY_MAX_DELAY_S = 30.0
+# Statuses a loaded or restarting server answers with; any other HTTP error will not go away by asking again.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+# OpenAI and vLLM take a signed 64-bit seed.
+_SEED_MODULUS = 2**63
+
+
+class BackendError(RuntimeError):
+    """A model server call that failed: refused, still failing after its retries, or answered something unreadable.
+
+    ``status`` is the HTTP status when there was one; ``attempts`` how many requests were made.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, attempts: int = 1):
+        super().__init__(message)
+        self.status = status
+        self.attempts = attempts
+
+
+def _is_transient(error: Exception) -> bool:
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code in TRANSIENT_STATUSES
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    # http.client.RemoteDisconnected (closed without an answer) is a ConnectionResetError.
+    return isinstance(reason, ConnectionRefusedError | ConnectionResetError | ConnectionAbortedError | TimeoutError)
+
+
+def _server_message(error: urllib.error.HTTPError) -> str:
+    """The server's own words from an error body: OpenAI and vLLM ``{"error": {"message"}}``, vLLM ``{"message"}``,
+    TGI ``{"error": "..."}``; else the body's text."""
+    try:
+        raw = error.read()
+    except (OSError, http.client.HTTPException):
+        raw = b""
+    text = raw.decode("utf-8", errors="replace").strip()
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text[:500] or error.reason or "(empty body)"
+    if isinstance(payload, dict):
+        detail = payload.get("error", payload.get("message"))
+        if isinstance(detail, dict):
+            detail = detail.get("message")
+        if isinstance(detail, str) and detail:
+            return detail[:500]
+    return text[:500]
+
+
+def _describe(error: Exception, timeout_s: float) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code}: {_server_message(error)}"
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {timeout_s:g} s"
+    return f"{type(reason).__name__}: {reason}"
+
+
+def _token_count(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+class OpenAIBackend:
+    """A model behind an OpenAI-compatible server (vLLM, TGI): one ``POST {base_url}/chat/completions`` per prompt.
+
+    A batch's prompts are sent at once from up to ``batch_size`` threads, the server batching them itself. Each
+    request is retried, with exponential backoff, only on a refused or reset connection, a timeout, or HTTP 429,
+    500, 502, 503 or 504; any other failure raises ``BackendError`` at once, naming the status and the server's
+    message. ``timeout_s`` bounds each wait on the socket (connecting, then each read), per attempt.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        model: str,
+        base_url: str,
+        api_key: str = "",
+        timeout_s: float = 120,
+        max_retries: int = 3,
+        batch_size: int = 8,
+    ):
+        if not base_url:
+            raise ModelLoadError(f"model spec {name!r}: the openai backend needs a base_url (e.g. http://host:8000/v1)")
+        self.name = name
+        self.model = model
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.api_key = api_key
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.batch_size = max(1, batch_size)
+
+    def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
+        if not prompts:
+            return []
+        # One seed per prompt: a batch may repeat a prompt (the scenario writer does), and the copies must differ as
+        # they do in a sampled local batch.
+        bodies = [
+            self._body(prompt, replace(params, seed=(params.seed + i) % _SEED_MODULUS))
+            for i, prompt in enumerate(prompts)
+        ]
+        with ThreadPoolExecutor(max_workers=min(self.batch_size, len(prompts))) as pool:
+            futures = [pool.submit(self._complete, body) for body in bodies]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+    def _body(self, prompt: Prompt, params: SamplingParams) -> dict:
+        body = {
+            "model": self.model,
+            "messages": prompt,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": params.seed,
+        }
+        # Not an OpenAI parameter: vLLM honours it; a server that does not know it may refuse the request (HTTP 400).
+        if params.repetition_penalty != 1.0:
+            body["repetition_penalty"] = params.repetition_penalty
+        return body
+
+    def _complete(self, body: dict) -> Completion:
+        return self._parse(self._post(body))
+
+    def _post(self, body: dict) -> bytes:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        attempts = self.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    return response.read()
+            except (OSError, http.client.HTTPException) as error:  # URLError and HTTPError are OSErrors
+                status = error.code if isinstance(error, urllib.error.HTTPError) else None
+                problem = _describe(error, self.timeout_s)
+                if not _is_transient(error):
+                    raise BackendError(
+                        f"{self.name}: POST {self.url} failed: {problem}", status=status, attempts=attempt
+                    ) from error
+                if attempt == attempts:
+                    raise BackendError(
+                        f"{self.name}: POST {self.url} failed after {attempts} attempts; last: {problem}",
+                        status=status,
+                        attempts=attempt,
+                    ) from error
+                delay = min(RETRY_MAX_DELAY_S, RETRY_BASE_DELAY_S * 2 ** (attempt - 1))
+                # Jitter, so that the threads of a batch that failed together do not all come back together.
+                delay *= random.uniform(0.5, 1.0)
+                logger.warning("%s: %s; retry %d of %d in %.2f s", self.name, problem, attempt, self.max_retries, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _parse(self, raw: bytes) -> Completion:
+        def malformed(what: str) -> BackendError:
+            excerpt = raw[:200].decode("utf-8", errors="replace")
+            return BackendError(f"{self.name}: {self.url} answered {what}: {excerpt!r}", status=200)
+
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            raise malformed("a body that is not JSON") from None
+        choices = payload.get("choices") if isinstance(payload, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise malformed("no choices")
+        message = choices[0].get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, str):
+            raise malformed("no choices[0].message.content")
+        usage = payload.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        return Completion(
+            text=content,
+            prompt_tokens=_token_count(usage.get("prompt_tokens")),
+            completion_tokens=_token_count(usage.get("completion_tokens")),
+            truncated=choices[0].get("finish_reason") == "length",
+        )
+
+
 _loaded: dict[str, Backend] = {}
 _lock = threading.Lock()
+
+
+def _backend_load(spec) -> Backend:
+    if spec.backend == "transformers":
+        device = settings.PSYROOM_DEVICE if spec.device == "auto" else spec.device
+        return TransformersBackend(name=spec.name, path=spec.path, device=device, dtype=spec.dtype)
+    if spec.backend == "openai":
+        api_key = ""
+        if spec.api_key_env:
+            # The key lives in the worker's environment, never in the database.
+            api_key = os.environ.get(spec.api_key_env, "")
+            if not api_key:
+                raise ModelLoadError(
+                    f"model spec {spec.name!r}: the environment variable {spec.api_key_env} is not set"
+                )
+        return OpenAIBackend(
+            name=spec.name,
+            model=spec.path,
+            base_url=spec.base_url,
+            api_key=api_key,
+            timeout_s=spec.timeout_s,
+            max_retries=spec.max_retries,
+            batch_size=spec.batch_size,
+        )
+    raise ModelLoadError(f"unknown backend {spec.backend!r} for model spec {spec.name!r}")
 
 
 def backend_for(spec) -> Backend:
     """The backend of a ModelSpec, loaded on first use in this process and kept."""
     with _lock:
         if spec.name not in _loaded:
-            if spec.backend != "transformers":
-                raise ModelLoadError(f"unknown backend {spec.backend!r} for model spec {spec.name!r}")
-            device = settings.PSYROOM_DEVICE if spec.device == "auto" else spec.device
-            _loaded[spec.name] = TransformersBackend(name=spec.name, path=spec.path, device=device, dtype=spec.dtype)
+            _loaded[spec.name] = _backend_load(spec)
         return _loaded[spec.name]
