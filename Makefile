@@ -21,6 +21,7 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py load_taxonomy
+	$(BIN)/python manage.py load_scenarios
 	$(BIN)/python manage.py seed_demo
 	@echo "Starting the worker and the web app: log in at http://127.0.0.1:8000/accounts/login/ (Ctrl-C stops both)."
 	@trap 'kill 0' INT TERM; \
