@@ -22,8 +22,11 @@ from psyroom_admin import roles
 from . import services
 from .forms import QueueFilterForm, ReviewForm, SignOffForm, TurnEditForm, started_at_token
 from .models import RiskFlag
+from .rubrics import DEFAULTS as RUBRICS
 
 QUEUE_PAGE_SIZE = 50
+# The kinds these pages can show and review: those with a rubric.
+REVIEW_KINDS = tuple(RUBRICS)
 
 
 # --- Access -----------------------------------------------------------------------------------------------------
@@ -47,7 +50,8 @@ def _check_can_sign_off(request: HttpRequest) -> None:
 def _get_candidate_for_viewer(request: HttpRequest, pk: int) -> Candidate:
     """The candidate, for a user with a role: 403 without one (before a 404 could tell what exists), 404 if missing."""
     _check_can_see_candidates(request)
-    return get_object_or_404(gen_selectors.candidate_list(), pk=pk)
+    # Kinds without a review page yet (courses, sessions, questions) are not served here.
+    return get_object_or_404(gen_selectors.candidate_list().filter(kind__in=REVIEW_KINDS), pk=pk)
 
 
 # --- Reads for the pages ----------------------------------------------------------------------------------------
@@ -192,7 +196,8 @@ def _add_service_errors(form, error: ValidationError) -> None:
 def candidate_queue(request: HttpRequest) -> HttpResponse:
     _check_can_see_candidates(request)
     form = QueueFilterForm(request.GET)
-    paginator = Paginator(gen_selectors.candidate_list_reviewable(filters=form.filters()), QUEUE_PAGE_SIZE)
+    reviewable = gen_selectors.candidate_list_reviewable(filters=form.filters()).filter(kind__in=REVIEW_KINDS)
+    paginator = Paginator(reviewable, QUEUE_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     return render(request, "annotations/queue.html", {"form": form, "page": page, "paginator": paginator})
 

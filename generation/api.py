@@ -238,7 +238,7 @@ class RunCancelApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         run = _get_run(pk)
         try:
-            run = services.run_cancel(run=run)
+            run = services.run_cancel(run=run, user=request.user)
         except DjangoValidationError as error:
             body = {"detail": " ".join(error.messages), "status": run.status}
             return Response(RunCancelConflict(body).data, status=status.HTTP_409_CONFLICT)

@@ -6,10 +6,12 @@ import logging
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+
+from psyroom_admin import roles
 
 from .models import (
     Candidate,
@@ -328,6 +330,8 @@ def run_create(
     from .pipelines import plan as plan_pipeline
     from .pipelines import scenario as scenario_pipeline
 
+    if created_by is not None and not roles.user_can_run_generation(created_by):
+        raise PermissionDenied("Only curators and admins may start generation runs.")
     if kind not in RUN_KINDS:
         raise ValidationError(f"kind: generation of {kind!r} is not available (choose dialogue, plan or scenario)")
     sub_emotions = [*([sub_emotion] if sub_emotion else []), *(sub_emotions or [])]
@@ -709,8 +713,13 @@ def run_execute(*, run_id: int, backend=None) -> GenerationRun | None:
     return run_finish(run=run)
 
 
-def run_cancel(*, run: GenerationRun) -> GenerationRun:
-    """Cancel a run that has not finished; the worker stops after the chunk in flight."""
+def run_cancel(*, run: GenerationRun, user=None) -> GenerationRun:
+    """Cancel a run that has not finished; the worker stops after the chunk in flight.
+
+    ``user`` is who asks (None from the command line): only curators and admins may cancel.
+    """
+    if user is not None and not roles.user_can_run_generation(user):
+        raise PermissionDenied("Only curators and admins may cancel generation runs.")
     updated = GenerationRun.objects.filter(
         pk=run.pk, status__in=[GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING]
     ).update(status=GenerationRun.Status.CANCELLED, finished_at=timezone.now())

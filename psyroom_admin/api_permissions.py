@@ -46,7 +46,7 @@ class CanRunGeneration(BasePermission):
     message = "Only curators and admins may see and start generation runs."
 
     def has_permission(self, request, view) -> bool:
-        return roles.user_has_role(request.user, roles.CURATOR, roles.ADMIN)
+        return roles.user_can_run_generation(request.user)
 
 
 def service_error(error: DjangoValidationError, *, fields) -> serializers.ValidationError:

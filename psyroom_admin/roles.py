@@ -12,6 +12,8 @@ ROLES = (COUNSELOR, SENIOR_CLINICIAN, CURATOR, ADMIN)
 REVIEWERS = (COUNSELOR, SENIOR_CLINICIAN)
 # Who may sign off a risk flag.
 SIGNERS = (SENIOR_CLINICIAN,)
+# Who may start and cancel generation runs.
+RUNNERS = (CURATOR, ADMIN)
 
 
 # What curators may do in the Django admin: set up what generation uses, and look at everything else.
@@ -72,3 +74,7 @@ def user_can_see_candidates(user) -> bool:
 
 def user_can_sign_off_risk(user) -> bool:
     return user_has_role(user, *SIGNERS)
+
+
+def user_can_run_generation(user) -> bool:
+    return user_has_role(user, *RUNNERS)

@@ -8,5 +8,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("annotations.api_urls")),
+    path("runs/", include("generation.urls")),
     path("", include("annotations.urls")),
 ]

@@ -1,0 +1,123 @@
+"""The run console: curators start generation runs, watch their progress and cancel them.
+
+Views stay thin: check the role, validate with the form, call one service, render.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from psyroom_admin import roles
+
+from . import selectors, services
+from .forms import RunForm
+from .models import GenerationRun
+
+RUNS_PAGE_SIZE = 50
+FORM_FIELDS = ("kind", "sub_emotions", "scenarios", "dialogues", "count", "turns", "model_spec", "seed")
+
+
+def _check_can_run(request: HttpRequest) -> None:
+    if not roles.user_can_run_generation(request.user):
+        raise PermissionDenied("Only curators and admins may use the run console.")
+
+
+def _get_run(request: HttpRequest, pk: int) -> GenerationRun:
+    _check_can_run(request)
+    return get_object_or_404(selectors.run_list(), pk=pk)
+
+
+def _progress(run: GenerationRun) -> dict:
+    """What the progress bar shows: percent done, tokens per second while it ran, the parser's counters."""
+    elapsed = None
+    if run.started_at:
+        end = run.finished_at or timezone.now()
+        elapsed = max((end - run.started_at).total_seconds(), 0.001)
+    handled = run.done + run.failed
+    return {
+        "percent": round(100 * handled / run.count) if run.count else 0,
+        "handled": handled,
+        "elapsed_s": round(elapsed) if elapsed is not None else None,
+        "tokens_per_s": round(run.completion_tokens / elapsed, 1) if elapsed else None,
+        "stats": sorted(run.stats.items()),
+    }
+
+
+@login_required
+@require_GET
+def run_list(request: HttpRequest) -> HttpResponse:
+    _check_can_run(request)
+    paginator = Paginator(selectors.run_list(), RUNS_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    rows = [{"run": run, "progress": _progress(run)} for run in page.object_list]
+    return render(request, "generation/run_list.html", {"page": page, "rows": rows})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def run_new(request: HttpRequest) -> HttpResponse:
+    _check_can_run(request)
+    form = RunForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            run = services.run_create(
+                kind=data["kind"],
+                count=data["count"],
+                sub_emotions=list(data["sub_emotions"]),
+                scenarios=list(data["scenarios"]),
+                dialogues=data["dialogues"],
+                model_spec=data["model_spec"],
+                turns=data["turns"],
+                seed=data["seed"],
+                parameters=form.parameters(),
+                created_by=request.user,
+            )
+        except ValidationError as error:
+            for message in error.messages:
+                field, _, _ = message.partition(":")
+                field = field.split(".")[-1] if field.startswith("parameters.") else field
+                form.add_error(field if field in form.fields else None, message)
+        else:
+            messages.success(request, f"Run {run.pk} queued: {run.count} {run.get_kind_display().lower()}(s).")
+            return redirect("generation:run", pk=run.pk)
+    status = 400 if form.errors else 200
+    return render(request, "generation/run_form.html", {"form": form, "form_fields": FORM_FIELDS}, status=status)
+
+
+@login_required
+@require_GET
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = _get_run(request, pk)
+    candidates = run.candidates.order_by("run_index")[:200]
+    return render(
+        request,
+        "generation/run_detail.html",
+        {"run": run, "progress": _progress(run), "candidates": candidates},
+    )
+
+
+@login_required
+@require_GET
+def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The progress partial that the run page polls until the run has finished."""
+    run = _get_run(request, pk)
+    return render(request, "generation/_run_progress.html", {"run": run, "progress": _progress(run)})
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    run = _get_run(request, pk)
+    try:
+        services.run_cancel(run=run, user=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"Run {run.pk} cancelled: the worker stops after the chunk in flight.")
+    return redirect("generation:run", pk=run.pk)

@@ -1,0 +1,173 @@
+"""The run console: who may use it, starting runs (and refusing bad ones), progress, failures and cancelling."""
+
+import pytest
+from django.urls import reverse
+
+from generation import services
+from generation.models import GenerationRun, SubEmotion
+from psyroom_admin import roles
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    ids = []
+    monkeypatch.setattr(services, "_queue_run", ids.append)
+    return ids
+
+
+@pytest.fixture
+def run(taxonomy, queued, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        return services.run_create(kind="dialogue", sub_emotions=[SubEmotion.objects.get(key="anxiety.1")], count=3)
+
+
+def urls(run) -> dict[str, tuple[str, str]]:
+    return {
+        "runs": ("get", reverse("generation:runs")),
+        "new": ("get", reverse("generation:run-new")),
+        "create": ("post", reverse("generation:run-new")),
+        "run": ("get", reverse("generation:run", args=[run.pk])),
+        "progress": ("get", reverse("generation:run-progress", args=[run.pk])),
+        "cancel": ("post", reverse("generation:run-cancel", args=[run.pk])),
+    }
+
+
+@pytest.mark.parametrize("name", ["runs", "new", "create", "run", "progress", "cancel"])
+@pytest.mark.parametrize(
+    ("role", "expected"),
+    [
+        ("anonymous", 302),
+        (None, 403),
+        (roles.COUNSELOR, 403),
+        (roles.SENIOR_CLINICIAN, 403),
+        (roles.CURATOR, 200),
+        (roles.ADMIN, 200),
+    ],
+)
+def test_only_curators_and_admins_use_the_run_console(client, run, name, role, expected):
+    if role != "anonymous":
+        client.force_login(factories.make_user(role))
+    method, url = urls(run)[name]
+    response = getattr(client, method)(url, {})
+    if expected == 200 and name == "cancel":
+        expected = 302  # back to the run page
+    if expected == 200 and name == "create":
+        expected = 400  # an empty form
+    assert response.status_code == expected
+    if role == "anonymous":
+        assert response["Location"].startswith("/accounts/login/")
+    if expected == 403 and name == "cancel":
+        run.refresh_from_db()
+        assert run.status == "queued"
+
+
+def test_the_runs_link_shows_only_for_curators(client, curator, counselor, taxonomy):
+    client.force_login(curator)
+    assert reverse("generation:runs") in client.get(reverse("annotations:queue")).content.decode()
+    client.force_login(counselor)
+    assert reverse("generation:runs") not in client.get(reverse("annotations:queue")).content.decode()
+
+
+def test_a_curator_starts_a_dialogue_run(client, curator, taxonomy, queued, django_capture_on_commit_callbacks):
+    client.force_login(curator)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("generation:run-new"),
+            {
+                "kind": "dialogue", "sub_emotions": ["anxiety.1", "guilt.0"], "count": "4", "turns": "4",
+                "seed": "11", "temperature": "0.5", "threshold": "4", "max_attempts": "3", "supervisor": "on",
+            },
+        )  # fmt: skip
+    run = GenerationRun.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("generation:run", args=[run.pk])
+    assert queued == [run.pk]
+    assert run.created_by == curator
+    assert [t["sub_emotion"] for t in run.targets] == ["anxiety.1", "guilt.0"]
+    assert (run.count, run.seed, run.parameters["turns"]) == (4, 11, 4)
+    assert run.parameters["temperature"] == 0.5 and run.parameters["threshold"] == 4.0
+    assert run.parameters["supervisor"] is True and run.parameters["classify"] is False
+
+
+def test_a_curator_starts_a_plan_run_for_dialogues(client, curator, taxonomy, queued):
+    first, second = factories.make_candidate(), factories.make_candidate(content=factories.dialogue_content(3))
+    client.force_login(curator)
+    response = client.post(
+        reverse("generation:run-new"),
+        {"kind": "plan", "dialogues": f"{first.pk}, {second.pk}", "count": "1", "turns": "6", "seed": "0"},
+    )
+    assert response.status_code == 302
+    run = GenerationRun.objects.get()
+    assert (run.kind, run.count, run.targets) == ("plan", 2, [{"dialogue": first.pk}, {"dialogue": second.pk}])
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"kind": "dialogue", "sub_emotions": ["anxiety.1"], "count": "0"}, "Ensure this value is greater than"),
+        ({"kind": "dialogue", "sub_emotions": ["anxiety.1"], "temperature": "9"}, "Ensure this value is less than"),
+        ({"kind": "dialogue"}, "sub_emotions: choose at least one sub-emotion or scenario"),
+        ({"kind": "plan"}, "dialogues: a plan run needs at least one dialogue"),
+        ({"kind": "plan", "dialogues": "999999"}, "no dialogue with id 999999"),
+        ({"kind": "plan", "dialogues": "12; DROP"}, "is not a candidate id"),
+        ({"kind": "dialogue", "sub_emotions": ["nope.1"]}, "Select a valid choice"),
+    ],
+)
+def test_a_bad_run_is_refused_with_the_field_named_and_nothing_written(
+    client, curator, taxonomy, queued, data, message
+):
+    client.force_login(curator)
+    response = client.post(reverse("generation:run-new"), {"count": "2", "turns": "4", "seed": "0", **data})
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not GenerationRun.objects.exists()
+    assert queued == []
+
+
+def test_the_progress_partial_shows_the_numbers_and_stops_polling_when_finished(client, curator, run):
+    GenerationRun.objects.filter(pk=run.pk).update(
+        status="running", done=1, failed=1, completion_tokens=120, stats={"truncated": 2}
+    )
+    client.force_login(curator)
+    page = client.get(reverse("generation:run-progress", args=[run.pk])).content.decode()
+    assert "1 done, 1 failed of 3" in page and "67%" in page and "truncated" in page
+    assert 'hx-trigger="every 2s"' in page
+    GenerationRun.objects.filter(pk=run.pk).update(status="succeeded")
+    page = client.get(reverse("generation:run-progress", args=[run.pk])).content.decode()
+    assert "hx-trigger" not in page
+
+
+def test_failures_show_their_raw_text_escaped(client, curator, run):
+    GenerationRun.objects.filter(pk=run.pk).update(
+        failed=1, errors=[{"index": 2, "reason": "empty_turn", "raw": "<script>alert(1)</script>"}]
+    )
+    client.force_login(curator)
+    page = client.get(reverse("generation:run", args=[run.pk])).content.decode()
+    assert "Item 2: empty_turn" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+
+
+def test_cancel_stops_a_run_and_a_finished_run_cannot_be_cancelled(client, curator, run):
+    client.force_login(curator)
+    response = client.post(reverse("generation:run-cancel", args=[run.pk]), follow=True)
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert "cancelled" in response.content.decode()
+    finished_at = run.finished_at
+    response = client.post(reverse("generation:run-cancel", args=[run.pk]), follow=True)
+    assert "has already finished" in response.content.decode()
+    run.refresh_from_db()
+    assert (run.status, run.finished_at) == ("cancelled", finished_at)
+
+
+def test_services_refuse_runs_from_users_without_the_role(taxonomy, counselor, run):
+    from django.core.exceptions import PermissionDenied
+
+    with pytest.raises(PermissionDenied):
+        services.run_create(kind="scenario", sub_emotions=[run.sub_emotion], count=1, created_by=counselor)
+    with pytest.raises(PermissionDenied):
+        services.run_cancel(run=run, user=counselor)
+    run.refresh_from_db()
+    assert run.status == "queued" and GenerationRun.objects.count() == 1
