@@ -94,12 +94,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = _get_run(request, pk)
-    candidates = run.candidates.order_by("run_index")[:200]
-    return render(
-        request,
-        "generation/run_detail.html",
-        {"run": run, "progress": _progress(run), "candidates": candidates},
-    )
+    return render(request, "generation/run_detail.html", {"run": run, "progress": _progress(run)})
 
 
 @login_required
