@@ -1,7 +1,8 @@
-"""What people do: rubrics, reviews and the audit trail."""
+"""What people do: rubrics, campaigns and their queue, reviews, drafts, adjudications and the audit trail."""
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from generation.models import Candidate, CandidateKind, Revision
 
@@ -35,6 +36,101 @@ class RiskFlag(models.TextChoices):
     OTHER = "other", "Other risk"
 
 
+class Campaign(models.Model):
+    """A set of candidates that chosen people review with one rubric, k of them per candidate.
+
+    ``policy`` decides what happens once k reviews are in: ``{"min_approvals": k, "min_mean": 3.0,
+    "no_risk": true}`` approves a candidate when at least ``min_approvals`` reviews approve, every criterion's mean
+    reaches ``min_mean`` and no risk flag was raised; anything else goes to adjudication.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=CandidateKind.choices)
+    rubric = models.ForeignKey(Rubric, on_delete=models.PROTECT, related_name="campaigns")
+    overlap = models.PositiveSmallIntegerField(default=2, help_text="k: counselors per candidate")
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="campaigns")
+    guidelines = models.TextField(blank=True, help_text="Markdown")
+    blind = models.BooleanField(default=True, help_text="Hide the AI supervisor's scores and other reviews")
+    policy = models.JSONField(default=dict, blank=True)
+    lease_seconds = models.PositiveIntegerField(default=1800)
+    # What the candidates were chosen by (kind, sub-emotions, scenarios, run, status or an id list), for the record.
+    selection = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignItem(models.Model):
+    """One candidate in one campaign, with how far its reviewing has come."""
+
+    class State(models.TextChoices):
+        OPEN = "open", "Waiting for reviews"
+        ADJUDICATION = "adjudication", "Waiting for adjudication"
+        DECIDED = "decided", "Decided"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
+    candidate = models.ForeignKey(Candidate, on_delete=models.PROTECT, related_name="campaign_items")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
+    # Reviews submitted in this campaign (never more than the campaign's overlap).
+    reviews_done = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["campaign_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "candidate"], name="campaign_item_unique_candidate"),
+        ]
+        indexes = [
+            # The queue scans the open items of one campaign in id order.
+            models.Index(fields=["campaign", "id"], condition=Q(state="open"), name="campaign_item_open_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.candidate} in {self.campaign}"
+
+
+class Assignment(models.Model):
+    """One counselor's slot on one campaign item: claimed with a lease, then submitted, released or expired.
+
+    A person is never served the same item twice (one row per item and person, whatever its status); a claim
+    whose lease has run out no longer counts toward the item's k.
+    """
+
+    class Status(models.TextChoices):
+        CLAIMED = "claimed", "Claimed"
+        SUBMITTED = "submitted", "Submitted"
+        RELEASED = "released", "Released (skipped)"
+
+    item = models.ForeignKey(CampaignItem, on_delete=models.CASCADE, related_name="assignments")
+    counselor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assignments")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CLAIMED)
+    claimed_at = models.DateTimeField()
+    lease_expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "counselor"], name="assignment_unique_person"),
+        ]
+        indexes = [models.Index(fields=["counselor", "status"], name="assignment_person_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.counselor} on {self.item} ({self.status})"
+
+
 class Review(models.Model):
     """One counselor's judgement of one revision of a candidate."""
 
@@ -52,13 +148,62 @@ class Review(models.Model):
     comment = models.TextField(blank=True)
     risk_flags = models.JSONField(default=list, blank=True)
     time_spent_s = models.PositiveIntegerField(default=0)
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.PROTECT, related_name="reviews")
+    assignment = models.OneToOneField(
+        Assignment, null=True, blank=True, on_delete=models.PROTECT, related_name="review"
+    )
+    # Set by the client for each submit: a retried submit with the same key returns the first review.
+    idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reviewer", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="review_unique_idempotency_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"review {self.pk} of {self.candidate} by {self.reviewer}"
+
+
+class Draft(models.Model):
+    """What a counselor has typed for a candidate and not yet submitted: scores, decision, comment, flags."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="drafts")
+    candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="drafts")
+    data = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "candidate"], name="draft_unique_user_candidate")]
+
+    def __str__(self) -> str:
+        return f"draft of {self.user} on {self.candidate}"
+
+
+class Adjudication(models.Model):
+    """A senior clinician's final decision on a candidate that reviewers disagreed on or flagged."""
+
+    candidate = models.ForeignKey(Candidate, on_delete=models.PROTECT, related_name="adjudications")
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.PROTECT, related_name="adjudications"
+    )
+    clinician = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=16, choices=Review.Decision.choices)
+    reason = models.TextField()
+    # The revision decided on (a further edit made while adjudicating is a revision of its own).
+    revision = models.ForeignKey(Revision, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"review {self.pk} of {self.candidate} by {self.reviewer}"
+        return f"adjudication of {self.candidate} by {self.clinician}: {self.decision}"
 
 
 class AuditEvent(models.Model):
