@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from psyroom_admin.api_permissions import PAGE_PARAMETERS, CanRunGeneration, page_of, paginated_response, service_error
 
 from . import selectors, services
-from .models import GenerationRun, ModelSpec, Scenario
+from .models import ClientProfile, GenerationRun, ModelSpec, Scenario
 
 
 def _get_run(pk: int) -> GenerationRun:
@@ -110,6 +110,21 @@ class RunCreateInput(serializers.Serializer):
         max_length=10_000,
         help_text="dialogue candidate ids: a plan run writes a plan for each, a dialogue run reconstructs each",
     )
+    questions = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        default=list,
+        max_length=10_000,
+        help_text="question runs: ids of imported choice-question candidates; each model answers each one",
+    )
+    profiles = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        default=list,
+        max_length=10_000,
+        help_text="course runs: client profile ids; the items cycle through them",
+    )
+    sessions = serializers.IntegerField(default=3, help_text="course runs: sessions per course")
     count = serializers.IntegerField(
         required=False, allow_null=True, default=None, help_text="how many items (with `dialogues`: one per dialogue)"
     )
@@ -130,6 +145,13 @@ class RunCreateInput(serializers.Serializer):
     def validate_dialogues(self, ids: list[int]):
         # Any candidate: the service says which ones are not dialogues.
         return self._rows(selectors.candidate_list(), ids, "candidate")
+
+    def validate_questions(self, ids: list[int]):
+        # Any candidate: the service says which ones are not choice questions.
+        return self._rows(selectors.candidate_list(), ids, "candidate")
+
+    def validate_profiles(self, ids: list[int]) -> list[ClientProfile]:
+        return self._rows(ClientProfile.objects.all(), ids, "client profile")
 
     def validate_model_spec(self, value: str) -> ModelSpec | None:
         value = value.strip()
@@ -192,6 +214,9 @@ class RunsApi(APIView):
                 sub_emotions=data.get("sub_emotions", []),
                 scenarios=data["scenarios"],
                 dialogues=data["dialogues"],
+                questions=data["questions"],
+                profiles=data["profiles"],
+                sessions=data["sessions"],
                 count=data["count"],
                 turns=data["turns"],
                 model_spec=data["model_spec"],

@@ -5,7 +5,8 @@ import re
 from django import forms
 
 from . import selectors
-from .models import Candidate, CandidateKind, ModelSpec, Scenario
+from .courses import SESSIONS_RANGE
+from .models import Candidate, CandidateKind, ClientProfile, ModelSpec, Scenario
 from .services import PARAMETER_BOUNDS, RUN_KINDS
 
 # The sampling and supervision parameters a curator may set, with their labels; the bounds are the service's.
@@ -19,6 +20,28 @@ PARAMETER_FIELDS = {
     "classify": "Emotion classifier",
     "strategies": "Support-strategy labels",
 }
+
+
+def _ids(raw: str) -> list[int]:
+    """Candidate ids separated by spaces or commas; ``101-120`` is a range (at most 10,000 ids in all)."""
+    ids: list[int] = []
+    for token in raw.replace(",", " ").split():
+        match = re.fullmatch(r"(\d{1,12})(?:-(\d{1,12}))?", token)
+        if not match:
+            raise forms.ValidationError(f"{token!r} is not a candidate id or a range of them (101-120)")
+        low, high = int(match[1]), int(match[2] or match[1])
+        if high < low or len(ids) + high - low + 1 > 10_000:
+            raise forms.ValidationError(f"{token!r}: a range runs low to high, 10,000 ids at most in all")
+        ids.extend(range(low, high + 1))
+    return ids
+
+
+def _candidates(ids: list[int], kind: str) -> list[Candidate]:
+    found = selectors.candidate_list(filters={"kind": kind}).in_bulk(ids)
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise forms.ValidationError(f"no {CandidateKind(kind).label.lower()} with id {missing[0]}")
+    return [found[i] for i in ids]
 
 
 def _parameter_field(key: str, label: str) -> forms.Field:
@@ -40,10 +63,45 @@ class RunForm(forms.Form):
         label="Dialogue ids",
         help_text="Plans: one per dialogue. Dialogue runs: the dialogues to reconstruct. Ids separated by spaces.",
     )
-    count = forms.IntegerField(min_value=1, max_value=10_000, initial=4, help_text="Dialogues or scenarios to write.")
-    turns = forms.IntegerField(min_value=2, max_value=40, initial=6)
+    questions = forms.CharField(
+        required=False,
+        label="Question ids",
+        help_text="Question runs: imported choice questions, by id or range (101-120). Each answering model "
+        "answers each one.",
+    )
+    profiles = forms.ModelMultipleChoiceField(
+        queryset=ClientProfile.objects.order_by("name"),
+        required=False,
+        label="Client profiles",
+        help_text="Course runs: the courses cycle through these clients.",
+    )
+    count = forms.IntegerField(
+        min_value=1, max_value=10_000, initial=4, help_text="Dialogues, scenarios or courses to write."
+    )
+    turns = forms.IntegerField(min_value=2, max_value=40, initial=6, help_text="Turns per dialogue or session.")
+    sessions = forms.IntegerField(
+        min_value=SESSIONS_RANGE[0],
+        max_value=SESSIONS_RANGE[1],
+        initial=3,
+        required=False,
+        help_text="Course runs: sessions per course.",
+    )
     model_spec = forms.ModelChoiceField(
         queryset=ModelSpec.objects.all(), required=False, empty_label="Default model (PSYROOM_MODEL)"
+    )
+    models = forms.ModelMultipleChoiceField(
+        queryset=ModelSpec.objects.order_by("name"),
+        to_field_name="name",
+        required=False,
+        label="Answering models",
+        help_text="Question runs: the K models that answer each question (default: the model above).",
+    )
+    min_correct = forms.IntegerField(
+        min_value=1,
+        required=False,
+        label="Correct answers for easy (M)",
+        help_text="Question runs: a question is hard when fewer than M of the K models answer it correctly "
+        "(default: all K).",
     )
     seed = forms.IntegerField(min_value=0, initial=0)
 
@@ -55,22 +113,25 @@ class RunForm(forms.Form):
         self.fields["classify"].initial = True
 
     def clean_dialogues(self) -> list[Candidate]:
-        raw = self.cleaned_data["dialogues"].replace(",", " ").split()
-        bad = [token for token in raw if not re.fullmatch(r"\d{1,12}", token)]
-        if bad:
-            raise forms.ValidationError(f"{bad[0]!r} is not a candidate id")
-        ids = [int(token) for token in raw]
-        found = selectors.candidate_list(filters={"kind": CandidateKind.DIALOGUE}).in_bulk(ids)
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise forms.ValidationError(f"no dialogue with id {missing[0]}")
-        return [found[i] for i in ids]
+        return _candidates(_ids(self.cleaned_data["dialogues"]), CandidateKind.DIALOGUE)
+
+    def clean_sessions(self) -> int:
+        return self.cleaned_data["sessions"] or self.fields["sessions"].initial
+
+    def clean_questions(self) -> list[Candidate]:
+        return _candidates(_ids(self.cleaned_data["questions"]), CandidateKind.QUESTION)
 
     def parameters(self) -> dict:
-        """The parameters that were set (booleans always: an unticked box means off)."""
+        """The parameters that were set (booleans always: an unticked box means off), and a question run's models
+        and M."""
         clean = {}
         for key in PARAMETER_FIELDS:
             value = self.cleaned_data.get(key)
             if PARAMETER_BOUNDS[key][0] is bool or value is not None:
                 clean[key] = value
+        if self.cleaned_data.get("kind") == CandidateKind.QUESTION:
+            if self.cleaned_data.get("models"):
+                clean["models"] = [spec.name for spec in self.cleaned_data["models"]]
+            if self.cleaned_data.get("min_correct") is not None:
+                clean["min_correct"] = self.cleaned_data["min_correct"]
         return clean

@@ -73,6 +73,15 @@ class ClientProfile(models.Model):
     personality = models.TextField(blank=True)
     assessment = models.TextField(blank=True)
     language = models.CharField(max_length=2, choices=Language.choices, default=Language.ENGLISH)
+    # What a course with this client works towards (MusPsy "Counseling Goals"), edited by curators.
+    goals = models.TextField(blank=True)
+    # Imported per-session client cards and counseling memories (MusPsy), oldest first: [{"session", "card",
+    # "memory"}]. Generated courses keep their memories in their session candidates, not here.
+    history = models.JSONField(default=list, blank=True)
+    # Where an imported profile came from (dataset, licence, attribution, files) and the sha256 of what was read:
+    # importing the same files again finds this profile instead of adding one. NULL for written profiles.
+    source = models.JSONField(default=dict, blank=True)
+    source_hash = models.CharField(max_length=64, null=True, blank=True, unique=True)  # noqa: DJ001
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

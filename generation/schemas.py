@@ -95,7 +95,115 @@ def _scenario(content: Any) -> None:
     _text(content.get("description"), "description", 3000)
 
 
-_VALIDATORS = {"dialogue": _dialogue, "plan": _plan, "scenario": _scenario}
+# --- Questions (Psyche-R1) ------------------------------------------------------------------------------------------
+
+QUESTION_TYPES = ("single", "multi", "open")
+QUESTION_FIELDS = {
+    "format", "subject", "question_type", "question_kind", "question", "options", "answer", "explanation",
+    "answers", "difficulty", "selection", "chosen",
+}  # fmt: skip
+ANSWER_FIELDS = {"model", "rationale", "answer", "correct", "raw", "error", "edited"}
+
+
+def _question(content: Any) -> None:
+    """A question: single or multiple choice (options A, B, ... and the answer's letters) or open (answer text).
+
+    After a cross-selection run it also holds every model's answer and the difficulty that followed from them.
+    """
+    if not isinstance(content, dict):
+        raise ContentError("content: a question must be an object")
+    unknown = set(content) - QUESTION_FIELDS
+    if unknown:
+        raise ContentError(f"content: unknown field(s) {', '.join(sorted(unknown))}")
+    qtype = content.get("question_type")
+    if qtype not in QUESTION_TYPES:
+        raise ContentError(f"question_type: must be single, multi or open, not {qtype!r}")
+    _text(content.get("question"), "question", 20_000)
+    options = content.get("options", {})
+    answer = content.get("answer")
+    if qtype == "open":
+        if options:
+            raise ContentError("options: an open question has no options")
+        _text(answer, "answer", 20_000)
+    else:
+        if not isinstance(options, dict) or len(options) < 2:
+            raise ContentError("options: a choice question needs at least two options")
+        for letter, text in options.items():
+            if not (len(letter) == 1 and "A" <= letter <= "Z"):
+                raise ContentError(f"options: {letter!r} is not a capital letter")
+            _text(text, f"options.{letter}", 2000)
+        if not isinstance(answer, str) or not answer:
+            raise ContentError("answer: a choice question needs its answer letter(s)")
+        outside = sorted(set(answer) - set(options))
+        if outside:
+            raise ContentError(f"answer: {', '.join(outside)} not among the options {''.join(sorted(options))}")
+        if len(set(answer)) != len(answer):
+            raise ContentError(f"answer: {answer!r} repeats a letter")
+        if qtype == "single" and len(answer) != 1:
+            raise ContentError(f"answer: a single-choice question has one answer letter, not {answer!r}")
+    answers = content.get("answers", [])
+    if not isinstance(answers, list):
+        raise ContentError("answers: must be a list")
+    for i, item in enumerate(answers):
+        if not isinstance(item, dict) or not {"model", "raw", "correct"} <= set(item):
+            raise ContentError(f"answers[{i}]: must be an object with model, raw and correct")
+        if set(item) - ANSWER_FIELDS:
+            raise ContentError(f"answers[{i}]: unknown field(s) {', '.join(sorted(set(item) - ANSWER_FIELDS))}")
+    if content.get("difficulty") not in (None, "hard", "easy"):
+        raise ContentError(f"difficulty: must be hard or easy, not {content['difficulty']!r}")
+    chosen = content.get("chosen")
+    if chosen is not None and not (isinstance(chosen, int) and 0 <= chosen < len(answers)):
+        raise ContentError(f"chosen: {chosen!r} is not the index of one of the answers")
+
+
+# --- Courses (MusPsy): a course and its sessions -------------------------------------------------------------------
+
+# What the memory writer records after each session, in this order.
+MEMORY_FIELDS = ("emotion_cognitive", "observations", "assignments", "session_goal", "summary")
+
+
+def _memory(memory: Any, where: str) -> None:
+    """A session's memory: the five fields; an unparsed one keeps the writer's raw text and may leave fields empty."""
+    if not isinstance(memory, dict):
+        raise ContentError(f"{where}: must be an object with {', '.join(MEMORY_FIELDS)}")
+    unknown = set(memory) - {*MEMORY_FIELDS, "unparsed", "error", "raw"}
+    if unknown:
+        raise ContentError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    for name in MEMORY_FIELDS:
+        value = memory.get(name)
+        if memory.get("unparsed") and value == "":
+            continue
+        _text(value, f"{where}.{name}", 5000)
+
+
+def _session(content: Any) -> None:
+    if not isinstance(content, dict) or set(content) - {"turns", "memory"}:
+        raise ContentError("content: a session must be an object with 'turns' and 'memory'")
+    _dialogue({"turns": content.get("turns")})
+    _memory(content.get("memory"), "memory")
+
+
+def _course(content: Any) -> None:
+    """A course: the profile it was written for (a snapshot), the number of sessions, and course-level notes."""
+    if not isinstance(content, dict):
+        raise ContentError("content: a course must be an object")
+    unknown = set(content) - {"profile", "sessions", "goals", "notes"}
+    if unknown:
+        raise ContentError(f"content: unknown field(s) {', '.join(sorted(unknown))}")
+    if not isinstance(content.get("profile"), dict) or not content["profile"].get("name"):
+        raise ContentError("profile: must be an object with at least the client's name")
+    sessions = content.get("sessions")
+    if not isinstance(sessions, int) or isinstance(sessions, bool) or not 1 <= sessions <= 50:
+        raise ContentError(f"sessions: must be a whole number from 1 to 50, not {sessions!r}")
+    for name in ("goals", "notes"):
+        if not isinstance(content.get(name, ""), str) or len(content.get(name, "")) > 5000:
+            raise ContentError(f"{name}: must be text of at most 5000 characters")
+
+
+_VALIDATORS = {
+    "dialogue": _dialogue, "plan": _plan, "scenario": _scenario, "question": _question, "course": _course,
+    "session": _session,
+}  # fmt: skip
 
 
 def validate_content(kind: str, content: Any) -> None:

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F
+from django.dispatch import Signal
 from django.utils import timezone
 
 from psyroom_admin import roles
@@ -132,6 +133,10 @@ def candidate_build(
     )
 
 
+# Sent with the list of candidates ``candidates_save_new`` has just saved (inside its transaction).
+candidates_created = Signal()
+
+
 def candidates_save_new(*, candidates: list[Candidate]) -> list[Candidate]:
     """Save new candidates and their revision 0 together. Call inside a transaction."""
     saved = Candidate.objects.bulk_create(candidates, batch_size=500)
@@ -139,6 +144,12 @@ def candidates_save_new(*, candidates: list[Candidate]) -> list[Candidate]:
         [Revision(candidate=c, number=0, content=c.content, category=Revision.Category.ORIGINAL) for c in saved],
         batch_size=500,
     )
+    # A course's sessions (``new_children``, parent set) are saved with it, in the same transaction.
+    children = [child for c in saved for child in getattr(c, "new_children", ())]
+    if children:
+        candidates_save_new(candidates=children)
+    # bulk_create sends no post_save: other apps (annotations) learn of new candidates through this signal.
+    candidates_created.send(sender=Candidate, candidates=saved)
     return saved
 
 
@@ -256,7 +267,9 @@ PARAMETER_BOUNDS = {
     "classify": (bool, False, True),
     "strategies": (bool, False, True),
 }
-RUN_KINDS = (CandidateKind.DIALOGUE, CandidateKind.PLAN, CandidateKind.SCENARIO)
+RUN_KINDS = (
+    CandidateKind.DIALOGUE, CandidateKind.PLAN, CandidateKind.SCENARIO, CandidateKind.QUESTION, CandidateKind.COURSE,
+)  # fmt: skip
 
 
 def _validate_parameters(parameters: dict) -> dict:
@@ -281,8 +294,22 @@ def _validate_parameters(parameters: dict) -> dict:
 
 
 def _targets(
-    *, kind: str, sub_emotions: list[SubEmotion], scenarios: list[Scenario], dialogues: list[Candidate]
+    *,
+    kind: str,
+    sub_emotions: list[SubEmotion],
+    scenarios: list[Scenario],
+    dialogues: list[Candidate],
+    questions: list[Candidate] = (),
+    profiles: list = (),
 ) -> list[dict]:
+    if kind == CandidateKind.COURSE:
+        from .courses import course_targets
+
+        return course_targets(profiles=list(profiles))
+    if kind == CandidateKind.QUESTION:
+        from .questions import question_targets
+
+        return question_targets(questions=list(questions))
     if kind == CandidateKind.SCENARIO:
         if not sub_emotions or scenarios or dialogues:
             raise ValidationError("sub_emotions: a scenario run needs sub-emotions (and no scenarios or dialogues)")
@@ -304,6 +331,24 @@ def _targets(
     return [{"sub_emotion": sub.key, "scenario": None} for sub in sub_emotions]
 
 
+def _critique_targets(*, kind: str, critiques: list[dict]) -> list[dict]:
+    """Targets that regenerate a dialogue with a reviewer's feedback (generation never imports annotations)."""
+    if kind != CandidateKind.DIALOGUE:
+        raise ValidationError(f"critiques: only dialogue runs regenerate with feedback, not {kind}")
+    targets = []
+    for critique in critiques:
+        parent = critique["parent"]
+        feedback = str(critique.get("feedback") or "").strip()
+        if parent.kind != CandidateKind.DIALOGUE or parent.sub_emotion_id is None:
+            raise ValidationError(f"critiques: candidate {parent.pk} is not a dialogue with a sub-emotion")
+        if not feedback:
+            raise ValidationError(f"critiques: the feedback for candidate {parent.pk} is empty")
+        extra = {k: v for k, v in critique.items() if k not in ("parent", "feedback")}
+        targets.append({**extra, "sub_emotion": parent.sub_emotion.key, "scenario": parent.scenario_id,
+                        "feedback": feedback[:4000], "parent": parent.pk})  # fmt: skip
+    return targets
+
+
 def run_create(
     *,
     kind: str,
@@ -313,44 +358,73 @@ def run_create(
     scenario: Scenario | None = None,
     scenarios: list[Scenario] | None = None,
     dialogues: list[Candidate] | None = None,
+    questions: list[Candidate] | None = None,
+    profiles: list | None = None,
+    sessions: int = 3,
     model_spec: ModelSpec | None = None,
     turns: int = 6,
     seed: int = 0,
     parameters: dict | None = None,
     created_by=None,
+    critiques: list[dict] | None = None,
 ) -> GenerationRun:
     """Create a run and queue its task once the run's row is committed.
+
+    ``critiques`` (a dialogue run): ``[{"parent": candidate, "feedback": str, ...}]`` rewrites each parent dialogue
+    told what a reviewer found wrong with it; the new candidate has ``parent`` set. Extra keys ride in the target
+    untouched (annotations uses one to put the new candidate in the parent's campaign).
 
     A dialogue run makes ``count`` dialogues, cycling through its sub-emotions (or scenarios), or, given
     ``dialogues``, reconstructs each of them (reconstruction mode: real client turns kept, counselor turns
     rewritten and labelled); a plan run makes one plan for each of its dialogues; a scenario run writes ``count``
-    new scenarios, cycling through its sub-emotions, for review.
+    new scenarios, cycling through its sub-emotions, for review; a question run has each of its K models answer
+    each of ``questions`` (``generation/questions.py``); a course run writes ``count`` courses of ``sessions``
+    sessions, cycling through its ``profiles`` (``generation/courses.py``).
     """
+    from .pipelines import course as course_pipeline
     from .pipelines import dialogue as dialogue_pipeline
     from .pipelines import plan as plan_pipeline
+    from .pipelines import question as question_pipeline
     from .pipelines import scenario as scenario_pipeline
 
     if created_by is not None and not roles.user_can_run_generation(created_by):
         raise PermissionDenied("Only curators and admins may start generation runs.")
     if kind not in RUN_KINDS:
-        raise ValidationError(f"kind: generation of {kind!r} is not available (choose dialogue, plan or scenario)")
+        raise ValidationError(f"kind: generation of {kind!r} is not available (choose {', '.join(RUN_KINDS)})")
     sub_emotions = [*([sub_emotion] if sub_emotion else []), *(sub_emotions or [])]
     scenarios = [*([scenario] if scenario else []), *(scenarios or [])]
     for sc in scenarios:
         if sub_emotion is not None and sc.sub_emotion_id != sub_emotion.pk:
             raise ValidationError(f"scenario: {sc} is not a scenario of {sub_emotion.key}")
-    targets = _targets(kind=kind, sub_emotions=sub_emotions, scenarios=scenarios, dialogues=list(dialogues or []))
-    if dialogues:
+    targets = _critique_targets(kind=kind, critiques=critiques) if critiques else _targets(
+        kind=kind, sub_emotions=sub_emotions, scenarios=scenarios, dialogues=list(dialogues or []),
+        questions=list(questions or []), profiles=list(profiles or []),
+    )  # fmt: skip
+    if dialogues or questions or critiques:
         count = len(targets)
     if count is None or not 1 <= count <= 10_000:
         raise ValidationError(f"count: must be between 1 and 10000, not {count}")
     if not 2 <= turns <= 40:
         raise ValidationError(f"turns: must be between 2 and 40, not {turns}")
+    question_params: dict = {}
+    if kind == CandidateKind.QUESTION:
+        # K model specs answer each question; the run's model spec is the first of them (generation/questions.py).
+        from .questions import question_run_setup
+
+        parameters, model_spec, question_params = question_run_setup(parameters=parameters or {}, model_spec=model_spec)
     model_spec = model_spec or modelspec_get_default()
     params = {**model_spec.parameters, **_validate_parameters(parameters or {})}
     if kind == CandidateKind.DIALOGUE:
         params["turns"] = turns
-    first = dialogues[0].sub_emotion if dialogues else SubEmotion.objects.get(key=targets[0]["sub_emotion"])
+    if kind == CandidateKind.COURSE:
+        from .courses import course_run_parameters
+
+        params.update(course_run_parameters(sessions=sessions, turns=turns))
+    params.update(question_params)
+    first = (
+        None if questions or profiles else dialogues[0].sub_emotion if dialogues
+        else SubEmotion.objects.get(key=targets[0]["sub_emotion"])
+    )  # fmt: skip
     with transaction.atomic():
         run = GenerationRun.objects.create(
             kind=kind,
@@ -359,9 +433,12 @@ def run_create(
             targets=targets,
             count=count,
             model_spec=model_spec,
-            prompt_version={"plan": plan_pipeline, "scenario": scenario_pipeline}.get(
-                kind, dialogue_pipeline
-            ).PROMPT_VERSION,
+            prompt_version={
+                "plan": plan_pipeline,
+                "scenario": scenario_pipeline,
+                "question": question_pipeline,
+                "course": course_pipeline,
+            }.get(kind, dialogue_pipeline).PROMPT_VERSION,
             seed=seed,
             parameters=params,
             created_by=created_by,
@@ -487,6 +564,9 @@ def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
         sub = subs[target["sub_emotion"]]
         scenario = scenarios.get(target.get("scenario"))
         situation = f"Your situation: {scenario.description}" if scenario else ""
+        if target.get("feedback"):
+            # Regeneration with a reviewer's critique: the rewrite is told what was wrong with the earlier version.
+            situation = f"{situation}\nA reviewer found this wrong in an earlier version: {target['feedback']}".strip()
         for start in range(0, len(indexes), size):
             chunk = indexes[start : start + size]
             batch = dialogue_chunk(
@@ -529,6 +609,8 @@ def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
                     failures.append({"index": state.index, "reason": "invalid_content", "raw": str(error)})
                     continue
                 candidate.ai_review = ai_review
+                if target.get("parent"):
+                    candidate.parent_id = target["parent"]
                 candidates.append(candidate)
             yield candidates, failures, batch.usage
 
@@ -693,9 +775,15 @@ def run_execute(*, run_id: int, backend=None) -> GenerationRun | None:
         saved = set(run.candidates.values_list("run_index", flat=True))
         failed = {e["index"] for e in run.errors}
         todo = [i for i in range(run.count) if i not in saved and i not in failed]
-        chunks = {CandidateKind.PLAN: _plan_chunks, CandidateKind.SCENARIO: _scenario_chunks}.get(
-            run.kind, _dialogue_chunks
-        )
+        from .courses import course_chunks
+        from .questions import question_chunks
+
+        chunks = {
+            CandidateKind.PLAN: _plan_chunks,
+            CandidateKind.SCENARIO: _scenario_chunks,
+            CandidateKind.QUESTION: question_chunks,
+            CandidateKind.COURSE: course_chunks,
+        }.get(run.kind, _dialogue_chunks)
         for candidates, failures, usage in chunks(run, backend, todo):
             run_record_chunk(
                 run=run,

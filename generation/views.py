@@ -19,7 +19,6 @@ from .forms import RunForm
 from .models import GenerationRun
 
 RUNS_PAGE_SIZE = 50
-FORM_FIELDS = ("kind", "sub_emotions", "scenarios", "dialogues", "count", "turns", "model_spec", "seed")
 
 
 def _check_can_run(request: HttpRequest) -> None:
@@ -72,7 +71,11 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 sub_emotions=list(data["sub_emotions"]),
                 scenarios=list(data["scenarios"]),
                 dialogues=data["dialogues"],
-                model_spec=data["model_spec"],
+                questions=data["questions"],
+                profiles=list(data["profiles"]),
+                sessions=data["sessions"],
+                # A question run's model spec is the first of its answering models, when they are chosen.
+                model_spec=None if data["kind"] == "question" and data["models"] else data["model_spec"],
                 turns=data["turns"],
                 seed=data["seed"],
                 parameters=form.parameters(),
@@ -87,7 +90,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Run {run.pk} queued: {run.count} {run.get_kind_display().lower()}(s).")
             return redirect("generation:run", pk=run.pk)
     status = 400 if form.errors else 200
-    return render(request, "generation/run_form.html", {"form": form, "form_fields": FORM_FIELDS}, status=status)
+    return render(request, "generation/run_form.html", {"form": form}, status=status)
 
 
 @login_required

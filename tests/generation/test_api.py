@@ -6,7 +6,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from generation import services
-from generation.models import Candidate, GenerationRun, ModelSpec, Scenario, SubEmotion
+from generation.models import Candidate, ClientProfile, GenerationRun, ModelSpec, Scenario, SubEmotion
 from psyroom_admin import roles
 from tests import factories
 
@@ -224,7 +224,7 @@ def test_create_with_a_model_spec_by_name_or_id(api, curator, taxonomy, post_run
         ({"sub_emotions": []}, "sub_emotions", "sub_emotions: choose at least one sub-emotion or scenario"),
         ({"sub_emotions": ["joy.99"]}, "sub_emotions", "Object with key=joy.99 does not exist."),
         ({"scenarios": [999_999]}, "scenarios", "no scenario with id 999999"),
-        ({"kind": "question"}, "kind", '"question" is not a valid choice.'),
+        ({"kind": "poem"}, "kind", '"poem" is not a valid choice.'),
         ({"model_spec": "gpt-nope"}, "model_spec", "no model spec named or numbered 'gpt-nope'"),
         ({"parameters": {"temperature": 9}}, "parameters", "parameters.temperature: 9 is outside 0.0..2.0"),
         ({"parameters": {"beam": 4}}, "parameters", "parameters: unknown parameter 'beam'"),
@@ -236,6 +236,51 @@ def test_a_bad_run_is_400_naming_the_field_and_writes_nothing(
 ):
     _as(api, curator)
     response = post_run({"kind": "dialogue", "sub_emotions": ["anxiety.1"], "count": 2, **data})
+    assert response.status_code == 400
+    assert set(response.json()) == {field}, response.json()
+    assert message in response.json()[field][0]
+    assert not GenerationRun.objects.exists()
+    assert queued == []
+
+
+def test_create_a_question_run_and_a_course_run(api, curator, taxonomy, post_run):
+    question = factories.make_candidate()
+    Candidate.objects.filter(pk=question.pk).update(
+        kind="question", sub_emotion=None,
+        content={"question_type": "single", "question": "Q?", "options": {"A": "a", "B": "b"}, "answer": ["A"]},
+    )  # fmt: skip
+    profile = ClientProfile.objects.create(name="Mei", background="A student before her final exams.")
+    _as(api, curator)
+
+    response = post_run({"kind": "question", "questions": [question.pk]})
+    assert response.status_code == 201, response.content
+    assert (response.json()["kind"], response.json()["count"], response.json()["targets"]) == (
+        "question", 1, [{"question": question.pk}],
+    )  # fmt: skip
+
+    response = post_run({"kind": "course", "profiles": [profile.pk], "count": 2, "sessions": 4, "turns": 4})
+    assert response.status_code == 201, response.content
+    run = GenerationRun.objects.get(kind="course")
+    assert (run.count, run.targets, run.parameters["sessions"]) == (2, [{"profile": profile.pk}], 4)
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        ({"kind": "question"}, "questions", "questions: a question run needs at least one question"),
+        ({"kind": "question", "questions": [999_999]}, "questions", "no candidate with id 999999"),
+        ({"kind": "course", "count": 1}, "profiles", "profiles: a course run needs at least one client profile"),
+        ({"kind": "course", "profiles": [999_999], "count": 1}, "profiles", "no client profile with id 999999"),
+        ({"kind": "course", "profiles": "PROFILE", "count": 1, "sessions": 99}, "sessions", "sessions: must be"),
+    ],
+)
+def test_a_bad_question_or_course_run_is_400_naming_the_field(
+    api, curator, taxonomy, queued, post_run, data, field, message
+):
+    if data.get("profiles") == "PROFILE":
+        data = {**data, "profiles": [ClientProfile.objects.create(name="Li", background="A retired worker.").pk]}
+    _as(api, curator)
+    response = post_run(data)
     assert response.status_code == 400
     assert set(response.json()) == {field}, response.json()
     assert message in response.json()[field][0]

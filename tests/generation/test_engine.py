@@ -242,7 +242,7 @@ def test_plan_and_dialogue_runs_refuse_bad_requests(make_run, candidate):
     with pytest.raises(ValidationError, match="true or false"):
         make_run(parameters={"supervisor": "yes"})
     with pytest.raises(ValidationError, match="not available"):
-        make_run(kind="course")
+        make_run(kind="session")  # sessions are written by course runs, never alone
     assert GenerationRun.objects.count() == 0
 
 

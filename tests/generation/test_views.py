@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from generation import services
-from generation.models import GenerationRun, SubEmotion
+from generation.models import Candidate, ClientProfile, GenerationRun, ModelSpec, SubEmotion
 from psyroom_admin import roles
 from tests import factories
 
@@ -103,9 +103,55 @@ def test_a_curator_starts_a_plan_run_for_dialogues(client, curator, taxonomy, qu
     assert (run.kind, run.count, run.targets) == ("plan", 2, [{"dialogue": first.pk}, {"dialogue": second.pk}])
 
 
+def test_a_curator_starts_a_course_run_and_a_question_run(client, curator, taxonomy, queued):
+    profile = ClientProfile.objects.create(name="Mei", background="A student before her final exams.")
+    twin = ModelSpec.objects.create(name="twin", path="/models/twin")
+    questions = [factories.make_candidate(), factories.make_candidate()]
+    Candidate.objects.filter(pk__in=[q.pk for q in questions]).update(
+        kind="question", sub_emotion=None,
+        content={"question_type": "single", "question": "Q?", "options": {"A": "a", "B": "b"}, "answer": ["A"]},
+    )  # fmt: skip
+    default = services.modelspec_get_default()
+    client.force_login(curator)
+
+    form = client.get(reverse("generation:run-new")).content.decode()
+    assert 'name="profiles"' in form and 'name="questions"' in form and 'name="models"' in form
+
+    response = client.post(
+        reverse("generation:run-new"),
+        {"kind": "course", "profiles": [profile.pk], "count": "2", "sessions": "4", "turns": "4", "seed": "0"},
+    )
+    assert response.status_code == 302, response.content.decode()
+    course_run = GenerationRun.objects.get(kind="course")
+    assert (course_run.count, course_run.targets, course_run.parameters["sessions"]) == (
+        2,
+        [{"profile": profile.pk}],
+        4,
+    )
+
+    response = client.post(
+        reverse("generation:run-new"),
+        {
+            "kind": "question", "questions": f"{questions[0].pk}-{questions[1].pk}",
+            "models": [default.name, twin.name], "min_correct": "2", "count": "1", "turns": "6", "seed": "0",
+        },
+    )  # fmt: skip
+    assert response.status_code == 302, response.content.decode()
+    run = GenerationRun.objects.get(kind="question")
+    assert run.targets == [{"question": q.pk} for q in questions]
+    assert (run.parameters["models"], run.parameters["min_correct"]) == (sorted([default.name, "twin"]), 2)
+    assert run.model_spec.name == sorted([default.name, "twin"])[0]
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
+        ({"kind": "course", "count": "1"}, "profiles: a course run needs at least one client profile"),
+        ({"kind": "course", "count": "1", "sessions": "11"}, "Ensure this value is less than or equal to 10"),
+        ({"kind": "question"}, "questions: a question run needs at least one question"),
+        ({"kind": "question", "questions": "5-2"}, "a range runs low to high"),
+        ({"kind": "question", "questions": "999999"}, "no question with id 999999"),
+        ({"kind": "question", "questions": "QUESTION", "min_correct": "3"}, "min_correct: must be a whole number"),
         ({"kind": "dialogue", "sub_emotions": ["anxiety.1"], "count": "0"}, "Ensure this value is greater than"),
         ({"kind": "dialogue", "sub_emotions": ["anxiety.1"], "temperature": "9"}, "Ensure this value is less than"),
         ({"kind": "dialogue"}, "sub_emotions: choose at least one sub-emotion or scenario"),
@@ -118,6 +164,12 @@ def test_a_curator_starts_a_plan_run_for_dialogues(client, curator, taxonomy, qu
 def test_a_bad_run_is_refused_with_the_field_named_and_nothing_written(
     client, curator, taxonomy, queued, data, message
 ):
+    if data.get("questions") == "QUESTION":
+        question = factories.make_candidate()
+        Candidate.objects.filter(pk=question.pk).update(
+            kind="question", content={"question_type": "single", "options": {"A": "a", "B": "b"}, "answer": ["A"]}
+        )
+        data = {**data, "questions": str(question.pk)}
     client.force_login(curator)
     response = client.post(reverse("generation:run-new"), {"count": "2", "turns": "4", "seed": "0", **data})
     assert response.status_code == 400

@@ -4,14 +4,28 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from generation import selectors, services
-from generation.models import Candidate, CandidateKind, GenerationRun, ModelSpec, Scenario, SubEmotion
+from generation.models import (
+    Candidate,
+    CandidateKind,
+    ClientProfile,
+    GenerationRun,
+    ModelSpec,
+    Scenario,
+    SubEmotion,
+)
 
 
 class Command(BaseCommand):
     help = "Queue a generation run for the Celery workers (queue 'generation'); --wait follows it to the end."
 
     def add_arguments(self, parser):
-        parser.add_argument("kind", choices=[CandidateKind.DIALOGUE, CandidateKind.PLAN, CandidateKind.SCENARIO])
+        parser.add_argument(
+            "kind",
+            choices=[
+                CandidateKind.DIALOGUE, CandidateKind.PLAN, CandidateKind.SCENARIO, CandidateKind.QUESTION,
+                CandidateKind.COURSE,
+            ],
+        )  # fmt: skip
         parser.add_argument(
             "--sub-emotion", action="append", default=[], help="a sub-emotion key, e.g. anxiety.1 (repeatable)"
         )
@@ -19,6 +33,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dialogue", action="append", type=int, default=[], help="plans: a dialogue candidate id (repeatable)"
         )
+        # Questions (Psyche-R1 cross-selection), see generation/questions.py.
+        parser.add_argument("--question", action="append", type=int, default=[], help="a question id (repeatable)")
+        parser.add_argument(
+            "--questions-from-import", action="store_true", help="every imported single or multiple choice question"
+        )
+        parser.add_argument("--models", help="questions: the K model spec names, comma-separated")
+        parser.add_argument("--min-correct", type=int, help="questions: M; hard when fewer than M models are right")
+        # Courses (MusPsy), see generation/courses.py.
+        parser.add_argument("--profile", action="append", type=int, default=[], help="courses: a client profile id")
+        parser.add_argument("--sessions", type=int, default=3, help="courses: sessions per course (2 to 10)")
         parser.add_argument("--count", type=int, default=1, help="dialogues: how many (plans: one per dialogue)")
         parser.add_argument("--turns", type=int, default=6, help="turns per dialogue, client first")
         parser.add_argument("--seed", type=int, default=0)
@@ -51,6 +75,18 @@ class Command(BaseCommand):
         dialogues = self._rows(
             Candidate.objects.filter(kind=CandidateKind.DIALOGUE), options["dialogue"], "--dialogue", "dialogue"
         )
+        questions = self._rows(
+            Candidate.objects.filter(kind=CandidateKind.QUESTION), options["question"], "--question", "question"
+        )
+        if options["questions_from_import"]:
+            questions += list(
+                Candidate.objects.filter(
+                    kind=CandidateKind.QUESTION,
+                    source_hash__isnull=False,
+                    content__question_type__in=["single", "multi"],
+                ).order_by("id")
+            )
+        profiles = self._rows(ClientProfile.objects.all(), options["profile"], "--profile", "client profile")
         model_spec = None
         if options["model"]:
             try:
@@ -62,6 +98,10 @@ class Command(BaseCommand):
             for key in ("max_new_tokens", "temperature", "top_p", "threshold", "max_attempts")
             if options[key] is not None
         }
+        if options["models"]:
+            parameters["models"] = options["models"]
+        if options["min_correct"] is not None:
+            parameters["min_correct"] = options["min_correct"]
         if options["no_supervisor"]:
             parameters["supervisor"] = False
         if options["no_classify"]:
@@ -74,6 +114,9 @@ class Command(BaseCommand):
                 sub_emotions=sub_emotions,
                 scenarios=scenarios,
                 dialogues=dialogues,
+                questions=questions,
+                profiles=profiles,
+                sessions=options["sessions"],
                 count=options["count"],
                 turns=options["turns"],
                 seed=options["seed"],
