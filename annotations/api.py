@@ -30,14 +30,15 @@ from psyroom_admin.api_permissions import (
     service_error,
 )
 
-from . import services
+from . import campaigns, services
 from .forms import seconds_since, started_at_token
 from .models import Review, RiskFlag, Rubric
 
 
-def _get_candidate(pk: int) -> Candidate:
-    """The candidate or 404. The view's permission class has already refused a user without a role (403 first)."""
-    return get_object_or_404(gen_selectors.candidate_list(), pk=pk)
+def _get_candidate(pk: int, user) -> Candidate:
+    """The candidate or 404. The view's permission class has already refused a user without a role (403 first);
+    a counselor gets 404 for a candidate outside their campaigns."""
+    return get_object_or_404(campaigns.candidate_scope(user=user, queryset=gen_selectors.candidate_list()), pk=pk)
 
 
 def _default_rubric(kind: str) -> Rubric | None:
@@ -142,7 +143,9 @@ class CandidateListApi(APIView):
         return paginated_response(
             request=request,
             view=self,
-            queryset=gen_selectors.candidate_search(filters=data),
+            queryset=campaigns.candidate_scope(
+                user=request.user, queryset=gen_selectors.candidate_search(filters=data)
+            ),
             serializer_class=CandidateListOutput,
         )
 
@@ -236,13 +239,15 @@ class CandidateDetailApi(APIView):
         tags=["candidates"],
     )
     def get(self, request: Request, pk: int) -> Response:
-        candidate = _get_candidate(pk)
+        candidate = _get_candidate(pk, request.user)
         can_review = roles.user_can_review(request.user)
         data = {
             "candidate": candidate,
             "latest": gen_selectors.candidate_latest_revision(candidate=candidate),
             "revisions": candidate.revisions.select_related("author").order_by("number"),
-            "reviews": candidate.reviews.select_related("reviewer", "revision", "rubric").order_by("created_at"),
+            "reviews": sorted(
+                campaigns.reviews_visible_to(user=request.user, candidate=candidate), key=lambda r: r.created_at
+            ),
             "rubric": _default_rubric(candidate.kind),
             "can_review": can_review,
             "can_sign_off": roles.user_can_sign_off_risk(request.user),
@@ -296,7 +301,7 @@ class CandidateTurnApi(APIView):
         tags=["candidates"],
     )
     def post(self, request: Request, pk: int, index: int) -> Response:
-        candidate = _get_candidate(pk)
+        candidate = _get_candidate(pk, request.user)
         if _turn(candidate, index) is None:
             raise NotFound(f"{candidate} has no turn {index}.")
         serializer = CandidateTurnInput(data=request.data)
@@ -356,7 +361,7 @@ class CandidateSignOffApi(APIView):
         tags=["candidates"],
     )
     def post(self, request: Request, pk: int) -> Response:
-        candidate = _get_candidate(pk)
+        candidate = _get_candidate(pk, request.user)
         serializer = CandidateSignOffInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -420,6 +425,14 @@ class ReviewCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         candidate = data["candidate"]
+        if not campaigns.candidate_scope(
+            user=request.user, queryset=Candidate.objects.filter(pk=candidate.pk)
+        ).exists():
+            # Outside the counselor's campaigns: answered as if it did not exist.
+            return Response(
+                {"candidate": [f'Invalid pk "{candidate.pk}" - object does not exist.']},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         try:
             review = services.review_submit(
                 candidate=candidate,
@@ -442,3 +455,77 @@ class ReviewCreateApi(APIView):
         except DjangoValidationError as error:
             raise service_error(error, fields=ReviewCreateInput().fields) from None
         return Response(ReviewCreateOutput(review).data, status=status.HTTP_201_CREATED)
+
+
+# --- Psyche-R1 questions -----------------------------------------------------------------------------------------
+
+
+class QuestionListFilter(serializers.Serializer):
+    difficulty = serializers.ChoiceField(choices=["hard", "easy"], required=False)
+    status = serializers.ChoiceField(choices=Candidate.Status.choices, required=False)
+
+
+class QuestionAnswerOutput(serializers.Serializer):
+    model = serializers.CharField()
+    answer = serializers.CharField(allow_null=True)
+    correct = serializers.BooleanField()
+    rationale = serializers.CharField(allow_blank=True, default="")
+    error = serializers.CharField(required=False)
+    raw = serializers.CharField(allow_blank=True)
+
+
+class QuestionListOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    version = serializers.IntegerField()
+    subject = serializers.CharField(source="content.subject", default="")
+    question_type = serializers.CharField(source="content.question_type")
+    question = serializers.CharField(source="content.question")
+    options = serializers.DictField(source="content.options", child=serializers.CharField())
+    answer = serializers.CharField(source="content.answer")
+    difficulty = serializers.CharField(source="content.difficulty", default=None, allow_null=True)
+    run = serializers.IntegerField(source="run_id", allow_null=True)
+    parent = serializers.IntegerField(source="parent_id", allow_null=True)
+
+
+class QuestionDetailOutput(QuestionListOutput):
+    explanation = serializers.CharField(source="content.explanation", default="")
+    answers = QuestionAnswerOutput(source="content.answers", many=True, default=list)
+    selection = serializers.DictField(source="content.selection", default=None, allow_null=True)
+    chosen = serializers.IntegerField(source="content.chosen", default=None, allow_null=True)
+    source = serializers.DictField()
+
+
+class QuestionListApi(APIView):
+    permission_classes = [CanSeeCandidates]
+
+    @extend_schema(
+        operation_id="questions_list",
+        summary="List questions (Psyche-R1), optionally only the hard or the easy ones",
+        parameters=[QuestionListFilter, *PAGE_PARAMETERS],
+        responses={200: page_of(QuestionListOutput, name="QuestionPage")},
+        tags=["questions"],
+    )
+    def get(self, request: Request) -> Response:
+        from generation.questions import question_list
+
+        filters = QuestionListFilter(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = question_list(difficulty=filters.validated_data.get("difficulty"))
+        if filters.validated_data.get("status"):
+            queryset = queryset.filter(status=filters.validated_data["status"])
+        return paginated_response(request=request, view=self, queryset=queryset, serializer_class=QuestionListOutput)
+
+
+class QuestionDetailApi(APIView):
+    permission_classes = [CanSeeCandidates]
+
+    @extend_schema(
+        operation_id="questions_detail",
+        summary="A question with every model's answer and rationale",
+        responses={200: QuestionDetailOutput},
+        tags=["questions"],
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        question = get_object_or_404(gen_selectors.candidate_list().filter(kind=CandidateKind.QUESTION), pk=pk)
+        return Response(QuestionDetailOutput(question).data)

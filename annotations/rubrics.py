@@ -160,5 +160,143 @@ SCENARIO_RUBRIC = {
     ],
 }
 
-DEFAULTS = {"dialogue": DIALOGUE_RUBRIC, "plan": PLAN_RUBRIC, "scenario": SCENARIO_RUBRIC}
+# Psyche-R1 questions: the overall decision on a question and its rationales. Each model's rationale is also rated on
+# its own (correct, clinically sound, clear) on the question's review page (annotations/question_services.py).
+QUESTION_RUBRIC = {
+    "name": "Psyche-R1 question",
+    "version": 1,
+    "criteria": [
+        {
+            "key": "reference_answer",
+            "label": "Reference answer",
+            "help": "Is the reference answer (as confirmed or corrected) right and unambiguous?",
+            "anchors": {
+                "1": "Wrong, or the question has no defensible answer.",
+                "2": "Doubtful: the options overlap or the key is disputable.",
+                "3": "Right, though the question is loosely worded.",
+                "4": "Right and clearly worded.",
+                "5": "Right, unambiguous and a good test of the knowledge.",
+            },
+        },
+        {
+            "key": "rationale_quality",
+            "label": "Best rationale",
+            "help": "Does the best rationale reason step by step, correctly and clinically soundly, to the answer?",
+            "anchors": {
+                "1": "No usable rationale.",
+                "2": "Reaches the answer with wrong or irrelevant steps.",
+                "3": "Sound but thin or partly unclear.",
+                "4": "Correct, sound and clear.",
+                "5": "Exemplary: a rationale to train on as it is.",
+            },
+        },
+    ],
+}
+
+# --- Courses (MusPsy): one session of a course, and the course as a whole ---------------------------------------
+
+SESSION_RUBRIC = {
+    "name": "MusPsy session",
+    "version": 1,
+    "criteria": [
+        _criterion(
+            "continuity",
+            "Continuity with earlier sessions",
+            "Builds on what earlier sessions found and agreed; nothing the client said before is forgotten.",
+            [
+                "Ignores or contradicts earlier sessions.",
+                "Mentions earlier sessions in passing only.",
+                "Picks up the main thread of the last session.",
+                "Builds on earlier findings and follows up the last assignment.",
+                "Weaves earlier sessions, the assignment and the client's history into this one seamlessly.",
+            ],
+        ),
+        _criterion(
+            "progress_tracking",
+            "Progress tracking",
+            "Checks what changed since last time (mood, thoughts, the assignment) and names progress or setbacks.",
+            [
+                "No attention to change.",
+                "Asks vaguely how things are.",
+                "Asks about the assignment or change.",
+                "Explores change concretely and names progress or setbacks.",
+                "Tracks change precisely and uses it to plan the next step.",
+            ],
+        ),
+        _criterion(
+            "adaptation",
+            "Adaptation of the counseling direction",
+            "Adjusts goals and techniques to where the client is now, rather than repeating the last session.",
+            [
+                "Repeats the last session regardless of the client.",
+                "Small, unexplained changes.",
+                "Some adjustment to the client's state.",
+                "Clear, fitting adjustment of goals or techniques.",
+                "Well-judged adjustment that a supervisor would endorse.",
+            ],
+        ),
+        # The PsyRoom dimensions of a single dialogue, safety included.
+        *DIALOGUE_RUBRIC["criteria"],
+        _criterion(
+            "memory",
+            "Session memory",
+            "The memory (state, observations, assignments, goal, summary) is true to the session and useful next time.",
+            [
+                "Wrong or empty.",
+                "Partly true; key points missing.",
+                "True to the session; some fields thin.",
+                "True and complete.",
+                "True, complete and precise enough to steer the next session.",
+            ],
+        ),
+    ],
+}
+
+COURSE_RUBRIC = {
+    "name": "MusPsy course",
+    "version": 1,
+    "criteria": [
+        _criterion(
+            "arc",
+            "Arc of the course",
+            "The sessions form a sensible sequence: assessment, work on the problem, consolidation, closing.",
+            [
+                "No recognisable order.",
+                "Sessions largely interchangeable.",
+                "A rough arc with some detours.",
+                "A clear arc from assessment to consolidation.",
+                "A clinically sound arc, each session a step on from the last.",
+            ],
+        ),
+        _criterion(
+            "goal_attainment",
+            "Goal attainment",
+            "The course works towards the client's goals and the last sessions show where they stand.",
+            [
+                "Goals ignored.",
+                "Goals mentioned but not pursued.",
+                "Goals pursued; attainment unclear.",
+                "Goals pursued with visible progress.",
+                "Goals pursued, progress shown and the remaining work named.",
+            ],
+        ),
+        _criterion(
+            "client_consistency",
+            "Consistency of the client",
+            "The client stays the same person: background, personality and history do not change between sessions.",
+            [
+                "The client's facts or character change from session to session.",
+                "Several inconsistencies.",
+                "Minor inconsistencies.",
+                "Consistent, with change only where the counseling explains it.",
+                "Fully consistent, a believable person over the whole course.",
+            ],
+        ),
+    ],
+}
+
+DEFAULTS = {
+    "dialogue": DIALOGUE_RUBRIC, "plan": PLAN_RUBRIC, "scenario": SCENARIO_RUBRIC, "question": QUESTION_RUBRIC,
+    "session": SESSION_RUBRIC, "course": COURSE_RUBRIC,
+}  # fmt: skip
 SCALE = (1, 5)

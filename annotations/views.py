@@ -19,7 +19,7 @@ from generation.schemas import ContentError
 from generation.services import StaleVersion
 from psyroom_admin import roles
 
-from . import services
+from . import campaigns, services
 from .forms import QueueFilterForm, ReviewForm, SignOffForm, TurnEditForm, started_at_token
 from .models import RiskFlag
 from .rubrics import DEFAULTS as RUBRICS
@@ -50,8 +50,9 @@ def _check_can_sign_off(request: HttpRequest) -> None:
 def _get_candidate_for_viewer(request: HttpRequest, pk: int) -> Candidate:
     """The candidate, for a user with a role: 403 without one (before a 404 could tell what exists), 404 if missing."""
     _check_can_see_candidates(request)
-    # Kinds without a review page yet (courses, sessions, questions) are not served here.
-    return get_object_or_404(gen_selectors.candidate_list().filter(kind__in=REVIEW_KINDS), pk=pk)
+    # A counselor sees only the candidates of their campaigns (404 for the rest, as if missing).
+    visible = campaigns.candidate_scope(user=request.user, queryset=gen_selectors.candidate_list())
+    return get_object_or_404(visible.filter(kind__in=REVIEW_KINDS), pk=pk)
 
 
 # --- Reads for the pages ----------------------------------------------------------------------------------------
@@ -117,9 +118,10 @@ def _revisions(candidate: Candidate):
     return candidate.revisions.select_related("author").order_by("number")
 
 
-def _earlier_reviews(candidate: Candidate) -> list[dict]:
+def _earlier_reviews(candidate: Candidate, user) -> list[dict]:
+    """The reviews this user may read: in a blind campaign a counselor sees only their own."""
     rows = []
-    for review in candidate.reviews.select_related("reviewer", "revision", "rubric").order_by("created_at"):
+    for review in sorted(campaigns.reviews_visible_to(user=user, candidate=candidate), key=lambda r: r.created_at):
         labels = {c["key"]: c["label"] for c in review.rubric.criteria}
         rows.append(
             {
@@ -166,7 +168,7 @@ def _render_detail(
         "rubric": rubric,
         "review_form": review_form,
         "sign_off_form": sign_off_form or SignOffForm(),
-        "reviews": _earlier_reviews(candidate),
+        "reviews": _earlier_reviews(candidate, request.user),
         # The importers write "license"; the model's comment says "licence": show either.
         "source_licence": candidate.source.get("license") or candidate.source.get("licence", ""),
         "stale": stale,
@@ -196,7 +198,9 @@ def _add_service_errors(form, error: ValidationError) -> None:
 def candidate_queue(request: HttpRequest) -> HttpResponse:
     _check_can_see_candidates(request)
     form = QueueFilterForm(request.GET)
-    reviewable = gen_selectors.candidate_list_reviewable(filters=form.filters()).filter(kind__in=REVIEW_KINDS)
+    reviewable = campaigns.candidate_scope(
+        user=request.user, queryset=gen_selectors.candidate_list_reviewable(filters=form.filters())
+    ).filter(kind__in=REVIEW_KINDS)
     paginator = Paginator(reviewable, QUEUE_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     return render(request, "annotations/queue.html", {"form": form, "page": page, "paginator": paginator})

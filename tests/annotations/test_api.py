@@ -16,10 +16,18 @@ from generation.services import modelspec_get_default
 from psyroom_admin import roles
 from tests import factories
 
+# A counselor sees only their campaigns' candidates: this one's campaign takes every candidate.
+from . import scoping
+
 pytestmark = pytest.mark.django_db
 
 EDITED = "That sounds exhausting. What would you tell a friend who felt this way before an exam?"
 ROLES = ["anonymous", "no_role", roles.COUNSELOR, roles.SENIOR_CLINICIAN, roles.CURATOR, roles.ADMIN]
+
+
+@pytest.fixture
+def counselor(db):
+    yield from scoping.counselor_in_campaign()
 
 
 @pytest.fixture
@@ -91,7 +99,10 @@ def test_permission_matrix(api, candidate, endpoint, role):
     if role == "no_role":
         _as(api, factories.make_user(None))
     elif role != "anonymous":
-        _as(api, factories.make_user(role))
+        user = factories.make_user(role)
+        if role == roles.COUNSELOR:
+            scoping.put_in_campaign([user], [candidate])  # a counselor sees only their campaigns' candidates
+        _as(api, user)
     response = getattr(api, method)(url(candidate), {}, format="json")
     assert response.status_code == expected[role], response.content
     assert not Revision.objects.filter(number__gt=0).exists()
@@ -288,7 +299,8 @@ def test_a_curator_reads_the_detail_without_review_rights(api, curator, candidat
 
 
 def test_detail_of_a_kind_without_a_rubric_has_none(api, counselor, candidate):
-    Candidate.objects.filter(pk=candidate.pk).update(kind="course")
+    # Every kind has a default rubric now (courses and sessions too): a kind outside them stands in.
+    Candidate.objects.filter(pk=candidate.pk).update(kind="other")
     _as(api, counselor)
     response = api.get(_url("candidate-detail", candidate.pk))
     assert response.status_code == 200
@@ -459,7 +471,7 @@ def test_a_bad_review_is_400_naming_the_field_and_writes_nothing(api, counselor,
     assert response.status_code == 400
     assert message in " ".join(map(str, response.json()[field])), response.json()
     assert not Review.objects.exists()
-    assert not AuditEvent.objects.exists()
+    assert not AuditEvent.objects.exclude(action="permission.change").exists()  # role grants are audited too
     candidate.refresh_from_db()
     assert candidate.status == Candidate.Status.GENERATED
 
@@ -542,7 +554,7 @@ def test_sign_off_without_a_note_is_400(api, senior, taxonomy, note, message):
     assert message in response.json()["note"][0]
     risky.refresh_from_db()
     assert risky.has_open_risk
-    assert not AuditEvent.objects.exists()
+    assert not AuditEvent.objects.exclude(action="permission.change").exists()  # role grants are audited too
 
 
 def test_sign_off_of_a_candidate_without_flags_is_400(api, senior, candidate):

@@ -12,10 +12,18 @@ from annotations.rubrics import DIALOGUE_RUBRIC
 from generation.models import Candidate, Revision
 from tests import factories
 
+from . import scoping
+
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 EDITED = "That sounds exhausting. What would you tell a friend who felt this way before an exam?"
+
+
+@pytest.fixture
+def counselor(db):
+    """A counselor sees only their campaigns' candidates: this one's campaign takes every candidate."""
+    yield from scoping.counselor_in_campaign()
 
 
 def _urls(candidate) -> dict[str, tuple[str, str]]:

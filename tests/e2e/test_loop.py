@@ -13,6 +13,7 @@ from annotations.rubrics import DIALOGUE_RUBRIC
 from generation.models import Candidate, GenerationRun
 from generation.services import taxonomy_load
 from tests import factories
+from tests.annotations.scoping import put_in_campaign
 from tests.worker import celery_worker
 
 from .conftest import login
@@ -39,6 +40,7 @@ def test_generate_review_edit_approve_export(live_server, page, tmp_path):
     assert run.task_id and run.completion_tokens > 0
     candidate = Candidate.objects.get(run=run)
     assert [t["role"] for t in candidate.content["turns"]] == ["client", "counselor", "client", "counselor"]
+    put_in_campaign([counselor], [candidate])  # a counselor sees only their campaigns' candidates
     assert candidate.lineage["model"] == "smollm2-135m-instruct"
     assert candidate.lineage["prompt_version"] == "dialogue/v1"
     assert not candidate.has_open_risk, candidate.risk_flags

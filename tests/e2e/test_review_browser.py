@@ -9,6 +9,7 @@ from annotations.rubrics import DIALOGUE_RUBRIC
 from generation.models import Candidate
 from generation.services import taxonomy_load
 from tests import factories
+from tests.annotations.scoping import put_in_campaign
 
 from .conftest import login
 
@@ -22,6 +23,7 @@ def test_counselor_edits_a_turn_rates_and_approves(live_server, page):
     taxonomy_load()
     counselor = factories.counselor()
     candidate = factories.make_candidate()
+    put_in_campaign([counselor], [candidate])  # a counselor sees only their campaigns' candidates
     original = candidate.content["turns"][1]["text"]
 
     login(page, live_server.url, counselor.username, factories.PASSWORD)
@@ -66,6 +68,7 @@ def test_saving_a_draft_on_a_stale_version_shows_the_conflict(live_server, page)
     counselor = factories.counselor()
     other = factories.counselor()
     candidate = factories.make_candidate()
+    put_in_campaign([counselor, other], [candidate])
 
     login(page, live_server.url, counselor.username, factories.PASSWORD)
     page.goto(f"{live_server.url}/candidates/{candidate.pk}/")

@@ -15,6 +15,7 @@ DEMO_ACCOUNTS = [
     ("senior", roles.SENIOR_CLINICIAN, False),
     ("curator", roles.CURATOR, True),
 ]
+DEMO_CAMPAIGN = "Demo campaign"
 
 
 class Command(BaseCommand):
@@ -37,7 +38,33 @@ class Command(BaseCommand):
             user.save()
             user.groups.add(Group.objects.get(name=role))
             lines.append(f"  {username:<10} {password}   ({role.replace('_', ' ')})")
+        self._demo_campaign(User)
         credentials = Path(settings.VAR_DIR) / "demo-accounts.txt"
         credentials.write_text("\n".join(lines) + "\n", encoding="utf-8")
         credentials.chmod(0o600)
         self.stdout.write("Demo accounts (also in var/demo-accounts.txt):\n" + "\n".join(lines))
+
+    def _demo_campaign(self, User) -> None:
+        """A blind campaign (k=2) of the demo dialogues for the demo counselor and senior clinician: a counselor sees
+        only the candidates of their campaigns, so without it the demo counselor would see nothing."""
+        from annotations import campaigns
+        from annotations.models import Campaign, CampaignItem
+        from generation import selectors as gen_selectors
+
+        members = list(User.objects.filter(username__in=["counselor", "senior"]))
+        campaign = Campaign.objects.filter(name=DEMO_CAMPAIGN).first()
+        if campaign is None:
+            campaign = campaigns.campaign_create(
+                creator=User.objects.get(username="curator"),
+                name=DEMO_CAMPAIGN,
+                kind="dialogue",
+                overlap=2,
+                members=members,
+                blind=True,
+                guidelines="Rate each demo dialogue with the rubric; flag any risk.",
+            )
+        else:
+            campaign.members.add(*members)
+            for candidate in gen_selectors.candidate_list_reviewable().filter(kind="dialogue"):
+                CampaignItem.objects.get_or_create(campaign=campaign, candidate=candidate)
+        self.stdout.write(f"Demo campaign: {campaign.name!r}, {campaign.items.count()} dialogues, k=2, blind.")

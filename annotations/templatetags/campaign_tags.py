@@ -1,0 +1,51 @@
+"""Template helpers of the campaign pages: a word-level diff of a turn, and the guidelines rendered from Markdown."""
+
+import difflib
+import re
+
+from django import template
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
+from markdown_it import MarkdownIt
+
+register = template.Library()
+
+# Raw HTML in the guidelines is shown as text and unsafe links (javascript:) are refused: curators write them,
+# counselors read them, and neither should be able to run script in the other's session.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False})
+_WORDS = re.compile(r"\s+|[^\s]+")
+
+
+@register.filter
+def word_diff(before: str | None, after: str | None) -> str:
+    """``before`` → ``after`` word by word, as escaped HTML with ``<del>`` and ``<ins>``.
+
+    Server-side so that what the counselor sees is exactly what the revision holds (no client diff library).
+    """
+    old = _WORDS.findall(before or "")
+    new = _WORDS.findall(after or "")
+    parts = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+        if op == "equal":
+            parts.append(escape("".join(old[i1:i2])))
+            continue
+        if i2 > i1:
+            parts.append(f"<del>{escape(''.join(old[i1:i2]))}</del>")
+        if j2 > j1:
+            parts.append(f"<ins>{escape(''.join(new[j1:j2]))}</ins>")
+    return mark_safe("".join(parts))  # noqa: S308 - every piece above is escaped
+
+
+@register.filter
+def markdown(text: str | None) -> str:
+    return mark_safe(_MARKDOWN.render(text or ""))  # noqa: S308 - raw HTML is disabled in the renderer
+
+
+@register.inclusion_tag("annotations/_campaign_history.html", takes_context=True)
+def candidate_history_card(context, candidate):
+    """The history card of a candidate for the page's user (the candidate page has no campaign view of its own)."""
+    # Imported here: the template library is loaded by pages that exist before and without campaigns.
+    from annotations import campaigns
+
+    user = context["user"]
+    return {"history": campaigns.candidate_history(candidate=candidate, user=user).select_related("actor")[:50]}
