@@ -34,14 +34,13 @@ def random_weights_backend(config_path: Path, device: str) -> TransformersBacken
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    bundled = TransformersBackend(name="tokenizer", path=f"bundled:{next(iter(BUNDLED))}", device="cpu")
+    backend = TransformersBackend(name="tokenizer", path=f"bundled:{next(iter(BUNDLED))}", device="cpu")
     config = AutoConfig.for_model(**json.loads(config_path.read_text()))
-    config.vocab_size = len(bundled.tokenizer)
+    config.vocab_size = len(backend.tokenizer)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    backend = object.__new__(TransformersBackend)
+    # The bundled backend with its model swapped for the random one.
     backend.name = f"random:{config_path.stem}"
     backend.device = device
-    backend.tokenizer = bundled.tokenizer
     backend.model = AutoModelForCausalLM.from_config(config, dtype=dtype).to(device).eval()
     return backend
 

@@ -1,7 +1,7 @@
 """Benchmark the campaign queue on PostgreSQL: 1,000,000 candidates in a campaign with k = 3, 50 counselors
 claiming and submitting at once through ``annotations.campaigns`` (the service itself, one connection per thread).
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/psyroom python bench/queue.py --candidates 1000000 --seconds 30
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python bench/campaign_queue.py --seconds 30
 
 It creates its own database (``psyroom_bench`` on the same server, dropped at the end unless ``--keep``), fills it
 with server-side ``INSERT ... SELECT generate_series``, then runs the counselors. Afterwards it counts from the
@@ -20,8 +20,6 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
-# This file is named like the standard library's ``queue``: take its folder off the path before anything imports it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
 
@@ -46,7 +44,7 @@ def main() -> None:
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     parts = urlparse(base)
     if not parts.scheme.startswith("postgres"):
-        sys.exit("bench/queue.py needs DATABASE_URL=postgres://...")
+        sys.exit("bench/campaign_queue.py needs DATABASE_URL=postgres://...")
     import psycopg
 
     admin_url = urlunparse(parts._replace(path="/postgres"))

@@ -1,0 +1,80 @@
+"""The transformers backend: a lockstep batch shares the work on its prompts' common start and answers as if each
+prompt were alone."""
+
+import pytest
+
+from generation import backends
+from generation.agents import client_messages
+from generation.backends import SamplingParams, TransformersBackend
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([[1, 2, 3, 4], [1, 2, 3, 5]], 3),
+        ([[1, 2, 3], [1, 2, 3, 4, 5]], 2),  # every row keeps at least one token of its own
+        ([[1, 2, 3], [1, 2, 3]], 2),
+        ([[7, 2], [1, 2]], 0),
+        ([[1], [1]], 0),
+    ],
+)
+def test_shared_start(rows, expected):
+    assert backends._shared_start(rows) == expected
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return TransformersBackend(name="smollm2-135m-instruct", path="bundled:smollm2-135m-instruct", device="cpu")
+
+
+GREEDY = SamplingParams(max_new_tokens=16, temperature=0, top_p=1.0, repetition_penalty=1.0)
+SITUATIONS = ["Exams are coming.", "My boss shouts at me every day and I cannot sleep.", "I failed a test."]
+
+
+def _client(situation: str, turns: list[dict]) -> list[dict]:
+    return client_messages(
+        version="v1", emotion="Self-imposed pressure", category="Anxiety", situation=situation, turns=turns
+    )
+
+
+def _plain(backend, prompts) -> list:
+    """Each prompt alone, with nothing reused."""
+    store, backend._store = backend._store, backends._KVStore(0)
+    try:
+        return [backend.generate([prompt], GREEDY)[0] for prompt in prompts]
+    finally:
+        backend._store = store
+
+
+@pytest.mark.e2e
+def test_reused_keys_and_values_give_the_answers_each_prompt_gets_alone(bundled):
+    bundled._store = backends._KVStore(backends.KV_STORE_TOKENS)
+    first = [_client(s, []) for s in SITUATIONS]
+
+    # The first turn: the rows share their system prompt's start, which is run once and stored.
+    shared = bundled.generate(first, GREEDY)
+    assert bundled._store.rows[0].ids.shape[0] >= backends.SHARED_START_MIN_TOKENS
+    alone = _plain(bundled, first)
+    assert [c.text for c in shared] == [c.text for c in alone]
+    assert [c.prompt_tokens for c in shared] == [c.prompt_tokens for c in alone]
+
+    # The client's next turn continues its last prompt and answer: those come from the store.
+    second = [
+        _client(s, [{"role": "client", "text": c.text}, {"role": "counselor", "text": "What worries you most?"}])
+        for s, c in zip(SITUATIONS, shared, strict=True)
+    ]
+    batch = bundled._batch([bundled.tokenizer(bundled.tokenizer.apply_chat_template(p, add_generation_prompt=True,
+                                                                                      tokenize=False),
+                                              add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+                            for p in second])  # fmt: skip
+    assert batch.cache.get_seq_length() > max(c.prompt_tokens for c in shared)
+    again = bundled.generate(second, GREEDY)
+    assert [c.text for c in again] == [c.text for c in _plain(bundled, second)]
+
+
+@pytest.mark.e2e
+def test_the_store_keeps_within_its_budget(bundled):
+    bundled._store = backends._KVStore(400)
+    for situation in SITUATIONS:
+        bundled.generate([_client(situation, [])], GREEDY)
+    assert 0 < sum(len(row.ids) for row in bundled._store.rows) <= 400
