@@ -4,7 +4,9 @@ claiming and submitting at once through ``annotations.campaigns`` (the service i
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python bench/campaign_queue.py --seconds 30
 
 It creates its own database (``psyroom_bench`` on the same server, dropped at the end unless ``--keep``), fills it
-with server-side ``INSERT ... SELECT generate_series``, then runs the counselors. Afterwards it counts from the
+with server-side ``INSERT ... SELECT generate_series``, then runs the counselors: by default each claims again as soon
+as it has submitted (a saturated queue: on a small machine the figures are then queueing for the CPU); with
+``--think-ms`` each pauses about that long after every submit, as people do. Afterwards it counts from the
 database the items with more than k live slots (``over_assigned``) and the (item, person) pairs served twice
 (``served_twice``); both must be 0. Then it times the review page (the campaign item view, Django's test Client in
 50 threads) against the same data. The last line printed is one JSON object.
@@ -13,6 +15,7 @@ database the items with more than k live slots (``over_assigned``) and the (item
 import argparse
 import json
 import os
+import random
 import sys
 import threading
 import time
@@ -36,6 +39,12 @@ def main() -> None:
     parser.add_argument("--counselors", type=int, default=50)
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=0,
+        help="each counselor pauses about this long (0.5x to 1.5x) after each submit; 0: claim again at once",
+    )
     parser.add_argument("--page-seconds", type=float, default=15, help="how long to time the review page")
     parser.add_argument("--database", default="psyroom_bench")
     parser.add_argument("--keep", action="store_true", help="do not drop the bench database")
@@ -148,6 +157,7 @@ def _run(args) -> dict:
 
     def counselor(user):
         mine = []
+        pace = random.Random(user.pk)
         try:
             while time.perf_counter() < stop:
                 t = time.perf_counter()
@@ -162,6 +172,8 @@ def _run(args) -> dict:
                     decision="approve",
                     base_version=assignment.item.candidate.version,
                 )
+                if args.think_ms:
+                    time.sleep(args.think_ms * pace.uniform(0.5, 1.5) / 1000)
         except Exception as error:  # noqa: BLE001 - counted and reported
             errors.append(repr(error))
         finally:
@@ -201,6 +213,7 @@ def _run(args) -> dict:
         "candidates": args.candidates,
         "k": args.k,
         "counselors": args.counselors,
+        "think_ms": args.think_ms,
         "seconds": round(elapsed, 1),
         "claims": len(claim_ms),
         "reviews": reviews,
@@ -233,6 +246,7 @@ def _time_review_page(args, campaign, users) -> dict:
 
     def user_loop(user):
         mine = []
+        pace = random.Random(user.pk)
         try:
             client = Client()
             client.force_login(user)
@@ -246,6 +260,8 @@ def _time_review_page(args, campaign, users) -> dict:
                 mine.append((time.perf_counter() - t) * 1000)
                 if response.status_code != 200:
                     raise RuntimeError(f"review page answered {response.status_code}")
+                if args.think_ms:
+                    time.sleep(args.think_ms * pace.uniform(0.5, 1.5) / 1000)
         finally:
             with lock:
                 times.extend(mine)

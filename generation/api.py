@@ -87,6 +87,12 @@ class RunListFilter(serializers.Serializer):
     status = serializers.ChoiceField(choices=GenerationRun.Status.choices, required=False)
 
 
+def _id_list(help_text: str) -> serializers.ListField:
+    """An optional list of row ids (at most 10,000)."""
+    ids = serializers.IntegerField(min_value=1)
+    return serializers.ListField(child=ids, required=False, default=list, max_length=10_000, help_text=help_text)
+
+
 class RunCreateInput(serializers.Serializer):
     kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in services.RUN_KINDS])
     sub_emotions = serializers.SlugRelatedField(
@@ -96,39 +102,18 @@ class RunCreateInput(serializers.Serializer):
         required=False,
         help_text="dialogue and scenario runs: sub-emotion keys (anxiety.1, ...); the items cycle through them",
     )
-    scenarios = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
-        required=False,
-        default=list,
-        max_length=10_000,
-        help_text="dialogue runs: scenario ids, instead of sub-emotions",
-    )
-    dialogues = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
-        required=False,
-        default=list,
-        max_length=10_000,
-        help_text="dialogue candidate ids: a plan run writes a plan for each, a dialogue run reconstructs each",
-    )
-    questions = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
-        required=False,
-        default=list,
-        max_length=10_000,
-        help_text="question runs: ids of imported choice-question candidates; each model answers each one",
-    )
-    profiles = serializers.ListField(
-        child=serializers.IntegerField(min_value=1),
-        required=False,
-        default=list,
-        max_length=10_000,
-        help_text="course runs: client profile ids; the items cycle through them",
-    )
+    scenarios = _id_list("dialogue runs: scenario ids, instead of sub-emotions")
+    dialogues = _id_list("dialogue candidate ids: a plan run writes a plan for each, a dialogue run reconstructs each")
+    questions = _id_list("question runs: ids of imported choice-question candidates; each model answers each one")
+    profiles = _id_list("course runs: client profile ids; the items cycle through them")
     sessions = serializers.IntegerField(default=3, help_text="course runs: sessions per course")
     count = serializers.IntegerField(
-        required=False, allow_null=True, default=None, help_text="how many items (with `dialogues`: one per dialogue)"
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="how many items (with `dialogues` or `questions`: one per id)",
     )
-    turns = serializers.IntegerField(default=6, help_text="turns per dialogue, client first")
+    turns = serializers.IntegerField(default=6, help_text="turns per dialogue or session, client first")
     model_spec = serializers.CharField(
         required=False, allow_blank=True, default="", help_text="a model spec's name or id (default: PSYROOM_MODEL)"
     )
