@@ -6,7 +6,8 @@ claiming and submitting at once through ``annotations.campaigns`` (the service i
 It creates its own database (``psyroom_bench`` on the same server, dropped at the end unless ``--keep``), fills it
 with server-side ``INSERT ... SELECT generate_series``, then runs the counselors: by default each claims again as soon
 as it has submitted (a saturated queue: on a small machine the figures are then queueing for the CPU); with
-``--think-ms`` each pauses about that long after every submit, as people do. Afterwards it counts from the
+``--think-ms`` each starts at a random moment within that time and pauses about that long after every submit, as
+people do. Afterwards it counts from the
 database the items with more than k live slots (``over_assigned``) and the (item, person) pairs served twice
 (``served_twice``); both must be 0. Then it times the review page (the campaign item view, Django's test Client in
 50 threads) against the same data. The last line printed is one JSON object.
@@ -159,6 +160,8 @@ def _run(args) -> dict:
         mine = []
         pace = random.Random(user.pk)
         try:
+            if args.think_ms:  # people do not all start in the same millisecond
+                time.sleep(args.think_ms * pace.random() / 1000)
             while time.perf_counter() < stop:
                 t = time.perf_counter()
                 assignment = campaigns.queue_claim_next(campaign=campaign, counselor=user)
@@ -254,6 +257,8 @@ def _time_review_page(args, campaign, users) -> dict:
             if assignment is None:
                 return
             url = reverse("annotations:campaign_item", args=[campaign.pk, assignment.item.candidate_id])
+            if args.think_ms:
+                time.sleep(args.think_ms * pace.random() / 1000)
             while time.perf_counter() < stop:
                 t = time.perf_counter()
                 response = client.get(url)
