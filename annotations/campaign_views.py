@@ -56,10 +56,19 @@ def _get_campaign(request: HttpRequest, campaign_id: int) -> Campaign:
     return get_object_or_404(campaigns.campaign_list_for(user=request.user), pk=campaign_id)
 
 
-def _get_item(campaign: Campaign, candidate_id: int) -> CampaignItem:
-    return get_object_or_404(
+def _check_reviewer(request: HttpRequest, campaign: Campaign) -> None:
+    if not roles.user_can_review(request.user) or not campaign.members.filter(pk=request.user.pk).exists():
+        raise PermissionDenied("Only the counselors of this campaign review in it.")
+
+
+def _get_item_to_review(request: HttpRequest, campaign_id: int, candidate_id: int) -> tuple[Campaign, CampaignItem]:
+    """The campaign and its item for one of the campaign's reviewers (403 for anyone else, 404 if not there)."""
+    campaign = _get_campaign(request, campaign_id)
+    _check_reviewer(request, campaign)
+    item = get_object_or_404(
         CampaignItem.objects.select_related("candidate", "campaign"), campaign=campaign, candidate_id=candidate_id
     )
+    return campaign, item
 
 
 def _assignment_of(user, item: CampaignItem) -> Assignment | None:
@@ -67,9 +76,11 @@ def _assignment_of(user, item: CampaignItem) -> Assignment | None:
     return Assignment.objects.filter(item=item, counselor=user).first()
 
 
-def _check_reviewer(request: HttpRequest, campaign: Campaign) -> None:
-    if not roles.user_can_review(request.user) or not campaign.members.filter(pk=request.user.pk).exists():
-        raise PermissionDenied("Only the counselors of this campaign review in it.")
+def _held_assignment(user, item: CampaignItem) -> Assignment:
+    assignment = _assignment_of(user, item)
+    if assignment is None:
+        raise Http404("You hold no slot on this item.")
+    return assignment
 
 
 # --- Forms ------------------------------------------------------------------------------------------------------
@@ -319,9 +330,7 @@ def campaign_next(request: HttpRequest, campaign_id: int) -> HttpResponse:
 @login_required
 @require_GET
 def campaign_item(request: HttpRequest, campaign_id: int, candidate_id: int) -> HttpResponse:
-    campaign = _get_campaign(request, campaign_id)
-    _check_reviewer(request, campaign)
-    item = _get_item(campaign, candidate_id)
+    campaign, item = _get_item_to_review(request, campaign_id, candidate_id)
     assignment = _assignment_of(request.user, item)
     if assignment is None or assignment.status != Assignment.Status.CLAIMED:
         # Not (or no longer) this counselor's to review: the queue decides what they get next.
@@ -365,9 +374,7 @@ def _render_item(request, campaign, item, assignment, *, form=None, stale=False,
 @require_GET
 def campaign_item_preview(request: HttpRequest, campaign_id: int, candidate_id: int) -> HttpResponse:
     """The turns of an item, read-only: what the review screen prefetches for the item "next" will give."""
-    campaign = _get_campaign(request, campaign_id)
-    _check_reviewer(request, campaign)
-    item = _get_item(campaign, candidate_id)
+    campaign, item = _get_item_to_review(request, campaign_id, candidate_id)
     response = render(request, "annotations/campaign_preview.html", _item_context(request, campaign, item))
     response["Cache-Control"] = "private, max-age=300"
     return response
@@ -381,12 +388,8 @@ def _wants_json(request: HttpRequest) -> bool:
 @require_POST
 def campaign_submit(request: HttpRequest, campaign_id: int, candidate_id: int) -> HttpResponse:
     """Record the review; JSON for the page's script (which retries), a redirect to the next item otherwise."""
-    campaign = _get_campaign(request, campaign_id)
-    _check_reviewer(request, campaign)
-    item = _get_item(campaign, candidate_id)
-    assignment = _assignment_of(request.user, item)
-    if assignment is None:
-        raise Http404("You hold no slot on this item.")
+    campaign, item = _get_item_to_review(request, campaign_id, candidate_id)
+    assignment = _held_assignment(request.user, item)
     form = CampaignReviewForm(request.POST, rubric=campaign.rubric)
     error_status = 400
     if form.is_valid() and form.cleaned_data["decision"] == Review.Decision.APPROVE and item.candidate.has_open_risk:
@@ -434,9 +437,7 @@ def campaign_submit(request: HttpRequest, campaign_id: int, candidate_id: int) -
 @require_http_methods(["GET", "POST"])
 def campaign_draft(request: HttpRequest, campaign_id: int, candidate_id: int) -> HttpResponse:
     """GET: the saved draft. POST (a JSON object): save it, so that nothing typed is lost with the tab."""
-    campaign = _get_campaign(request, campaign_id)
-    _check_reviewer(request, campaign)
-    item = _get_item(campaign, candidate_id)
+    campaign, item = _get_item_to_review(request, campaign_id, candidate_id)
     if request.method == "GET":
         return JsonResponse({"data": campaigns.draft_get(user=request.user, candidate=item.candidate) or {}})
     if len(request.body) > MAX_DRAFT_BYTES:
@@ -458,12 +459,8 @@ def campaign_draft(request: HttpRequest, campaign_id: int, candidate_id: int) ->
 @require_POST
 def campaign_release(request: HttpRequest, campaign_id: int, candidate_id: int) -> HttpResponse:
     """Skip: give the slot back to the queue and take the next item."""
-    campaign = _get_campaign(request, campaign_id)
-    _check_reviewer(request, campaign)
-    item = _get_item(campaign, candidate_id)
-    assignment = _assignment_of(request.user, item)
-    if assignment is None:
-        raise Http404("You hold no slot on this item.")
+    campaign, item = _get_item_to_review(request, campaign_id, candidate_id)
+    assignment = _held_assignment(request.user, item)
     try:
         campaigns.assignment_release(assignment=assignment, counselor=request.user)
     except ValidationError as error:
@@ -476,9 +473,7 @@ def campaign_release(request: HttpRequest, campaign_id: int, candidate_id: int) 
 @login_required
 @require_POST
 def campaign_regenerate(request: HttpRequest, campaign_id: int, candidate_id: int) -> HttpResponse:
-    campaign = _get_campaign(request, campaign_id)
-    _check_reviewer(request, campaign)
-    item = _get_item(campaign, candidate_id)
+    campaign, item = _get_item_to_review(request, campaign_id, candidate_id)
     form = CritiqueForm(request.POST)
     back = reverse("annotations:campaign_item", args=[campaign.pk, item.candidate_id])
     if not form.is_valid():

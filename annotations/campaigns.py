@@ -17,8 +17,8 @@ from generation import services as gen_services
 from generation.models import Candidate
 from psyroom_admin import roles
 
-from .models import Adjudication, Assignment, AuditEvent, Campaign, CampaignItem, Draft, Review, RiskFlag, Rubric
-from .services import DECISION_STATUS, _validate_scores, audit_record, rubric_get_default
+from .models import Adjudication, Assignment, AuditEvent, Campaign, CampaignItem, Draft, Review, Rubric
+from .services import DECISION_STATUS, _validate_review, _validate_scores, audit_record, rubric_get_default
 
 CAMPAIGN_MANAGERS = (roles.CURATOR, roles.ADMIN)
 # Who sees every candidate and every review (with names), blind campaign or not.
@@ -351,16 +351,7 @@ def campaign_review_submit(
         raise PermissionDenied("This is not your assignment.")
     if not roles.user_can_review(reviewer):
         raise PermissionDenied("Only counselors and senior clinicians review.")
-    if decision not in Review.Decision.values:
-        raise ValidationError({"decision": f"must be approve, reject or needs_revision, not {decision!r}"})
-    risk_flags = list(risk_flags or [])
-    bad = [f for f in risk_flags if f not in RiskFlag.values]
-    if bad:
-        raise ValidationError({"risk_flags": f"unknown risk flag(s): {', '.join(map(str, bad))}"})
-    if risk_flags and not comment.strip():
-        raise ValidationError({"comment": "say what the risk is: a comment is required with a risk flag"})
-    if len(comment or "") > 10_000:
-        raise ValidationError({"comment": "at most 10000 characters"})
+    risk_flags = _validate_review(decision=decision, risk_flags=risk_flags, comment=comment)
     campaign = assignment.item.campaign
     clean = _validate_scores(rubric=campaign.rubric, scores=scores)
     try:

@@ -63,6 +63,21 @@ def _validate_scores(*, rubric: Rubric, scores: dict) -> dict:
     return clean
 
 
+def _validate_review(*, decision: str, risk_flags: list[str] | None, comment: str) -> list[str]:
+    """Check a review's decision, risk flags and comment (plain or in a campaign); returns the risk flags."""
+    if decision not in Review.Decision.values:
+        raise ValidationError({"decision": f"must be approve, reject or needs_revision, not {decision!r}"})
+    risk_flags = list(risk_flags or [])
+    bad_flags = [f for f in risk_flags if f not in RiskFlag.values]
+    if bad_flags:
+        raise ValidationError({"risk_flags": f"unknown risk flag(s): {', '.join(map(str, bad_flags))}"})
+    if comment and len(comment) > 10_000:
+        raise ValidationError({"comment": "at most 10000 characters"})
+    if risk_flags and not comment.strip():
+        raise ValidationError({"comment": "say what the risk is: a comment is required with a risk flag"})
+    return risk_flags
+
+
 def review_submit(
     *,
     candidate: Candidate,
@@ -81,16 +96,7 @@ def review_submit(
     """
     if not roles.user_can_review(reviewer):
         raise PermissionDenied("Only counselors and senior clinicians may review.")
-    if decision not in Review.Decision.values:
-        raise ValidationError({"decision": f"must be approve, reject or needs_revision, not {decision!r}"})
-    risk_flags = list(risk_flags or [])
-    bad_flags = [f for f in risk_flags if f not in RiskFlag.values]
-    if bad_flags:
-        raise ValidationError({"risk_flags": f"unknown risk flag(s): {', '.join(map(str, bad_flags))}"})
-    if comment and len(comment) > 10_000:
-        raise ValidationError({"comment": "at most 10000 characters"})
-    if risk_flags and not comment.strip():
-        raise ValidationError({"comment": "say what the risk is: a comment is required with a risk flag"})
+    risk_flags = _validate_review(decision=decision, risk_flags=risk_flags, comment=comment)
     rubric = rubric_get_default(kind=candidate.kind)
     clean_scores = _validate_scores(rubric=rubric, scores=scores)
     if decision == Review.Decision.APPROVE and (risk_flags or candidate.has_open_risk):

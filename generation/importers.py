@@ -119,13 +119,20 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
             raise ImportFormatError(f"{rec.where(format)}: {error}") from error
         built.append((source_hash, candidate))
 
+    created = candidates_save_unique(kind=CandidateKind.DIALOGUE, built=built)
+    return ImportResult(created=created, duplicates=len(built) - created, files=len(files))
+
+
+def candidates_save_unique(*, kind: str, built: list[tuple[str, Candidate]]) -> int:
+    """Save the built ``(source_hash, candidate)`` pairs whose hash is new for ``kind`` (in the database and among
+    themselves), all in one transaction; returns how many were saved."""
     with transaction.atomic():
         hashes = list(dict.fromkeys(h for h, _ in built))
         seen: set[str] = set()
         for start in range(0, len(hashes), _HASH_QUERY_CHUNK):
             seen.update(
                 Candidate.objects.filter(
-                    kind=CandidateKind.DIALOGUE, source_hash__in=hashes[start : start + _HASH_QUERY_CHUNK]
+                    kind=kind, source_hash__in=hashes[start : start + _HASH_QUERY_CHUNK]
                 ).values_list("source_hash", flat=True)
             )
         new = []
@@ -136,7 +143,7 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
         # A concurrent import of the same data can still collide on the unique (kind, source_hash) constraint; the
         # IntegrityError then rolls this import back whole, which is the rule anyway.
         services.candidates_save_new(candidates=new)
-    return ImportResult(created=len(new), duplicates=len(built) - len(new), files=len(files))
+    return len(new)
 
 
 # --- Files ---------------------------------------------------------------------------------------------------------

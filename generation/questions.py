@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
 from . import services
-from .importers import ImportFormatError, ImportResult
+from .importers import ImportFormatError, ImportResult, candidates_save_unique
 from .models import Candidate, CandidateKind, GenerationRun, Language, ModelSpec
 from .schemas import ContentError
 
@@ -36,7 +35,6 @@ SOURCE = {
 }
 # Kept from a question's content when a run copies it; a run's own answers replace any earlier ones.
 _QUESTION_KEYS = ("format", "subject", "question_type", "question_kind", "question", "options", "answer", "explanation")
-_HASH_QUERY_CHUNK = 900
 _SEPARATED_LETTERS = re.compile(r"^[A-Z](?:\s*[,，、]\s*[A-Z])+$")
 
 
@@ -199,22 +197,8 @@ def questions_import(
                 raise ImportFormatError(f"{where}: {error}") from error
             built.append((source_hash, candidate))
 
-    with transaction.atomic():
-        hashes = list(dict.fromkeys(h for h, _ in built))
-        seen: set[str] = set()
-        for start in range(0, len(hashes), _HASH_QUERY_CHUNK):
-            seen.update(
-                Candidate.objects.filter(
-                    kind=CandidateKind.QUESTION, source_hash__in=hashes[start : start + _HASH_QUERY_CHUNK]
-                ).values_list("source_hash", flat=True)
-            )
-        new = []
-        for source_hash, candidate in built:
-            if source_hash not in seen:
-                seen.add(source_hash)
-                new.append(candidate)
-        services.candidates_save_new(candidates=new)
-    return ImportResult(created=len(new), duplicates=len(built) - len(new), files=len(files))
+    created = candidates_save_unique(kind=CandidateKind.QUESTION, built=built)
+    return ImportResult(created=created, duplicates=len(built) - created, files=len(files))
 
 
 # --- Cross-selection runs --------------------------------------------------------------------------------------
