@@ -22,7 +22,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from django.conf import settings
 
@@ -85,6 +85,8 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from generation import decoding
+
         self.name = name
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         if dtype == "auto":
@@ -100,7 +102,7 @@ class TransformersBackend:
         self.model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=True)
         self.model.to(self.device)
         self.model.eval()
-        self._store = _KVStore(KV_STORE_TOKENS)
+        self._store = decoding.KVStore(decoding.KV_STORE_TOKENS)
 
     def _resolve(self, path: str) -> str:
         if not path.startswith("bundled:"):
@@ -135,169 +137,32 @@ class TransformersBackend:
         return cache
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
-        """One batched ``generate`` call. What the rows share with rows written before (the same agent's last turn)
-        or with each other (the system prompt) is not run through the model again: see ``_KVStore``."""
+        """One batched decode (``generation.decoding``). What the rows share with rows written before (the same
+        agent's last turn) or with each other (the system prompt) is not run through the model again."""
         import torch
+
+        from generation import decoding
 
         if not prompts:
             return []
         texts = self.tokenizer.apply_chat_template(prompts, add_generation_prompt=True, tokenize=False)
         rows = [torch.tensor(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-        batch = self._batch(rows)
-        torch.manual_seed(params.seed)
-        sampling = params.temperature > 0
+        vocabulary = max(len(self.tokenizer), self.model.config.get_text_config().vocab_size)
+        eos = self.tokenizer.eos_token_id
         with torch.inference_mode():
-            output = self.model.generate(
-                input_ids=batch.input_ids,
-                attention_mask=batch.attention_mask,
-                past_key_values=batch.cache,
-                max_new_tokens=params.max_new_tokens,
-                do_sample=sampling,
-                temperature=params.temperature if sampling else None,
-                top_p=params.top_p if sampling else None,
-                repetition_penalty=params.repetition_penalty,
-                pad_token_id=self.tokenizer.pad_token_id,
-                return_dict_in_generate=True,
+            batch = decoding.layout(
+                self.model, self._store, rows, pad=self.tokenizer.pad_token_id, room=params.max_new_tokens
             )
-        prompt_len = batch.input_ids.shape[1]
-        completions, valid = [], []
-        for row, mask in zip(output.sequences, batch.attention_mask, strict=True):
-            new = row[prompt_len:]
-            ended = (new == self.tokenizer.eos_token_id).nonzero()
-            n_new = int(ended[0]) + 1 if len(ended) else len(new)
-            completions.append(
-                Completion(
-                    text=self.tokenizer.decode(new[:n_new], skip_special_tokens=True),
-                    prompt_tokens=int(mask.sum()),
-                    completion_tokens=n_new,
-                    truncated=not len(ended),
-                )
+            answers = decoding.decode(self.model, batch, params, eos=eos, vocabulary=vocabulary, store=self._store)
+        return [
+            Completion(
+                text=self.tokenizer.decode(answer, skip_special_tokens=True),
+                prompt_tokens=len(row),
+                completion_tokens=len(answer),
+                truncated=not answer or answer[-1] != eos,
             )
-            valid.append(torch.cat([mask.bool(), torch.arange(len(new), device=mask.device) < n_new]))
-        self._store.add_batch(output.sequences, torch.stack(valid), output.past_key_values)
-        return completions
-
-    def _batch(self, rows: list) -> "_Batch":
-        """Token ids, attention mask and starting cache for the rows.
-
-        Each row starts with the longest start that the store holds keys and values for (at least
-        ``SHARED_START_MIN_TOKENS``, else none). When the rows of a lockstep batch share a start the store does not
-        hold (their system prompt, on a dialogue's first turn), that start is run once and stored first. Row i is laid
-        out as ``[pad] + cached start + [pad] + its own tokens``: the padding sits before each part, and the position
-        ids follow the attention mask, so every row sees the positions it would see alone.
-        """
-        import torch
-        from transformers import DynamicCache
-
-        if len(rows) > 1:
-            shared = _shared_start(rows)
-            if shared >= SHARED_START_MIN_TOKENS and self._store.match(rows[0])[1] < shared:
-                with torch.inference_mode():
-                    cache = DynamicCache(config=self.model.config)
-                    start = rows[0][:shared].to(self.device)
-                    self.model(input_ids=start[None], past_key_values=cache, use_cache=True)
-                self._store.add_batch(start[None], torch.ones(1, shared, dtype=torch.bool, device=self.device), cache)
-        matches = [self._store.match(row) for row in rows]
-        starts = [(stored, n) if n >= SHARED_START_MIN_TOKENS else (None, 0) for stored, n in matches]
-        cached = max(n for _, n in starts)
-        width = max(len(row) - n for row, (_, n) in zip(rows, starts, strict=True))
-        pad = self.tokenizer.pad_token_id
-        ids, mask = [], []
-        for row, (_, n) in zip(rows, starts, strict=True):
-            own = len(row) - n
-            ids.append([pad] * (cached - n) + row[:n].tolist() + [pad] * (width - own) + row[n:].tolist())
-            mask.append([0] * (cached - n) + [1] * n + [0] * (width - own) + [1] * own)
-        input_ids = torch.tensor(ids, device=self.device)
-        attention_mask = torch.tensor(mask, device=self.device)
-        if not cached:
-            return _Batch(input_ids, attention_mask, None)
-        some = next(stored for stored, n in starts if n)
-        layers = []
-        for layer, (keys, values) in enumerate(some.kv):
-            shape = (len(rows), keys.shape[0], cached, keys.shape[2])
-            batch_keys = keys.new_zeros(shape)
-            batch_values = values.new_zeros(shape)
-            for i, (stored, n) in enumerate(starts):
-                if n:
-                    batch_keys[i, :, cached - n :] = stored.kv[layer][0][:, :n]
-                    batch_values[i, :, cached - n :] = stored.kv[layer][1][:, :n]
-            layers.append((batch_keys, batch_values))
-        return _Batch(input_ids, attention_mask, DynamicCache(ddp_cache_data=layers, config=self.model.config))
-
-
-@dataclass
-class _Batch:
-    input_ids: Any
-    attention_mask: Any
-    cache: Any
-
-
-@dataclass
-class _StoredRow:
-    ids: Any  # (tokens,) on the CPU
-    kv: list  # per layer: (keys, values), each (heads, tokens, head_dim) on the model's device
-
-
-class _KVStore:
-    """The keys and values of the rows the backend ran last (prompt and answer), oldest first, within a budget.
-
-    An agent's next prompt in a dialogue is its previous prompt, its answer and the other side's reply, so it starts
-    with a stored row and only the rest is run through the model. A stored row is only ever a prefix of the tokens
-    it was computed from, and keys and values depend only on earlier tokens and their positions: reusing them gives
-    the answer the model would give to the whole prompt.
-    """
-
-    def __init__(self, budget_tokens: int):
-        self.rows: list[_StoredRow] = []
-        self.budget_tokens = budget_tokens
-
-    def match(self, ids) -> tuple[_StoredRow | None, int]:
-        """The stored row with the longest common start with ``ids`` (leaving at least one token of its own)."""
-        best, best_n = None, 0
-        for stored in reversed(self.rows):
-            n = min(len(stored.ids), len(ids) - 1)
-            if n <= best_n:
-                continue
-            differ = (stored.ids[:n] != ids[:n]).nonzero()
-            n = int(differ[0]) if len(differ) else n
-            if n > best_n:
-                best, best_n = stored, n
-        return best, best_n
-
-    def add_batch(self, sequences, valid, cache) -> None:
-        """Store each row of a batch: its tokens where ``valid`` (not padding, not past the end of its answer) and
-        the cache holds them."""
-        if self.budget_tokens <= 0:
-            return
-        length = cache.get_seq_length()
-        for i in range(sequences.shape[0]):
-            keep = valid[i, :length].nonzero().flatten()
-            kv = [
-                (layer.keys[i].index_select(1, keep), layer.values[i].index_select(1, keep)) for layer in cache.layers
-            ]
-            self.rows.append(_StoredRow(ids=sequences[i, keep].cpu(), kv=kv))
-        total = sum(len(row.ids) for row in self.rows)
-        while self.rows and total > self.budget_tokens:
-            total -= len(self.rows.pop(0).ids)
-
-
-# A cached start shorter than this is not worth it.
-SHARED_START_MIN_TOKENS = 32
-# The store keeps keys and values of this many tokens in all: about the last three calls of a lockstep batch of 8
-# dialogues (46 kB a token for the bundled model; about 128 kB for a 7B model with grouped-query attention).
-KV_STORE_TOKENS = 16_384
-
-
-def _shared_start(rows: list) -> int:
-    """How many leading tokens every row has in common, leaving each row at least one token of its own."""
-    import torch
-
-    shortest = min(len(row) for row in rows) - 1
-    if shortest <= 0:
-        return 0
-    starts = torch.stack([torch.as_tensor(row[:shortest]) for row in rows])
-    differ = (starts != starts[0]).any(0).nonzero()
-    return int(differ[0]) if len(differ) else shortest
+            for row, answer in zip(rows, answers, strict=True)
+        ]
 
 
 # Retry n (from 0) waits about RETRY_BASE_DELAY_S * 2**n, at most RETRY_MAX_DELAY_S; tests make them small.

@@ -2,8 +2,9 @@
 prompt were alone."""
 
 import pytest
+import torch
 
-from generation import backends
+from generation import decoding
 from generation.agents import client_messages
 from generation.backends import SamplingParams, TransformersBackend
 
@@ -19,7 +20,7 @@ from generation.backends import SamplingParams, TransformersBackend
     ],
 )
 def test_shared_start(rows, expected):
-    assert backends._shared_start(rows) == expected
+    assert decoding.shared_start(rows) == expected
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def _client(situation: str, turns: list[dict]) -> list[dict]:
 
 def _plain(backend, prompts) -> list:
     """Each prompt alone, with nothing reused."""
-    store, backend._store = backend._store, backends._KVStore(0)
+    store, backend._store = backend._store, decoding.KVStore(0)
     try:
         return [backend.generate([prompt], GREEDY)[0] for prompt in prompts]
     finally:
@@ -48,12 +49,12 @@ def _plain(backend, prompts) -> list:
 
 @pytest.mark.e2e
 def test_reused_keys_and_values_give_the_answers_each_prompt_gets_alone(bundled):
-    bundled._store = backends._KVStore(backends.KV_STORE_TOKENS)
+    bundled._store = decoding.KVStore(decoding.KV_STORE_TOKENS)
     first = [_client(s, []) for s in SITUATIONS]
 
     # The first turn: the rows share their system prompt's start, which is run once and stored.
     shared = bundled.generate(first, GREEDY)
-    assert bundled._store.rows[0].ids.shape[0] >= backends.SHARED_START_MIN_TOKENS
+    assert bundled._store.rows[0].ids.shape[0] >= decoding.SHARED_START_MIN_TOKENS
     alone = _plain(bundled, first)
     assert [c.text for c in shared] == [c.text for c in alone]
     assert [c.prompt_tokens for c in shared] == [c.prompt_tokens for c in alone]
@@ -63,10 +64,12 @@ def test_reused_keys_and_values_give_the_answers_each_prompt_gets_alone(bundled)
         _client(s, [{"role": "client", "text": c.text}, {"role": "counselor", "text": "What worries you most?"}])
         for s, c in zip(SITUATIONS, shared, strict=True)
     ]
-    batch = bundled._batch([bundled.tokenizer(bundled.tokenizer.apply_chat_template(p, add_generation_prompt=True,
-                                                                                      tokenize=False),
-                                              add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-                            for p in second])  # fmt: skip
+    rows = [
+        torch.tensor(bundled.tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True)["input_ids"])
+        for p in second
+    ]
+    with torch.inference_mode():
+        batch = decoding.layout(bundled.model, bundled._store, rows, pad=bundled.tokenizer.pad_token_id, room=16)
     assert batch.cache.get_seq_length() > max(c.prompt_tokens for c in shared)
     again = bundled.generate(second, GREEDY)
     assert [c.text for c in again] == [c.text for c in _plain(bundled, second)]
@@ -74,7 +77,7 @@ def test_reused_keys_and_values_give_the_answers_each_prompt_gets_alone(bundled)
 
 @pytest.mark.e2e
 def test_the_store_keeps_within_its_budget(bundled):
-    bundled._store = backends._KVStore(400)
+    bundled._store = decoding.KVStore(400)
     for situation in SITUATIONS:
         bundled.generate([_client(situation, [])], GREEDY)
     assert 0 < sum(len(row.ids) for row in bundled._store.rows) <= 400
