@@ -9,7 +9,8 @@ from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from generation import selectors as gen_selectors
@@ -194,17 +195,18 @@ def _own_claim(campaign: Campaign, counselor) -> Assignment | None:
 
 
 def _claim_postgresql(campaign: Campaign, counselor) -> int | None:
-    for _ in range(20):
-        # The application's clock, as for every other lease check (PostgreSQL's now() is the transaction's start).
-        now = timezone.now()
-        params = {
-            "campaign": campaign.pk,
-            "counselor": counselor.pk,
-            "k": campaign.overlap,
-            "now": now,
-            "until": now + timedelta(seconds=campaign.lease_seconds),
-        }
-        with transaction.atomic(), connection.cursor() as cursor:
+    """The id of a new assignment, or None; inside the caller's transaction."""
+    with connection.cursor() as cursor:
+        for _ in range(20):
+            # The application's clock, as for every other lease check (PostgreSQL's now() is the transaction's start).
+            now = timezone.now()
+            params = {
+                "campaign": campaign.pk,
+                "counselor": counselor.pk,
+                "k": campaign.overlap,
+                "now": now,
+                "until": now + timedelta(seconds=campaign.lease_seconds),
+            }
             cursor.execute(CLAIM_SQL, params)
             row = cursor.fetchone()
             if row is None:
@@ -212,75 +214,91 @@ def _claim_postgresql(campaign: Campaign, counselor) -> int | None:
             cursor.execute(LIVE_SQL, [row[1], now])
             if cursor.fetchone()[0] <= campaign.overlap:
                 return row[0]
-            transaction.set_rollback(True)
+            # One claim too many: take it back (the item stays locked by this transaction, and full) and look again.
+            cursor.execute("DELETE FROM annotations_assignment WHERE id = %s", [row[0]])
     return None
 
 
 def _claim_portable(campaign: Campaign, counselor) -> int | None:
-    with transaction.atomic():
-        # SQLite serializes writers; taking the write lock first keeps two claims from reading the same counts.
-        Campaign.objects.select_for_update().filter(pk=campaign.pk).update(status=campaign.status)
-        now = timezone.now()
-        items = (
-            CampaignItem.objects.filter(campaign=campaign, state=CampaignItem.State.OPEN)
-            .exclude(assignments__counselor=counselor)
-            .order_by("id")
-        )
-        for candidate_item in items.iterator():
-            live = candidate_item.assignments.filter(_live_slots_q(now)).count()
-            if live < campaign.overlap:
-                assignment = Assignment.objects.create(
-                    item=candidate_item,
-                    counselor=counselor,
-                    claimed_at=now,
-                    lease_expires_at=now + timedelta(seconds=campaign.lease_seconds),
-                )
-                return assignment.pk
+    """The id of a new assignment, or None; inside the caller's transaction."""
+    # SQLite serializes writers; taking the write lock first keeps two claims from reading the same counts.
+    Campaign.objects.select_for_update().filter(pk=campaign.pk).update(status=campaign.status)
+    now = timezone.now()
+    items = (
+        CampaignItem.objects.filter(campaign=campaign, state=CampaignItem.State.OPEN)
+        .exclude(assignments__counselor=counselor)
+        .order_by("id")
+    )
+    for candidate_item in items.iterator():
+        live = candidate_item.assignments.filter(_live_slots_q(now)).count()
+        if live < campaign.overlap:
+            assignment = Assignment.objects.create(
+                item=candidate_item,
+                counselor=counselor,
+                claimed_at=now,
+                lease_expires_at=now + timedelta(seconds=campaign.lease_seconds),
+            )
+            return assignment.pk
     return None
 
 
 def queue_claim_next(*, campaign: Campaign, counselor) -> Assignment | None:
-    """The counselor's current claim, or a new one on the next item that needs them; None when nothing is left."""
+    """The counselor's current claim, or a new one on the next item that needs them; None when nothing is left.
+
+    A new claim, its audit record and the read of what was claimed are one transaction: one commit.
+    """
     _check_member(campaign, counselor)
     if campaign.status != Campaign.Status.OPEN:
         return None
     own = _own_claim(campaign, counselor)
     if own is not None:
         return own
+    claim = _claim_postgresql if connection.vendor == "postgresql" else _claim_portable
     try:
-        if connection.vendor == "postgresql":
-            pk = _claim_postgresql(campaign, counselor)
-        else:
-            pk = _claim_portable(campaign, counselor)
+        with transaction.atomic():
+            pk = claim(campaign, counselor)
+            if pk is None:
+                return None
+            assignment = Assignment.objects.select_related("item__candidate").get(pk=pk)
+            audit_record(
+                actor=counselor,
+                action="queue.claim",
+                candidate=assignment.item.candidate,
+                data={
+                    "campaign": campaign.pk,
+                    "assignment": pk,
+                    "lease_expires_at": assignment.lease_expires_at.isoformat(),
+                },
+            )
     except IntegrityError:
         return _own_claim(campaign, counselor)
-    if pk is None:
-        return None
-    assignment = Assignment.objects.select_related("item__candidate").get(pk=pk)
-    audit_record(
-        actor=counselor,
-        action="queue.claim",
-        candidate=assignment.item.candidate,
-        data={"campaign": campaign.pk, "assignment": pk, "lease_expires_at": assignment.lease_expires_at.isoformat()},
-    )
     return assignment
 
 
 def queue_peek_next(*, campaign: Campaign, counselor) -> Candidate | None:
-    """What the next claim would most likely give after the current one; reserves nothing (the UI prefetches it)."""
+    """What the next claim would most likely give after the current one; reserves nothing (the UI prefetches it).
+
+    One query, like the claim's: the first open item with fewer than k live slots that this person was never served.
+    """
     now = timezone.now()
-    current = _own_claim(campaign, counselor)
-    qs = (
-        CampaignItem.objects.filter(campaign=campaign, state=CampaignItem.State.OPEN)
-        .exclude(assignments__counselor=counselor)
-        .order_by("id")
+    live = (
+        Assignment.objects.filter(_live_slots_q(now), item=OuterRef("pk"))
+        .order_by()
+        .values("item")
+        .annotate(n=Count("pk"))
+        .values("n")
     )
-    for item in qs[:50]:
-        if current is not None and item.pk == current.item_id:
-            continue
-        if Assignment.objects.filter(item=item).filter(_live_slots_q(now)).count() < campaign.overlap:
-            return item.candidate
-    return None
+    served = Assignment.objects.filter(item=OuterRef("pk"), counselor=counselor)
+    item = (
+        CampaignItem.objects.filter(campaign=campaign, state=CampaignItem.State.OPEN)
+        .filter(~Exists(served))
+        .annotate(live=Coalesce(Subquery(live), 0))
+        .filter(live__lt=campaign.overlap)
+        .select_related("candidate")
+        .order_by("id")
+        .first()
+    )
+    return item.candidate if item else None
 
 
 def assignment_release(*, assignment: Assignment, counselor) -> None:

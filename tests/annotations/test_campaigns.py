@@ -100,6 +100,20 @@ def test_claim_in_order_never_twice_and_own_claim_first(campaign, counselor, dia
     assert AuditEvent.objects.filter(action="queue.claim", actor=counselor).count() == 2
 
 
+def test_a_claim_whose_audit_record_fails_is_not_kept(campaign, counselor, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("audit log unavailable")
+
+    monkeypatch.setattr(campaigns, "audit_record", broken)
+    with pytest.raises(RuntimeError, match="audit log unavailable"):
+        campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    assert not Assignment.objects.filter(counselor=counselor).exists()
+
+    monkeypatch.undo()
+    assignment = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    assert AuditEvent.objects.filter(action="queue.claim", data__assignment=assignment.pk).count() == 1
+
+
 def test_non_member_cannot_claim(campaign):
     with pytest.raises(PermissionDenied):
         campaigns.queue_claim_next(campaign=campaign, counselor=factories.counselor())
