@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -49,6 +50,7 @@ def run(backend, *, chunks: list[list[int]], turns: int, sampling: SamplingParam
     start = time.perf_counter()
     tokens = done = 0
     for chunk in chunks:
+        # A seed per chunk, as a run's chunks get (``services._sampling``): one at a time, each dialogue is its own.
         result = generate_dialogues(
             backend,
             indexes=chunk,
@@ -56,7 +58,7 @@ def run(backend, *, chunks: list[list[int]], turns: int, sampling: SamplingParam
             emotion="Self-imposed pressure",
             category="Anxiety",
             situation="Your situation: exams are coming and you feel you must get top marks.",
-            sampling=sampling,
+            sampling=replace(sampling, seed=chunk[0]),
         )
         tokens += result.completion_tokens
         done += sum(1 for d in result.dialogues if d.failure is None)
