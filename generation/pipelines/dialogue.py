@@ -56,15 +56,18 @@ def call_agents(
     parse: Callable[[int, Completion], Any],
     params: SamplingParams,
     usage: Usage,
+    *,
+    retries: int = RETRIES,
 ) -> list[Any]:
-    """One batched call for all prompts, then one batched retry of those whose answer could not be parsed.
+    """One batched call for all prompts, then up to ``retries`` batched retries of those whose answer could not be
+    parsed.
 
     ``parse(i, completion)`` reads the answer to prompt i. Returns, per prompt, the parsed value or the last
     ``AgentOutputError``. Every failure is counted by reason.
     """
     results: list[Any] = [None] * len(prompts)
     pending = list(range(len(prompts)))
-    for attempt in range(RETRIES + 1):
+    for attempt in range(retries + 1):
         if not pending:
             break
         # A distinct seed per attempt: a retry must not sample the same bad text again.
@@ -79,7 +82,7 @@ def call_agents(
             except AgentOutputError as error:
                 usage.stats[error.reason] += 1
                 results[i] = error
-                if attempt < RETRIES:
+                if attempt < retries:
                     retry.append(i)
         pending = retry
     return results

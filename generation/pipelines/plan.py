@@ -14,6 +14,9 @@ from .dialogue import Usage, call_agents
 
 PROMPT_VERSION = "v1"
 PIPELINE = "plan"
+# A plan fails with any one of its eight sections, so a section gets more tries than a dialogue turn: with the bundled
+# model, about half of all plans failed on one section with a single retry.
+SECTION_RETRIES = 3
 
 
 @dataclass
@@ -54,6 +57,7 @@ def generate_plans(
         lambda i, c: parse_plan_section(PLAN_SECTIONS[i % per], c.text, truncated=c.truncated),
         replace(sampling, max_new_tokens=max(sampling.max_new_tokens, 160)),
         result.usage,
+        retries=SECTION_RETRIES,
     )
     for n, state in enumerate(result.plans):
         sections = answers[n * per : (n + 1) * per]

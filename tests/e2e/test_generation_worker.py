@@ -13,9 +13,26 @@ from kombu import Connection
 from generation import schemas, selectors, services
 from generation.models import Candidate, CandidateKind, GenerationRun
 from generation.tasks import generate_run
+from tests import factories
 from tests.worker import celery_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+REVIEWED_DIALOGUES = [
+    [
+        {"role": "client", "text": "I have an exam next week and I can't sleep. I keep thinking I will fail."},
+        {"role": "counselor", "text": "That sounds exhausting. What goes through your mind when you lie awake?"},
+        {"role": "client", "text": "That I am not good enough, and that everyone else is better prepared."},
+        {"role": "counselor", "text": "Those thoughts are heavy. Can we look at what you have already done?"},
+    ],
+    [
+        {"role": "client", "text": "My boss criticises me in every meeting and my chest tightens before work."},
+        {"role": "counselor", "text": "That sounds stressful. When did you first notice the tightness?"},
+        {"role": "client", "text": "A month ago. Now I dread Mondays."},
+        {"role": "counselor", "text": "It makes sense to dread it. What would help you feel a little safer at work?"},
+    ],
+]
 
 
 def wait_for(predicate, *, timeout: float, log=None, what: str = "the run"):
@@ -66,7 +83,10 @@ def test_a_worker_supervises_regenerates_labels_and_writes_plans(taxonomy, tmp_p
             assert dialogue.lineage["prompt_version"] == "dialogue/v1"
         assert any(d.ai_review["emotion"]["label"] for d in dialogues), [d.ai_review["emotion"] for d in dialogues]
 
-        plans = services.run_create(kind="plan", dialogues=dialogues, seed=0, parameters={"max_new_tokens": 96})
+        # Plans are written for dialogues that passed review: two coherent ones (the 135M model's own dialogues give it
+        # little to plan from).
+        reviewed = [factories.make_candidate(content={"turns": turns}) for turns in REVIEWED_DIALOGUES]
+        plans = services.run_create(kind="plan", dialogues=reviewed, seed=0, parameters={"max_new_tokens": 96})
         wait_for(lambda: finished(plans.pk), timeout=900, log=log)
     plans.refresh_from_db()
     assert plans.done + plans.failed == 2 and plans.done >= 1, (plans.errors, log.read_text())
@@ -74,7 +94,7 @@ def test_a_worker_supervises_regenerates_labels_and_writes_plans(taxonomy, tmp_p
         assert failure["reason"] and "raw" in failure
     for plan in Candidate.objects.filter(run=plans):
         assert plan.kind == CandidateKind.PLAN
-        assert plan.parent in dialogues
+        assert plan.parent in reviewed
         schemas.validate_content(CandidateKind.PLAN, plan.content)
         assert plan.lineage["dialogue"] == plan.parent.pk
 
