@@ -224,22 +224,36 @@ def _claim_portable(campaign: Campaign, counselor) -> int | None:
     # SQLite serializes writers; taking the write lock first keeps two claims from reading the same counts.
     Campaign.objects.select_for_update().filter(pk=campaign.pk).update(status=campaign.status)
     now = timezone.now()
-    items = (
+    item = _open_items_for(campaign, counselor, now).first()
+    if item is None:
+        return None
+    assignment = Assignment.objects.create(
+        item=item,
+        counselor=counselor,
+        claimed_at=now,
+        lease_expires_at=now + timedelta(seconds=campaign.lease_seconds),
+    )
+    return assignment.pk
+
+
+def _open_items_for(campaign: Campaign, counselor, now) -> QuerySet[CampaignItem]:
+    """The campaign's open items with fewer than k live slots that this person was never served, in queue order:
+    what ``CLAIM_SQL`` chooses from, without its lock."""
+    live = (
+        Assignment.objects.filter(_live_slots_q(now), item=OuterRef("pk"))
+        .order_by()
+        .values("item")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    served = Assignment.objects.filter(item=OuterRef("pk"), counselor=counselor)
+    return (
         CampaignItem.objects.filter(campaign=campaign, state=CampaignItem.State.OPEN)
-        .exclude(assignments__counselor=counselor)
+        .filter(~Exists(served))
+        .annotate(live=Coalesce(Subquery(live), 0))
+        .filter(live__lt=campaign.overlap)
         .order_by("id")
     )
-    for candidate_item in items.iterator():
-        live = candidate_item.assignments.filter(_live_slots_q(now)).count()
-        if live < campaign.overlap:
-            assignment = Assignment.objects.create(
-                item=candidate_item,
-                counselor=counselor,
-                claimed_at=now,
-                lease_expires_at=now + timedelta(seconds=campaign.lease_seconds),
-            )
-            return assignment.pk
-    return None
 
 
 def queue_claim_next(*, campaign: Campaign, counselor) -> Assignment | None:
@@ -278,26 +292,9 @@ def queue_claim_next(*, campaign: Campaign, counselor) -> Assignment | None:
 def queue_peek_next(*, campaign: Campaign, counselor) -> Candidate | None:
     """What the next claim would most likely give after the current one; reserves nothing (the UI prefetches it).
 
-    One query, like the claim's: the first open item with fewer than k live slots that this person was never served.
+    One query, like the claim's (the current claim is excluded: it was served to this person).
     """
-    now = timezone.now()
-    live = (
-        Assignment.objects.filter(_live_slots_q(now), item=OuterRef("pk"))
-        .order_by()
-        .values("item")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    served = Assignment.objects.filter(item=OuterRef("pk"), counselor=counselor)
-    item = (
-        CampaignItem.objects.filter(campaign=campaign, state=CampaignItem.State.OPEN)
-        .filter(~Exists(served))
-        .annotate(live=Coalesce(Subquery(live), 0))
-        .filter(live__lt=campaign.overlap)
-        .select_related("candidate")
-        .order_by("id")
-        .first()
-    )
+    item = _open_items_for(campaign, counselor, timezone.now()).select_related("candidate").first()
     return item.candidate if item else None
 
 
