@@ -1,10 +1,11 @@
 """Dialogue generation throughput: one dialogue at a time against lockstep batches, side by side in one process.
 
-    python bench/generation.py [--dialogues 8] [--turns 4] [--batch 8] [--max-new-tokens 48]
+    python bench/generation.py [--dialogues 8] [--turns 4] [--batch 8] [--max-new-tokens 48] [--dtype auto]
     python bench/generation.py --random-weights bench/configs/llama-1b.json   # a larger architecture, e.g. on a GPU
 
 The last line printed is one JSON object: sequential_dialogues_per_min, batched_dialogues_per_min, ratio,
-tokens_per_s (batched), device, model.
+tokens_per_s (batched), device, dtype, model. The dtype is the backend's automatic choice unless given: bfloat16 on
+CUDA and on CPUs with AMX, float32 elsewhere (``generation.backends.auto_dtype``); both sides run in the same one.
 """
 
 import argparse
@@ -24,11 +25,11 @@ django.setup()
 
 import torch  # noqa: E402
 
-from generation.backends import BUNDLED, SamplingParams, TransformersBackend  # noqa: E402
+from generation.backends import BUNDLED, SamplingParams, TransformersBackend, auto_dtype  # noqa: E402
 from generation.pipelines.dialogue import generate_dialogues  # noqa: E402
 
 
-def random_weights_backend(config_path: Path, device: str) -> TransformersBackend:
+def random_weights_backend(config_path: Path, device: str, dtype: str) -> TransformersBackend:
     """A model of the given architecture with random weights and the bundled model's tokenizer.
 
     Throughput does not depend on the weight values, so this measures a large model without its weights.
@@ -38,11 +39,10 @@ def random_weights_backend(config_path: Path, device: str) -> TransformersBacken
     backend = TransformersBackend(name="tokenizer", path=f"bundled:{next(iter(BUNDLED))}", device="cpu")
     config = AutoConfig.for_model(**json.loads(config_path.read_text()))
     config.vocab_size = len(backend.tokenizer)
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     # The bundled backend with its model swapped for the random one.
     backend.name = f"random:{config_path.stem}"
-    backend.device = device
-    backend.model = AutoModelForCausalLM.from_config(config, dtype=dtype).to(device).eval()
+    backend.device, backend.dtype = device, dtype
+    backend.model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype)).to(device).eval()
     return backend
 
 
@@ -74,14 +74,18 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto", help="auto, float32 or bfloat16")
     parser.add_argument("--random-weights", type=Path, metavar="CONFIG", help="a transformers config.json")
     args = parser.parse_args()
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    dtype = auto_dtype(device) if args.dtype == "auto" else args.dtype
     if args.random_weights:
-        backend = random_weights_backend(args.random_weights, device)
+        backend = random_weights_backend(args.random_weights, device, dtype)
     else:
-        backend = TransformersBackend(name="smollm2-135m-instruct", path="bundled:smollm2-135m-instruct", device=device)
+        backend = TransformersBackend(
+            name="smollm2-135m-instruct", path="bundled:smollm2-135m-instruct", device=device, dtype=dtype
+        )
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=0.7, top_p=0.9, repetition_penalty=1.2)
     indexes = list(range(args.dialogues))
 
@@ -108,6 +112,7 @@ def main() -> None:
                 "batch": args.batch,
                 "max_new_tokens": args.max_new_tokens,
                 "device": name,
+                "dtype": backend.dtype,
                 "model": backend.name,
             }
         )

@@ -250,10 +250,22 @@ _RISK = re.compile(r"\b(low|moderate|medium|high)\b", re.I)
 
 
 def plan_messages(*, version: str, section: str, turns: list[dict], emotion: str, category: str) -> list[dict]:
+    """The prompt for one section of a plan. Where the version has ``<section>.answer.txt``, the prompt ends with
+    the start of the answer as an assistant message, for the model to continue (v2: "Risk level:", so that a small
+    model names a level before anything else)."""
     system = load_prompt("plan", version, "system").format(
         emotion=emotion, category=category, dialogue=dialogue_text(turns)
     )
-    return [{"role": "system", "content": system}, {"role": "user", "content": load_prompt("plan", version, section)}]
+    question = load_prompt("plan", version, section)
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+    if (PROMPTS_DIR / "plan" / version / f"{section}.answer.txt").is_file():
+        messages.append({"role": "assistant", "content": load_prompt("plan", version, f"{section}.answer")})
+    return messages
+
+
+def answer_start(prompt: list[dict]) -> str:
+    """The start of the answer a prompt gives the model to continue (a final assistant message), or ""."""
+    return prompt[-1]["content"] if prompt and prompt[-1]["role"] == "assistant" else ""
 
 
 def _list_items(raw: str) -> list[str]:

@@ -78,6 +78,22 @@ def bundled_gguf(name: str) -> Path:
     return path
 
 
+def auto_dtype(device: str) -> str:
+    """bfloat16 where the hardware multiplies it natively (CUDA, and CPUs with AMX tiles), float32 elsewhere.
+
+    On a CPU with AMX, a lockstep batch of 8 rows decodes about 1.5 times as fast in bfloat16 as in float32, and a
+    single row about 10% slower; batches are what a run is made of. Without AMX, bfloat16 is no faster on a CPU.
+    The bundled model's weights are 4-bit, so rounding them to bfloat16 loses next to nothing.
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        return "bfloat16"
+    if device == "cpu" and getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
+        return "bfloat16"
+    return "float32"
+
+
 class TransformersBackend:
     """A causal language model run with ``transformers``; prompts are batched with left padding."""
 
@@ -89,10 +105,11 @@ class TransformersBackend:
 
         self.name = name
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        if dtype == "auto":
-            torch_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        else:
-            torch_dtype = getattr(torch, dtype)
+        self.dtype = auto_dtype(self.device) if dtype == "auto" else dtype
+        torch_dtype = getattr(torch, self.dtype)
+        # What a candidate's lineage records beside the model: the same seed gives the same text only on the same
+        # kind of device in the same dtype.
+        self.runtime = {"device": self.device, "dtype": self.dtype}
         source = self._resolve(path)
         logger.info("loading model %s from %s on %s (%s)", name, source, self.device, torch_dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
@@ -136,6 +153,13 @@ class TransformersBackend:
             shutil.rmtree(partial, ignore_errors=True)
         return cache
 
+    def _chat_text(self, prompt: Prompt) -> str:
+        """The prompt in the model's chat template, ending where the model's answer begins; a prompt that ends with
+        an assistant message has the model continue that message."""
+        if prompt[-1]["role"] == "assistant":
+            return self.tokenizer.apply_chat_template(prompt, continue_final_message=True, tokenize=False)
+        return self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
         """One batched decode (``generation.decoding``). What the rows share with rows written before (the same
         agent's last turn) or with each other (the system prompt) is not run through the model again."""
@@ -145,7 +169,7 @@ class TransformersBackend:
 
         if not prompts:
             return []
-        texts = self.tokenizer.apply_chat_template(prompts, add_generation_prompt=True, tokenize=False)
+        texts = [self._chat_text(prompt) for prompt in prompts]
         rows = [torch.tensor(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         vocabulary = max(len(self.tokenizer), self.model.config.get_text_config().vocab_size)
         eos = self.tokenizer.eos_token_id
@@ -285,9 +309,12 @@ class OpenAIBackend:
             "top_p": params.top_p,
             "seed": params.seed,
         }
-        # Not an OpenAI parameter: vLLM honours it; a server that does not know it may refuse the request (HTTP 400).
+        # Not OpenAI parameters: vLLM honours them; a server that does not know them may refuse the request (HTTP 400).
         if params.repetition_penalty != 1.0:
             body["repetition_penalty"] = params.repetition_penalty
+        if prompt[-1]["role"] == "assistant":  # the prompt starts the answer: the model continues it
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
         return body
 
     def _complete(self, body: dict) -> Completion:

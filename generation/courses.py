@@ -119,7 +119,7 @@ def course_chunks(run: GenerationRun, backend, todo: list[int]):
                 "repairs": state.repairs,
                 "input_hash": services.content_hash({"profile": state.profile, "index": state.index}),
             }
-            lineage = services._lineage(run, pipeline="course", chunk=chunk, extra=extra)
+            lineage = services._lineage(run, backend, pipeline="course", chunk=chunk, extra=extra)
             try:
                 course = services.candidate_build(
                     kind=CandidateKind.COURSE,

@@ -42,7 +42,8 @@ class KVStore:
     An agent's next prompt in a dialogue is its previous prompt, its answer and the other side's reply, so it starts
     with a stored row and only the rest is run through the model. A stored row is only ever a prefix of the tokens
     it was computed from, and keys and values depend only on earlier tokens and their positions: reusing them gives
-    the answer the model would give to the whole prompt.
+    the answer the model would give to the whole prompt (in float32; in bfloat16, up to rounding, which a sampled
+    answer can amplify into different words).
     """
 
     def __init__(self, budget_tokens: int):

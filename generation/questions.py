@@ -311,6 +311,8 @@ def question_chunks(run: GenerationRun, backend, todo: list[int]):
             lineage = {
                 "model": run.model_spec.name,
                 "models": [n for n, _ in models],
+                # The device and dtype each in-process model ran in.
+                "runtimes": {n: b.runtime for n, b in models if getattr(b, "runtime", None)},
                 "min_correct": min_correct,
                 "prompt_version": f"question/{run.prompt_version}",
                 "seed": run.seed,

@@ -522,9 +522,11 @@ def _sampling(run: GenerationRun, seed: int):
     )
 
 
-def _lineage(run: GenerationRun, *, pipeline: str, chunk: list[int], extra: dict) -> dict:
+def _lineage(run: GenerationRun, backend, *, pipeline: str, chunk: list[int], extra: dict) -> dict:
     return {
         "model": run.model_spec.name,
+        # The device and dtype the model ran in (an in-process model; a server decides its own).
+        **({"runtime": backend.runtime} if getattr(backend, "runtime", None) else {}),
         "model_path": run.model_spec.path,
         "backend": run.model_spec.backend,
         "prompt_version": f"{pipeline}/{run.prompt_version}",
@@ -603,7 +605,7 @@ def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
                         scenario=scenario,
                         run=run,
                         run_index=state.index,
-                        lineage=_lineage(run, pipeline="dialogue", chunk=chunk, extra=extra),
+                        lineage=_lineage(run, backend, pipeline="dialogue", chunk=chunk, extra=extra),
                     )
                 except ContentError as error:
                     failures.append({"index": state.index, "reason": "invalid_content", "raw": str(error)})
@@ -659,7 +661,7 @@ def _reconstruct_chunks(run: GenerationRun, backend, todo: list[int], options):
                     sub_emotion=subs[state.emotion["label"]],
                     run=run,
                     run_index=state.index,
-                    lineage=_lineage(run, pipeline="dialogue", chunk=chunk, extra=extra),
+                    lineage=_lineage(run, backend, pipeline="dialogue", chunk=chunk, extra=extra),
                 )
             except ContentError as error:
                 failures.append({"index": state.index, "reason": "invalid_content", "raw": str(error)})
@@ -705,7 +707,7 @@ def _scenario_chunks(run: GenerationRun, backend, todo: list[int]):
                     sub_emotion=sub,
                     run=run,
                     run_index=state.index,
-                    lineage=_lineage(run, pipeline="scenario", chunk=chunk, extra={}),
+                    lineage=_lineage(run, backend, pipeline="scenario", chunk=chunk, extra={}),
                 )
                 for state in batch.scenarios
                 if state.failure is None
@@ -737,7 +739,12 @@ def _plan_chunks(run: GenerationRun, backend, todo: list[int]):
                     category=sub.category.label_en if sub else "unspecified",
                 )
             )
-        batch = generate_plans(backend, sources=sources, sampling=_sampling(run, run.seed * 100_003 + chunk[0]))
+        batch = generate_plans(
+            backend,
+            sources=sources,
+            sampling=_sampling(run, run.seed * 100_003 + chunk[0]),
+            version=run.prompt_version,
+        )
         candidates, failures = [], list(missing)
         for state in batch.plans:
             if state.failure:
@@ -751,7 +758,7 @@ def _plan_chunks(run: GenerationRun, backend, todo: list[int]):
                 sub_emotion=source.sub_emotion,
                 run=run,
                 run_index=state.index,
-                lineage=_lineage(run, pipeline="plan", chunk=chunk, extra={"dialogue": source.pk}),
+                lineage=_lineage(run, backend, pipeline="plan", chunk=chunk, extra={"dialogue": source.pk}),
             )
             candidate.parent = source
             candidates.append(candidate)

@@ -7,12 +7,14 @@ JSON document, above all from small models. All sections of all plans in a chunk
 
 from dataclasses import dataclass, field, replace
 
-from ..agents import PLAN_SECTIONS, AgentOutputError, parse_plan_section, plan_messages
+from ..agents import PLAN_SECTIONS, AgentOutputError, answer_start, parse_plan_section, plan_messages
 from ..backends import Backend, SamplingParams
 from ..schemas import ContentError, validate_content
 from .dialogue import Usage, call_agents
 
-PROMPT_VERSION = "v1"
+# v2: the risk assessment's answer starts with "Risk level:" (the model continues it); v1 left the whole answer to the
+# model, and a small model often never named a level.
+PROMPT_VERSION = "v2"
 PIPELINE = "plan"
 # A plan fails with any one of its eight sections, so a section gets more tries than a dialogue turn: with the bundled
 # model, about half of all plans failed on one section with a single retry.
@@ -54,7 +56,10 @@ def generate_plans(
     answers = call_agents(
         backend,
         prompts,
-        lambda i, c: parse_plan_section(PLAN_SECTIONS[i % per], c.text, truncated=c.truncated),
+        # A section whose answer the prompt starts is read whole: the given start and the model's continuation.
+        lambda i, c: parse_plan_section(
+            PLAN_SECTIONS[i % per], answer_start(prompts[i]) + c.text, truncated=c.truncated
+        ),
         replace(sampling, max_new_tokens=max(sampling.max_new_tokens, 160)),
         result.usage,
         retries=SECTION_RETRIES,

@@ -11,6 +11,7 @@ from django.conf import settings
 from kombu import Connection
 
 from generation import schemas, selectors, services
+from generation.backends import auto_dtype
 from generation.models import Candidate, CandidateKind, GenerationRun
 from generation.tasks import generate_run
 from tests import factories
@@ -81,6 +82,7 @@ def test_a_worker_supervises_regenerates_labels_and_writes_plans(taxonomy, tmp_p
             assert emotion["target"] == "anxiety.1"
             assert emotion["label"] is None or emotion["agrees"] == (emotion["label"] == "anxiety.1")
             assert dialogue.lineage["prompt_version"] == "dialogue/v1"
+            assert dialogue.lineage["runtime"] == {"device": "cpu", "dtype": auto_dtype("cpu")}
         assert any(d.ai_review["emotion"]["label"] for d in dialogues), [d.ai_review["emotion"] for d in dialogues]
 
         # Plans are written for dialogues that passed review: two coherent ones (the 135M model's own dialogues give it

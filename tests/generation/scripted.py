@@ -55,9 +55,16 @@ PLAN_ANSWERS = {
 }
 
 
+def question_of(prompt) -> str:
+    """The last user message of a prompt (a prompt may end with the start of the answer)."""
+    return next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+
+
 def plan_answer(prompt) -> str:
-    question = prompt[-1]["content"].lower()
-    return next(answer for key, answer in PLAN_ANSWERS.items() if key in question)
+    """The section's answer; where the prompt starts the answer ("Risk level:"), its continuation."""
+    question = question_of(prompt).lower()
+    answer = next(answer for key, answer in PLAN_ANSWERS.items() if key in question)
+    return " " + answer if prompt[-1]["role"] == "assistant" else answer
 
 
 def default_reply(prompt, call):

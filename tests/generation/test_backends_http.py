@@ -147,6 +147,19 @@ def test_a_batch_keeps_its_order_and_gives_each_prompt_its_own_seed(serve):
     assert "Authorization" not in server.requests[0]["headers"]
 
 
+def test_a_prompt_that_starts_the_answer_asks_the_server_to_continue_it(serve):
+    server = serve(ok(" low - no thoughts of harm."))
+    started = [*PROMPT, {"role": "assistant", "content": "Risk level:"}]
+
+    backend(server).generate([started, PROMPT], SamplingParams())
+
+    by_last = {b["messages"][-1]["role"]: b for b in server.bodies}
+    assert by_last["assistant"]["messages"] == started
+    assert by_last["assistant"]["continue_final_message"] is True
+    assert by_last["assistant"]["add_generation_prompt"] is False
+    assert "continue_final_message" not in by_last["user"] and "add_generation_prompt" not in by_last["user"]
+
+
 def test_an_empty_batch_makes_no_request(serve):
     server = serve(ok())
     assert backend(server).generate([], SamplingParams()) == []

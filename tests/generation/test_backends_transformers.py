@@ -4,7 +4,7 @@ prompt were alone."""
 import pytest
 import torch
 
-from generation import decoding
+from generation import backends, decoding
 from generation.agents import client_messages
 from generation.backends import SamplingParams, TransformersBackend
 
@@ -25,7 +25,12 @@ def test_shared_start(rows, expected):
 
 @pytest.fixture(scope="module")
 def bundled():
-    return TransformersBackend(name="smollm2-135m-instruct", path="bundled:smollm2-135m-instruct", device="cpu")
+    # float32: a batch of 3 and a row alone then compute the same numbers to the last bit that matters for a greedy
+    # choice. In bfloat16 (on a CPU with AMX, the default) a batch's rounding differs from a row's, and a near-tie
+    # can go the other way.
+    return TransformersBackend(
+        name="smollm2-135m-instruct", path="bundled:smollm2-135m-instruct", device="cpu", dtype="float32"
+    )
 
 
 GREEDY = SamplingParams(max_new_tokens=16, temperature=0, top_p=1.0, repetition_penalty=1.0)
@@ -81,3 +86,37 @@ def test_the_store_keeps_within_its_budget(bundled):
     for situation in SITUATIONS:
         bundled.generate([_client(situation, [])], GREEDY)
     assert 0 < sum(len(row.ids) for row in bundled._store.rows) <= 400
+
+
+def test_auto_dtype_is_bfloat16_where_the_hardware_multiplies_it(monkeypatch):
+    assert backends.auto_dtype("cuda") == "bfloat16"
+    assert backends.auto_dtype("cuda:1") == "bfloat16"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert backends.auto_dtype("cpu") == "bfloat16"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert backends.auto_dtype("cpu") == "float32"
+    assert backends.auto_dtype("mps") == "float32"
+
+
+@pytest.mark.e2e
+def test_the_backend_runs_in_the_dtype_it_reports(bundled):
+    assert bundled.runtime == {"device": "cpu", "dtype": "float32"}
+    assert bundled.model.dtype == torch.float32
+    auto = TransformersBackend(name="smollm2-135m-instruct", path="bundled:smollm2-135m-instruct", device="cpu")
+    assert auto.runtime == {"device": "cpu", "dtype": backends.auto_dtype("cpu")}
+    assert auto.model.dtype == getattr(torch, backends.auto_dtype("cpu"))
+    assert auto.generate([_client(SITUATIONS[0], [])], GREEDY)[0].completion_tokens > 0
+
+
+@pytest.mark.e2e
+def test_a_prompt_that_starts_the_answer_is_continued(bundled):
+    question = _client(SITUATIONS[0], [])
+    started = [*question, {"role": "assistant", "content": "Risk level:"}]
+    text = bundled._chat_text(started)
+    assert text.endswith("<|im_start|>assistant\nRisk level:")
+    assert bundled._chat_text(question).endswith("<|im_start|>assistant\n")
+    [continued, fresh] = bundled.generate([started, question], GREEDY)
+    assert continued.completion_tokens > 0
+    # The continuation is what the model writes after "Risk level:", alone as in a batch.
+    assert continued.text == _plain(bundled, [started])[0].text
+    assert fresh.text == _plain(bundled, [question])[0].text

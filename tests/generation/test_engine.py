@@ -12,11 +12,12 @@ from generation.agents import (
     parse_scenario,
     parse_score,
     parse_strategy,
+    plan_messages,
 )
 from generation.models import Candidate, GenerationRun, Scenario
 from tests import factories
 
-from .scripted import ScriptedBackend, default_reply, speaker
+from .scripted import ScriptedBackend, default_reply, question_of, speaker
 
 LABELS = {"anxiety.1": "Self-imposed pressure", "sadness.0": "Loss and separation"}
 
@@ -77,6 +78,26 @@ def test_parse_plan_sections():
         with pytest.raises(AgentOutputError) as caught:
             parse_plan_section(section, raw)
         assert caught.value.reason == reason
+
+
+def test_plan_v2_starts_the_risk_answer_and_reads_it_whole():
+    turns = [{"role": "client", "text": "I cannot sleep before exams."}]
+    risk = plan_messages(version="v2", section="risk_assessment", turns=turns, emotion="e", category="c")
+    assert risk[-1] == {"role": "assistant", "content": "Risk level:"}
+    assert "risk of harming" in risk[-2]["content"] and risk[-2]["role"] == "user"
+    assert plan_messages(version="v2", section="goals", turns=turns, emotion="e", category="c")[-1]["role"] == "user"
+    assert (
+        plan_messages(version="v1", section="risk_assessment", turns=turns, emotion="e", category="c")[-1]["role"]
+        == "user"
+    )
+    assert parse_plan_section("risk_assessment", "Risk level:" + " moderate - some hopelessness.") == {
+        "level": "moderate",
+        "rationale": "some hopelessness.",
+    }
+    with pytest.raises(AgentOutputError) as caught:
+        parse_plan_section("risk_assessment", "Risk level:" + " it is hard to say.")
+    assert caught.value.reason == "risk_level_unparsed"
+    assert caught.value.raw == "Risk level: it is hard to say."
 
 
 @pytest.fixture
@@ -201,7 +222,7 @@ def test_a_plan_run_writes_a_valid_plan_linked_to_its_dialogue(make_run):
         "rationale": "she reports no thoughts of harming herself or others.",
     }
     assert plan.content["interventions"][0]["technique"] == "Cognitive restructuring"
-    assert plan.lineage["prompt_version"] == "plan/v1"
+    assert plan.lineage["prompt_version"] == "plan/v2"
     assert not plan.has_open_risk
 
 
@@ -212,9 +233,9 @@ def test_a_plan_with_high_risk_is_flagged_and_a_bad_section_fails_only_its_plan(
     first_turn = dialogues[1].content["turns"][0]["text"]
 
     def reply(prompt, call):
-        question = prompt[-1]["content"].lower()
+        question = question_of(prompt).lower()
         if speaker(prompt) == "planner" and "risk of harming" in question:
-            return "high - she speaks of hopelessness."
+            return " high - she speaks of hopelessness."
         if speaker(prompt) == "planner" and "homework" in question and first_turn in prompt[0]["content"]:
             return ""
         return default_reply(prompt, call)
