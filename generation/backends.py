@@ -119,6 +119,7 @@ class TransformersBackend:
         self.model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=True)
         self.model.to(self.device)
         self.model.eval()
+        decoding.pack_output_layer(self.model)
         self._store = decoding.KVStore(decoding.KV_STORE_TOKENS)
 
     def _resolve(self, path: str) -> str:

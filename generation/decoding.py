@@ -4,6 +4,7 @@
   prefilled from where it differs; ``layout`` builds a batch on top of them.
 - ``decode`` samples token by token; a row that has ended leaves the batch at once.
 - ``RoomyLayer`` writes each step's keys and values into room kept free, instead of copying the cache every step.
+- ``pack_output_layer``: on the CPU in float32, the output layer's weight is laid out once for oneDNN.
 
 This module imports torch and transformers; ``generation.backends`` imports it only when a model is loaded.
 """
@@ -243,3 +244,39 @@ class RoomyLayer(DynamicLayer):
         buffers[1][..., length:end, :] = value_states
         self.keys, self.values = buffers[0][..., :end, :], buffers[1][..., :end, :]
         return self.keys, self.values
+
+
+class PackedLinear(torch.nn.Module):
+    """A linear layer whose weight oneDNN has laid out for its own kernels once, when the model is loaded."""
+
+    def __init__(self, linear: torch.nn.Linear, rows: int = 8):
+        super().__init__()
+        # ``rows``: the batch size the layout is tuned for; any number of rows may be multiplied.
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), rows)
+        self.bias = linear.bias
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x):
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+
+def pack_output_layer(model) -> bool:
+    """Replace a float32 model's output layer on the CPU by a ``PackedLinear``; say whether it was.
+
+    The output layer is the largest product of a decode step (49,152 x 576 for the bundled model, a fifth of its
+    weights). For a lockstep batch of 8 rows MKL's float32 product takes about 8.5 ms on it, oneDNN with the weight
+    prepacked about 3.3 ms; one row takes the same either way (2-core Xeon). A model whose output layer shares its
+    weight with the input embeddings keeps that weight for the embeddings: the packed copy costs the layer's size
+    again in memory (113 MB for the bundled model).
+    """
+    layer = model.get_output_embeddings()
+    if model.device.type != "cpu" or model.dtype != torch.float32 or type(layer) is not torch.nn.Linear:
+        return False
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        packed = PackedLinear(layer)
+    except (AttributeError, RuntimeError):  # a torch build without these oneDNN operators
+        return False
+    model.set_output_embeddings(packed)
+    return True

@@ -112,3 +112,28 @@ def test_next_tokens_follows_penalty_temperature_top_k_and_top_p():
     seen = torch.zeros_like(flat, dtype=torch.bool)
     drawn = {decoding.next_tokens(flat, seen, uniform, generator).item() for _ in range(2000)}
     assert 0.8 * decoding.TOP_K < len(drawn) <= decoding.TOP_K
+
+
+def test_the_packed_output_layer_gives_the_logits_and_answers_of_the_plain_one():
+    torch.manual_seed(3)
+    config = LlamaConfig(
+        vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
+    )  # fmt: skip
+    plain = LlamaForCausalLM(config).eval()
+    packed = LlamaForCausalLM(config).eval()
+    packed.load_state_dict(plain.state_dict())
+    rows = [torch.tensor(r) for r in ([5, 9, 13, 40, 41], [7, 8, 60], [3, 30, 31, 32])]
+
+    assert decoding.pack_output_layer(packed)
+    assert isinstance(packed.get_output_embeddings(), decoding.PackedLinear)
+    # The input embeddings keep the tied weight.
+    assert torch.equal(packed.get_input_embeddings().weight, plain.get_input_embeddings().weight)
+    with torch.inference_mode():
+        ids = torch.tensor([[5, 9, 13, 40, 41]])
+        assert torch.allclose(packed(ids).logits, plain(ids).logits, atol=1e-5)
+    assert _decode(packed, rows, eos=-1) == _decode(plain, rows, eos=-1)
+
+    # Not in bfloat16, and not twice.
+    assert not decoding.pack_output_layer(LlamaForCausalLM(config).to(torch.bfloat16))
+    assert not decoding.pack_output_layer(packed)
