@@ -24,9 +24,11 @@ run: install
 	$(BIN)/python manage.py load_scenarios
 	$(BIN)/python manage.py seed_demo
 	@echo "Starting the worker and the web app: log in at http://127.0.0.1:8000/accounts/login/ (Ctrl-C stops both)."
-	@trap 'kill 0' INT TERM; \
-	$(BIN)/celery -A psyroom_admin worker -Q generation,default --pool solo --concurrency 1 --loglevel INFO & \
-	$(BIN)/python manage.py runserver 127.0.0.1:8000 --noreload & \
+	@# Ctrl-C: stop the two children and wait for them. (A trap that sent TERM to the whole process group would
+	@# catch its own signal again and again, and the worker would print "Warm shutdown" until it crashed.)
+	@trap 'kill $$worker $$web 2>/dev/null; wait; exit 0' INT TERM; \
+	$(BIN)/celery -A psyroom_admin worker -Q generation,default --pool solo --concurrency 1 --loglevel INFO & worker=$$!; \
+	$(BIN)/python manage.py runserver 127.0.0.1:8000 --noreload & web=$$!; \
 	wait
 
 # The whole suite. DATABASE_URL and CELERY_BROKER_URL are used when set (CI sets PostgreSQL and Redis).
