@@ -142,16 +142,7 @@ def _review(request: HttpRequest, candidate: Candidate, course: Candidate, prefi
     if not form.is_valid():
         return _render_course(request, course, bound={("review", candidate.pk): form}, status=400)
     try:
-        services.review_submit(
-            candidate=candidate,
-            reviewer=request.user,
-            scores=form.scores(),
-            decision=form.cleaned_data["decision"],
-            comment=form.cleaned_data["comment"],
-            risk_flags=form.cleaned_data["risk_flags"],
-            base_version=form.cleaned_data["version"],
-            time_spent_s=form.time_spent_s(),
-        )
+        services.review_submit(candidate=candidate, reviewer=request.user, **form.review_fields())
     except StaleVersion:
         return _render_course(request, course, bound={("stale", candidate.pk): True}, status=409)
     except ValidationError as error:

@@ -109,3 +109,14 @@ class ReviewForm(forms.Form):
 
     def time_spent_s(self) -> int:
         return seconds_since(self.cleaned_data.get("started_at") or "")
+
+    def review_fields(self) -> dict:
+        """What ``services.review_submit`` takes from the posted review, besides the candidate and the reviewer."""
+        return {
+            "scores": self.scores(),
+            "decision": self.cleaned_data["decision"],
+            "comment": self.cleaned_data["comment"],
+            "risk_flags": self.cleaned_data["risk_flags"],
+            "base_version": self.cleaned_data["version"],
+            "time_spent_s": self.time_spent_s(),
+        }

@@ -292,16 +292,7 @@ def candidate_review(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         return _render_detail(request, candidate, review_form=form, status=400)
     try:
-        services.review_submit(
-            candidate=candidate,
-            reviewer=request.user,
-            scores=form.scores(),
-            decision=form.cleaned_data["decision"],
-            comment=form.cleaned_data["comment"],
-            risk_flags=form.cleaned_data["risk_flags"],
-            base_version=form.cleaned_data["version"],
-            time_spent_s=form.time_spent_s(),
-        )
+        services.review_submit(candidate=candidate, reviewer=request.user, **form.review_fields())
     except StaleVersion as stale:
         # Keep what the reviewer entered, now against the current text, which the page shows with a warning.
         data = request.POST.copy()
