@@ -339,9 +339,13 @@ def campaign_item(request: HttpRequest, campaign_id: int, candidate_id: int) -> 
     return _render_item(request, campaign, item, assignment)
 
 
-def _draft_saved_at_ms(user, candidate) -> int | None:
-    saved = Draft.objects.filter(user=user, candidate=candidate).values_list("updated_at", flat=True).first()
-    return int(saved.timestamp() * 1000) if saved else None
+def _server_draft(user, candidate) -> dict:
+    """The reviewer's saved draft of this item and when it was saved (ms), so that the page keeps the newer of this
+    and the browser's own copy."""
+    draft = Draft.objects.filter(user=user, candidate=candidate).only("data", "updated_at").first()
+    if draft is None:
+        return {"data": {}, "saved_at": None}
+    return {"data": dict(draft.data), "saved_at": int(draft.updated_at.timestamp() * 1000)}
 
 
 def _render_item(request, campaign, item, assignment, *, form=None, stale=False, status=200) -> HttpResponse:
@@ -360,11 +364,7 @@ def _render_item(request, campaign, item, assignment, *, form=None, stale=False,
         "peek": peek,
         "stale": stale,
         "critique_form": CritiqueForm(),
-        "server_draft": {
-            "data": campaigns.draft_get(user=request.user, candidate=candidate),
-            # When it was saved (ms), so that the page keeps the newer of this and the browser's own copy.
-            "saved_at": _draft_saved_at_ms(request.user, candidate),
-        },
+        "server_draft": _server_draft(request.user, candidate),
         "draft_key": f"psyroom-draft:{campaign.pk}:{candidate.pk}:{request.user.pk}",
     }
     return render(request, "annotations/campaign_review.html", context, status=status)
