@@ -1,6 +1,6 @@
 """The Django admin of rubrics, reviews and the audit trail.
 
-Reviews are written by ``annotations.services.review_submit`` and audit events are append-only, so both are
+Reviews are written by ``annotations.reviews.review_submit`` and audit events are append-only, so both are
 read-only here. A rubric that has been used is never edited: a change is a new version.
 """
 

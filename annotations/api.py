@@ -30,15 +30,19 @@ from psyroom_admin.api_permissions import (
     service_error,
 )
 
-from . import campaigns, services
+from . import reviews, services, visibility
 from .forms import seconds_since, started_at_token
-from .models import Review, RiskFlag, Rubric
+from .models import Review, RiskCode, Rubric
+
+
+def _scoped(user):
+    return visibility.candidate_scope(user=user, queryset=gen_selectors.candidate_list())
 
 
 def _get_candidate(pk: int, user) -> Candidate:
     """The candidate or 404. The view's permission class has already refused a user without a role (403 first);
     a counselor gets 404 for a candidate outside their campaigns."""
-    return get_object_or_404(campaigns.candidate_scope(user=user, queryset=gen_selectors.candidate_list()), pk=pk)
+    return get_object_or_404(_scoped(user), pk=pk)
 
 
 def _default_rubric(kind: str) -> Rubric | None:
@@ -62,17 +66,25 @@ class SubEmotionOutput(serializers.Serializer):
 
 
 class RiskFlagOutput(serializers.Serializer):
+    id = serializers.IntegerField(help_text="name it when signing off")
     code = serializers.CharField()
-    detail = serializers.CharField(required=False)
-    by = serializers.CharField(help_text='"screen" (the automatic screen) or "review:<review id>".')
-    at = serializers.CharField(required=False)
+    label = serializers.CharField()
+    detail = serializers.CharField(help_text="empty for another reviewer's flag in a blind campaign")
+    source = serializers.CharField(help_text="screen, agent, review or inherited")
+    revision = serializers.IntegerField(help_text="the revision it was raised on")
+    open = serializers.BooleanField()
+    signed_off_by = serializers.CharField(allow_null=True)
+    signed_off_at = serializers.DateTimeField(allow_null=True)
+    note = serializers.CharField()
 
 
 class RiskOutput(serializers.Serializer):
-    flags = RiskFlagOutput(many=True, source="risk_flags")
-    open = serializers.BooleanField(source="has_open_risk", help_text="Flagged and not signed off: no approval.")
-    signed_off_by = serializers.CharField(source="risk_signed_off_by.username", allow_null=True)
-    signed_off_at = serializers.DateTimeField(source="risk_signed_off_at", allow_null=True)
+    flags = RiskFlagOutput(many=True)
+    open = serializers.BooleanField(help_text="a flag is open (not signed off): no approval")
+
+
+def _risk(user, candidate: Candidate) -> dict:
+    return visibility.candidate_view(user=user, candidate=candidate).risk
 
 
 class TurnOutput(serializers.Serializer):
@@ -121,7 +133,7 @@ class CandidateListOutput(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
     def get_has_risk_flag(self, candidate: Candidate) -> bool:
-        return bool(candidate.risk_flags)
+        return bool(candidate.flagged)
 
 
 class CandidateListApi(APIView):
@@ -143,7 +155,7 @@ class CandidateListApi(APIView):
         return paginated_response(
             request=request,
             view=self,
-            queryset=campaigns.candidate_scope(
+            queryset=visibility.candidate_scope(
                 user=request.user, queryset=gen_selectors.candidate_search(filters=data)
             ),
             serializer_class=CandidateListOutput,
@@ -167,17 +179,17 @@ class RubricOutput(serializers.Serializer):
 class RevisionOutput(serializers.Serializer):
     number = serializers.IntegerField()
     category = serializers.CharField()
-    author = serializers.CharField(source="author.username", allow_null=True)
-    reason = serializers.CharField()
+    author = serializers.CharField(help_text='a name, "model / import", or "another reviewer" (blind)')
+    reason = serializers.CharField(help_text="empty for another person's edit in a blind campaign")
     base_number = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
 
 
 class ReviewOutput(serializers.Serializer):
     id = serializers.IntegerField()
-    reviewer = serializers.CharField(source="reviewer.username")
-    revision = serializers.IntegerField(source="revision.number", help_text="the revision it judged")
-    rubric = serializers.CharField(source="rubric.__str__")
+    reviewer = serializers.CharField()
+    revision = serializers.IntegerField(help_text="the revision it judged")
+    rubric = serializers.CharField()
     scores = serializers.DictField(child=serializers.IntegerField())
     decision = serializers.CharField()
     comment = serializers.CharField()
@@ -190,7 +202,7 @@ class ScenarioOutput(serializers.Serializer):
     title = serializers.CharField()
 
 
-class ProfileOutput(serializers.Serializer):
+class ProfileRefOutput(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
 
@@ -207,15 +219,20 @@ class CandidateDetailOutput(serializers.Serializer):
     content = serializers.JSONField(source="latest.content", help_text="the latest revision's content")
     sub_emotion = SubEmotionOutput(source="candidate.sub_emotion", allow_null=True)
     scenario = ScenarioOutput(source="candidate.scenario", allow_null=True)
-    profile = ProfileOutput(source="candidate.profile", allow_null=True)
+    profile = ProfileRefOutput(source="candidate.profile", allow_null=True)
     parent = serializers.IntegerField(source="candidate.parent_id", allow_null=True)
     sequence = serializers.IntegerField(source="candidate.sequence", allow_null=True)
     run = serializers.IntegerField(source="candidate.run_id", allow_null=True)
     run_index = serializers.IntegerField(source="candidate.run_index", allow_null=True)
     lineage = serializers.JSONField(source="candidate.lineage")
-    ai_review = serializers.JSONField(source="candidate.ai_review", help_text="the supervisor agent's judgement")
+    ai_review = serializers.JSONField(
+        allow_null=True, help_text="the supervisor agent's judgement; null where you review blind"
+    )
+    approved_revision = serializers.IntegerField(
+        source="candidate.approved_revision.number", allow_null=True, help_text="the revision people approved"
+    )
     source = serializers.JSONField(source="candidate.source", help_text="dataset, licence, attribution (imports)")
-    risk = RiskOutput(source="candidate")
+    risk = RiskOutput()
     revisions = RevisionOutput(many=True)
     reviews = ReviewOutput(many=True)
     rubric = RubricOutput(allow_null=True, help_text="the rubric a review is scored on; null: this kind has none")
@@ -241,13 +258,15 @@ class CandidateDetailApi(APIView):
     def get(self, request: Request, pk: int) -> Response:
         candidate = _get_candidate(pk, request.user)
         can_review = roles.user_can_review(request.user)
+        view = visibility.candidate_view(user=request.user, candidate=candidate)
+        ai_review = {k: v for k, v in view.ai_review.items() if k != "lineage"}
         data = {
             "candidate": candidate,
             "latest": gen_selectors.candidate_latest_revision(candidate=candidate),
-            "revisions": candidate.revisions.select_related("author").order_by("number"),
-            "reviews": sorted(
-                campaigns.reviews_visible_to(user=request.user, candidate=candidate), key=lambda r: r.created_at
-            ),
+            "revisions": view.revisions,
+            "reviews": view.reviews,
+            "ai_review": None if view.blind else ai_review,
+            "risk": view.risk,
             "rubric": _default_rubric(candidate.kind),
             "can_review": can_review,
             "can_sign_off": roles.user_can_sign_off_risk(request.user),
@@ -277,7 +296,7 @@ class CandidateTurnOutput(serializers.Serializer):
     version = serializers.IntegerField(source="candidate.version", help_text="the new version")
     revision = serializers.IntegerField(source="revision.number")
     turn = TurnOutput()
-    risk = RiskOutput(source="candidate", help_text="an edit that mentions self-harm raises a flag")
+    risk = RiskOutput(help_text="an edit that mentions self-harm raises a flag")
 
 
 class CandidateTurnConflict(StaleOutput):
@@ -333,18 +352,31 @@ class CandidateTurnApi(APIView):
             raise service_error(error, fields=CandidateTurnInput().fields) from None
         except ContentError as error:
             raise serializers.ValidationError({"text": [str(error)]}) from None
-        body = {"candidate": candidate, "revision": revision, "turn": _turn(candidate, index)}
+        body = {
+            "candidate": candidate,
+            "revision": revision,
+            "turn": _turn(candidate, index),
+            "risk": _risk(request.user, candidate),
+        }
         return Response(CandidateTurnOutput(body).data, status=status.HTTP_201_CREATED)
 
 
 class CandidateSignOffInput(serializers.Serializer):
     note = serializers.CharField(max_length=10_000, help_text="why the risk is handled acceptably in this item")
+    version = serializers.IntegerField(
+        min_value=1, max_value=2**31 - 1, help_text="the candidate's version you read: a stale one is a 409"
+    )
+    flags = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        allow_empty=False,
+        help_text="the ids of the open flags you read and sign off; flags not named stay open",
+    )
 
 
 class CandidateSignOffOutput(serializers.Serializer):
-    candidate = serializers.IntegerField(source="id")
-    status = serializers.CharField()
-    risk = RiskOutput(source="*")
+    candidate = serializers.IntegerField(source="candidate.id")
+    status = serializers.CharField(source="candidate.status")
+    risk = RiskOutput()
 
 
 class CandidateSignOffApi(APIView):
@@ -356,7 +388,8 @@ class CandidateSignOffApi(APIView):
         request=CandidateSignOffInput,
         responses={
             200: CandidateSignOffOutput,
-            400: OpenApiResponse(description="no note, or nothing to sign off: {field: [messages]}"),
+            400: OpenApiResponse(description="no note, or a flag that is not open: {field: [messages]}"),
+            409: OpenApiResponse(StaleOutput, description="the candidate changed since `version`: nothing signed"),
         },
         tags=["candidates"],
     )
@@ -364,13 +397,16 @@ class CandidateSignOffApi(APIView):
         candidate = _get_candidate(pk, request.user)
         serializer = CandidateSignOffInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            candidate = services.risk_sign_off(
-                candidate=candidate, clinician=request.user, note=serializer.validated_data["note"]
-            )
-        except DjangoValidationError as error:
-            raise service_error(error, fields=CandidateSignOffInput().fields) from None
-        return Response(CandidateSignOffOutput(candidate).data)
+        data = serializer.validated_data
+        reviews.risk_sign_off(
+            candidate=candidate,
+            clinician=request.user,
+            note=data["note"],
+            flag_ids=data["flags"],
+            base_version=data["version"],
+        )
+        body = {"candidate": candidate, "risk": _risk(request.user, candidate)}
+        return Response(CandidateSignOffOutput(body).data)
 
 
 # --- Reviews ----------------------------------------------------------------------------------------------------
@@ -385,7 +421,7 @@ class ReviewCreateInput(serializers.Serializer):
     decision = serializers.ChoiceField(choices=Review.Decision.choices)
     comment = serializers.CharField(max_length=10_000, allow_blank=True, default="")
     risk_flags = serializers.ListField(
-        child=serializers.ChoiceField(choices=RiskFlag.choices), default=list, help_text="needs a comment"
+        child=serializers.ChoiceField(choices=RiskCode.choices), default=list, help_text="needs a comment"
     )
     started_at = serializers.CharField(
         allow_blank=True, default="", help_text="the candidate detail's `started_at`, to measure the time spent"
@@ -395,7 +431,9 @@ class ReviewCreateInput(serializers.Serializer):
 class ReviewCreateOutput(serializers.Serializer):
     id = serializers.IntegerField()
     candidate = serializers.IntegerField(source="candidate_id")
-    candidate_status = serializers.CharField(source="candidate.status", help_text="after the decision")
+    candidate_status = serializers.CharField(
+        source="candidate.status", help_text="after the decision: approved only once the review policy is met"
+    )
     revision = serializers.IntegerField(source="revision.number", help_text="the revision it judged")
     rubric = serializers.CharField(source="rubric.__str__")
     scores = serializers.DictField(child=serializers.IntegerField())
@@ -425,7 +463,7 @@ class ReviewCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         candidate = data["candidate"]
-        if not campaigns.candidate_scope(
+        if not visibility.candidate_scope(
             user=request.user, queryset=Candidate.objects.filter(pk=candidate.pk)
         ).exists():
             # Outside the counselor's campaigns: answered as if it did not exist.
@@ -433,27 +471,17 @@ class ReviewCreateApi(APIView):
                 {"candidate": [f'Invalid pk "{candidate.pk}" - object does not exist.']},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        try:
-            review = services.review_submit(
-                candidate=candidate,
-                reviewer=request.user,
-                scores=data["scores"],
-                decision=data["decision"],
-                comment=data["comment"],
-                risk_flags=data["risk_flags"],
-                base_version=data["version"],
-                time_spent_s=seconds_since(data["started_at"]),
-            )
-        except StaleVersion as stale:
-            body = {
-                "detail": f"{stale.candidate} changed since version {data['version']}: the review was not saved. "
-                f"Read it again as it is now (version {stale.candidate.version}) and submit again.",
-                "code": "stale_version",
-                "version": stale.candidate.version,
-            }
-            return Response(StaleOutput(body).data, status=status.HTTP_409_CONFLICT)
-        except DjangoValidationError as error:
-            raise service_error(error, fields=ReviewCreateInput().fields) from None
+        review = reviews.review_submit(
+            candidate=candidate,
+            reviewer=request.user,
+            scores=data["scores"],
+            decision=data["decision"],
+            comment=data["comment"],
+            risk_flags=data["risk_flags"],
+            base_version=data["version"],
+            time_spent_s=seconds_since(data["started_at"]),
+        )
+        review.candidate.refresh_from_db()
         return Response(ReviewCreateOutput(review).data, status=status.HTTP_201_CREATED)
 
 
@@ -511,7 +539,9 @@ class QuestionListApi(APIView):
 
         filters = QuestionListFilter(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        queryset = question_list(difficulty=filters.validated_data.get("difficulty"))
+        queryset = visibility.candidate_scope(
+            user=request.user, queryset=question_list(difficulty=filters.validated_data.get("difficulty"))
+        )
         if filters.validated_data.get("status"):
             queryset = queryset.filter(status=filters.validated_data["status"])
         return paginated_response(request=request, view=self, queryset=queryset, serializer_class=QuestionListOutput)
@@ -527,5 +557,5 @@ class QuestionDetailApi(APIView):
         tags=["questions"],
     )
     def get(self, request: Request, pk: int) -> Response:
-        question = get_object_or_404(gen_selectors.candidate_list().filter(kind=CandidateKind.QUESTION), pk=pk)
+        question = get_object_or_404(_scoped(request.user).filter(kind=CandidateKind.QUESTION), pk=pk)
         return Response(QuestionDetailOutput(question).data)

@@ -17,12 +17,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from generation import selectors as gen_selectors
-from generation.services import StaleVersion
 from psyroom_admin import roles
 from psyroom_admin.api_permissions import CanReview, CanSeeCandidates, CanSignOffRisk, service_error
 
-from . import campaigns
-from .models import Assignment, CampaignItem, Review, RiskFlag
+from . import campaigns, reviews, visibility
+from .models import Assignment, CampaignItem, Review, RiskCode
 
 DECISIONS = Review.Decision.choices
 
@@ -34,16 +33,6 @@ class CanCreateCampaign(BasePermission):
         if request.method != "POST":
             return True
         return roles.user_has_role(request.user, *campaigns.CAMPAIGN_MANAGERS)
-
-
-def _stale(stale: StaleVersion, version: int) -> Response:
-    body = {
-        "detail": f"{stale.candidate} changed since version {version}: nothing was saved. "
-        f"Read it again (version {stale.candidate.version}) and submit again.",
-        "code": "stale_version",
-        "version": stale.candidate.version,
-    }
-    return Response(body, status=status.HTTP_409_CONFLICT)
 
 
 # --- Campaigns ---------------------------------------------------------------------------------------------------
@@ -87,7 +76,7 @@ class CampaignsApi(APIView):
 
     @extend_schema(operation_id="campaigns_list", responses={200: CampaignOutput(many=True)}, tags=["campaigns"])
     def get(self, request: Request) -> Response:
-        rows = campaigns.campaign_list_for(user=request.user)
+        rows = visibility.campaign_list_for(user=request.user)
         return Response(CampaignOutput(rows, many=True).data)
 
     @extend_schema(
@@ -113,7 +102,7 @@ class CampaignsApi(APIView):
 
 
 def _campaign(request, pk):
-    return get_object_or_404(campaigns.campaign_list_for(user=request.user), pk=pk)
+    return get_object_or_404(visibility.campaign_list_for(user=request.user), pk=pk)
 
 
 class CampaignDetailApi(APIView):
@@ -176,8 +165,10 @@ class CampaignReviewInput(serializers.Serializer):
     scores = serializers.DictField(child=serializers.IntegerField(min_value=1, max_value=5))
     decision = serializers.ChoiceField(choices=DECISIONS)
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
-    risk_flags = serializers.ListField(child=serializers.ChoiceField(choices=RiskFlag.choices), required=False)
-    version = serializers.IntegerField(help_text="the candidate version the review was written against")
+    risk_flags = serializers.ListField(child=serializers.ChoiceField(choices=RiskCode.choices), required=False)
+    version = serializers.IntegerField(
+        min_value=1, max_value=2**31 - 1, help_text="the candidate version the review was written against"
+    )
     time_spent_s = serializers.IntegerField(required=False, default=0, min_value=0)
     idempotency_key = serializers.CharField(
         required=False, max_length=64, help_text="or the Idempotency-Key header: a retry with it saves nothing new"
@@ -212,22 +203,18 @@ class AssignmentReviewApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         key = data.get("idempotency_key") or request.headers.get("Idempotency-Key") or None
-        try:
-            review = campaigns.campaign_review_submit(
-                assignment=assignment,
-                reviewer=request.user,
-                scores=data["scores"],
-                decision=data["decision"],
-                comment=data["comment"],
-                risk_flags=data.get("risk_flags") or [],
-                base_version=data["version"],
-                time_spent_s=data["time_spent_s"],
-                idempotency_key=key,
-            )
-        except StaleVersion as stale:
-            return _stale(stale, data["version"])
-        except DjangoValidationError as error:
-            raise service_error(error, fields={*CampaignReviewInput().fields, "assignment"}) from None
+        review = reviews.review_submit(
+            candidate=assignment.item.candidate,
+            assignment=assignment,
+            reviewer=request.user,
+            scores=data["scores"],
+            decision=data["decision"],
+            comment=data["comment"],
+            risk_flags=data.get("risk_flags") or [],
+            base_version=data["version"],
+            time_spent_s=data["time_spent_s"],
+            idempotency_key=key,
+        )
         return Response(CampaignReviewOutput(review).data, status=status.HTTP_201_CREATED)
 
 
@@ -249,14 +236,19 @@ class AdjudicationsApi(APIView):
 
     @extend_schema(operation_id="adjudications_queue", responses={200: ItemOutput(many=True)}, tags=["campaigns"])
     def get(self, request: Request) -> Response:
-        items = campaigns.adjudication_queue(clinician=request.user)[:200]
+        items = reviews.adjudication_queue(clinician=request.user)[:200]
         return Response(ItemOutput(items, many=True).data)
 
 
 class AdjudicateInput(serializers.Serializer):
     decision = serializers.ChoiceField(choices=DECISIONS)
     reason = serializers.CharField(max_length=10_000)
-    version = serializers.IntegerField()
+    version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
+    flags = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        default=list,
+        help_text="the ids of the open risk flags you read: approving signs them off; a flag not named stays open",
+    )
 
 
 class AdjudicationOutput(serializers.Serializer):
@@ -273,7 +265,14 @@ class AdjudicateApi(APIView):
     @extend_schema(
         operation_id="adjudications_decide",
         request=AdjudicateInput,
-        responses={201: AdjudicationOutput, 409: OpenApiResponse(description="stale version")},
+        responses={
+            201: AdjudicationOutput,
+            400: OpenApiResponse(
+                description="a rule refused it (not waiting for adjudication, you rated it, a flag "
+                "you did not read): {field: [messages]}"
+            ),
+            409: OpenApiResponse(description="stale version: nothing saved"),
+        },
         tags=["campaigns"],
     )
     def post(self, request: Request, pk: int) -> Response:
@@ -281,18 +280,14 @@ class AdjudicateApi(APIView):
         serializer = AdjudicateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        try:
-            adjudication = campaigns.adjudicate(
-                item=item,
-                clinician=request.user,
-                decision=data["decision"],
-                reason=data["reason"],
-                base_version=data["version"],
-            )
-        except StaleVersion as stale:
-            return _stale(stale, data["version"])
-        except DjangoValidationError as error:
-            raise service_error(error, fields=AdjudicateInput().fields) from None
+        adjudication = reviews.adjudicate(
+            item=item,
+            clinician=request.user,
+            decision=data["decision"],
+            reason=data["reason"],
+            base_version=data["version"],
+            flag_ids=data["flags"],
+        )
         return Response(AdjudicationOutput(adjudication).data, status=status.HTTP_201_CREATED)
 
 
@@ -303,7 +298,7 @@ class DraftApi(APIView):
     permission_classes = [CanReview]
 
     def _candidate(self, request, pk):
-        visible = campaigns.candidate_scope(user=request.user, queryset=gen_selectors.candidate_list())
+        visible = visibility.candidate_scope(user=request.user, queryset=gen_selectors.candidate_list())
         return get_object_or_404(visible, pk=pk)
 
     @extend_schema(operation_id="drafts_retrieve", responses={200: serializers.DictField()}, tags=["campaigns"])

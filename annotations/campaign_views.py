@@ -21,11 +21,10 @@ from generation.models import Candidate, CandidateKind
 from generation.services import StaleVersion
 from psyroom_admin import roles
 
-from . import campaigns, services
-from .forms import ReviewForm, SignOffForm
-from .models import Assignment, Campaign, CampaignItem, Draft, Review, RiskFlag
+from . import campaigns, display, reviews, visibility
+from .forms import IdListField, ReviewForm, SignOffForm
+from .models import Assignment, Campaign, CampaignItem, Draft, Review
 from .rubrics import DEFAULTS as RUBRICS
-from .views import _fragments_context, _turn_rows
 
 # A campaign member's drafts are small; anything larger is not a draft of this form.
 MAX_DRAFT_BYTES = 64_000
@@ -53,7 +52,7 @@ def _get_campaign(request: HttpRequest, campaign_id: int) -> Campaign:
     """A campaign the user may see: 403 without a role, 404 for a campaign that is not theirs (nothing is told)."""
     if not roles.user_can_see_candidates(request.user):
         raise PermissionDenied("You have no role in PsyRoom: ask an administrator for one.")
-    return get_object_or_404(campaigns.campaign_list_for(user=request.user), pk=campaign_id)
+    return get_object_or_404(visibility.campaign_list_for(user=request.user), pk=campaign_id)
 
 
 def _check_reviewer(request: HttpRequest, campaign: Campaign) -> None:
@@ -187,6 +186,7 @@ class AdjudicationForm(forms.Form):
     decision = forms.ChoiceField(choices=Review.Decision.choices, widget=forms.RadioSelect)
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=10_000)
     version = forms.IntegerField(min_value=1, widget=forms.HiddenInput(attrs={"class": "candidate-version"}))
+    flags = IdListField(required=False)
 
 
 class CritiqueForm(forms.Form):
@@ -215,48 +215,28 @@ def _progress(campaign: Campaign) -> dict:
     }
 
 
-def _review_rows(request: HttpRequest, candidate: Candidate, campaign: Campaign | None) -> list[dict]:
-    """The reviews this user may see (a blind campaign shows a counselor only their own), with labelled scores."""
-    flag_labels = dict(RiskFlag.choices)
-    rows = []
-    visible = campaigns.reviews_visible_to(user=request.user, candidate=candidate, campaign=campaign)
-    for review in sorted(visible, key=lambda r: r.created_at):
-        labels = {c["key"]: c["label"] for c in review.rubric.criteria}
-        rows.append(
-            {
-                "review": review,
-                "scores": [(labels.get(key, key), score) for key, score in review.scores.items()],
-                "risk_flags": [flag_labels.get(f, f) for f in review.risk_flags],
-            }
-        )
-    return rows
-
-
 def _history(request: HttpRequest, candidate: Candidate):
-    return campaigns.candidate_history(candidate=candidate, user=request.user).select_related("actor")[:50]
+    return visibility.candidate_history(candidate=candidate, user=request.user).select_related("actor")[:50]
 
 
 def _item_context(request: HttpRequest, campaign: Campaign, item: CampaignItem) -> dict:
     candidate = item.candidate
-    context = _fragments_context(request, candidate)
+    context = display.fragments_context(request.user, candidate, campaign)
     risk = context["risk"]
-    blind = campaign.blind and not (roles.user_can_sign_off_risk(request.user) or _is_curator(request.user))
     context.update(
         {
             "campaign": campaign,
             "item": item,
-            "turns": _turn_rows(candidate),
-            "blind": blind,
-            "reviews": _review_rows(request, candidate, campaign),
+            "turns": display.turn_rows(candidate),
             "history": _history(request, candidate),
             # A warning precedes what the screen or a reviewer flagged, signed off or not: the text is the same.
-            "content_warning": bool(candidate.risk_flags),
+            "content_warning": bool(risk["flags"]),
             "approve_blocked": risk["open"],
             # A plan is read beside its dialogue (its parent); a dialogue shows its newest plan, if it has one.
             "plan": candidate.children.filter(kind=CandidateKind.PLAN).order_by("-created_at").first()
             if candidate.kind == CandidateKind.DIALOGUE
             else None,
-            "parent_turns": _turn_rows(candidate.parent)
+            "parent_turns": display.turn_rows(candidate.parent)
             if candidate.kind == CandidateKind.PLAN and candidate.parent_id
             else [],
         }
@@ -274,7 +254,7 @@ def campaign_list(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("You have no role in PsyRoom: ask an administrator for one.")
     rows = [
         {"campaign": c, "progress": _progress(c)}
-        for c in campaigns.campaign_list_for(user=request.user).select_related("rubric", "created_by")
+        for c in visibility.campaign_list_for(user=request.user).select_related("rubric", "created_by")
     ]
     return render(
         request,
@@ -392,15 +372,10 @@ def campaign_submit(request: HttpRequest, campaign_id: int, candidate_id: int) -
     assignment = _held_assignment(request.user, item)
     form = CampaignReviewForm(request.POST, rubric=campaign.rubric)
     error_status = 400
-    if form.is_valid() and form.cleaned_data["decision"] == Review.Decision.APPROVE and item.candidate.has_open_risk:
-        # The same refusal as ``services.review_submit``: the approve control is disabled, and a hand-made POST is
-        # refused too (campaigns.campaign_review_submit leaves a flagged approval to the policy, i.e. adjudication).
-        form.add_error(
-            "decision", "This item is flagged for risk: a senior clinician must sign it off before approval."
-        )
     if form.is_valid():
         try:
-            review = campaigns.campaign_review_submit(
+            review = reviews.review_submit(
+                candidate=item.candidate,
                 assignment=assignment,
                 reviewer=request.user,
                 scores=form.scores(),
@@ -497,7 +472,7 @@ def campaign_regenerate(request: HttpRequest, campaign_id: int, candidate_id: in
 @require_GET
 def adjudication_list(request: HttpRequest) -> HttpResponse:
     _check_senior(request)
-    items = campaigns.adjudication_queue(clinician=request.user).select_related("candidate", "campaign")
+    items = reviews.adjudication_queue(clinician=request.user).select_related("candidate", "campaign")
     return render(request, "annotations/campaign_adjudication_list.html", {"items": items})
 
 
@@ -517,7 +492,7 @@ def _render_adjudication(request, item, *, form=None, sign_off_form=None, status
     }
     # The reviews side by side: one row per criterion, one column per review.
     context["matrix"] = [
-        {"label": c["label"], "scores": [row["review"].scores.get(c["key"]) for row in context["reviews"]]}
+        {"label": c["label"], "scores": [row["scores"].get(c["key"]) for row in context["reviews"]]}
         for c in campaign.rubric.criteria
     ]
     return render(request, "annotations/campaign_adjudicate.html", context, status=status)
@@ -532,12 +507,13 @@ def adjudication_item(request: HttpRequest, item_id: int) -> HttpResponse:
     form = AdjudicationForm(request.POST)
     if form.is_valid():
         try:
-            campaigns.adjudicate(
+            reviews.adjudicate(
                 item=item,
                 clinician=request.user,
                 decision=form.cleaned_data["decision"],
                 reason=form.cleaned_data["reason"],
                 base_version=form.cleaned_data["version"],
+                flag_ids=form.cleaned_data["flags"],
             )
         except StaleVersion as stale:
             item.candidate = stale.candidate
@@ -558,12 +534,23 @@ def adjudication_item(request: HttpRequest, item_id: int) -> HttpResponse:
 def adjudication_sign_off(request: HttpRequest, item_id: int) -> HttpResponse:
     item = _get_adjudication_item(request, item_id)
     form = SignOffForm(request.POST)
+    status = 400
     if form.is_valid():
         try:
-            services.risk_sign_off(candidate=item.candidate, clinician=request.user, note=form.cleaned_data["note"])
+            reviews.risk_sign_off(
+                candidate=item.candidate,
+                clinician=request.user,
+                note=form.cleaned_data["note"],
+                flag_ids=form.cleaned_data["flags"],
+                base_version=form.cleaned_data["version"],
+            )
+        except StaleVersion as stale:
+            item.candidate = stale.candidate
+            form.add_error(None, "The item changed since you read it: read it again, then sign off.")
+            status = 409
         except ValidationError as error:
             _add_service_errors(form, error)
     if form.errors:
-        return _render_adjudication(request, item, sign_off_form=form, status=400)
-    messages.success(request, f"Risk flags of {item.candidate} signed off: it may now be approved.")
+        return _render_adjudication(request, item, sign_off_form=form, status=status)
+    messages.success(request, f"Risk flags of {item.candidate} signed off.")
     return redirect("annotations:adjudication_item", item_id=item.pk)

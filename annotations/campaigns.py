@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -18,18 +18,12 @@ from generation import services as gen_services
 from generation.models import Candidate
 from psyroom_admin import roles
 
-from .models import Adjudication, Assignment, AuditEvent, Campaign, CampaignItem, Draft, Review, Rubric
-from .services import DECISION_STATUS, _validate_review, _validate_scores, audit_record, rubric_get_default
+from .models import Assignment, Campaign, CampaignItem, Draft, Rubric
+from .reviews import campaign_policy_validate
+from .services import audit_record, rubric_get_default
 
 CAMPAIGN_MANAGERS = (roles.CURATOR, roles.ADMIN)
-# Who sees every candidate and every review (with names), blind campaign or not.
-SEE_ALL = (roles.SENIOR_CLINICIAN, roles.CURATOR, roles.ADMIN)
-DEFAULT_POLICY = {"min_approvals": None, "min_mean": 3.0, "no_risk": True}
-
-
-def _live_slots_q(now) -> Q:
-    """Assignments that count toward an item's k: submitted, or claimed with a lease still running."""
-    return Q(status=Assignment.Status.SUBMITTED) | Q(status=Assignment.Status.CLAIMED, lease_expires_at__gt=now)
+MAX_LEASE_SECONDS = 7 * 24 * 3600
 
 
 # --- Campaigns ---------------------------------------------------------------------------------------------------
@@ -62,15 +56,15 @@ def campaign_create(
         raise ValidationError({"overlap": f"{overlap!r} is not a whole number"}) from None
     if not 1 <= overlap <= 20:
         raise ValidationError({"overlap": f"k must be between 1 and 20, not {overlap}"})
-    if int(lease_seconds) < 30:
-        raise ValidationError({"lease_seconds": "a lease shorter than 30 seconds cannot be worked in"})
+    if not isinstance(lease_seconds, int) or isinstance(lease_seconds, bool):
+        raise ValidationError({"lease_seconds": f"{lease_seconds!r} is not a whole number of seconds"})
+    if not 30 <= lease_seconds <= MAX_LEASE_SECONDS:
+        raise ValidationError({"lease_seconds": f"a lease runs from 30 seconds to 7 days, not {lease_seconds}"})
     rubric = rubric or rubric_get_default(kind=kind)
     if rubric.kind != kind:
         raise ValidationError({"rubric": f"{rubric} is for {rubric.kind}, not {kind}"})
-    policy = {**DEFAULT_POLICY, **(policy or {})}
-    if policy["min_approvals"] is None:
-        policy["min_approvals"] = overlap
-    filters = dict(filters or {})
+    policy = campaign_policy_validate(policy=policy, overlap=overlap)
+    filters = _validate_filters(filters)
     qs = Candidate.objects.filter(kind=kind)
     if candidate_ids is not None:
         ids = sorted({int(i) for i in candidate_ids})
@@ -117,29 +111,44 @@ def campaign_create(
     return campaign
 
 
-def campaign_list_for(*, user) -> QuerySet[Campaign]:
-    """Campaigns a user may open: counselors those they are members of; the other roles all."""
-    qs = Campaign.objects.select_related("rubric").order_by("-created_at", "-id")
-    if roles.user_has_role(user, *SEE_ALL):
-        return qs
-    if roles.user_has_role(user, roles.COUNSELOR):
-        return qs.filter(members=user)
-    return qs.none()
+def _validate_filters(filters) -> dict:
+    """What a campaign's candidates are chosen by, checked here so that a bad value is a clear 400, not a 500."""
+    if filters is None:
+        return {}
+    if not isinstance(filters, dict):
+        raise ValidationError({"filters": "must be an object"})
+    unknown = set(filters) - {"sub_emotions", "scenarios", "run", "status"}
+    if unknown:
+        raise ValidationError({"filters": f"unknown filter(s): {', '.join(sorted(map(str, unknown)))}"})
+    clean = {}
+    sub_emotions = filters.get("sub_emotions") or []
+    if not isinstance(sub_emotions, list) or not all(isinstance(k, str) and len(k) <= 32 for k in sub_emotions):
+        raise ValidationError({"filters": "sub_emotions: a list of sub-emotion keys such as anxiety.1"})
+    if sub_emotions:
+        known = set(gen_selectors.sub_emotion_list().filter(key__in=sub_emotions).values_list("key", flat=True))
+        missing = [k for k in sub_emotions if k not in known]
+        if missing:
+            raise ValidationError({"filters": f"sub_emotions: no sub-emotion {', '.join(missing[:10])}"})
+        clean["sub_emotions"] = sub_emotions
+    for name in ("scenarios",):
+        ids = filters.get(name) or []
+        if not isinstance(ids, list) or not all(_is_id(i) for i in ids):
+            raise ValidationError({"filters": f"{name}: a list of ids (whole numbers)"})
+        if ids:
+            clean[name] = ids
+    if filters.get("run") not in (None, ""):
+        if not _is_id(filters["run"]):
+            raise ValidationError({"filters": f"run: a run id (a whole number), not {filters['run']!r}"})
+        clean["run"] = filters["run"]
+    if filters.get("status"):
+        if filters["status"] not in Candidate.Status.values:
+            raise ValidationError({"filters": f"status: one of {', '.join(Candidate.Status.values)}"})
+        clean["status"] = filters["status"]
+    return clean
 
 
-def candidate_list_visible_to(*, user) -> QuerySet[Candidate]:
-    """Candidates a user may see: a counselor only those in the campaigns they belong to."""
-    return candidate_scope(user=user, queryset=gen_selectors.candidate_list())
-
-
-def candidate_scope(*, user, queryset: QuerySet[Candidate]) -> QuerySet[Candidate]:
-    """Narrow any candidate queryset to what ``user`` may see (the review pages and the API all go through here)."""
-    if roles.user_has_role(user, *SEE_ALL):
-        return queryset
-    if roles.user_has_role(user, roles.COUNSELOR):
-        mine = CampaignItem.objects.filter(candidate_id=OuterRef("pk"), campaign__members=user)
-        return queryset.filter(Exists(mine))
-    return queryset.none()
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2**63 - 1
 
 
 def _check_member(campaign: Campaign, user) -> None:
@@ -240,7 +249,7 @@ def _open_items_for(campaign: Campaign, counselor, now) -> QuerySet[CampaignItem
     """The campaign's open items with fewer than k live slots that this person was never served, in queue order:
     what ``CLAIM_SQL`` chooses from, without its lock."""
     live = (
-        Assignment.objects.filter(_live_slots_q(now), item=OuterRef("pk"))
+        Assignment.objects.filter(Assignment.live_q(now), item=OuterRef("pk"))
         .order_by()
         .values("item")
         .annotate(n=Count("pk"))
@@ -317,133 +326,6 @@ def assignment_release(*, assignment: Assignment, counselor) -> None:
     )
 
 
-# --- Reviews and policy ------------------------------------------------------------------------------------------
-
-
-def campaign_policy_decide(*, item: CampaignItem) -> str:
-    """Once k reviews are in: "approve" when the policy's conditions hold, else "adjudication"."""
-    campaign = item.campaign
-    policy = {**DEFAULT_POLICY, **(campaign.policy or {})}
-    reviews = list(Review.objects.filter(campaign=campaign, candidate=item.candidate))
-    approvals = sum(r.decision == Review.Decision.APPROVE for r in reviews)
-    min_approvals = policy["min_approvals"] or campaign.overlap
-    if approvals < min_approvals:
-        return "adjudication"
-    keys = {key for r in reviews for key in r.scores}
-    for key in keys:
-        values = [r.scores[key] for r in reviews if key in r.scores]
-        if sum(values) / len(values) < float(policy["min_mean"] or 0):
-            return "adjudication"
-    candidate = Candidate.objects.get(pk=item.candidate_id)
-    flagged = policy.get("no_risk", True) and any(r.risk_flags for r in reviews)
-    # Risk blocks approval whatever the policy says, until a senior clinician signs it off.
-    if candidate.has_open_risk or (flagged and not candidate.risk_flags):
-        return "adjudication"
-    return "approve"
-
-
-def campaign_review_submit(
-    *,
-    assignment: Assignment,
-    reviewer,
-    scores: dict,
-    decision: str,
-    comment: str = "",
-    risk_flags: list[str] | None = None,
-    base_version: int,
-    time_spent_s: int = 0,
-    idempotency_key: str | None = None,
-) -> Review:
-    """Record a review in a campaign; once the item has k reviews its policy approves it or sends it to adjudication.
-
-    A retried submit with the same ``idempotency_key`` returns the first review and writes nothing.
-    """
-    if idempotency_key:
-        earlier = Review.objects.filter(reviewer=reviewer, idempotency_key=idempotency_key).first()
-        if earlier is not None:
-            return earlier
-    if assignment.counselor_id != reviewer.pk:
-        raise PermissionDenied("This is not your assignment.")
-    if not roles.user_can_review(reviewer):
-        raise PermissionDenied("Only counselors and senior clinicians review.")
-    risk_flags = _validate_review(decision=decision, risk_flags=risk_flags, comment=comment)
-    campaign = assignment.item.campaign
-    clean = _validate_scores(rubric=campaign.rubric, scores=scores)
-    try:
-        with transaction.atomic():
-            item = CampaignItem.objects.select_for_update().get(pk=assignment.item_id)
-            locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
-            now = timezone.now()
-            if locked.status != Assignment.Status.CLAIMED:
-                raise ValidationError({"assignment": f"assignment {locked.pk} is {locked.status}, not claimed"})
-            if locked.lease_expires_at <= now:
-                live = item.assignments.filter(_live_slots_q(now)).exclude(pk=locked.pk).count()
-                if live >= campaign.overlap:
-                    raise ValidationError({"assignment": "your lease ran out and the slot went to someone else"})
-            candidate = Candidate.objects.select_for_update().get(pk=item.candidate_id)
-            if candidate.version != base_version:
-                raise gen_services.StaleVersion(candidate)
-            revision = gen_selectors.candidate_latest_revision(candidate=candidate)
-            review = Review.objects.create(
-                candidate=candidate,
-                revision=revision,
-                reviewer=reviewer,
-                rubric=campaign.rubric,
-                scores=clean,
-                decision=decision,
-                comment=comment,
-                risk_flags=risk_flags,
-                time_spent_s=max(0, int(time_spent_s)),
-                campaign=campaign,
-                assignment=locked,
-                idempotency_key=idempotency_key or None,
-            )
-            locked.status = Assignment.Status.SUBMITTED
-            locked.finished_at = now
-            locked.save(update_fields=["status", "finished_at"])
-            if risk_flags:
-                gen_services.candidate_flag_risk(
-                    candidate=candidate,
-                    flags=[
-                        {"by": f"review:{review.pk}", "code": f, "detail": comment, "at": now.isoformat()}
-                        for f in risk_flags
-                    ],
-                )
-            item.reviews_done = item.assignments.filter(status=Assignment.Status.SUBMITTED).count()
-            outcome = None
-            if item.reviews_done >= campaign.overlap:
-                outcome = campaign_policy_decide(item=item)
-                if outcome == "approve":
-                    gen_services.candidate_set_status(candidate=candidate, status=Candidate.Status.APPROVED)
-                    item.state = CampaignItem.State.DECIDED
-                else:
-                    item.state = CampaignItem.State.ADJUDICATION
-            elif candidate.status == Candidate.Status.GENERATED:
-                gen_services.candidate_set_status(candidate=candidate, status=Candidate.Status.IN_REVIEW)
-            item.save(update_fields=["reviews_done", "state"])
-            Draft.objects.filter(user=reviewer, candidate=candidate).delete()
-            audit_record(
-                actor=reviewer,
-                action="review.submit",
-                candidate=candidate,
-                data={
-                    "review": review.pk,
-                    "campaign": campaign.pk,
-                    "decision": decision,
-                    "revision": revision.number,
-                    "risk_flags": risk_flags,
-                    "outcome": outcome,
-                },
-            )
-    except IntegrityError:
-        if idempotency_key:
-            earlier = Review.objects.filter(reviewer=reviewer, idempotency_key=idempotency_key).first()
-            if earlier is not None:
-                return earlier
-        raise
-    return review
-
-
 # --- Drafts ------------------------------------------------------------------------------------------------------
 
 DRAFT_KEYS = ("scores", "decision", "comment", "risk_flags", "time_spent_s")
@@ -467,88 +349,7 @@ def draft_get(*, user, candidate: Candidate) -> dict:
     return dict(draft.data) if draft else {}
 
 
-# --- Visibility --------------------------------------------------------------------------------------------------
-
-
-def reviews_visible_to(*, user, candidate: Candidate, campaign: Campaign | None = None) -> list[Review]:
-    """Reviews of a candidate a user may read. In a blind campaign a counselor sees only their own."""
-    qs = Review.objects.filter(candidate=candidate).select_related("reviewer", "rubric", "revision")
-    if campaign is not None:
-        qs = qs.filter(campaign=campaign)
-    if roles.user_has_role(user, *SEE_ALL):
-        return list(qs)
-    if not roles.user_has_role(user, roles.COUNSELOR):
-        return []
-    blind = Campaign.objects.filter(blind=True, items__candidate=candidate)
-    blind_here = campaign.blind if campaign is not None else blind.exists()
-    if blind_here:
-        return list(qs.filter(reviewer=user))
-    return list(qs)
-
-
-# --- Adjudication ------------------------------------------------------------------------------------------------
-
-
-def adjudication_queue(*, clinician) -> QuerySet[CampaignItem]:
-    """Items waiting for a senior clinician: reviewers disagreed (policy) or a risk flag is open."""
-    if not roles.user_can_sign_off_risk(clinician):
-        raise PermissionDenied("Only a senior clinician adjudicates.")
-    open_risk = ~Q(candidate__risk_flags=[]) & Q(candidate__risk_signed_off_at__isnull=True)
-    return (
-        CampaignItem.objects.select_related("campaign", "candidate")
-        .filter(Q(state=CampaignItem.State.ADJUDICATION) | (open_risk & ~Q(state=CampaignItem.State.DECIDED)))
-        .order_by("id")
-    )
-
-
-def adjudicate(*, item: CampaignItem, clinician, decision: str, reason: str, base_version: int) -> Adjudication:
-    """A senior clinician's final decision; approving a flagged item with a reason signs its risk off."""
-    if not roles.user_can_sign_off_risk(clinician):
-        raise PermissionDenied("Only a senior clinician adjudicates.")
-    if decision not in Review.Decision.values:
-        raise ValidationError({"decision": f"must be approve, reject or needs_revision, not {decision!r}"})
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": "say why: an adjudication needs a reason"})
-    with transaction.atomic():
-        candidate = Candidate.objects.select_for_update().get(pk=item.candidate_id)
-        if candidate.version != base_version:
-            raise gen_services.StaleVersion(candidate)
-        if decision == Review.Decision.APPROVE and candidate.has_open_risk:
-            gen_services.candidate_sign_off_risk(candidate=candidate, clinician=clinician)
-            audit_record(
-                actor=clinician,
-                action="risk.sign_off",
-                candidate=candidate,
-                data={"note": reason, "flags": candidate.risk_flags, "adjudication": True},
-            )
-        gen_services.candidate_set_status(candidate=candidate, status=DECISION_STATUS[decision])
-        revision = gen_selectors.candidate_latest_revision(candidate=candidate)
-        adjudication = Adjudication.objects.create(
-            candidate=candidate,
-            campaign=item.campaign,
-            clinician=clinician,
-            decision=decision,
-            reason=reason,
-            revision=revision,
-        )
-        CampaignItem.objects.filter(pk=item.pk).update(state=CampaignItem.State.DECIDED)
-        audit_record(
-            actor=clinician,
-            action="adjudication",
-            candidate=candidate,
-            data={
-                "adjudication": adjudication.pk,
-                "campaign": item.campaign_id,
-                "decision": decision,
-                "reason": reason,
-            },
-        )
-    item.refresh_from_db()
-    return adjudication
-
-
-# --- Regeneration and history ------------------------------------------------------------------------------------
+# --- Regeneration ---------------------------------------------------------------------------------------------
 
 
 def candidate_regenerate_with_critique(
@@ -582,15 +383,3 @@ def candidate_regenerate_with_critique(
         data={"run": run.pk, "critique": critique, "campaign": campaign.pk if campaign else None},
     )
     return run
-
-
-def candidate_history(*, candidate: Candidate, user) -> QuerySet[AuditEvent]:
-    """The audit trail of a candidate, newest first; a counselor in a blind campaign sees only their own events."""
-    qs = AuditEvent.objects.filter(candidate=candidate).order_by("-created_at", "-id")
-    if roles.user_has_role(user, *SEE_ALL):
-        return qs
-    if not roles.user_has_role(user, roles.COUNSELOR):
-        return qs.none()
-    if Campaign.objects.filter(blind=True, items__candidate=candidate).exists():
-        return qs.filter(actor=user)
-    return qs

@@ -17,11 +17,9 @@ from rest_framework.views import APIView
 from generation import courses as gen_courses
 from generation.models import CandidateKind, ClientProfile, Language, Revision
 from generation.schemas import MEMORY_FIELDS
-from generation.services import StaleVersion
 from psyroom_admin.api_permissions import CanReview, CanSeeCandidates, service_error
 
-from . import course_services
-from .course_views import course_scope
+from . import course_services, visibility
 
 
 class ProfileInput(serializers.Serializer):
@@ -50,7 +48,8 @@ class ProfilesApi(APIView):
 
     @extend_schema(operation_id="profiles_list", responses=ProfileOutput(many=True), tags=["courses"])
     def get(self, request: Request) -> Response:
-        return Response(ProfileOutput(ClientProfile.objects.order_by("name", "id"), many=True).data)
+        profiles = visibility.profile_scope(user=request.user, queryset=ClientProfile.objects.order_by("name", "id"))
+        return Response(ProfileOutput(profiles, many=True).data)
 
     @extend_schema(
         operation_id="profiles_create",
@@ -91,7 +90,7 @@ class CourseDetailApi(APIView):
 
     @extend_schema(operation_id="courses_read", responses=CourseOutput, tags=["courses"])
     def get(self, request: Request, pk: int) -> Response:
-        course = get_object_or_404(course_scope(user=request.user, kind=CandidateKind.COURSE), pk=pk)
+        course = get_object_or_404(visibility.course_scope(user=request.user, kind=CandidateKind.COURSE), pk=pk)
         course.sessions = list(gen_courses.course_sessions(course=course))
         return Response(CourseOutput(course).data)
 
@@ -116,26 +115,16 @@ class SessionMemoryApi(APIView):
         tags=["courses"],
     )
     def post(self, request: Request, pk: int) -> Response:
-        session = get_object_or_404(course_scope(user=request.user, kind=CandidateKind.SESSION), pk=pk)
+        session = get_object_or_404(visibility.course_scope(user=request.user, kind=CandidateKind.SESSION), pk=pk)
         serializer = MemoryInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        try:
-            course_services.session_memory_edit(
-                session=session,
-                editor=request.user,
-                memory=data["memory"],
-                base_version=data["version"],
-                category=data["category"],
-                reason=data["reason"],
-            )
-        except StaleVersion as stale:
-            body = {
-                "detail": f"{stale.candidate} changed since version {data['version']}: nothing was saved.",
-                "code": "stale_version",
-                "version": stale.candidate.version,
-            }
-            return Response(body, status=status.HTTP_409_CONFLICT)
-        except DjangoValidationError as error:
-            raise service_error(error, fields=MemoryInput().fields) from None
+        course_services.session_memory_edit(
+            session=session,
+            editor=request.user,
+            memory=data["memory"],
+            base_version=data["version"],
+            category=data["category"],
+            reason=data["reason"],
+        )
         return Response(SessionOutput(session).data, status=status.HTTP_201_CREATED)

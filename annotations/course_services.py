@@ -1,19 +1,18 @@
 """Writes of the course review pages: edits of a session's memory and of a course's own fields.
 
 Turn edits of a session go through ``services.turn_edit`` (a session's content has turns like a dialogue's); reviews
-through ``services.review_submit`` with the session and course rubrics. Every edit is a new revision made by
-``generation.services.candidate_revise`` with its optimistic version check, and an audit event.
+through ``reviews.review_submit`` with the session and course rubrics. Every edit is a new revision made by
+``services.candidate_edit`` (risk screen, optimistic version check, audit event).
 """
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 
 from generation import services as gen_services
 from generation.models import Candidate, CandidateKind, Revision
 from generation.schemas import MEMORY_FIELDS
 from psyroom_admin import roles
 
-from .services import audit_record
+from .services import candidate_edit
 
 
 def _check_editor(editor) -> None:
@@ -41,17 +40,10 @@ def session_memory_edit(
         raise ValidationError({"memory": f"{', '.join(empty)}: every field of the memory needs text"})
     if {k: v for k, v in session.content["memory"].items() if k in MEMORY_FIELDS} == clean:
         raise ValidationError({"memory": "nothing changed"})
-    with transaction.atomic():
-        revision = gen_services.candidate_revise(
-            candidate=session, author=editor, content={**session.content, "memory": clean},
-            base_version=base_version, category=category, reason=reason,
-        )  # fmt: skip
-        audit_record(
-            actor=editor, action="session.memory_edit", candidate=session,
-            data={"revision": revision.number, "category": category, "reason": reason},
-        )  # fmt: skip
-    session.refresh_from_db()
-    return revision
+    return candidate_edit(
+        candidate=session, editor=editor, content={**session.content, "memory": clean}, base_version=base_version,
+        category=category, reason=reason, action="session.memory_edit",
+    )  # fmt: skip
 
 
 def course_edit(
@@ -66,14 +58,7 @@ def course_edit(
     content = {**course.content, "goals": goals.strip(), "notes": notes.strip()}
     if content == course.content:
         raise ValidationError({"goals": "nothing changed"})
-    with transaction.atomic():
-        revision = gen_services.candidate_revise(
-            candidate=course, author=editor, content=content, base_version=base_version, category=category,
-            reason=reason,
-        )  # fmt: skip
-        audit_record(
-            actor=editor, action="course.edit", candidate=course,
-            data={"revision": revision.number, "category": category, "reason": reason},
-        )  # fmt: skip
-    course.refresh_from_db()
-    return revision
+    return candidate_edit(
+        candidate=course, editor=editor, content=content, base_version=base_version, category=category,
+        reason=reason, action="course.edit",
+    )  # fmt: skip

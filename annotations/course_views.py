@@ -9,7 +9,6 @@ call one service and render the whole page again (there are few sessions, and a 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -21,18 +20,9 @@ from generation.schemas import MEMORY_FIELDS, ContentError
 from generation.services import StaleVersion
 from psyroom_admin import roles
 
-from . import campaigns, course_services, services
+from . import course_services, reviews, services, visibility
 from .course_forms import MEMORY_FIELD_LABELS, CourseEditForm, MemoryEditForm, ProfileForm, SessionTurnEditForm
 from .forms import ReviewForm
-
-
-def course_scope(*, user, kind: str) -> QuerySet[Candidate]:
-    """Courses (or sessions) ``user`` may see: the campaigns' rule (``campaigns.candidate_scope``), where a course is
-    visible with any of its sessions and a session with its course (a campaign may hold either)."""
-    every = gen_selectors.candidate_list()
-    seen = campaigns.candidate_scope(user=user, queryset=every).values("pk")
-    related = Q(children__in=seen) if kind == CandidateKind.COURSE else Q(parent__in=seen)
-    return every.filter(kind=kind).filter(Q(pk__in=seen) | related).distinct()
 
 
 def _get_candidate(request: HttpRequest, pk: int, kind: str) -> Candidate:
@@ -40,7 +30,7 @@ def _get_candidate(request: HttpRequest, pk: int, kind: str) -> Candidate:
     missing or outside the user's campaigns."""
     if not roles.user_can_see_candidates(request.user):
         raise PermissionDenied("You have no role in PsyRoom: ask an administrator for one.")
-    return get_object_or_404(course_scope(user=request.user, kind=kind), pk=pk)
+    return get_object_or_404(visibility.course_scope(user=request.user, kind=kind), pk=pk)
 
 
 def _check_can_review(request: HttpRequest) -> None:
@@ -142,7 +132,7 @@ def _review(request: HttpRequest, candidate: Candidate, course: Candidate, prefi
     if not form.is_valid():
         return _render_course(request, course, bound={("review", candidate.pk): form}, status=400)
     try:
-        services.review_submit(candidate=candidate, reviewer=request.user, **form.review_fields())
+        reviews.review_submit(candidate=candidate, reviewer=request.user, **form.review_fields())
     except StaleVersion:
         return _render_course(request, course, bound={("stale", candidate.pk): True}, status=409)
     except ValidationError as error:

@@ -52,9 +52,9 @@ def sft_record(*, candidate, revision: Revision, reviewer_ids: list[int]) -> dic
 
 
 def sft_export(*, out: Path, actor=None) -> ExportResult:
-    """Write approved dialogues, latest revision, one JSON line each; the file appears whole or not at all."""
+    """Write approved dialogues, the revision people approved, one JSON line each; the file appears whole or not at
+    all. The reviewers listed are those who judged that revision."""
     candidates = gen_selectors.candidate_list_exportable(kind=CandidateKind.DIALOGUE).prefetch_related(
-        Prefetch("revisions", queryset=Revision.objects.order_by("-number")),
         Prefetch("reviews", queryset=Review.objects.order_by("created_at")),
     )
     out = Path(out)
@@ -65,8 +65,8 @@ def sft_export(*, out: Path, actor=None) -> ExportResult:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             for candidate in candidates.iterator(chunk_size=500):
-                revision = candidate.revisions.all()[0]
-                reviewer_ids = sorted({r.reviewer_id for r in candidate.reviews.all()})
+                revision = candidate.approved_revision
+                reviewer_ids = sorted({r.reviewer_id for r in candidate.reviews.all() if r.revision_id == revision.pk})
                 line = json.dumps(
                     sft_record(candidate=candidate, revision=revision, reviewer_ids=reviewer_ids), ensure_ascii=False
                 )

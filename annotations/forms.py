@@ -9,7 +9,7 @@ from generation import selectors as gen_selectors
 from generation.models import Candidate, Revision
 from generation.selectors import REVIEWABLE
 
-from .models import Review, RiskFlag, Rubric
+from .models import Review, RiskCode, Rubric
 
 # A review that took longer than this was left open over lunch: its time is recorded as this bound, not as hours.
 MAX_REVIEW_SECONDS = 3 * 3600
@@ -64,11 +64,30 @@ class TurnEditForm(forms.Form):
     version = forms.IntegerField(min_value=1, widget=forms.HiddenInput(attrs={"class": "candidate-version"}))
 
 
+class IdListField(forms.Field):
+    """Ids posted as repeated hidden inputs (``flags=3&flags=7``)."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value) -> list[int]:
+        ids = []
+        for item in value or []:
+            text = str(item)
+            if not (text.isascii() and text.isdigit() and len(text) <= 18):
+                raise forms.ValidationError(f"{text[:20]!r} is not an id")
+            ids.append(int(text))
+        return ids
+
+
 class SignOffForm(forms.Form):
+    """A sign-off names what its signer read: the version of the candidate and the open flags shown."""
+
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Why the risk is handled acceptably in this item"}),
         max_length=10_000,
     )
+    version = forms.IntegerField(min_value=1, max_value=2**31 - 1, widget=forms.HiddenInput)
+    flags = IdListField(required=False)
 
 
 class ReviewForm(forms.Form):
@@ -81,7 +100,7 @@ class ReviewForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4, "placeholder": "What works, what does not, what you changed and why"}),
     )
     risk_flags = forms.MultipleChoiceField(
-        choices=RiskFlag.choices, required=False, widget=forms.CheckboxSelectMultiple
+        choices=RiskCode.choices, required=False, widget=forms.CheckboxSelectMultiple
     )
     version = forms.IntegerField(min_value=1, widget=forms.HiddenInput(attrs={"class": "candidate-version"}))
     started_at = forms.CharField(required=False, widget=forms.HiddenInput)
@@ -111,7 +130,7 @@ class ReviewForm(forms.Form):
         return seconds_since(self.cleaned_data.get("started_at") or "")
 
     def review_fields(self) -> dict:
-        """What ``services.review_submit`` takes from the posted review, besides the candidate and the reviewer."""
+        """What ``reviews.review_submit`` takes from the posted review, besides the candidate and the reviewer."""
         return {
             "scores": self.scores(),
             "decision": self.cleaned_data["decision"],

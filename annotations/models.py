@@ -28,12 +28,35 @@ class Rubric(models.Model):
         return f"{self.name} v{self.version}"
 
 
-class RiskFlag(models.TextChoices):
+class RiskCode(models.TextChoices):
     SELF_HARM = "self_harm", "Self-harm or suicide handled badly"
     HARMFUL_ADVICE = "harmful_advice", "Harmful advice"
     BOUNDARY = "boundary", "Boundary violation"
     DIAGNOSIS = "diagnosis", "Diagnosis beyond the evidence"
     OTHER = "other", "Other risk"
+
+
+class ReviewPolicy(models.Model):
+    """When reviews outside any campaign approve a candidate; one row, set by a curator.
+
+    A candidate is approved when, on its latest revision, at least ``min_senior_approvals`` senior clinicians or at
+    least ``min_counselor_approvals`` counselors approve, every criterion's mean over those reviews reaches
+    ``min_mean``, and no risk flag is open (``annotations.reviews.policy_decide``).
+    """
+
+    min_senior_approvals = models.PositiveSmallIntegerField(default=1)
+    min_counselor_approvals = models.PositiveSmallIntegerField(default=2)
+    min_mean = models.FloatField(default=3.0)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.min_senior_approvals} senior clinician(s) or {self.min_counselor_approvals} counselor(s), "
+            f"mean >= {self.min_mean}"
+        )
 
 
 class Campaign(models.Model):
@@ -129,6 +152,11 @@ class Assignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.counselor} on {self.item} ({self.status})"
+
+    @classmethod
+    def live_q(cls, now) -> Q:
+        """Assignments that count toward an item's k: submitted, or claimed with a lease still running."""
+        return Q(status=cls.Status.SUBMITTED) | Q(status=cls.Status.CLAIMED, lease_expires_at__gt=now)
 
 
 class Review(models.Model):

@@ -110,7 +110,8 @@ def questions_export(*, out_dir: Path, actor=None) -> QuestionExportResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     grpo, sft, skipped = [], [], 0
     for candidate in gen_selectors.candidate_list_exportable(kind=CandidateKind.QUESTION).order_by("id"):
-        content = candidate.content
+        # What people approved, never a later edit.
+        candidate.content = content = candidate.approved_revision.content
         if content.get("difficulty") == "hard" and content["question_type"] != "open":
             grpo.append(grpo_record(candidate))
         elif content.get("difficulty") == "easy":

@@ -2,20 +2,19 @@
 the best one (the forms are in ``annotations/question_views.py``).
 
 A corrected reference answer and an edited rationale become new revisions through
-``generation.services.candidate_revise``; the ratings are an audit event (``question.rate``) that the export reads to
+``services.candidate_edit``; the ratings are an audit event (``question.rate``) that the export reads to
 pick the best-rated rationale.
 """
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from generation import services as gen_services
 from generation.models import Candidate, Revision
 from generation.questions import question_rescore
 from psyroom_admin import roles
 
 from .models import AuditEvent
-from .services import audit_record
+from .services import audit_record, candidate_edit
 
 RATING_KEYS = ("correct", "clinical", "clear")
 
@@ -38,27 +37,19 @@ def question_correct_answer(*, candidate: Candidate, reviewer, answer: str, base
         raise ValidationError({"answer": f"{answer!r}: give letters among {''.join(sorted(content['options']))}"})
     if content["question_type"] == "single" and len(letters) != 1:
         raise ValidationError({"answer": "a single-choice question has exactly one answer letter"})
-    with transaction.atomic():
-        if letters == content["answer"]:
-            audit_record(
-                actor=reviewer, action="question.confirm_answer", candidate=candidate, data={"answer": letters}
-            )
-            return None
-        revision = gen_services.candidate_revise(
-            candidate=candidate,
-            author=reviewer,
-            content=question_rescore(content={**content, "answer": letters}),
-            base_version=base_version,
-            category=Revision.Category.CLINICAL,
-            reason=reason or f"reference answer {content['answer']} corrected to {letters}",
-        )
-        audit_record(
-            actor=reviewer,
-            action="question.correct_answer",
-            candidate=candidate,
-            data={"from": content["answer"], "to": letters, "revision": revision.number},
-        )
-    return revision
+    if letters == content["answer"]:
+        audit_record(actor=reviewer, action="question.confirm_answer", candidate=candidate, data={"answer": letters})
+        return None
+    return candidate_edit(
+        candidate=candidate,
+        editor=reviewer,
+        content=question_rescore(content={**content, "answer": letters}),
+        base_version=base_version,
+        category=Revision.Category.CLINICAL,
+        reason=reason or f"reference answer {content['answer']} corrected to {letters}",
+        action="question.correct_answer",
+        data={"from": content["answer"], "to": letters},
+    )
 
 
 def question_rate_rationales(
@@ -86,13 +77,14 @@ def question_rate_rationales(
         if edited.strip() and edited.strip() != answers[best].get("rationale", ""):
             content = {**candidate.content, "answers": [dict(a) for a in answers], "chosen": best}
             content["answers"][best].update(rationale=edited.strip(), edited=True)
-            gen_services.candidate_revise(
+            candidate_edit(
                 candidate=candidate,
-                author=reviewer,
+                editor=reviewer,
                 content=content,
                 base_version=base_version,
                 category=Revision.Category.WORDING,
                 reason=f"rationale of {answers[best]['model']} edited",
+                action="question.edit_rationale",
             )
         event = audit_record(
             actor=reviewer, action="question.rate", candidate=candidate, data={"ratings": ratings, "best": best}

@@ -15,7 +15,7 @@ from generation import services as gen_services
 from generation.models import Candidate, CandidateKind
 from psyroom_admin import roles
 
-from . import campaigns
+from . import visibility
 from .question_services import RATING_KEYS, question_correct_answer, question_rate_rationales
 
 
@@ -23,7 +23,7 @@ def _get_question_for_reviewer(request: HttpRequest, pk: int) -> Candidate:
     if not roles.user_can_review(request.user):
         raise PermissionDenied("Only counselors and senior clinicians may edit and review.")
     # The same scope as the candidate page: a counselor reaches only the candidates of their campaigns.
-    visible = campaigns.candidate_scope(user=request.user, queryset=gen_selectors.candidate_list())
+    visible = visibility.candidate_scope(user=request.user, queryset=gen_selectors.candidate_list())
     return get_object_or_404(visible.filter(kind=CandidateKind.QUESTION), pk=pk)
 
 

@@ -14,14 +14,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from generation import selectors as gen_selectors
-from generation.models import Candidate, Revision
+from generation.models import Candidate
 from generation.schemas import ContentError
 from generation.services import StaleVersion
 from psyroom_admin import roles
 
-from . import campaigns, services
+from . import display, reviews, services, visibility
 from .forms import QueueFilterForm, ReviewForm, SignOffForm, TurnEditForm, started_at_token
-from .models import RiskFlag
 from .rubrics import DEFAULTS as RUBRICS
 
 QUEUE_PAGE_SIZE = 50
@@ -51,97 +50,27 @@ def _get_candidate_for_viewer(request: HttpRequest, pk: int) -> Candidate:
     """The candidate, for a user with a role: 403 without one (before a 404 could tell what exists), 404 if missing."""
     _check_can_see_candidates(request)
     # A counselor sees only the candidates of their campaigns (404 for the rest, as if missing).
-    visible = campaigns.candidate_scope(user=request.user, queryset=gen_selectors.candidate_list())
+    visible = visibility.candidate_scope(user=request.user, queryset=gen_selectors.candidate_list())
     return get_object_or_404(visible.filter(kind__in=REVIEW_KINDS), pk=pk)
 
 
 # --- Reads for the pages ----------------------------------------------------------------------------------------
 
 
-def _original_turns(candidate: Candidate) -> list[dict]:
-    try:
-        return gen_selectors.candidate_original_revision(candidate=candidate).content.get("turns", [])
-    except Revision.DoesNotExist:
-        return []
-
-
-def _turn_rows(candidate: Candidate) -> list[dict]:
-    """Each turn with the model's own text (revision 0) where a person has changed it."""
-    original = _original_turns(candidate)
-    rows = []
-    for index, turn in enumerate(candidate.content.get("turns", [])):
-        before = original[index].get("text") if index < len(original) else None
-        rows.append(
-            {
-                "index": index,
-                "number": index + 1,
-                "role": turn.get("role", ""),
-                "text": turn.get("text", ""),
-                "strategy": turn.get("strategy", ""),
-                "original": before if before is not None and before != turn.get("text") else None,
-            }
-        )
-    return rows
-
-
 def _turn_row(candidate: Candidate, index: int) -> dict:
-    rows = _turn_rows(candidate)
+    rows = display.turn_rows(candidate)
     if not 0 <= index < len(rows):
         raise Http404(f"{candidate} has no turn {index}")
     return rows[index]
 
 
-def _risk(candidate: Candidate) -> dict:
-    labels = dict(RiskFlag.choices)
-    flags = []
-    for flag in candidate.risk_flags:
-        screened = flag.get("by") == "screen"
-        # The screen finds mentions; "handled badly" is a reviewer's judgement, so its label would mislead here.
-        if screened and flag.get("code") == RiskFlag.SELF_HARM:
-            label = "Mentions self-harm or suicide"
-        else:
-            label = labels.get(flag.get("code"), flag.get("code", ""))
-        flags.append(
-            {"label": label, "detail": flag.get("detail", ""), "by": "automatic screen" if screened else "a reviewer"}
-        )
-    return {
-        "open": candidate.has_open_risk,
-        "flags": flags,
-        "screened": any(f.get("by") == "screen" for f in candidate.risk_flags),
-        "reviewer_flagged": any(str(f.get("by", "")).startswith("review:") for f in candidate.risk_flags),
-        "signed_off_by": candidate.risk_signed_off_by,
-        "signed_off_at": candidate.risk_signed_off_at,
-    }
-
-
-def _revisions(candidate: Candidate):
-    return candidate.revisions.select_related("author").order_by("number")
-
-
-def _earlier_reviews(candidate: Candidate, user) -> list[dict]:
-    """The reviews this user may read: in a blind campaign a counselor sees only their own."""
-    rows = []
-    for review in sorted(campaigns.reviews_visible_to(user=user, candidate=candidate), key=lambda r: r.created_at):
-        labels = {c["key"]: c["label"] for c in review.rubric.criteria}
-        rows.append(
-            {
-                "review": review,
-                "scores": [(labels.get(key, key), score) for key, score in review.scores.items()],
-                "risk_flags": [dict(RiskFlag.choices).get(f, f) for f in review.risk_flags],
-            }
-        )
-    return rows
-
-
-def _fragments_context(request: HttpRequest, candidate: Candidate) -> dict:
-    """What the turn partials, the risk banner and the revision list need."""
-    return {
-        "candidate": candidate,
-        "can_review": roles.user_can_review(request.user),
-        "can_sign_off": roles.user_can_sign_off_risk(request.user),
-        "risk": _risk(candidate),
-        "revisions": _revisions(candidate),
-    }
+def _add_service_errors(form, error: ValidationError) -> None:
+    """Put a service's ValidationError on the form field it names, or on the form as a whole."""
+    if hasattr(error, "error_dict"):
+        for field, field_errors in error.message_dict.items():
+            form.add_error(field if field in form.fields else None, field_errors)
+    else:
+        form.add_error(None, error.messages)
 
 
 def _render_detail(
@@ -159,16 +88,15 @@ def _render_detail(
         review_form = ReviewForm(
             rubric=rubric, initial={"version": candidate.version, "started_at": started_at_token()}
         )
-    turns = _turn_rows(candidate)
+    turns = display.turn_rows(candidate)
     for index, state in (turn_states or {}).items():
         turns[index].update(state)
     context = {
-        **_fragments_context(request, candidate),
+        **display.fragments_context(request.user, candidate),
         "turns": turns,
         "rubric": rubric,
         "review_form": review_form,
         "sign_off_form": sign_off_form or SignOffForm(),
-        "reviews": _earlier_reviews(candidate, request.user),
         # The importers write "license"; the model's comment says "licence": show either.
         "source_licence": candidate.source.get("license") or candidate.source.get("licence", ""),
         "stale": stale,
@@ -177,17 +105,8 @@ def _render_detail(
 
 
 def _render_turn(request: HttpRequest, candidate: Candidate, template: str, row: dict, status: int = 200, **extra):
-    context = {**_fragments_context(request, candidate), "turn": row, **extra}
+    context = {**display.fragments_context(request.user, candidate), "turn": row, **extra}
     return render(request, template, context, status=status)
-
-
-def _add_service_errors(form, error: ValidationError) -> None:
-    """Put a service's ValidationError on the form field it names, or on the form as a whole."""
-    if hasattr(error, "error_dict"):
-        for field, field_errors in error.message_dict.items():
-            form.add_error(field if field in form.fields else None, field_errors)
-    else:
-        form.add_error(None, error.messages)
 
 
 # --- Pages ------------------------------------------------------------------------------------------------------
@@ -198,7 +117,7 @@ def _add_service_errors(form, error: ValidationError) -> None:
 def candidate_queue(request: HttpRequest) -> HttpResponse:
     _check_can_see_candidates(request)
     form = QueueFilterForm(request.GET)
-    reviewable = campaigns.candidate_scope(
+    reviewable = visibility.candidate_scope(
         user=request.user, queryset=gen_selectors.candidate_list_reviewable(filters=form.filters())
     ).filter(kind__in=REVIEW_KINDS)
     paginator = Paginator(reviewable, QUEUE_PAGE_SIZE)
@@ -292,7 +211,7 @@ def candidate_review(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         return _render_detail(request, candidate, review_form=form, status=400)
     try:
-        services.review_submit(candidate=candidate, reviewer=request.user, **form.review_fields())
+        reviews.review_submit(candidate=candidate, reviewer=request.user, **form.review_fields())
     except StaleVersion as stale:
         # Keep what the reviewer entered, now against the current text, which the page shows with a warning.
         data = request.POST.copy()
@@ -314,10 +233,19 @@ def candidate_sign_off(request: HttpRequest, pk: int) -> HttpResponse:
     form = SignOffForm(request.POST)
     if form.is_valid():
         try:
-            services.risk_sign_off(candidate=candidate, clinician=request.user, note=form.cleaned_data["note"])
+            reviews.risk_sign_off(
+                candidate=candidate,
+                clinician=request.user,
+                note=form.cleaned_data["note"],
+                flag_ids=form.cleaned_data["flags"],
+                base_version=form.cleaned_data["version"],
+            )
+        except StaleVersion as stale:
+            form.add_error(None, "The item changed since you read it: read it again, then sign off.")
+            return _render_detail(request, stale.candidate, sign_off_form=form, stale=True, status=409)
         except ValidationError as error:
             _add_service_errors(form, error)
     if form.errors:
         return _render_detail(request, candidate, sign_off_form=form, status=400)
-    messages.success(request, f"Risk flags of {candidate} signed off: it may now be approved.")
+    messages.success(request, f"Risk flags of {candidate} signed off.")
     return redirect("annotations:candidate", pk=candidate.pk)

@@ -92,8 +92,8 @@ def _fill(args, users, rubric_id, creator_id) -> int:
         cursor.execute(
             """
             INSERT INTO generation_candidate (kind, status, content, language, version, ai_review, lineage, source,
-                                              risk_flags, created_at, updated_at)
-            SELECT 'dialogue', 'generated', %s::jsonb, 'en', 1, '{}', '{}', '{}', '[]', now(), now()
+                                              created_at, updated_at)
+            SELECT 'dialogue', 'generated', %s::jsonb, 'en', 1, '{}', '{}', '{}', now(), now()
             FROM generate_series(1, %s)
             """,
             [turns, args.candidates],
@@ -216,7 +216,7 @@ def _counselor(user_pk: int, campaign_pk: int, scores: dict, args, stop: float) 
     from django.contrib.auth import get_user_model
     from django.db import connections
 
-    from annotations import campaigns
+    from annotations import campaigns, reviews
     from annotations.models import Campaign
 
     mine: list[float] = []
@@ -237,7 +237,8 @@ def _counselor(user_pk: int, campaign_pk: int, scores: dict, args, stop: float) 
             mine.append((time.perf_counter() - t) * 1000)
             if assignment is None:
                 break
-            campaigns.campaign_review_submit(
+            reviews.review_submit(
+                candidate=assignment.item.candidate,
                 assignment=assignment,
                 reviewer=user,
                 scores=scores,

@@ -16,6 +16,7 @@ from .models import (
     GenerationRun,
     ModelSpec,
     Revision,
+    RiskFlag,
     Scenario,
     SubEmotion,
 )
@@ -151,6 +152,22 @@ class RevisionInline(admin.TabularInline):
         return False
 
 
+class RiskFlagInline(admin.TabularInline):
+    """Read-only: flags are raised and signed off through the services (the pages and the API), never here."""
+
+    model = RiskFlag
+    extra = 0
+    fields = ["code", "detail", "source", "raised_by", "revision", "signed_off_by", "signed_off_at", "note"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Candidate)
 class CandidateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "kind", "status", "sub_emotion", "language", "version", "open_risk", "created_at"]
@@ -158,11 +175,11 @@ class CandidateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["=id", "sub_emotion__key", "sub_emotion__label_en", "sub_emotion__label_zh", "source_hash"]
     list_select_related = ["sub_emotion"]
     date_hierarchy = "created_at"
-    inlines = [RevisionInline]
+    inlines = [RevisionInline, RiskFlagInline]
     fieldsets = [
         (None, {"fields": ["kind", "status", "language", "sub_emotion", "scenario", "profile", "version"]}),
         ("Content", {"fields": ["turns"]}),
-        ("Risk", {"fields": ["risk_flags", "risk_signed_off_by", "risk_signed_off_at"]}),
+        ("Review", {"fields": ["approved_revision"]}),
         ("Provenance", {"fields": ["run", "run_index", "parent", "sequence", "lineage", "source", "source_hash"]}),
         ("Raw", {"classes": ["collapse"], "fields": ["content", "ai_review", "created_at", "updated_at"]}),
     ]
@@ -175,9 +192,7 @@ class CandidateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "profile",
         "version",
         "turns",
-        "risk_flags",
-        "risk_signed_off_by",
-        "risk_signed_off_at",
+        "approved_revision",
         "run",
         "run_index",
         "parent",

@@ -16,14 +16,12 @@ from pathlib import Path
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.utils import timezone
 
 from psyroom_admin import roles
 
 from . import services
 from .importers import ImportFormatError
 from .models import Candidate, CandidateKind, ClientProfile, GenerationRun, Language
-from .risk import screen_dialogue
 from .schemas import MEMORY_FIELDS, ContentError
 
 SESSIONS_RANGE = (2, 10)
@@ -154,9 +152,6 @@ def _session_build(
     candidate.parent = course
     candidate.sequence = sequence
     candidate.profile = course.profile
-    # A session is a dialogue as far as risk goes: the same screen flags it for a senior clinician.
-    now = timezone.now().isoformat()
-    candidate.risk_flags = [{"by": "screen", "at": now, **flag} for flag in screen_dialogue(candidate.content)]
     return candidate
 
 

@@ -221,12 +221,9 @@ class Candidate(models.Model):
     # sha256 of the imported content: the same file imported twice does not duplicate.
     # NULL (not "") for generated candidates, so that the unique constraint skips them.
     source_hash = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
-    # Risk flags raised by the automatic screen or by reviewers: [{"by", "code", "detail", "at"}].
-    risk_flags = models.JSONField(default=list, blank=True)
-    risk_signed_off_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    risk_signed_off_at = models.DateTimeField(null=True, blank=True)
+    # The revision people approved (by the review policy or an adjudication): exports take this one, never a later
+    # edit. An edit of an approved candidate sends it back to review.
+    approved_revision = models.ForeignKey("Revision", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -246,8 +243,14 @@ class Candidate(models.Model):
 
     @property
     def has_open_risk(self) -> bool:
-        """A risk flag was raised and no senior clinician has signed it off."""
-        return bool(self.risk_flags) and self.risk_signed_off_at is None
+        """A risk flag is open: raised and not signed off by a senior clinician.
+
+        Lists annotate ``open_risk`` (``selectors.with_risk``) so that a page of candidates asks once.
+        """
+        annotated = self.__dict__.get("open_risk")
+        if annotated is not None:
+            return annotated
+        return self.flags.filter(signed_off_at__isnull=True).exists()
 
 
 class Revision(models.Model):
@@ -276,3 +279,48 @@ class Revision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.candidate} r{self.number}"
+
+
+class RiskFlag(models.Model):
+    """One risk flag on a candidate: raised by the automatic screen, the risk agent, a reviewer or inherited from
+    the item it was derived from, on the revision that was read; open until a senior clinician signs it off.
+
+    A sign-off names the flags it covers and the version its signer saw (``services.candidate_sign_off_risk``), so a
+    flag raised later is never covered by an earlier sign-off.
+    """
+
+    class Source(models.TextChoices):
+        SCREEN = "screen", "Automatic screen"
+        AGENT = "agent", "Risk agent"
+        REVIEW = "review", "Reviewer"
+        INHERITED = "inherited", "Inherited"
+
+    candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="flags")
+    code = models.CharField(max_length=32)
+    detail = models.TextField(blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    raised_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The review that raised it (an annotations.Review id: generation does not import annotations).
+    review_id = models.PositiveIntegerField(null=True, blank=True)
+    revision = models.ForeignKey(Revision, on_delete=models.PROTECT, related_name="flags")
+    signed_off_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    signed_off_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["candidate_id", "id"]
+        indexes = [
+            models.Index(fields=["candidate"], condition=Q(signed_off_at__isnull=True), name="riskflag_open_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} on {self.candidate}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.signed_off_at is None

@@ -32,3 +32,33 @@ def screen_dialogue(content: dict) -> list[dict]:
         if match:
             flags.append({"code": "self_harm", "detail": f"turn {i + 1} ({turn['role']}) mentions {match.group(0)!r}"})
     return flags
+
+
+def _texts(value, where: str):
+    """Every piece of free text in a candidate's content, with a name for where it is."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key not in ("raw", "error", "model"):
+                yield from _texts(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _texts(item, f"{where}[{i}]")
+
+
+def screen(kind: str, content: dict) -> list[dict]:
+    """Flags for every piece of text of any kind of candidate: ``[{"code", "detail"}]``, details deterministic."""
+    if kind in ("dialogue", "session") and isinstance(content, dict):
+        flags = screen_dialogue(content)
+        rest = {k: v for k, v in content.items() if k != "turns"}
+    else:
+        flags, rest = [], content
+    seen = {f["detail"] for f in flags}
+    for where, text in _texts(rest, ""):
+        match = _PATTERN.search(text)
+        detail = f"{where} mentions {match.group(0)!r}" if match else None
+        if detail and detail not in seen:
+            seen.add(detail)
+            flags.append({"code": "self_harm", "detail": detail})
+    return flags

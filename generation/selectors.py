@@ -1,8 +1,8 @@
 """Reads of the generation app, for views, APIs and the annotations app."""
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from .models import Candidate, GenerationRun, Revision, SubEmotion
+from .models import Candidate, GenerationRun, Revision, RiskFlag, SubEmotion
 
 REVIEWABLE = [Candidate.Status.GENERATED, Candidate.Status.IN_REVIEW, Candidate.Status.NEEDS_REVISION]
 
@@ -10,7 +10,7 @@ REVIEWABLE = [Candidate.Status.GENERATED, Candidate.Status.IN_REVIEW, Candidate.
 def candidate_list(*, filters: dict | None = None) -> QuerySet[Candidate]:
     """Candidates with the filters the API and pages offer: kind, status, sub_emotion (key), run (id), language."""
     filters = filters or {}
-    qs = Candidate.objects.select_related("sub_emotion", "run").order_by("id")
+    qs = with_risk(Candidate.objects.select_related("sub_emotion", "run").order_by("id"))
     if filters.get("kind"):
         qs = qs.filter(kind=filters["kind"])
     if filters.get("status"):
@@ -22,6 +22,23 @@ def candidate_list(*, filters: dict | None = None) -> QuerySet[Candidate]:
     if filters.get("language"):
         qs = qs.filter(language=filters["language"])
     return qs
+
+
+def open_risk_q() -> Exists:
+    """A candidate with a risk flag that no senior clinician has signed off."""
+    return Exists(RiskFlag.objects.filter(candidate_id=OuterRef("pk"), signed_off_at__isnull=True))
+
+
+def with_risk(queryset: QuerySet[Candidate]) -> QuerySet[Candidate]:
+    """Candidates annotated with ``flagged`` (any flag) and ``open_risk`` (one not signed off)."""
+    return queryset.annotate(
+        flagged=Exists(RiskFlag.objects.filter(candidate_id=OuterRef("pk"))), open_risk=open_risk_q()
+    )
+
+
+def candidate_flags(*, candidate: Candidate) -> QuerySet[RiskFlag]:
+    """A candidate's risk flags, oldest first, with who raised and signed them and the revision they were read on."""
+    return candidate.flags.select_related("raised_by", "signed_off_by", "revision").order_by("id")
 
 
 def candidate_list_reviewable(*, filters: dict | None = None) -> QuerySet[Candidate]:
@@ -42,9 +59,10 @@ def candidate_original_revision(*, candidate: Candidate) -> Revision:
 
 
 def candidate_list_exportable(*, kind: str) -> QuerySet[Candidate]:
-    """Approved candidates with no open risk flag: only these may leave in a release."""
+    """Approved candidates with no open risk flag: only these may leave in a release, and only as the revision that
+    was approved (``approved_revision``), never a later edit."""
     qs = candidate_list(filters={"kind": kind, "status": Candidate.Status.APPROVED})
-    return qs.filter(Q(risk_flags=[]) | Q(risk_signed_off_at__isnull=False))
+    return qs.filter(approved_revision__isnull=False, open_risk=False).select_related("approved_revision")
 
 
 def sub_emotion_get(*, key: str) -> SubEmotion:
@@ -67,11 +85,9 @@ def candidate_search(*, filters: dict | None = None) -> QuerySet[Candidate]:
         reviewable = Q(status__in=REVIEWABLE)
         qs = qs.filter(reviewable if filters["reviewable"] else ~reviewable)
     if filters.get("has_risk_flag") is not None:
-        flagged = ~Q(risk_flags=[])
-        qs = qs.filter(flagged if filters["has_risk_flag"] else ~flagged)
+        qs = qs.filter(flagged=filters["has_risk_flag"])
     if filters.get("open_risk") is not None:
-        open_risk = ~Q(risk_flags=[]) & Q(risk_signed_off_at__isnull=True)
-        qs = qs.filter(open_risk if filters["open_risk"] else ~open_risk)
+        qs = qs.filter(open_risk=filters["open_risk"])
     return qs
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -21,10 +20,11 @@ from .models import (
     GenerationRun,
     ModelSpec,
     Revision,
+    RiskFlag,
     Scenario,
     SubEmotion,
 )
-from .risk import screen_dialogue
+from .risk import screen
 from .schemas import ContentError, validate_content
 
 logger = logging.getLogger(__name__)
@@ -90,17 +90,16 @@ def modelspec_get_default() -> ModelSpec:
 # --- Candidates ------------------------------------------------------------------------------------------------
 
 
-def _risk_flags_for(kind: str, content: dict) -> list[dict]:
-    now = timezone.now().isoformat()
-    if kind == CandidateKind.DIALOGUE:
-        return [{"by": "screen", "at": now, **flag} for flag in screen_dialogue(content)]
-    if kind == CandidateKind.SCENARIO:
-        text = {"turns": [{"role": "client", "text": f"{content['title']}. {content['description']}"}]}
-        return [{"by": "screen", "at": now, **flag} for flag in screen_dialogue(text)]
-    if kind == CandidateKind.PLAN and content["risk_assessment"]["level"] in {"moderate", "high"}:
+def _screen(kind: str, content: dict) -> list[dict]:
+    """What the automatic screen finds in a content of any kind: ``[{"code", "detail"}]``.
+
+    A plan also carries its own judgement: a moderate or high risk level is a flag for a senior clinician.
+    """
+    flags = screen(kind, content)
+    if kind == CandidateKind.PLAN and content.get("risk_assessment", {}).get("level") in {"moderate", "high"}:
         level = content["risk_assessment"]["level"]
-        return [{"by": "screen", "at": now, "code": "risk_assessment", "detail": f"the plan assesses risk as {level}"}]
-    return []
+        flags.append({"code": "risk_assessment", "detail": f"the plan assesses risk as {level}"})
+    return flags
 
 
 def candidate_build(
@@ -115,10 +114,12 @@ def candidate_build(
     lineage: dict | None = None,
     source: dict | None = None,
     source_hash: str | None = None,
+    extra_flags: list[dict] | None = None,
 ) -> Candidate:
-    """An unsaved, validated candidate with its automatic risk flags (for bulk creation)."""
+    """An unsaved, validated candidate (for bulk creation); ``candidates_save_new`` saves it with its revision 0 and
+    the risk flags the screen (and ``extra_flags``, e.g. the risk agent's) found in it."""
     validate_content(kind, content)
-    return Candidate(
+    candidate = Candidate(
         kind=kind,
         content=content,
         language=language,
@@ -129,19 +130,48 @@ def candidate_build(
         lineage=lineage or {},
         source=source or {},
         source_hash=source_hash,
-        risk_flags=_risk_flags_for(kind, content),
     )
+    candidate.new_flags = [
+        *({**f, "source": RiskFlag.Source.SCREEN} for f in _screen(kind, content)),
+        *({"source": RiskFlag.Source.AGENT, **f} for f in extra_flags or ()),
+    ]
+    return candidate
 
 
 # Sent with the list of candidates ``candidates_save_new`` has just saved (inside its transaction).
 candidates_created = Signal()
 
 
+def _inherited_flags(candidates: list[Candidate]) -> dict[int, list[dict]]:
+    """A plan or session derived from an item with an open flag starts with an open flag of its own."""
+    parents = {c.parent_id for c in candidates if c.parent_id}
+    flagged = set(
+        RiskFlag.objects.filter(candidate_id__in=parents, signed_off_at__isnull=True).values_list(
+            "candidate_id", flat=True
+        )
+    )
+    return {
+        c.pk: [{"code": "inherited", "detail": f"derived from #{c.parent_id}, which has an open risk flag",
+                "source": RiskFlag.Source.INHERITED}]
+        for c in candidates
+        if c.parent_id in flagged
+    }  # fmt: skip
+
+
 def candidates_save_new(*, candidates: list[Candidate]) -> list[Candidate]:
-    """Save new candidates and their revision 0 together. Call inside a transaction."""
+    """Save new candidates, their revision 0 and their risk flags together. Call inside a transaction."""
     saved = Candidate.objects.bulk_create(candidates, batch_size=500)
-    Revision.objects.bulk_create(
+    revisions = Revision.objects.bulk_create(
         [Revision(candidate=c, number=0, content=c.content, category=Revision.Category.ORIGINAL) for c in saved],
+        batch_size=500,
+    )
+    inherited = _inherited_flags(saved)
+    RiskFlag.objects.bulk_create(
+        [
+            RiskFlag(candidate=c, revision=r, **flag)
+            for c, r in zip(saved, revisions, strict=True)
+            for flag in [*getattr(c, "new_flags", ()), *inherited.get(c.pk, ())]
+        ],
         batch_size=500,
     )
     # A course's sessions (``new_children``, parent set) are saved with it, in the same transaction.
@@ -154,11 +184,12 @@ def candidates_save_new(*, candidates: list[Candidate]) -> list[Candidate]:
 
 
 def candidate_create(**fields) -> Candidate:
-    """Create one candidate with its revision 0 (see ``candidate_build`` for the fields)."""
+    """Create one candidate with its revision 0 and risk flags (see ``candidate_build`` for the fields)."""
+    parent = fields.pop("parent", None)
     candidate = candidate_build(**fields)
+    candidate.parent = parent
     with transaction.atomic():
-        candidate.save()
-        Revision.objects.create(candidate=candidate, number=0, content=candidate.content)
+        candidates_save_new(candidates=[candidate])
     return candidate
 
 
@@ -167,23 +198,33 @@ def candidate_revise(
 ) -> Revision:
     """Save a new revision of a candidate's content, based on ``base_version``.
 
+    Every edit is screened: what the screen finds in the new text that it did not find in the old opens a new flag,
+    whatever was signed off before. An edit of an approved candidate sends it back to review (``in_review``): its
+    approval covered the revision people read, not this one, and exports keep taking ``approved_revision`` only
+    while the candidate is approved.
+
     Raises ``StaleVersion`` when the candidate changed since that version (nothing is written), and
     ``ContentError`` when the new content does not fit the kind's schema.
     """
     if category not in Revision.Category.values or category == Revision.Category.ORIGINAL:
-        raise ValidationError(f"category: must be one of wording, clinical, safety, not {category!r}")
+        raise ValidationError({"category": f"must be one of wording, clinical, safety, not {category!r}"})
     validate_content(candidate.kind, content)
     with transaction.atomic():
-        # The version check and the bump are one conditional UPDATE: two editors can't both win.
-        updated = Candidate.objects.filter(pk=candidate.pk, version=base_version).update(
-            content=content, version=F("version") + 1, updated_at=timezone.now()
-        )
-        if updated != 1:
+        locked = Candidate.objects.select_for_update().filter(pk=candidate.pk).first()
+        if locked is None or locked.version != base_version:
             candidate.refresh_from_db()
             raise StaleVersion(candidate)
-        last = candidate.revisions.order_by("-number").values_list("number", flat=True).first()
+        before = {f["detail"] for f in _screen(locked.kind, locked.content)}
+        last = locked.revisions.order_by("-number").values_list("number", flat=True).first()
+        locked.content = content
+        locked.version = base_version + 1
+        fields = ["content", "version", "updated_at"]
+        if locked.status == Candidate.Status.APPROVED:
+            locked.status = Candidate.Status.IN_REVIEW
+            fields.append("status")
+        locked.save(update_fields=fields)
         revision = Revision.objects.create(
-            candidate=candidate,
+            candidate=locked,
             number=(last or 0) + 1,
             content=content,
             author=author,
@@ -191,32 +232,42 @@ def candidate_revise(
             reason=reason,
             base_number=last,
         )
-        new_flags = _risk_flags_for(candidate.kind, content)
-        candidate.refresh_from_db()
-        if new_flags and not candidate.risk_flags:
-            # An edit that introduces risk content needs a sign-off as much as generated text does.
-            candidate.risk_flags = new_flags
-            candidate.risk_signed_off_at = None
-            candidate.risk_signed_off_by = None
-            candidate.save(update_fields=["risk_flags", "risk_signed_off_at", "risk_signed_off_by"])
+        RiskFlag.objects.bulk_create(
+            [
+                RiskFlag(candidate=locked, revision=revision, source=RiskFlag.Source.SCREEN, raised_by=author, **f)
+                for f in _screen(locked.kind, content)
+                if f["detail"] not in before
+            ]
+        )
+    candidate.refresh_from_db()
     return revision
 
 
-def candidate_set_status(*, candidate: Candidate, status: str) -> Candidate:
-    """Move a candidate to a new status. An approval is refused while a risk flag is open.
+def candidate_set_status(*, candidate: Candidate, status: str, revision: Revision | None = None) -> Candidate:
+    """Move a candidate to a new status.
 
-    An approved scenario candidate becomes a ``Scenario`` that generation may use (its latest revision).
+    An approval names the ``revision`` people judged: it must be the latest (else ``StaleVersion``), and no risk flag
+    may be open. An approved scenario candidate becomes a ``Scenario`` that generation may use.
     """
     if status not in Candidate.Status.values:
-        raise ValidationError(f"status: unknown status {status!r}")
+        raise ValidationError({"status": f"unknown status {status!r}"})
     with transaction.atomic():
         locked = Candidate.objects.select_for_update().get(pk=candidate.pk)
-        if status == Candidate.Status.APPROVED and locked.has_open_risk:
-            raise ValidationError("This item is flagged for risk: a senior clinician must sign it off before approval.")
+        fields = ["status", "updated_at"]
+        if status == Candidate.Status.APPROVED:
+            latest = locked.revisions.order_by("-number").first()
+            if revision is None or revision.pk != latest.pk:
+                raise StaleVersion(locked)
+            if locked.flags.filter(signed_off_at__isnull=True).exists():
+                raise ValidationError(
+                    {"decision": "This item is flagged for risk: a senior clinician must sign it off before approval."}
+                )
+            locked.approved_revision = latest
+            fields.append("approved_revision")
         locked.status = status
-        locked.save(update_fields=["status", "updated_at"])
+        locked.save(update_fields=fields)
         if status == Candidate.Status.APPROVED and locked.kind == CandidateKind.SCENARIO:
-            content = locked.revisions.order_by("-number").first().content
+            content = locked.approved_revision.content
             Scenario.objects.get_or_create(
                 sub_emotion=locked.sub_emotion,
                 title=content["title"],
@@ -226,30 +277,52 @@ def candidate_set_status(*, candidate: Candidate, status: str) -> Candidate:
     return candidate
 
 
-def candidate_flag_risk(*, candidate: Candidate, flags: list[dict]) -> Candidate:
-    """Add risk flags (from a reviewer); a new flag re-opens any earlier sign-off."""
-    if not flags:
-        return candidate
+def candidate_flag_risk(
+    *, candidate: Candidate, flags: list[dict], raised_by=None, review_id: int | None = None
+) -> list[RiskFlag]:
+    """Open risk flags (``[{"code", "detail"}]``) raised by a reviewer on the candidate's latest revision."""
+    revision = candidate.revisions.order_by("-number").first()
+    return RiskFlag.objects.bulk_create(
+        [
+            RiskFlag(
+                candidate=candidate,
+                revision=revision,
+                source=RiskFlag.Source.REVIEW,
+                raised_by=raised_by,
+                review_id=review_id,
+                code=f["code"],
+                detail=f.get("detail", ""),
+            )
+            for f in flags
+        ]
+    )
+
+
+def candidate_sign_off_risk(
+    *, candidate: Candidate, clinician, flag_ids: list[int], base_version: int, note: str
+) -> list[RiskFlag]:
+    """Sign off the open flags ``flag_ids`` that a senior clinician read on version ``base_version``.
+
+    A sign-off covers only what its signer saw: a stale version is ``StaleVersion`` (409); a flag that is not this
+    candidate's, or no longer open, is refused. Flags not named stay open. The caller checks the clinician's role.
+    """
+    if not flag_ids:
+        raise ValidationError({"flags": "name the risk flags you sign off (their ids, as shown)"})
     with transaction.atomic():
         locked = Candidate.objects.select_for_update().get(pk=candidate.pk)
-        locked.risk_flags = [*locked.risk_flags, *flags]
-        locked.risk_signed_off_at = None
-        locked.risk_signed_off_by = None
-        locked.save(update_fields=["risk_flags", "risk_signed_off_at", "risk_signed_off_by", "updated_at"])
-    candidate.refresh_from_db()
-    return candidate
-
-
-def candidate_sign_off_risk(*, candidate: Candidate, clinician) -> Candidate:
-    """A senior clinician's sign-off of every risk flag raised so far. The caller checks the clinician's role."""
-    if not candidate.risk_flags:
-        raise ValidationError("This item has no risk flag to sign off.")
-    with transaction.atomic():
-        Candidate.objects.filter(pk=candidate.pk).update(
-            risk_signed_off_by=clinician, risk_signed_off_at=timezone.now(), updated_at=timezone.now()
-        )
-    candidate.refresh_from_db()
-    return candidate
+        if locked.version != base_version:
+            raise StaleVersion(locked)
+        flags = list(locked.flags.select_for_update().filter(pk__in=flag_ids))
+        unknown = sorted(set(flag_ids) - {f.pk for f in flags})
+        if unknown:
+            raise ValidationError({"flags": f"{locked} has no risk flag {', '.join(map(str, unknown))}"})
+        closed = [f.pk for f in flags if not f.is_open]
+        if closed:
+            raise ValidationError({"flags": f"flag(s) {', '.join(map(str, closed))} are already signed off"})
+        now = timezone.now()
+        RiskFlag.objects.filter(pk__in=flag_ids).update(signed_off_by=clinician, signed_off_at=now, note=note)
+        locked.save(update_fields=["updated_at"])
+    return list(RiskFlag.objects.filter(pk__in=flag_ids))
 
 
 # --- Generation runs -------------------------------------------------------------------------------------------

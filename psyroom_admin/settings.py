@@ -181,6 +181,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Services' refusals (400), stale versions (409) and permissions (403) answered the same way everywhere.
+    "EXCEPTION_HANDLER": "psyroom_admin.api_errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PsyRoom Admin API",

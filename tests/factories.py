@@ -52,7 +52,13 @@ def make_candidate(
     candidate = services.candidate_create(
         kind=CandidateKind.DIALOGUE, content=content or dialogue_content(), sub_emotion=sub_emotion, **kwargs
     )
+    return set_status(candidate, status)
+
+
+def set_status(candidate: Candidate, status: str | None) -> Candidate:
+    """Put a candidate in a status directly, as a finished review would (an approval names the latest revision)."""
     if status:
-        Candidate.objects.filter(pk=candidate.pk).update(status=status)
+        approved = candidate.revisions.order_by("-number").first() if status == Candidate.Status.APPROVED else None
+        Candidate.objects.filter(pk=candidate.pk).update(status=status, approved_revision=approved)
         candidate.refresh_from_db()
     return candidate

@@ -60,10 +60,10 @@ def test_the_supervisor_attempts_and_the_emotion_label_are_shown(client, counsel
     assert "dialogue/v1" in page and "smollm2-135m-instruct" in page
 
 
-def test_a_plan_is_shown_by_section_with_its_dialogue_and_reviewed_on_the_plan_rubric(client, counselor, candidate):
+def test_a_plan_is_shown_by_section_with_its_dialogue_and_reviewed_on_the_plan_rubric(client, senior, candidate):
     plan = services.candidate_create(kind=CandidateKind.PLAN, content=PLAN, sub_emotion=candidate.sub_emotion)
     Candidate.objects.filter(pk=plan.pk).update(parent=candidate)
-    client.force_login(counselor)
+    client.force_login(senior)
     page = client.get(reverse("annotations:candidate", args=[plan.pk])).content.decode()
     assert "Treatment plan" in page and "Cognitive restructuring" in page and "Panic attacks that do not ease" in page
     assert reverse("annotations:candidate", args=[candidate.pk]) in page
@@ -78,13 +78,13 @@ def test_a_plan_is_shown_by_section_with_its_dialogue_and_reviewed_on_the_plan_r
     assert plan.status == "approved"
 
 
-def test_a_scenario_candidate_is_shown_and_approving_it_makes_a_scenario(client, counselor, taxonomy):
+def test_a_scenario_candidate_is_shown_and_approving_it_makes_a_scenario(client, senior, taxonomy):
     scenario = services.candidate_create(
         kind=CandidateKind.SCENARIO,
         content={"title": "Night shifts", "description": "A nurse on night shifts fears every call about her mother."},
         sub_emotion=factories.SubEmotion.objects.get(key="fear.1"),
     )
-    client.force_login(counselor)
+    client.force_login(senior)
     page = client.get(reverse("annotations:candidate", args=[scenario.pk])).content.decode()
     assert "Scenario: Night shifts" in page
     from annotations.rubrics import SCENARIO_RUBRIC

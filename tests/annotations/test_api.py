@@ -8,10 +8,10 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotations import services
+from annotations import reviews, services
 from annotations.models import AuditEvent, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
-from generation.models import Candidate, GenerationRun, Revision
+from generation.models import Candidate, GenerationRun, Revision, RiskFlag
 from generation.services import modelspec_get_default
 from psyroom_admin import roles
 from tests import factories
@@ -56,6 +56,13 @@ def _risky_candidate():
     content = factories.dialogue_content()
     content["turns"][0]["text"] = "Sometimes I think everyone would be better off dead without me."
     return factories.make_candidate(content=content)
+
+
+def _sign_off(candidate, clinician, note="Handled well."):
+    flags = list(candidate.flags.values_list("pk", flat=True))
+    reviews.risk_sign_off(
+        candidate=candidate, clinician=clinician, note=note, flag_ids=flags, base_version=candidate.version
+    )
 
 
 def _url(name: str, *args) -> str:
@@ -199,7 +206,7 @@ def test_list_filters(api, counselor, senior, taxonomy):
     other = factories.make_candidate(sub_emotion_key="anger.1", status=Candidate.Status.APPROVED)
     risky = _risky_candidate()
     signed = _risky_candidate()
-    services.risk_sign_off(candidate=signed, clinician=senior, note="Handled well.")
+    _sign_off(signed, senior)
     run = GenerationRun.objects.create(
         kind="dialogue", count=1, model_spec=modelspec_get_default(), prompt_version="v1"
     )
@@ -246,7 +253,7 @@ def test_detail_has_the_latest_revision_risk_lineage_and_reviews(api, counselor,
         candidate=risky, editor=other_counselor, index=1, text=EDITED, base_version=1, category="clinical"
     )
     risky.refresh_from_db()
-    services.review_submit(
+    reviews.review_submit(
         candidate=risky,
         reviewer=other_counselor,
         scores=_scores(2),
@@ -272,10 +279,13 @@ def test_detail_has_the_latest_revision_risk_lineage_and_reviews(api, counselor,
     assert body["lineage"] == {"model": "smollm2-135m-instruct", "seed": 7}
     assert body["ai_review"] == {"mean": 3.5}
     assert body["risk"]["open"] is True
-    assert [f["by"] for f in body["risk"]["flags"]][0] == "screen"
-    assert {"code": "self_harm", "by": f"review:{Review.objects.get().pk}"}.items() <= body["risk"]["flags"][-1].items()
+    assert [(f["source"], f["revision"], f["open"]) for f in body["risk"]["flags"]] == [
+        ("screen", 0, True),
+        ("review", 1, True),
+    ]
+    assert body["risk"]["flags"][-1]["code"] == "self_harm"
     assert [(r["number"], r["category"], r["author"]) for r in body["revisions"]] == [
-        (0, "original", None),
+        (0, "original", "model / import"),
         (1, "clinical", other_counselor.username),
     ]
     [review] = body["reviews"]
@@ -412,17 +422,17 @@ def test_a_curator_cannot_edit_a_turn(api, curator, candidate):
 # --- Reviews ----------------------------------------------------------------------------------------------------
 
 
-def test_review_approves_and_records(api, counselor, candidate):
+def test_review_approves_and_records(api, counselor, other_counselor, candidate):
+    # The default policy outside a campaign: two counselors (or one senior clinician) approve.
     _as(api, counselor)
     response = api.post(_url("review-create"), _review(candidate, comment="Warm and on topic."), format="json")
-
     assert response.status_code == 201
     review = Review.objects.get()
     body = response.json()
     assert (body["id"], body["candidate"], body["candidate_status"], body["revision"], body["decision"]) == (
         review.pk,
         candidate.pk,
-        "approved",
+        "in_review",
         0,
         "approve",
     )
@@ -432,9 +442,15 @@ def test_review_approves_and_records(api, counselor, candidate):
         "Warm and on topic.",
         0,
     )
+    assert AuditEvent.objects.filter(candidate=candidate, action="review.submit", actor=counselor).exists()
+
+    scoping.put_in_campaign([other_counselor], [candidate])  # counselors see their campaigns' items only
+    _as(api, other_counselor)
+    response = api.post(_url("review-create"), _review(candidate), format="json")
+    assert (response.status_code, response.json()["candidate_status"]) == (201, "approved")
     candidate.refresh_from_db()
     assert candidate.status == Candidate.Status.APPROVED
-    assert AuditEvent.objects.filter(candidate=candidate, action="review.submit", actor=counselor).exists()
+    assert candidate.approved_revision == candidate.revisions.get(number=0)
 
 
 def test_review_time_spent_is_measured_from_the_detail_token(api, counselor, candidate):
@@ -525,24 +541,58 @@ def test_a_curator_cannot_review(api, curator, candidate):
 
 def test_senior_sign_off_then_approval_works(api, senior, counselor, taxonomy):
     risky = _risky_candidate()
+    [flag] = risky.flags.all()
     _as(api, senior)
-    response = api.post(_url("candidate-sign-off", risky.pk), {"note": "Risk explored; plan given."}, format="json")
+    body = {"note": "Risk explored; plan given.", "version": risky.version, "flags": [flag.pk]}
+    response = api.post(_url("candidate-sign-off", risky.pk), body, format="json")
     assert response.status_code == 200
     body = response.json()
-    assert (body["candidate"], body["risk"]["open"], body["risk"]["signed_off_by"]) == (
-        risky.pk,
-        False,
-        senior.username,
-    )
-    risky.refresh_from_db()
-    assert risky.risk_signed_off_by == senior
+    assert (body["candidate"], body["risk"]["open"]) == (risky.pk, False)
+    assert [(f["id"], f["signed_off_by"], f["note"]) for f in body["risk"]["flags"]] == [
+        (flag.pk, senior.username, "Risk explored; plan given.")
+    ]
+    flag.refresh_from_db()
+    assert (flag.signed_off_by, flag.is_open) == (senior, False)
     event = AuditEvent.objects.get(candidate=risky, action="risk.sign_off")
-    assert (event.actor, event.data["note"]) == (senior, "Risk explored; plan given.")
+    assert (event.actor, event.data["note"], event.data["flags"]) == (senior, "Risk explored; plan given.", [flag.pk])
 
-    _as(api, counselor)
     assert api.post(_url("review-create"), _review(risky), format="json").status_code == 201
     risky.refresh_from_db()
     assert risky.status == Candidate.Status.APPROVED
+
+
+def test_a_sign_off_covers_only_the_flags_and_version_the_senior_read(api, senior, counselor, taxonomy):
+    risky = _risky_candidate()
+    [screened] = risky.flags.all()
+    # A counselor flags it after the senior opened the page: a new flag, a new version.
+    _as(api, counselor)
+    review = _review(risky, decision="needs_revision", risk_flags=["self_harm"], comment="Method named in turn 3.")
+    assert api.post(_url("review-create"), review, format="json").status_code == 201
+    reviewed = Candidate.objects.get(pk=risky.pk)
+    flags = list(reviewed.flags.order_by("pk"))
+    assert len(flags) == 2
+
+    # ... and edits a turn: the version the senior read is stale, nothing is signed.
+    assert api.post(_url("candidate-turn", risky.pk, 1), _edit(reviewed), format="json").status_code == 201
+    _as(api, senior)
+    stale = {"note": "Handled.", "version": risky.version, "flags": [screened.pk]}
+    response = api.post(_url("candidate-sign-off", risky.pk), stale, format="json")
+    assert (response.status_code, response.json()["code"]) == (409, "stale_version")
+    assert reviewed.flags.filter(signed_off_at__isnull=False).count() == 0
+    reviewed.refresh_from_db()
+    # Signing off the flag they read leaves the reviewer's flag open: still no approval.
+    body = {"note": "Handled.", "version": reviewed.version, "flags": [screened.pk]}
+    assert api.post(_url("candidate-sign-off", risky.pk), body, format="json").status_code == 200
+    assert list(reviewed.flags.filter(signed_off_at__isnull=True)) == [flags[1]]
+    response = api.post(_url("review-create"), _review(reviewed), format="json")
+    assert response.status_code == 400
+    assert "flagged for risk" in response.json()["decision"][0]
+    reviewed.refresh_from_db()
+    assert reviewed.status != Candidate.Status.APPROVED and reviewed.approved_revision is None
+    # Signing off again what is already signed is refused, naming the flag.
+    response = api.post(_url("candidate-sign-off", risky.pk), body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"flags": [f"flag(s) {screened.pk} are already signed off"]}
 
 
 @pytest.mark.parametrize(("note", "message"), [("  ", "This field may not be blank."), (None, "may not be null")])
@@ -557,13 +607,18 @@ def test_sign_off_without_a_note_is_400(api, senior, taxonomy, note, message):
     assert not AuditEvent.objects.exclude(action="permission.change").exists()  # role grants are audited too
 
 
-def test_sign_off_of_a_candidate_without_flags_is_400(api, senior, candidate):
+def test_sign_off_of_a_flag_the_candidate_does_not_have_is_400(api, senior, candidate, taxonomy):
+    risky = _risky_candidate()
     _as(api, senior)
+    for flags, message in (([], "This list may not be empty."), ([risky.flags.get().pk], f"{candidate} has no risk")):
+        body = {"note": "Fine.", "version": candidate.version, "flags": flags}
+        response = api.post(_url("candidate-sign-off", candidate.pk), body, format="json")
+        assert response.status_code == 400
+        assert message in response.json()["flags"][0]
     response = api.post(_url("candidate-sign-off", candidate.pk), {"note": "Fine."}, format="json")
-    assert response.status_code == 400
-    assert response.json() == {"non_field_errors": ["This item has no risk flag to sign off."]}
-    candidate.refresh_from_db()
-    assert candidate.risk_signed_off_at is None
+    assert set(response.json()) == {"version", "flags"}
+    assert not RiskFlag.objects.filter(signed_off_at__isnull=False).exists()
+    assert not AuditEvent.objects.filter(action="risk.sign_off").exists()
 
 
 def test_a_counselor_cannot_sign_off(api, counselor, taxonomy):

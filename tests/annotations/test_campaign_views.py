@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils.html import escape
 
-from annotations import campaigns, services
+from annotations import campaigns, reviews, services
 from annotations.models import Adjudication, Assignment, Campaign, CampaignItem, Draft, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
 from generation.models import Candidate, GenerationRun
@@ -58,7 +58,8 @@ def setup(taxonomy, counselor, senior, curator):
     campaign = _campaign(curator, [counselor, senior], candidates)
     assignment = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
     item = assignment.item
-    campaigns.campaign_review_submit(
+    reviews.review_submit(
+        candidate=item.candidate,
         assignment=campaigns.queue_claim_next(campaign=campaign, counselor=senior),
         reviewer=senior,
         scores=dict.fromkeys(KEYS, 2),

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
-from annotations import campaigns
+from annotations import campaigns, reviews, visibility
 from annotations.models import Adjudication, Assignment, AuditEvent, Campaign, CampaignItem, Draft, Review
 from annotations.services import rubric_get_default
 from generation.models import Candidate
@@ -39,7 +39,8 @@ def campaign(curator, counselor, other_counselor, senior, dialogues):
 
 def _submit(assignment, user, *, decision="approve", value=4, key=None, risk=None, comment=""):
     candidate = Candidate.objects.get(pk=assignment.item.candidate_id)
-    return campaigns.campaign_review_submit(
+    return reviews.review_submit(
+        candidate=candidate,
         assignment=assignment,
         reviewer=user,
         scores=_scores(value),
@@ -79,14 +80,14 @@ def test_create_from_filters(curator, dialogues, taxonomy):
 def test_counselor_sees_only_own_campaigns(campaign, counselor, senior, curator, dialogues, taxonomy):
     stranger = factories.counselor()
     extra = factories.make_candidate()
-    assert list(campaigns.campaign_list_for(user=stranger)) == []
-    assert list(campaigns.campaign_list_for(user=counselor)) == [campaign]
-    assert set(campaigns.candidate_list_visible_to(user=counselor).values_list("pk", flat=True)) == {
+    assert list(visibility.campaign_list_for(user=stranger)) == []
+    assert list(visibility.campaign_list_for(user=counselor)) == [campaign]
+    assert set(visibility.candidate_list_visible_to(user=counselor).values_list("pk", flat=True)) == {
         c.pk for c in dialogues
     }
-    assert not campaigns.candidate_list_visible_to(user=stranger).exists()
-    assert campaigns.candidate_list_visible_to(user=senior).filter(pk=extra.pk).exists()
-    assert campaigns.candidate_list_visible_to(user=curator).filter(pk=extra.pk).exists()
+    assert not visibility.candidate_list_visible_to(user=stranger).exists()
+    assert visibility.candidate_list_visible_to(user=senior).filter(pk=extra.pk).exists()
+    assert visibility.candidate_list_visible_to(user=curator).filter(pk=extra.pk).exists()
 
 
 def test_claim_in_order_never_twice_and_own_claim_first(campaign, counselor, dialogues):
@@ -186,14 +187,14 @@ def test_policy_disagreement_goes_to_adjudication_senior_only(campaign, counselo
     item = CampaignItem.objects.get(campaign=campaign, candidate=dialogues[0])
     assert item.state == CampaignItem.State.ADJUDICATION
     assert Candidate.objects.get(pk=dialogues[0].pk).status != Candidate.Status.APPROVED
-    assert list(campaigns.adjudication_queue(clinician=senior)) == [item]
+    assert list(reviews.adjudication_queue(clinician=senior)) == [item]
     with pytest.raises(PermissionDenied):
-        campaigns.adjudication_queue(clinician=counselor)
+        reviews.adjudication_queue(clinician=counselor)
     with pytest.raises(PermissionDenied):
-        campaigns.adjudicate(item=item, clinician=counselor, decision="approve", reason="fine", base_version=1)
+        reviews.adjudicate(item=item, clinician=counselor, decision="approve", reason="fine", base_version=1)
     assert not Adjudication.objects.exists()
     version = Candidate.objects.get(pk=dialogues[0].pk).version
-    campaigns.adjudicate(item=item, clinician=senior, decision="reject", reason="too directive", base_version=version)
+    reviews.adjudicate(item=item, clinician=senior, decision="reject", reason="too directive", base_version=version)
     item.refresh_from_db()
     assert item.state == CampaignItem.State.DECIDED
     assert Candidate.objects.get(pk=dialogues[0].pk).status == Candidate.Status.REJECTED
@@ -204,31 +205,98 @@ def test_risk_blocks_approval_until_senior_signs_off(campaign, counselor, other_
     _submit(
         campaigns.queue_claim_next(campaign=campaign, counselor=counselor),
         counselor,
+        decision="needs_revision",
         risk=["self_harm"],
         comment="misses the disclosure in turn 3",
     )
-    _submit(campaigns.queue_claim_next(campaign=campaign, counselor=other_counselor), other_counselor)
+    # The other counselor cannot approve what is flagged, on this path or any other: nothing is written.
+    held = campaigns.queue_claim_next(campaign=campaign, counselor=other_counselor)
+    with pytest.raises(ValidationError, match="flagged for risk"):
+        _submit(held, other_counselor)
+    assert Review.objects.filter(reviewer=other_counselor).count() == 0
+    _submit(held, other_counselor, decision="needs_revision")
     candidate = Candidate.objects.get(pk=dialogues[0].pk)
     assert candidate.status != Candidate.Status.APPROVED and candidate.has_open_risk
     item = CampaignItem.objects.get(campaign=campaign, candidate=candidate)
-    assert item in campaigns.adjudication_queue(clinician=senior)
-    campaigns.adjudicate(
-        item=item, clinician=senior, decision="approve", reason="handled in turn 5", base_version=candidate.version
+    assert item.state == CampaignItem.State.ADJUDICATION
+    # The senior rated nothing here, so the item is in their queue; approving must name the open flag they read.
+    assert item in reviews.adjudication_queue(clinician=senior)
+    [flag] = candidate.flags.all()
+    with pytest.raises(ValidationError, match=f"risk flag\\(s\\) {flag.pk} are open and not among those you read"):
+        reviews.adjudicate(
+            item=item, clinician=senior, decision="approve", reason="handled in turn 5", base_version=candidate.version
+        )
+    assert not Adjudication.objects.exists()
+    reviews.adjudicate(
+        item=item,
+        clinician=senior,
+        decision="approve",
+        reason="handled in turn 5",
+        base_version=candidate.version,
+        flag_ids=[flag.pk],
     )
     candidate.refresh_from_db()
     assert candidate.status == Candidate.Status.APPROVED and not candidate.has_open_risk
+    assert candidate.approved_revision == candidate.revisions.get()
+    flag.refresh_from_db()
+    assert (flag.signed_off_by, flag.note) == (senior, "handled in turn 5")
+
+
+def test_only_an_item_waiting_for_adjudication_is_adjudicated_and_not_by_a_rater(
+    campaign, counselor, senior, dialogues
+):
+    item = CampaignItem.objects.get(campaign=campaign, candidate=dialogues[0])
+    # Open, with no review in: nothing to settle.
+    with pytest.raises(ValidationError, match="this item is waiting for reviews: only items waiting for adjudication"):
+        reviews.adjudicate(item=item, clinician=senior, decision="approve", reason="fine", base_version=1)
+    _submit(campaigns.queue_claim_next(campaign=campaign, counselor=counselor), counselor)
+    _submit(campaigns.queue_claim_next(campaign=campaign, counselor=senior), senior, decision="reject")
+    item.refresh_from_db()
+    assert item.state == CampaignItem.State.ADJUDICATION
+    # The senior rated it: it is not in their queue and they cannot settle it.
+    assert item not in reviews.adjudication_queue(clinician=senior)
+    with pytest.raises(ValidationError, match="you rated this item"):
+        reviews.adjudicate(item=item, clinician=senior, decision="reject", reason="fine", base_version=1)
+    other_senior = factories.make_user(roles.SENIOR_CLINICIAN)
+    assert item in reviews.adjudication_queue(clinician=other_senior)
+    reviews.adjudicate(item=item, clinician=other_senior, decision="approve", reason="fine", base_version=1)
+    # Decided: a second adjudication is refused.
+    with pytest.raises(ValidationError, match="this item is decided"):
+        reviews.adjudicate(
+            item=item, clinician=other_senior, decision="reject", reason="changed my mind", base_version=1
+        )
+    assert Adjudication.objects.count() == 1
+
+
+def test_a_plain_review_of_an_item_in_an_open_campaign_is_refused(campaign, counselor, senior, dialogues):
+    """One counselor approving a k=2 campaign item outside the campaign: refused, nothing written."""
+    candidate = dialogues[0]
+    for user in (counselor, senior):
+        with pytest.raises(ValidationError, match="is in campaign 'Exam stress' \\(k=2\\): review it there"):
+            reviews.review_submit(
+                candidate=candidate,
+                reviewer=user,
+                scores=_scores(5),
+                decision="approve",
+                base_version=candidate.version,
+            )
+    assert not Review.objects.exists()
+    candidate.refresh_from_db()
+    assert candidate.status == Candidate.Status.GENERATED
+    item = CampaignItem.objects.get(campaign=campaign, candidate=candidate)
+    assert (item.state, item.reviews_done) == (CampaignItem.State.OPEN, 0)
 
 
 def test_blind_visibility(campaign, counselor, other_counselor, senior, dialogues):
     _submit(campaigns.queue_claim_next(campaign=campaign, counselor=counselor), counselor, decision="reject")
     mine = campaigns.queue_claim_next(campaign=campaign, counselor=other_counselor)
-    assert campaigns.reviews_visible_to(user=other_counselor, candidate=dialogues[0]) == []
+    assert visibility.reviews_visible_to(user=other_counselor, candidate=dialogues[0]) == []
     _submit(mine, other_counselor, decision="reject")
-    seen = campaigns.reviews_visible_to(user=other_counselor, candidate=dialogues[0])
+    seen = visibility.reviews_visible_to(user=other_counselor, candidate=dialogues[0])
     assert [r.reviewer_id for r in seen] == [other_counselor.pk]
-    assert len(campaigns.reviews_visible_to(user=senior, candidate=dialogues[0])) == 2
+    assert len(visibility.reviews_visible_to(user=senior, candidate=dialogues[0])) == 2
     Campaign.objects.filter(pk=campaign.pk).update(blind=False)
-    assert len(campaigns.reviews_visible_to(user=other_counselor, candidate=dialogues[0])) == 2
+    assert len(visibility.reviews_visible_to(user=other_counselor, candidate=dialogues[0])) == 2
 
 
 def test_drafts_saved_and_deleted_on_submit(campaign, counselor, dialogues):
@@ -245,7 +313,7 @@ def test_drafts_saved_and_deleted_on_submit(campaign, counselor, dialogues):
 def test_history_lists_audit_events(campaign, counselor, senior, dialogues):
     held = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
     _submit(held, counselor)
-    actions = list(campaigns.candidate_history(candidate=dialogues[0], user=senior).values_list("action", flat=True))
+    actions = list(visibility.candidate_history(candidate=dialogues[0], user=senior).values_list("action", flat=True))
     assert actions[:2] == ["review.submit", "queue.claim"]
 
 
@@ -294,4 +362,4 @@ def test_seed_demo_puts_demo_dialogues_in_a_campaign(taxonomy, settings, tmp_pat
 
     demo_counselor = get_user_model().objects.get(username="counselor")
     assert campaign.items.count() > 0
-    assert campaigns.candidate_list_visible_to(user=demo_counselor).count() == campaign.items.count()
+    assert visibility.candidate_list_visible_to(user=demo_counselor).count() == campaign.items.count()

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from annotations import campaigns
-from annotations.models import AuditEvent, Review
+from annotations.models import AuditEvent, Campaign, Review
 from annotations.rubrics import COURSE_RUBRIC, SESSION_RUBRIC
 from generation import courses
 from generation.models import Candidate, ClientProfile, Revision
@@ -82,23 +82,40 @@ def test_the_timeline_shows_every_session_with_its_memory_beside_its_turns(clien
     assert page.index("Session 1") < page.index("Session 2") < page.index("Session 6")
 
 
-def test_a_session_review_is_saved_on_the_session_rubric(client, counselor, course):
+def test_a_session_review_is_saved_on_the_session_rubric(client, counselor, other_counselor, course):
     session = _session(course, 2)
-    client.force_login(counselor)
-    response = client.post(
-        reverse("annotations:session_review", args=[session.pk]),
-        _review_data(SESSION_RUBRIC, f"r{session.pk}", session.version),
-    )
-    assert response.status_code == 302
-    review = Review.objects.get(candidate=session)
+    for n, reviewer in enumerate((counselor, other_counselor), start=1):
+        client.force_login(reviewer)
+        response = client.post(
+            reverse("annotations:session_review", args=[session.pk]),
+            _review_data(SESSION_RUBRIC, f"r{session.pk}", session.version),
+        )
+        assert response.status_code == 302
+        session.refresh_from_db()
+        # The default policy outside a campaign: two counselors (or one senior clinician) approve.
+        assert session.status == (Candidate.Status.IN_REVIEW if n == 1 else Candidate.Status.APPROVED)
+    review = Review.objects.filter(candidate=session).first()
     assert review.rubric.name == "MusPsy session"
     assert set(review.scores) == {c["key"] for c in SESSION_RUBRIC["criteria"]}
     assert review.decision == "approve"
-    session.refresh_from_db()
-    assert session.status == Candidate.Status.APPROVED
+    assert session.approved_revision == session.revisions.get()
+
+
+def test_a_course_in_an_open_campaign_is_reviewed_there_only(client, senior, course):
+    client.force_login(senior)
+    response = client.post(
+        reverse("annotations:course_review", args=[course.pk]),
+        _review_data(COURSE_RUBRIC, "cr", course.version),
+    )
+    assert response.status_code == 400
+    assert "is in campaign &#x27;Courses&#x27; (k=2): review it there" in response.content.decode()
+    assert not Review.objects.filter(candidate=course).exists()
+    course.refresh_from_db()
+    assert course.status == Candidate.Status.GENERATED
 
 
 def test_a_course_review_is_saved_on_the_course_rubric(client, senior, course):
+    Campaign.objects.update(status=Campaign.Status.CLOSED)
     client.force_login(senior)
     response = client.post(
         reverse("annotations:course_review", args=[course.pk]),

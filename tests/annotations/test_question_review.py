@@ -12,6 +12,7 @@ from annotations.question_exports import questions_export
 from annotations.rubrics import QUESTION_RUBRIC
 from generation import services as gen_services
 from generation.models import Candidate, CandidateKind, Revision
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -50,10 +51,7 @@ def make_question(*, answer="B", given=("B", "C"), min_correct=1, status=None, q
         language="zh",
         source={"dataset": "CPsyExam", "license": "CC0 1.0", "attribution": "CPsyExam, CC0"},
     )
-    if status:
-        Candidate.objects.filter(pk=candidate.pk).update(status=status)
-        candidate.refresh_from_db()
-    return candidate
+    return factories.set_status(candidate, status)
 
 
 def _ratings(*values) -> dict:
@@ -107,7 +105,9 @@ def test_counselor_corrects_the_reference_answer(client, senior):
     assert revision.author == senior and revision.category == Revision.Category.CLINICAL
     assert revision.reason == "Sublimation is the defence here"
     event = AuditEvent.objects.get(action="question.correct_answer")
-    assert event.data == {"from": "B", "to": "C", "revision": 1}
+    assert event.data == {
+        "from": "B", "to": "C", "revision": 1, "category": "clinical", "reason": "Sublimation is the defence here"
+    }  # fmt: skip
 
 
 def test_confirming_the_answer_writes_no_revision_and_bad_letters_are_refused(client, senior):
@@ -192,11 +192,11 @@ def _lines(path) -> list[dict]:
 def test_export_splits_hard_to_grpo_and_easy_to_sft(tmp_path, counselor, other_counselor):
     hard = make_question(answer="A", given=("B", "C"), status="approved", question="Hard one")
     easy = make_question(answer="B", given=("B", "B"), status="approved", question="Easy one")
-    edited = make_question(answer="B", given=("B", "B"), status="approved", question="Edited one")
+    edited = make_question(answer="B", given=("B", "B"), question="Edited one")
     make_question(answer="B", given=("B", "B"), question="Not approved")
     make_question(answer="A", given=("B", "C"), status="rejected", question="Rejected")
     flagged = make_question(answer="B", given=("B", "B"), status="approved", question="Flagged")
-    gen_services.candidate_flag_risk(candidate=flagged, flags=[{"by": "review:1", "code": "other", "detail": "x"}])
+    gen_services.candidate_flag_risk(candidate=flagged, flags=[{"code": "other", "detail": "x"}])
     # Ratings pick model-b's rationale for the easy question; the edited one uses the reviewer's text.
     services.audit_record(
         actor=counselor, action="question.rate", candidate=easy,
@@ -213,6 +213,7 @@ def test_export_splits_hard_to_grpo_and_easy_to_sft(tmp_path, counselor, other_c
         edited="Edited reasoning.",
         base_version=edited.version,
     )
+    factories.set_status(edited, "approved")  # the edited revision is the one approved
     call_command("export_questions", "--out-dir", str(tmp_path))
     grpo, sft = _lines(tmp_path / "grpo.jsonl"), _lines(tmp_path / "sft.jsonl")
     assert [line["metadata"]["candidate_id"] for line in grpo] == [hard.pk]
@@ -236,9 +237,9 @@ def test_export_splits_hard_to_grpo_and_easy_to_sft(tmp_path, counselor, other_c
 
 
 def test_easy_question_without_a_correct_rationale_is_left_out(tmp_path):
-    make_question(answer="B", given=("B", "C"), status="approved")
-    Candidate.objects.filter(kind=CandidateKind.QUESTION).update(
-        content={**Candidate.objects.get().content, "answers": [], "difficulty": "easy"}
+    candidate = make_question(answer="B", given=("B", "C"), status="approved")
+    Revision.objects.filter(candidate=candidate).update(
+        content={**candidate.content, "answers": [], "difficulty": "easy"}
     )
     result = questions_export(out_dir=tmp_path)
     assert (result.grpo_count, result.sft_count, result.skipped) == (0, 0, 1)

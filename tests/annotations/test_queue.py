@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, connections
 from django.db.models import Count
 
-from annotations import campaigns
+from annotations import campaigns, reviews
 from annotations.models import Assignment, CampaignItem
 from annotations.services import rubric_get_default
 from psyroom_admin import roles
@@ -55,7 +55,8 @@ def test_concurrent_claims_never_exceed_k(taxonomy):
                 if assignment.pk % 3 == 0:
                     campaigns.assignment_release(assignment=assignment, counselor=person)
                 else:
-                    campaigns.campaign_review_submit(
+                    reviews.review_submit(
+                        candidate=assignment.item.candidate,
                         assignment=assignment,
                         reviewer=person,
                         scores=scores,

@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from annotations import services
+from annotations import reviews
 from annotations.rubrics import PLAN_RUBRIC, SCENARIO_RUBRIC
 from generation import services as gen_services
 from generation.models import Candidate, CandidateKind, Scenario, SubEmotion
@@ -18,13 +18,13 @@ def scores(rubric: dict, value: int = 4) -> dict:
     return {c["key"]: value for c in rubric["criteria"]}
 
 
-def test_an_approved_scenario_candidate_becomes_a_scenario(taxonomy, counselor):
+def test_an_approved_scenario_candidate_becomes_a_scenario(taxonomy, senior):
     candidate = gen_services.candidate_create(
         kind=CandidateKind.SCENARIO, content=SCENARIO, sub_emotion=SubEmotion.objects.get(key="anxiety.0")
     )
     assert not Scenario.objects.filter(title=SCENARIO["title"]).exists()
-    review = services.review_submit(
-        candidate=candidate, reviewer=counselor, scores=scores(SCENARIO_RUBRIC), decision="approve",
+    review = reviews.review_submit(
+        candidate=candidate, reviewer=senior, scores=scores(SCENARIO_RUBRIC), decision="approve",
         base_version=candidate.version,
     )  # fmt: skip
     assert review.rubric.kind == "scenario"
@@ -36,14 +36,14 @@ def test_a_rejected_scenario_candidate_does_not(taxonomy, counselor):
     candidate = gen_services.candidate_create(
         kind=CandidateKind.SCENARIO, content=SCENARIO, sub_emotion=SubEmotion.objects.get(key="anxiety.0")
     )
-    services.review_submit(
+    reviews.review_submit(
         candidate=candidate, reviewer=counselor, scores=scores(SCENARIO_RUBRIC, 2), decision="reject",
         comment="Too vague.", base_version=candidate.version,
     )  # fmt: skip
     assert not Scenario.objects.exists()
 
 
-def test_a_plan_is_scored_on_the_plan_rubric(taxonomy, counselor, candidate):
+def test_a_plan_is_scored_on_the_plan_rubric(taxonomy, senior, candidate):
     plan = gen_services.candidate_create(
         kind=CandidateKind.PLAN,
         content={
@@ -59,12 +59,12 @@ def test_a_plan_is_scored_on_the_plan_rubric(taxonomy, counselor, candidate):
         sub_emotion=candidate.sub_emotion,
     )
     with pytest.raises(ValidationError, match="unknown criteria: empathy"):
-        services.review_submit(
-            candidate=plan, reviewer=counselor, scores={"empathy": 4}, decision="approve", base_version=plan.version
+        reviews.review_submit(
+            candidate=plan, reviewer=senior, scores={"empathy": 4}, decision="approve", base_version=plan.version
         )
     assert not plan.reviews.exists()
-    services.review_submit(
-        candidate=plan, reviewer=counselor, scores=scores(PLAN_RUBRIC), decision="approve", base_version=plan.version
+    reviews.review_submit(
+        candidate=plan, reviewer=senior, scores=scores(PLAN_RUBRIC), decision="approve", base_version=plan.version
     )
     plan.refresh_from_db()
     assert plan.status == Candidate.Status.APPROVED

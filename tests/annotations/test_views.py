@@ -5,7 +5,7 @@ from django.core import signing
 from django.urls import reverse
 from django.utils.html import escape
 
-from annotations import services
+from annotations import reviews, services
 from annotations.forms import MAX_REVIEW_SECONDS
 from annotations.models import AuditEvent, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
@@ -185,7 +185,7 @@ def test_detail_shows_source_lineage_and_earlier_reviews(client, counselor, othe
         source={"dataset": "CPsyCounD", "license": "CC BY 4.0", "attribution": "Zhang et al. 2024"},
         lineage={"model": "smollm2-135m-instruct", "prompt_version": "dialogue/v1", "seed": 7},
     )
-    services.review_submit(
+    reviews.review_submit(
         candidate=candidate,
         reviewer=other_counselor,
         scores={c["key"]: 3 for c in DIALOGUE_RUBRIC["criteria"]},
@@ -337,7 +337,9 @@ def test_a_curator_cannot_edit_a_turn(client, curator, candidate):
 # --- Reviews ------------------------------------------------------------------------------------------------------
 
 
-def test_review_approves_records_and_redirects_to_the_queue(client, counselor, candidate):
+def test_review_approves_records_and_redirects_to_the_queue(client, senior, candidate):
+    """One senior clinician approves outside a campaign (the default policy; two counselors would too)."""
+    counselor = senior
     client.force_login(counselor)
     response = client.post(
         reverse("annotations:review", args=[candidate.pk]), _review_data(candidate, comment="Warm and safe.")
@@ -422,20 +424,40 @@ def test_a_risk_flag_without_a_comment_is_400(client, counselor, candidate):
 
 def test_senior_sign_off_then_approval_works(client, senior, counselor, taxonomy):
     risky = _risky_candidate()
+    [flag] = risky.flags.all()
     client.force_login(senior)
-    response = client.post(reverse("annotations:sign_off", args=[risky.pk]), {"note": "Risk explored; plan given."})
+    # The page's form carries the version and the open flags the senior read.
+    page = client.get(reverse("annotations:candidate", args=[risky.pk])).text
+    assert f'<input type="hidden" name="flags" value="{flag.pk}">' in page
+    data = {"note": "Risk explored; plan given.", "version": risky.version, "flags": [flag.pk]}
+    response = client.post(reverse("annotations:sign_off", args=[risky.pk]), data)
     assert response.status_code == 302
     assert response["Location"] == reverse("annotations:candidate", args=[risky.pk])
-    risky.refresh_from_db()
-    assert risky.risk_signed_off_by == senior
-    assert not risky.has_open_risk
+    flag.refresh_from_db()
+    assert flag.signed_off_by == senior
+    assert not Candidate.objects.get(pk=risky.pk).has_open_risk
     assert AuditEvent.objects.filter(candidate=risky, action="risk.sign_off", actor=senior).exists()
 
-    client.force_login(counselor)
     response = client.post(reverse("annotations:review", args=[risky.pk]), _review_data(risky))
     assert response.status_code == 302
     risky.refresh_from_db()
     assert risky.status == Candidate.Status.APPROVED
+
+
+def test_a_sign_off_of_a_version_the_senior_did_not_read_is_409(client, senior, counselor, taxonomy):
+    risky = _risky_candidate()
+    [flag] = risky.flags.all()
+    data = {"note": "Risk explored.", "version": risky.version, "flags": [flag.pk]}
+    client.force_login(counselor)
+    edit = _turn_data(risky, text="Sometimes I think everyone would be better off without me.")
+    assert client.post(reverse("annotations:turn", args=[risky.pk, 0]), edit, **HTMX).status_code == 200
+    client.force_login(senior)
+    response = client.post(reverse("annotations:sign_off", args=[risky.pk]), data)
+    assert response.status_code == 409
+    assert "The item changed since you read it: read it again, then sign off." in response.text
+    flag.refresh_from_db()
+    assert flag.is_open and flag.signed_off_by is None
+    assert not AuditEvent.objects.filter(action="risk.sign_off").exists()
 
 
 def test_sign_off_without_a_note_is_400(client, senior, taxonomy):

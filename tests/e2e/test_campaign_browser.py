@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 from annotations import campaigns
 from annotations.models import Draft, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
+from generation.models import Candidate
 from generation.services import taxonomy_load
 from psyroom_admin import roles
 from tests import factories
@@ -185,7 +186,8 @@ def test_a_flagged_item_cannot_be_approved_until_a_senior_clinician_signs_it_off
     review = Review.objects.get(reviewer=counselor)
     assert (review.decision, review.candidate) == ("approve", risky)
     risky.refresh_from_db()
-    assert risky.risk_signed_off_by == senior
+    assert risky.flags.get().signed_off_by == senior
+    assert (risky.status, risky.approved_revision) == (Candidate.Status.IN_REVIEW, None)  # 1 of k=2 reviews in
 
 
 def test_a_submit_whose_answer_is_lost_is_retried_and_recorded_once(live_server, page):

@@ -9,9 +9,11 @@ from django.core.management import call_command
 from playwright.sync_api import expect
 
 from annotations.models import AuditEvent, Review
+from annotations.reviews import review_policy_set
 from annotations.rubrics import DIALOGUE_RUBRIC
 from generation.models import Candidate, GenerationRun
 from generation.services import taxonomy_load
+from psyroom_admin import roles
 from tests import factories
 from tests.annotations.scoping import put_in_campaign
 from tests.worker import celery_worker
@@ -43,7 +45,11 @@ def test_generate_review_edit_approve_export(live_server, page, tmp_path):
     put_in_campaign([counselor], [candidate])  # a counselor sees only their campaigns' candidates
     assert candidate.lineage["model"] == "smollm2-135m-instruct"
     assert candidate.lineage["prompt_version"] == "dialogue/v1"
-    assert not candidate.has_open_risk, candidate.risk_flags
+    assert not candidate.has_open_risk, list(candidate.flags.values("code", "detail"))
+    # This team lets one counselor approve outside campaigns (the default asks two, or one senior clinician).
+    review_policy_set(
+        user=factories.make_user(roles.CURATOR), min_senior_approvals=1, min_counselor_approvals=1, min_mean=3.0
+    )
     original = candidate.content["turns"][1]["text"]
 
     login(page, live_server.url, counselor.username, factories.PASSWORD)

@@ -252,7 +252,7 @@ def test_a_plan_with_high_risk_is_flagged_and_a_bad_section_fails_only_its_plan(
     assert run.errors[0]["index"] == 1 and run.errors[0]["section"] == "homework"
     assert run.errors[0]["reason"] == "section_empty" and run.errors[0]["raw"] == ""
     plan = Candidate.objects.get(run=run)
-    assert plan.has_open_risk and plan.risk_flags[0]["code"] == "risk_assessment"
+    assert plan.has_open_risk and plan.flags.filter(code="risk_assessment").exists()
 
 
 def test_plan_and_dialogue_runs_refuse_bad_requests(make_run, candidate):
@@ -336,12 +336,12 @@ def test_a_scenario_run_writes_candidates_that_become_scenarios_only_once_approv
     # Not usable before approval.
     assert not Scenario.objects.filter(title="Exams after a move 1").exists()
 
-    services.candidate_set_status(candidate=candidate, status="approved")
+    services.candidate_set_status(candidate=candidate, status="approved", revision=candidate.revisions.get())
     scenario = Scenario.objects.get(title="Exams after a move 1")
     assert (scenario.sub_emotion, scenario.source) == (sub, "generated")
     assert scenario.description.startswith("A 17-year-old moved cities")
     # Approving again does not make a second scenario.
-    services.candidate_set_status(candidate=candidate, status="approved")
+    services.candidate_set_status(candidate=candidate, status="approved", revision=candidate.revisions.get())
     assert Scenario.objects.filter(title="Exams after a move 1").count() == 1
 
     # The writer was told the titles in use; an answer that repeats one is refused.

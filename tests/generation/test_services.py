@@ -69,9 +69,12 @@ def test_risk_screen_flags_self_harm_and_blocks_approval(taxonomy):
     }
     flagged = factories.make_candidate(content=content)
     assert flagged.has_open_risk
-    assert flagged.risk_flags[0]["code"] == "self_harm"
+    flag = flagged.flags.get()
+    assert (flag.code, flag.source, flag.revision.number, flag.is_open) == ("self_harm", "screen", 0, True)
     with pytest.raises(ValidationError, match="senior clinician"):
-        services.candidate_set_status(candidate=flagged, status=Candidate.Status.APPROVED)
+        services.candidate_set_status(
+            candidate=flagged, status=Candidate.Status.APPROVED, revision=flagged.revisions.get()
+        )
     flagged.refresh_from_db()
     assert flagged.status == Candidate.Status.GENERATED
 

@@ -1,0 +1,49 @@
+"""The API's one exception handler: a service's refusal becomes the same JSON answer on every endpoint.
+
+- ``django.core.exceptions.ValidationError`` (a service refusing input or a rule) -> 400 ``{field: [messages]}``;
+- ``generation.services.StaleVersion`` (a write based on a version someone changed since) -> 409
+  ``{"detail", "code": "stale_version", "version"}``;
+- ``generation.schemas.ContentError`` (content that does not fit its kind's schema) -> 400 ``{"content": [message]}``;
+- ``PermissionDenied`` -> 403 and ``Http404`` -> 404, as DRF already answers them.
+
+Views therefore call one service and let its exceptions through; nothing was written when any of these is raised.
+"""
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from generation.schemas import ContentError
+from generation.services import StaleVersion
+
+
+def validation_detail(error: DjangoValidationError) -> dict[str, list[str]]:
+    """A service's ValidationError as ``{field: [messages]}``; a message that names no field is a non-field error."""
+    detail: dict[str, list[str]] = {}
+    if hasattr(error, "error_dict"):
+        for field, messages in error.message_dict.items():
+            key = api_settings.NON_FIELD_ERRORS_KEY if field == NON_FIELD_ERRORS else field
+            detail.setdefault(key, []).extend(messages)
+    else:
+        detail[api_settings.NON_FIELD_ERRORS_KEY] = list(error.messages)
+    return detail
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, StaleVersion):
+        candidate = exc.candidate
+        body = {
+            "detail": f"{candidate} changed since the version you sent: nothing was saved. "
+            f"Read it again (version {candidate.version}) and send it again.",
+            "code": "stale_version",
+            "version": candidate.version,
+        }
+        return Response(body, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, DjangoValidationError):
+        return Response(validation_detail(exc), status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, ContentError):
+        return Response({"content": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+    return drf_exception_handler(exc, context)
