@@ -8,7 +8,8 @@ from django.contrib import admin
 
 from generation.admin import ReadOnlyAdminMixin
 
-from .models import AuditEvent, Review, Rubric
+from . import reviews
+from .models import AuditEvent, Review, ReviewPolicy, Rubric
 
 
 @admin.register(Rubric)
@@ -68,3 +69,25 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     fields = ["created_at", "action", "actor", "candidate", "data"]
     readonly_fields = fields
+
+
+@admin.register(ReviewPolicy)
+class ReviewPolicyAdmin(admin.ModelAdmin):
+    """The one policy row, saved through ``reviews.review_policy_set`` (its checks and its audit event)."""
+
+    fields = ["min_senior_approvals", "min_counselor_approvals", "min_mean", "updated_by", "updated_at"]
+    readonly_fields = ["updated_by", "updated_at"]
+
+    def has_add_permission(self, request):
+        return not ReviewPolicy.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        reviews.review_policy_set(
+            user=request.user,
+            min_senior_approvals=obj.min_senior_approvals,
+            min_counselor_approvals=obj.min_counselor_approvals,
+            min_mean=obj.min_mean,
+        )

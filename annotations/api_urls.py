@@ -21,6 +21,7 @@ urlpatterns = [
     path("campaigns/<int:pk>/next/", campaign_api.CampaignNextApi.as_view(), name="campaign-next"),
     path("assignments/<int:pk>/release/", campaign_api.AssignmentReleaseApi.as_view(), name="assignment-release"),
     path("assignments/<int:pk>/review/", campaign_api.AssignmentReviewApi.as_view(), name="assignment-review"),
+    path("review-policy/", campaign_api.ReviewPolicyApi.as_view(), name="review-policy"),
     path("adjudications/", campaign_api.AdjudicationsApi.as_view(), name="adjudication-list"),
     path("adjudications/<int:pk>/", campaign_api.AdjudicateApi.as_view(), name="adjudication-decide"),
     path("candidates/<int:pk>/draft/", campaign_api.DraftApi.as_view(), name="candidate-draft"),

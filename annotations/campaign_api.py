@@ -113,6 +113,49 @@ class CampaignDetailApi(APIView):
         return Response(CampaignOutput(_campaign(request, pk)).data)
 
 
+# --- The review policy outside campaigns -------------------------------------------------------------------------
+
+
+class ReviewPolicyInput(serializers.Serializer):
+    min_senior_approvals = serializers.IntegerField(help_text="senior clinicians whose approval suffices (1-10)")
+    min_counselor_approvals = serializers.IntegerField(help_text="counselors whose approval suffices (1-20)")
+    min_mean = serializers.FloatField(help_text="every criterion's mean over the approving reviews reaches this (1-5)")
+
+
+class ReviewPolicyOutput(ReviewPolicyInput):
+    updated_by = serializers.CharField(source="updated_by.username", allow_null=True, default=None)
+    updated_at = serializers.DateTimeField()
+
+
+class CanSetReviewPolicy(BasePermission):
+    message = "Only curators and administrators set the review policy."
+
+    def has_permission(self, request, view) -> bool:
+        return request.method in ("GET", "HEAD") or roles.user_has_role(request.user, roles.CURATOR, roles.ADMIN)
+
+
+class ReviewPolicyApi(APIView):
+    """When reviews outside any campaign approve a candidate (a campaign has its own policy)."""
+
+    permission_classes = [CanSeeCandidates, CanSetReviewPolicy]
+
+    @extend_schema(operation_id="review_policy_retrieve", responses={200: ReviewPolicyOutput}, tags=["campaigns"])
+    def get(self, request: Request) -> Response:
+        return Response(ReviewPolicyOutput(reviews.review_policy_get()).data)
+
+    @extend_schema(
+        operation_id="review_policy_update",
+        request=ReviewPolicyInput,
+        responses={200: ReviewPolicyOutput, 400: OpenApiResponse(description="{field: [messages]}")},
+        tags=["campaigns"],
+    )
+    def put(self, request: Request) -> Response:
+        serializer = ReviewPolicyInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        policy = reviews.review_policy_set(user=request.user, **serializer.validated_data)
+        return Response(ReviewPolicyOutput(policy).data)
+
+
 # --- The queue ---------------------------------------------------------------------------------------------------
 
 

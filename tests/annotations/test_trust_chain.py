@@ -260,3 +260,28 @@ def test_profiles_and_questions_are_scoped_like_their_candidates(curator, counse
     assert [q["id"] for q in api.get(reverse("api:question-list")).json()["results"]] == [question.pk]
     assert api.get(reverse("api:profile-list")).json() == []
     assert len(_api(curator).get(reverse("api:profile-list")).json()) == 1
+
+
+# --- The policy outside campaigns -----------------------------------------------------------------------------------
+
+
+def test_a_curator_sets_the_policy_and_only_a_curator(curator, counselor, taxonomy):
+    url = reverse("api:review-policy")
+    assert _api(counselor).get(url).json()["min_counselor_approvals"] == 2
+    body = {"min_senior_approvals": 1, "min_counselor_approvals": 1, "min_mean": 3.5}
+    assert _api(counselor).put(url, body, format="json").status_code == 403
+    response = _api(curator).put(url, {**body, "min_counselor_approvals": 0}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"min_counselor_approvals": ["a whole number from 1 to 20, not 0"]}
+    assert not AuditEvent.objects.filter(action="policy.set").exists()
+    response = _api(curator).put(url, body, format="json")
+    assert (response.status_code, response.json()["updated_by"]) == (200, curator.username)
+    assert AuditEvent.objects.get(action="policy.set").actor == curator
+
+    # Now one counselor's approval suffices, if every criterion's mean reaches 3.5.
+    low, high = factories.make_candidate(), factories.make_candidate()
+    scoping.put_in_campaign([counselor], [low, high])
+    for candidate, value, expected in ((low, 3, "in_review"), (high, 4, "approved")):
+        review = {**_api_review(candidate), "scores": _scores(value)}
+        response = _api(counselor).post(reverse("api:review-create"), review, format="json")
+        assert response.json()["candidate_status"] == expected
