@@ -239,6 +239,11 @@ def _item_context(request: HttpRequest, campaign: Campaign, item: CampaignItem) 
             "parent_turns": display.turn_rows(candidate.parent)
             if candidate.kind == CandidateKind.PLAN and candidate.parent_id
             else [],
+            # What a course or question campaign rates: the course's profile, sessions and memories; the question's
+            # stem, options, key and the models' rationales. This is content, the same blind or not; who said what
+            # about it (reviews, edit reasons, the AI supervisor) still comes only from fragments_context.
+            "course": display.course_rows(candidate) if candidate.kind == CandidateKind.COURSE else None,
+            "question": display.question_rows(candidate) if candidate.kind == CandidateKind.QUESTION else None,
         }
     )
     return context
