@@ -71,6 +71,7 @@ class RiskFlagOutput(serializers.Serializer):
     label = serializers.CharField()
     detail = serializers.CharField(help_text="empty for another reviewer's flag in a blind campaign")
     source = serializers.CharField(help_text="screen, agent, review or inherited")
+    on = serializers.CharField(help_text='for a course, the session it is on ("session 2"); else empty')
     revision = serializers.IntegerField(help_text="the revision it was raised on")
     open = serializers.BooleanField()
     signed_off_by = serializers.CharField(allow_null=True)

@@ -156,7 +156,7 @@ def policy_decide(*, candidate: Candidate, campaign: Campaign | None = None) -> 
     if campaign is not None:
         reviews = [r for r in reviews if r.campaign_id == campaign.pk]
     approving = [r for r in reviews if r.decision == Review.Decision.APPROVE]
-    open_risk = candidate.flags.filter(signed_off_at__isnull=True).exists()
+    open_risk = candidate.risk_flags_in_scope().filter(signed_off_at__isnull=True).exists()
     if campaign is not None:
         policy = {**DEFAULT_CAMPAIGN_POLICY, **(campaign.policy or {})}
         flagged = policy.get("no_risk", True) and any(r.risk_flags for r in reviews)
@@ -248,7 +248,7 @@ def review_submit(
             if locked.version != base_version:
                 raise gen_services.StaleVersion(locked)
             if decision == Review.Decision.APPROVE and (
-                risk_flags or locked.flags.filter(signed_off_at__isnull=True).exists()
+                risk_flags or locked.risk_flags_in_scope().filter(signed_off_at__isnull=True).exists()
             ):
                 raise ValidationError({"decision": RISK_BLOCKS_APPROVAL})
             revision = gen_selectors.candidate_latest_revision(candidate=locked)
@@ -404,7 +404,9 @@ def adjudicate(
                 raise ValidationError(
                     {"item": f"you wrote revision {revision.number}: another senior clinician must judge your edit"}
                 )
-            open_ids = set(candidate.flags.filter(signed_off_at__isnull=True).values_list("pk", flat=True))
+            open_ids = set(
+                candidate.risk_flags_in_scope().filter(signed_off_at__isnull=True).values_list("pk", flat=True)
+            )
             unseen = sorted(open_ids - set(flag_ids or []))
             if unseen:
                 raise ValidationError(

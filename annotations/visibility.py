@@ -178,6 +178,8 @@ def _flag_rows(candidate: Candidate, viewer, blind: bool) -> list[dict]:
                 "label": label,
                 # Another reviewer's comment is theirs: blind, only the kind of risk shows.
                 "detail": "" if hidden else flag.detail,
+                # A course is gated by its sessions' flags too: say which session a flag is on.
+                "on": "" if flag.candidate_id == candidate.pk else f"session {flag.candidate.sequence}",
                 "source": flag.source,
                 "by": "a reviewer" if flag.source == RiskFlag.Source.REVIEW else flag.get_source_display().lower(),
                 "revision": flag.revision.number,

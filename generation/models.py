@@ -250,7 +250,16 @@ class Candidate(models.Model):
         annotated = self.__dict__.get("open_risk")
         if annotated is not None:
             return annotated
-        return self.flags.filter(signed_off_at__isnull=True).exists()
+        return self.risk_flags_in_scope().filter(signed_off_at__isnull=True).exists()
+
+    def risk_flags_in_scope(self):
+        """The flags that gate this candidate: its own and, for a course, its sessions' (a course is approved with
+        its sessions, so a session's open flag blocks the course too)."""
+        if self.kind == CandidateKind.COURSE:
+            return RiskFlag.objects.filter(
+                models.Q(candidate=self) | models.Q(candidate__parent=self, candidate__kind=CandidateKind.SESSION)
+            )
+        return self.flags.all()
 
 
 class Revision(models.Model):

@@ -37,8 +37,13 @@ def with_risk(queryset: QuerySet[Candidate]) -> QuerySet[Candidate]:
 
 
 def candidate_flags(*, candidate: Candidate) -> QuerySet[RiskFlag]:
-    """A candidate's risk flags, oldest first, with who raised and signed them and the revision they were read on."""
-    return candidate.flags.select_related("raised_by", "signed_off_by", "revision").order_by("id")
+    """The risk flags that gate a candidate (a course's include its sessions'), oldest first, with who raised and
+    signed them, the revision they were read on and the candidate it belongs to."""
+    return (
+        candidate.risk_flags_in_scope()
+        .select_related("raised_by", "signed_off_by", "revision", "candidate")
+        .order_by("id")
+    )
 
 
 def candidate_list_reviewable(*, filters: dict | None = None) -> QuerySet[Candidate]:

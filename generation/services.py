@@ -258,7 +258,7 @@ def candidate_set_status(*, candidate: Candidate, status: str, revision: Revisio
             latest = locked.revisions.order_by("-number").first()
             if revision is None or revision.pk != latest.pk:
                 raise StaleVersion(locked)
-            if locked.flags.filter(signed_off_at__isnull=True).exists():
+            if locked.risk_flags_in_scope().filter(signed_off_at__isnull=True).exists():
                 raise ValidationError(
                     {"decision": "This item is flagged for risk: a senior clinician must sign it off before approval."}
                 )
@@ -312,7 +312,7 @@ def candidate_sign_off_risk(
         locked = Candidate.objects.select_for_update().get(pk=candidate.pk)
         if locked.version != base_version:
             raise StaleVersion(locked)
-        flags = list(locked.flags.select_for_update().filter(pk__in=flag_ids))
+        flags = list(locked.risk_flags_in_scope().select_for_update().filter(pk__in=flag_ids))
         unknown = sorted(set(flag_ids) - {f.pk for f in flags})
         if unknown:
             raise ValidationError({"flags": f"{locked} has no risk flag {', '.join(map(str, unknown))}"})

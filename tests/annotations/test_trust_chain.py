@@ -285,3 +285,39 @@ def test_a_curator_sets_the_policy_and_only_a_curator(curator, counselor, taxono
         review = {**_api_review(candidate), "scores": _scores(value)}
         response = _api(counselor).post(reverse("api:review-create"), review, format="json")
         assert response.json()["candidate_status"] == expected
+
+
+def test_a_session_with_an_open_flag_blocks_its_course(curator, senior, taxonomy):
+    from generation import courses
+
+    from .test_course_review import FIXTURES
+
+    course = courses.course_import_muspsy(
+        dialogues=FIXTURES / "dialogues_1000.txt",
+        memories=FIXTURES / "memories_1000.txt",
+        cards=FIXTURES / "usercards_1000.txt",
+    ).course
+    session = courses.course_sessions(course=course).get(sequence=2)
+    services.candidate_edit(
+        candidate=session, editor=senior, content={**session.content, "turns": [
+            *session.content["turns"][:1], {"role": "client", "text": "I want to kill myself tonight."},
+            *session.content["turns"][2:]]},
+        base_version=session.version, category="clinical", reason="test", action="session.edit_turn",
+    )  # fmt: skip
+    course.refresh_from_db()
+    assert course.has_open_risk
+    other = factories.make_user(roles.SENIOR_CLINICIAN)
+    with pytest.raises(Exception, match="flagged for risk"):
+        reviews.review_submit(
+            candidate=course, reviewer=other, scores={k: 4 for k in ("arc", "goal_attainment", "client_consistency")},
+            decision="approve", base_version=course.version,
+        )  # fmt: skip
+    body = _api(other).get(reverse("api:candidate-detail", args=[course.pk])).json()
+    [flag] = [f for f in body["risk"]["flags"] if f["open"]]
+    assert flag["on"] == "session 2"
+    # A sign-off on the course names the session's flag.
+    reviews.risk_sign_off(
+        candidate=course, clinician=other, note="Handled.", flag_ids=[flag["id"]], base_version=course.version
+    )
+    course.refresh_from_db()
+    assert not course.has_open_risk
