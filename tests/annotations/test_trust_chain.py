@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from annotations import campaigns, question_services, reviews, services
 from annotations.exports import sft_export
-from annotations.models import AuditEvent, CampaignItem, Review
+from annotations.models import Adjudication, AuditEvent, CampaignItem, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
 from generation import services as gen_services
 from generation.models import Candidate, CandidateKind, ClientProfile, RiskFlag
@@ -321,3 +321,46 @@ def test_a_session_with_an_open_flag_blocks_its_course(curator, senior, taxonomy
     )
     course.refresh_from_db()
     assert not course.has_open_risk
+
+
+# --- Adjudication only of items waiting for it, never by a rater: the page and the API ------------------------------
+
+
+def test_adjudication_refusals_through_the_page_and_the_api(client, curator, counselor, senior, taxonomy):
+    candidate = factories.make_candidate()
+    campaign = campaigns.campaign_create(
+        creator=curator, name="k2", kind="dialogue", overlap=2, members=[counselor, senior],
+        candidate_ids=[candidate.pk],
+    )  # fmt: skip
+    item = CampaignItem.objects.get(candidate=candidate)
+    other_senior = factories.make_user(roles.SENIOR_CLINICIAN)
+    decide = {"decision": "approve", "reason": "fine", "version": candidate.version}
+    # Not waiting for adjudication: the page offers no decision, and both ways in refuse one.
+    client.force_login(other_senior)
+    page = client.get(reverse("annotations:adjudication_item", args=[item.pk])).text
+    assert 'id="not-for-decision"' in page and 'id="adjudication-form"' not in page
+    response = client.post(reverse("annotations:adjudication_item", args=[item.pk]), decide)
+    assert response.status_code == 400
+    assert "only items waiting for adjudication are adjudicated" in response.text
+    response = _api(other_senior).post(reverse("api:adjudication-decide", args=[item.pk]), decide, format="json")
+    assert response.status_code == 400
+    assert "only items waiting for adjudication" in response.json()["item"][0]
+
+    # The senior rates it and the reviews disagree: they may not settle it, by either way in.
+    for user, decision in ((counselor, "approve"), (senior, "reject")):
+        held = campaigns.queue_claim_next(campaign=campaign, counselor=user)
+        reviews.review_submit(
+            candidate=candidate, reviewer=user, scores=_scores(), decision=decision,
+            base_version=candidate.version, assignment=held,
+        )  # fmt: skip
+    item.refresh_from_db()
+    assert item.state == CampaignItem.State.ADJUDICATION
+    client.force_login(senior)
+    response = client.post(reverse("annotations:adjudication_item", args=[item.pk]), decide)
+    assert response.status_code == 400 and "you rated this item" in response.text
+    response = _api(senior).post(reverse("api:adjudication-decide", args=[item.pk]), decide, format="json")
+    assert response.status_code == 400 and "you rated this item" in response.json()["item"][0]
+    assert not Adjudication.objects.exists()
+    assert not AuditEvent.objects.filter(action="adjudication").exists()
+    candidate.refresh_from_db()
+    assert candidate.status != Candidate.Status.APPROVED
