@@ -1,4 +1,5 @@
-"""The Django admin for curators: set up scenarios, client profiles and model specs; look at runs and candidates.
+"""The Django admin for curators: set up scenarios and client profiles; look at model specs, runs and candidates.
+Model specs are added and changed by admins only.
 
 Candidates and revisions are written only through ``generation.services`` (optimistic locking, revision 0, risk
 screen), so here they are read-only; so are a run's progress fields, which only the worker writes.
@@ -7,6 +8,8 @@ screen), so here they are read-only; so are a run's progress fields, which only 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
+
+from psyroom_admin import roles
 
 from . import services
 from .models import (
@@ -83,10 +86,25 @@ class ClientProfileAdmin(admin.ModelAdmin):
 
 @admin.register(ModelSpec)
 class ModelSpecAdmin(admin.ModelAdmin):
-    list_display = ["name", "backend", "path", "dtype", "device", "batch_size", "created_at"]
+    """Curators look; only admins add, change or delete: a spec says where the worker sends requests and with which
+    credential. Saving goes through ``services.modelspec_save``, which checks both against the operator's settings."""
+
+    list_display = ["name", "backend", "path", "base_url", "dtype", "device", "batch_size", "created_at"]
     list_filter = ["backend"]
     search_fields = ["name", "path"]
     readonly_fields = ["created_at"]
+
+    def has_add_permission(self, request):
+        return roles.user_can_edit_model_specs(request.user) and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return roles.user_can_edit_model_specs(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return roles.user_can_edit_model_specs(request.user) and super().has_delete_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        services.modelspec_save(spec=obj, user=request.user)
 
 
 @admin.register(GenerationRun)

@@ -87,9 +87,13 @@ class RunListFilter(serializers.Serializer):
     status = serializers.ChoiceField(choices=GenerationRun.Status.choices, required=False)
 
 
+# The largest id a BigAutoField holds.
+_MAX_ID = 2**63 - 1
+
+
 def _id_list(help_text: str) -> serializers.ListField:
     """An optional list of row ids (at most 10,000)."""
-    ids = serializers.IntegerField(min_value=1)
+    ids = serializers.IntegerField(min_value=1, max_value=_MAX_ID)
     return serializers.ListField(child=ids, required=False, default=list, max_length=10_000, help_text=help_text)
 
 
@@ -115,7 +119,11 @@ class RunCreateInput(serializers.Serializer):
     )
     turns = serializers.IntegerField(default=6, help_text="turns per dialogue or session, client first")
     model_spec = serializers.CharField(
-        required=False, allow_blank=True, default="", help_text="a model spec's name or id (default: PSYROOM_MODEL)"
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=100,
+        help_text="an existing model spec's name or id (default: PSYROOM_MODEL)",
     )
     seed = serializers.IntegerField(default=0)
     parameters = serializers.DictField(
@@ -142,11 +150,15 @@ class RunCreateInput(serializers.Serializer):
         value = value.strip()
         if not value:
             return None
-        lookup = {"pk": int(value)} if value.isdigit() else {"name": value}
-        try:
-            return ModelSpec.objects.get(**lookup)
-        except ModelSpec.DoesNotExist:
-            raise serializers.ValidationError(f"no model spec named or numbered {value!r}") from None
+        # ASCII digits only: str.isdigit() is true of "¹", which int() refuses; an id beyond the column's range
+        # names no row.
+        if value.isascii() and value.isdigit():
+            spec = ModelSpec.objects.filter(pk=int(value)).first() if int(value) <= _MAX_ID else None
+        else:
+            spec = ModelSpec.objects.filter(name=value).first()
+        if spec is None:
+            raise serializers.ValidationError(f"no model spec named or numbered {value!r}")
+        return spec
 
     @staticmethod
     def _rows(queryset, ids: list[int], what: str) -> list:

@@ -5,7 +5,8 @@ a generation call milliseconds to seconds.
 
 - ``TransformersBackend`` runs a model in this process (the bundled model, a local directory or the local cache).
 - ``OpenAIBackend`` posts each prompt to an OpenAI-compatible ``/chat/completions`` server (vLLM, TGI), retrying
-  only on named transient errors.
+  only on named transient errors. A spec reaches only the servers in ``PSYROOM_MODEL_SERVERS`` and sends only the
+  keys of ``PSYROOM_MODEL_CREDENTIALS`` (``generation.validators``), checked again each time a worker loads one.
 """
 
 import http.client
@@ -25,6 +26,9 @@ from pathlib import Path
 from typing import Protocol
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from . import validators
 
 logger = logging.getLogger(__name__)
 
@@ -229,34 +233,66 @@ def _is_transient(error: Exception) -> bool:
     return isinstance(reason, ConnectionRefusedError | ConnectionResetError | ConnectionAbortedError | TimeoutError)
 
 
-def _server_message(error: urllib.error.HTTPError) -> str:
-    """The server's own words from an error body: OpenAI and vLLM ``{"error": {"message"}}``, vLLM ``{"message"}``,
-    TGI ``{"error": "..."}``; else the body's text."""
+# What a run's error keeps of a server's words: a run's errors are shown to curators, and a body can hold anything
+# (an internal service's page, a header echoed back), so it gets a short excerpt; the worker's log gets the body.
+EXCERPT_CHARS = 200
+# How much of an error body is read at all.
+ERROR_BODY_BYTES = 64 * 1024
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "[redacted]") if secret else text
+
+
+def _excerpt(text: str, *, secret: str = "") -> str:
+    """At most ``EXCERPT_CHARS`` characters of ``text`` on one line: control characters and runs of white space
+    become one space, and ``secret`` (the key that was sent) never appears."""
+    text = _redact(text, secret)
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+
+
+def _server_message(error: urllib.error.HTTPError, *, name: str, url: str, secret: str = "") -> str:
+    """A short excerpt of the server's own words from an error body: OpenAI and vLLM ``{"error": {"message"}}``,
+    vLLM ``{"message"}``, TGI ``{"error": "..."}``; else the body's text. The body itself goes to the log."""
     try:
-        raw = error.read()
+        raw = error.read(ERROR_BODY_BYTES)
     except (OSError, http.client.HTTPException):
         raw = b""
     text = raw.decode("utf-8", errors="replace").strip()
+    logger.warning("%s: POST %s answered HTTP %s; body: %s", name, url, error.code, _redact(text, secret))
+    detail = text
     try:
         payload = json.loads(text)
     except ValueError:
-        return text[:500] or error.reason or "(empty body)"
+        payload = None
     if isinstance(payload, dict):
-        detail = payload.get("error", payload.get("message"))
-        if isinstance(detail, dict):
-            detail = detail.get("message")
-        if isinstance(detail, str) and detail:
-            return detail[:500]
-    return text[:500]
+        found = payload.get("error", payload.get("message"))
+        if isinstance(found, dict):
+            found = found.get("message")
+        if isinstance(found, str) and found:
+            detail = found
+    return _excerpt(detail, secret=secret) or _excerpt(str(error.reason or "")) or "(empty body)"
 
 
-def _describe(error: Exception, timeout_s: float) -> str:
+def _describe(error: Exception, timeout_s: float, *, name: str = "", url: str = "", secret: str = "") -> str:
     if isinstance(error, urllib.error.HTTPError):
-        return f"HTTP {error.code}: {_server_message(error)}"
+        return f"HTTP {error.code}: {_server_message(error, name=name, url=url, secret=secret)}"
     reason = error.reason if isinstance(error, urllib.error.URLError) else error
     if isinstance(reason, TimeoutError):
         return f"no answer within {timeout_s:g} s"
     return f"{type(reason).__name__}: {reason}"
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A model server has no reason to redirect, and urllib would follow a redirect to any host with the
+    Authorization header still on: a 3xx fails the request instead (HTTP 3xx, not retried)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
 
 
 def _token_count(value) -> int:
@@ -268,8 +304,9 @@ class OpenAIBackend:
 
     A batch's prompts are sent at once from up to ``batch_size`` threads, the server batching them itself. Each
     request is retried, with exponential backoff, only on a refused or reset connection, a timeout, or HTTP 429,
-    500, 502, 503 or 504; any other failure raises ``BackendError`` at once, naming the status and the server's
-    message. ``timeout_s`` bounds each wait on the socket (connecting, then each read), per attempt.
+    500, 502, 503 or 504; any other failure (a redirect included) raises ``BackendError`` at once, naming the status
+    and a short excerpt of the server's message (the whole body is logged). ``timeout_s`` bounds each wait on the
+    socket (connecting, then each read), per attempt.
     """
 
     def __init__(
@@ -340,11 +377,11 @@ class OpenAIBackend:
         for attempt in range(1, attempts + 1):
             request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                with _opener.open(request, timeout=self.timeout_s) as response:
                     return response.read()
             except (OSError, http.client.HTTPException) as error:  # URLError and HTTPError are OSErrors
                 status = error.code if isinstance(error, urllib.error.HTTPError) else None
-                problem = _describe(error, self.timeout_s)
+                problem = _describe(error, self.timeout_s, name=self.name, url=self.url, secret=self.api_key)
                 if not _is_transient(error):
                     raise BackendError(
                         f"{self.name}: POST {self.url} failed: {problem}", status=status, attempts=attempt
@@ -364,7 +401,9 @@ class OpenAIBackend:
 
     def _parse(self, raw: bytes) -> Completion:
         def malformed(what: str) -> BackendError:
-            excerpt = raw[:200].decode("utf-8", errors="replace")
+            text = raw[:ERROR_BODY_BYTES].decode("utf-8", errors="replace")
+            logger.warning("%s: POST %s answered %s; body: %s", self.name, self.url, what, _redact(text, self.api_key))
+            excerpt = _excerpt(text, secret=self.api_key)
             return BackendError(f"{self.name}: {self.url} answered {what}: {excerpt!r}", status=200)
 
         try:
@@ -397,24 +436,48 @@ def _backend_load(spec) -> Backend:
         device = settings.PSYROOM_DEVICE if spec.device == "auto" else spec.device
         return TransformersBackend(name=spec.name, path=spec.path, device=device, dtype=spec.dtype)
     if spec.backend == "openai":
-        api_key = ""
-        if spec.api_key_env:
-            # The key lives in the worker's environment, never in the database.
-            api_key = os.environ.get(spec.api_key_env, "")
-            if not api_key:
-                raise ModelLoadError(
-                    f"model spec {spec.name!r}: the environment variable {spec.api_key_env} is not set"
-                )
         return OpenAIBackend(
             name=spec.name,
             model=spec.path,
-            base_url=spec.base_url,
-            api_key=api_key,
+            base_url=_allowed_server(spec),
+            api_key=_credential(spec),
             timeout_s=spec.timeout_s,
             max_retries=spec.max_retries,
             batch_size=spec.batch_size,
         )
     raise ModelLoadError(f"unknown backend {spec.backend!r} for model spec {spec.name!r}")
+
+
+def _allowed_server(spec) -> str:
+    """The spec's base URL, checked again here: a row saved before the check, or written straight into the
+    database, must not send a request anywhere the operator has not allowed."""
+    if not spec.base_url:
+        raise ModelLoadError(
+            f"model spec {spec.name!r}: the openai backend needs a base_url (e.g. http://host:8000/v1)"
+        )
+    try:
+        validators.model_server_check(spec.base_url)
+    except ValidationError as error:
+        raise ModelLoadError(f"model spec {spec.name!r}: base_url {' '.join(error.messages)}") from None
+    return spec.base_url
+
+
+def _credential(spec) -> str:
+    """The key of the spec's credential, read from the environment variable that ``PSYROOM_MODEL_CREDENTIALS``
+    names for it; "" for a spec without one. The spec only ever names a credential, never a variable."""
+    if not spec.api_key_env:
+        return ""
+    try:
+        variable = validators.credential_variable(spec.api_key_env)
+    except ValidationError as error:
+        raise ModelLoadError(f"model spec {spec.name!r}: credential {' '.join(error.messages)}") from None
+    api_key = os.environ.get(variable, "")
+    if not api_key:
+        raise ModelLoadError(
+            f"model spec {spec.name!r}: the environment variable {variable} of credential {spec.api_key_env!r} "
+            "is not set on this worker"
+        )
+    return api_key
 
 
 def backend_for(spec) -> Backend:

@@ -103,10 +103,23 @@ class ModelSpec(models.Model):
     # transformers: "bundled:<name>" for a model shipped in a Python package, else a local directory or a Hugging
     # Face cache name. openai: the model name the server knows.
     path = models.CharField(max_length=500)
-    # openai backend: the server's base URL (".../v1") and the name of the environment variable that holds the API
-    # key (the key itself never lives in the database).
-    base_url = models.URLField(max_length=500, blank=True)
-    api_key_env = models.CharField(max_length=100, blank=True)
+    # openai backend: the server's base URL (".../v1"), under one of the operator's PSYROOM_MODEL_SERVERS, and the
+    # name of a credential in PSYROOM_MODEL_CREDENTIALS, which names the worker's environment variable that holds the
+    # key. Neither the key nor the name of a variable ever lives in the database (generation/validators.py).
+    base_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="openai backend: the server's base URL (up to /v1); it must lie under one of the servers in the "
+        "PSYROOM_MODEL_SERVERS setting.",
+    )
+    # The column keeps its name; since PSYROOM_MODEL_CREDENTIALS it holds a credential name, not a variable name.
+    api_key_env = models.CharField(
+        "credential",
+        max_length=100,
+        blank=True,
+        help_text="openai backend: the name of a credential in the PSYROOM_MODEL_CREDENTIALS setting (e.g. vllm), "
+        "or blank for a server without a key. Not an environment variable name, and never the key itself.",
+    )
     timeout_s = models.PositiveIntegerField(default=120)
     max_retries = models.PositiveIntegerField(default=3)
     dtype = models.CharField(max_length=16, default="auto")
@@ -121,6 +134,11 @@ class ModelSpec(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from .validators import modelspec_check
+
+        modelspec_check(backend=self.backend, base_url=self.base_url, api_key_env=self.api_key_env)
 
 
 class CandidateKind(models.TextChoices):

@@ -264,7 +264,7 @@ def _backends(run: GenerationRun, backend) -> list[tuple[str, object]]:
     result = []
     for i, name in enumerate(names):
         spec = specs[name]
-        key = (spec.backend, spec.path, spec.base_url, spec.dtype, spec.device)
+        key = (spec.backend, spec.path, spec.base_url, spec.api_key_env, spec.dtype, spec.device)
         if key not in loaded:
             loaded[key] = backend if i == 0 and backend is not None else backend_for(spec)
         result.append((name, loaded[key]))

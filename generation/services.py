@@ -87,6 +87,20 @@ def modelspec_get_default() -> ModelSpec:
         raise ValidationError(f"PSYROOM_MODEL={name!r}: no model spec of that name") from None
 
 
+def modelspec_save(*, spec: ModelSpec, user=None) -> ModelSpec:
+    """Create or change a model spec; ``user`` is who asks (None from the command line): admins only.
+
+    The spec is validated in full first: an HTTP spec's ``base_url`` must lie under ``PSYROOM_MODEL_SERVERS`` and
+    its credential (``api_key_env``) be a name in ``PSYROOM_MODEL_CREDENTIALS`` (``generation.validators``).
+    """
+    if user is not None and not roles.user_can_edit_model_specs(user):
+        raise PermissionDenied("Only admins may add or change model specs.")
+    spec.full_clean()
+    with transaction.atomic():
+        spec.save()
+    return spec
+
+
 # --- Candidates ------------------------------------------------------------------------------------------------
 
 
@@ -909,6 +923,7 @@ __all__ = [
     "candidates_save_new",
     "content_hash",
     "modelspec_get_default",
+    "modelspec_save",
     "run_cancel",
     "run_claim",
     "run_create",

@@ -14,6 +14,9 @@ REVIEWERS = (COUNSELOR, SENIOR_CLINICIAN)
 SIGNERS = (SENIOR_CLINICIAN,)
 # Who may start and cancel generation runs.
 RUNNERS = (CURATOR, ADMIN)
+# Who may add, change and delete model specs: a spec says which server the worker sends requests to, and with which
+# credential, so curators only look at them.
+MODEL_SPEC_EDITORS = (ADMIN,)
 
 
 # What curators may do in the Django admin: set up what generation uses, and look at everything else.
@@ -21,7 +24,7 @@ CURATOR_ADMIN_PERMISSIONS = {
     "generation": {
         "scenario": ("view", "add", "change"),
         "clientprofile": ("view", "add", "change"),
-        "modelspec": ("view", "add", "change"),
+        "modelspec": ("view",),
         "generationrun": ("view",),
         "candidate": ("view",),
         "revision": ("view",),
@@ -78,3 +81,7 @@ def user_can_sign_off_risk(user) -> bool:
 
 def user_can_run_generation(user) -> bool:
     return user_has_role(user, *RUNNERS)
+
+
+def user_can_edit_model_specs(user) -> bool:
+    return user_has_role(user, *MODEL_SPEC_EDITORS)

@@ -7,6 +7,7 @@ and ``DEBUG=0``.
 """
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -42,6 +43,55 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name}={number} is below the minimum of {minimum}")
     return number
+
+
+def env_mapping(name: str) -> dict[str, str]:
+    """``a=X,b=Y`` as ``{"a": "X", "b": "Y"}``; an entry without ``=``, an empty side or a repeated key stops the
+    start."""
+    mapping: dict[str, str] = {}
+    for entry in env_str(name).split(","):
+        if not entry.strip():
+            continue
+        key, sep, value = (part.strip() for part in entry.partition("="))
+        if not sep or not key or not value:
+            raise ImproperlyConfigured(f"{name}: {entry.strip()!r} is not name=VALUE")
+        if key in mapping:
+            raise ImproperlyConfigured(f"{name}: {key!r} is given twice")
+        mapping[key] = value
+    return mapping
+
+
+# Variables that hold the project's own secrets: no model credential may name them, whatever the operator typed.
+_NOT_MODEL_CREDENTIALS = frozenset({"SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL"})
+
+
+def env_credentials(name: str) -> dict[str, str]:
+    """Model credentials: ``vllm=VLLM_API_KEY,openai=OPENAI_API_KEY`` (credential name -> environment variable)."""
+    mapping = env_mapping(name)
+    for key, variable in mapping.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", key):
+            raise ImproperlyConfigured(f"{name}: {key!r} is not a credential name (letters, digits, _ . -)")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", variable):
+            raise ImproperlyConfigured(f"{name}: {variable!r} is not an environment variable name")
+        if variable in _NOT_MODEL_CREDENTIALS:
+            raise ImproperlyConfigured(f"{name}: {key}={variable} would send {variable} to a model server")
+    return mapping
+
+
+def env_url_prefixes(name: str) -> list[str]:
+    """Comma-separated http(s) URL prefixes, each with a host and without a user, a query or a fragment."""
+    prefixes = [item.strip() for item in env_str(name).split(",") if item.strip()]
+    for prefix in prefixes:
+        if not prefix.isascii() or any(not ch.isprintable() or ch.isspace() or ch in "\\@?#" for ch in prefix):
+            raise ImproperlyConfigured(f"{name}: {prefix!r} has a space, control character, backslash, @, ? or #")
+        try:
+            parsed = urlparse(prefix)
+            parsed.port  # noqa: B018 (raises ValueError on a bad port)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {prefix!r} is not a URL") from None
+        if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+            raise ImproperlyConfigured(f"{name}: {prefix!r} is not an http:// or https:// URL with a host")
+    return prefixes
 
 
 def database_from_url(url: str) -> dict:
@@ -242,6 +292,12 @@ PSYROOM_MODEL = env_str("PSYROOM_MODEL", "smollm2-135m-instruct")
 PSYROOM_MODEL_CACHE = Path(env_str("PSYROOM_MODEL_CACHE", str(VAR_DIR / "model-cache")))
 # "auto" picks CUDA when present.
 PSYROOM_DEVICE = env_str("PSYROOM_DEVICE", "auto")
+# What an HTTP model spec may use, both set by the operator, never in the database (curators must not be able to
+# point the worker, and a key from its environment, at a server of their choosing):
+# - the credentials a spec may name, name -> the environment variable that holds the key ("vllm=VLLM_API_KEY");
+# - the servers a spec's base_url may lie under, as URL prefixes ("http://gpu-1:8000/v1"); none by default.
+PSYROOM_MODEL_CREDENTIALS = env_credentials("PSYROOM_MODEL_CREDENTIALS")
+PSYROOM_MODEL_SERVERS = env_url_prefixes("PSYROOM_MODEL_SERVERS")
 
 LOGGING = {
     "version": 1,

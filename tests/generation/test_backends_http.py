@@ -31,8 +31,8 @@ def error(status, message):
 class ScriptedServer:
     """Answers request n with ``script[n]`` (the last entry again once the script runs out).
 
-    An entry is ``(status, body)`` where body is a dict (sent as JSON) or bytes; ``("sleep", seconds, entry)``
-    answers ``entry`` late; ``("close",)`` drops the connection without answering.
+    An entry is ``(status, body)`` or ``(status, body, headers)`` where body is a dict (sent as JSON) or bytes;
+    ``("sleep", seconds, entry)`` answers ``entry`` late; ``("close",)`` drops the connection without answering.
     """
 
     def __init__(self, script):
@@ -59,9 +59,11 @@ class ScriptedServer:
                     # Woken early when the test ends, so that no handler outlives it by much.
                     server.released.wait(entry[1])
                     return self.answer(entry[2])
-                status, body = entry
+                status, body, headers = (*entry, {}) if len(entry) == 2 else entry
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -283,11 +285,13 @@ def spec(**fields):
     return ModelSpec(**{**defaults, **fields})
 
 
-def test_backend_for_builds_the_http_backend_from_a_spec(serve, monkeypatch):
+def test_backend_for_builds_the_http_backend_from_a_spec(serve, monkeypatch, settings):
     monkeypatch.setattr(backends, "_loaded", {})
     monkeypatch.setenv("VLLM_KEY", "sk-env")
     server = serve(ok("From the spec."))
-    model_spec = spec(base_url=server.base_url + "/", api_key_env="VLLM_KEY", timeout_s=5, max_retries=1, batch_size=4)
+    settings.PSYROOM_MODEL_SERVERS = [server.base_url]
+    settings.PSYROOM_MODEL_CREDENTIALS = {"vllm": "VLLM_KEY"}
+    model_spec = spec(base_url=server.base_url + "/", api_key_env="vllm", timeout_s=5, max_retries=1, batch_size=4)
 
     remote = backends.backend_for(model_spec)
 
@@ -300,11 +304,13 @@ def test_backend_for_builds_the_http_backend_from_a_spec(serve, monkeypatch):
     assert server.bodies[0]["model"] == "qwen2.5-7b-instruct"
 
 
-def test_backend_for_refuses_a_spec_whose_key_variable_is_unset(monkeypatch):
+def test_backend_for_refuses_a_spec_whose_key_variable_is_unset(monkeypatch, settings):
     monkeypatch.setattr(backends, "_loaded", {})
     monkeypatch.delenv("VLLM_KEY", raising=False)
-    with pytest.raises(ModelLoadError, match="VLLM_KEY is not set"):
-        backends.backend_for(spec(base_url="http://127.0.0.1:1/v1", api_key_env="VLLM_KEY"))
+    settings.PSYROOM_MODEL_SERVERS = ["http://127.0.0.1:1/v1"]
+    settings.PSYROOM_MODEL_CREDENTIALS = {"vllm": "VLLM_KEY"}
+    with pytest.raises(ModelLoadError, match="VLLM_KEY of credential 'vllm' is not set"):
+        backends.backend_for(spec(base_url="http://127.0.0.1:1/v1", api_key_env="vllm"))
 
 
 def test_backend_for_refuses_a_spec_without_a_base_url(monkeypatch):
