@@ -1,15 +1,15 @@
 """The REST API under /api/ (see docs/api.md): candidates and reviews (annotations.api), runs (generation.api)."""
 
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
 
+from accounts.api import TokenObtainApi
 from generation import api as generation_api
 
 from . import api, campaign_api, course_api
 
 app_name = "api"
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="auth-token"),
+    path("auth/token/", TokenObtainApi.as_view(), name="auth-token"),
     path("candidates/", api.CandidateListApi.as_view(), name="candidate-list"),
     path("candidates/<int:pk>/", api.CandidateDetailApi.as_view(), name="candidate-detail"),
     path("candidates/<int:pk>/turns/<int:index>/", api.CandidateTurnApi.as_view(), name="candidate-turn"),

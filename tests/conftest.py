@@ -14,7 +14,10 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def pytest_configure(config):
-    """In CI (PSYROOM_REQUIRE_SERVICES=1) the suite runs against PostgreSQL and Redis or not at all."""
+    """A fast password hasher for the tests (only); in CI (PSYROOM_REQUIRE_SERVICES=1) the suite runs against
+    PostgreSQL and Redis or not at all."""
+    # PBKDF2's hundreds of thousands of rounds per user made would dominate the suite; nothing here needs them.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     if os.environ.get("PSYROOM_REQUIRE_SERVICES") != "1":
         return
     engine = settings.DATABASES["default"]["ENGINE"]

@@ -5,9 +5,11 @@ import time
 import pytest
 from django.core import signing
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
+from knox.crypto import hash_token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
+from accounts.services import token_create
 from annotations import reviews, services
 from annotations.models import AuditEvent, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
@@ -141,8 +143,8 @@ def test_a_role_check_comes_before_a_404(api, taxonomy):
 
 
 def test_token_auth_works_and_a_wrong_token_is_401(api, counselor, candidate):
-    token = Token.objects.create(user=counselor)
-    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    _, key = token_create(user=counselor)
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     response = api.get(_url("candidate-list"))
     assert response.status_code == 200
     assert response.json()["count"] == 1
@@ -163,7 +165,8 @@ def test_a_token_for_a_username_and_password(api, counselor, candidate):
     )
     assert response.status_code == 200
     key = response.json()["token"]
-    assert Token.objects.get(user=counselor).key == key
+    assert response.json()["expiry"]
+    assert AuthToken.objects.get(user=counselor).digest == hash_token(key)
     api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert api.get(_url("candidate-detail", candidate.pk)).status_code == 200
 
@@ -171,14 +174,14 @@ def test_a_token_for_a_username_and_password(api, counselor, candidate):
 def test_no_token_for_a_wrong_password(api, counselor):
     response = api.post(_url("auth-token"), {"username": counselor.username, "password": "nope"}, format="json")
     assert response.status_code == 400
-    assert not Token.objects.exists()
+    assert not AuthToken.objects.exists()
 
 
 def test_a_token_of_an_inactive_user_is_refused(api, counselor, candidate):
-    token = Token.objects.create(user=counselor)
+    _, key = token_create(user=counselor)
     counselor.is_active = False
     counselor.save()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert api.get(_url("candidate-list")).status_code == 401
 
 
@@ -656,7 +659,7 @@ def test_the_schema_lists_every_endpoint(api):
     ]:
         assert path in paths
     assert "409" in paths["/api/candidates/{id}/turns/{index}/"]["post"]["responses"]
-    assert {"tokenAuth", "cookieAuth"} <= set(response.json()["components"]["securitySchemes"])
+    assert {"knoxApiToken", "cookieAuth"} <= set(response.json()["components"]["securitySchemes"])
 
 
 def test_the_docs_page_is_served_without_a_cdn(api):

@@ -32,12 +32,16 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    """A fresh context (cookies, storage) per test."""
+    """A fresh context (cookies, storage) per test; the test errors if the page broke the Content-Security-Policy
+    (an inline script or style, an eval), which Chromium reports on the console."""
     context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="en-US")
     context.set_default_timeout(15_000)
     page = context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda message: "Content Security Policy" in message.text and violations.append(message.text))
     yield page
     context.close()
+    assert not violations, "Content-Security-Policy violations:\n" + "\n".join(violations)
 
 
 def login(page: Page, live_server_url: str, username: str, password: str) -> None:

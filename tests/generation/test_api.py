@@ -2,9 +2,9 @@
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from accounts.services import token_create
 from generation import services
 from generation.models import Candidate, ClientProfile, GenerationRun, ModelSpec, Scenario, SubEmotion
 from psyroom_admin import roles
@@ -100,8 +100,8 @@ def test_a_counselor_is_told_why(api, counselor, run):
 
 
 def test_token_auth_for_a_curator(api, curator, run):
-    token = Token.objects.create(user=curator)
-    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    _, key = token_create(user=curator)
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     response = api.get(reverse("api:run-detail", args=[run.pk]))
     assert response.status_code == 200
     assert response.json()["id"] == run.pk
