@@ -21,6 +21,7 @@ from psyroom_admin import roles
 
 from . import display, reviews, services, visibility
 from .forms import QueueFilterForm, ReviewForm, SignOffForm, TurnEditForm, started_at_token
+from .models import Review
 from .rubrics import DEFAULTS as RUBRICS
 
 QUEUE_PAGE_SIZE = 50
@@ -211,7 +212,7 @@ def candidate_review(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         return _render_detail(request, candidate, review_form=form, status=400)
     try:
-        reviews.review_submit(candidate=candidate, reviewer=request.user, **form.review_fields())
+        review = reviews.review_submit(candidate=candidate, reviewer=request.user, **form.review_fields())
     except StaleVersion as stale:
         # Keep what the reviewer entered, now against the current text, which the page shows with a warning.
         data = request.POST.copy()
@@ -221,7 +222,10 @@ def candidate_review(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as error:
         _add_service_errors(form, error)
         return _render_detail(request, candidate, review_form=form, status=400)
-    messages.success(request, f"Review of {candidate} saved: {candidate.get_status_display().lower()}.")
+    outcome = candidate.get_status_display().lower()
+    if review.decision == Review.Decision.APPROVE and candidate.status != Candidate.Status.APPROVED:
+        outcome += f", until the review policy is met ({reviews.review_policy_get()})"
+    messages.success(request, f"Review of {candidate} saved: {outcome}.")
     return redirect("annotations:queue")
 
 

@@ -49,11 +49,14 @@ def test_counselor_edits_a_turn_rates_and_approves(live_server, page):
     expect(page.locator("#rated-count")).to_have_text("5 of 5 criteria rated")
     page.click("#submit-review")
 
-    expect(page.locator(".message-success")).to_have_text(f"Review of Dialogue #{candidate.pk} saved: approved.")
+    # One counselor's approval outside a campaign waits for the review policy (one senior or two counselors).
+    expect(page.locator(".message-success")).to_contain_text(
+        f"Review of Dialogue #{candidate.pk} saved: in review, until the review policy is met (1 senior clinician(s)"
+    )
     # Taken last: a full-page screenshot resizes the viewport for a moment, which can swallow the next click.
     page.screenshot(path=f"{SCREENSHOTS}-queue.png", full_page=True)
     candidate.refresh_from_db()
-    assert candidate.status == Candidate.Status.APPROVED
+    assert (candidate.status, candidate.approved_revision) == (Candidate.Status.IN_REVIEW, None)
     revision = candidate.revisions.get(number=1)
     assert (revision.content["turns"][1]["text"], revision.category, revision.author) == (EDITED, "clinical", counselor)
     assert candidate.revisions.get(number=0).content["turns"][1]["text"] == original
