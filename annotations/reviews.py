@@ -152,9 +152,11 @@ def policy_decide(*, candidate: Candidate, campaign: Campaign | None = None) -> 
     Call with the candidate locked. An open risk flag never approves.
     """
     revision = gen_selectors.candidate_latest_revision(candidate=candidate)
-    reviews = list(Review.objects.filter(candidate=candidate, revision=revision).select_related("reviewer"))
+    reviews = Review.objects.filter(candidate=candidate, revision=revision).select_related("reviewer")
     if campaign is not None:
-        reviews = [r for r in reviews if r.campaign_id == campaign.pk]
+        reviews = reviews.filter(campaign=campaign)
+    # Each person counts once, with their latest judgement of this revision.
+    reviews = list({r.reviewer_id: r for r in reviews.order_by("created_at", "pk")}.values())
     approving = [r for r in reviews if r.decision == Review.Decision.APPROVE]
     open_risk = candidate.risk_flags_in_scope().filter(signed_off_at__isnull=True).exists()
     if campaign is not None:
@@ -252,6 +254,14 @@ def review_submit(
             ):
                 raise ValidationError({"decision": RISK_BLOCKS_APPROVAL})
             revision = gen_selectors.candidate_latest_revision(candidate=locked)
+            if assignment is None:
+                # The same review again (a double click, a retry without a key) is recorded once.
+                for earlier in Review.objects.filter(
+                    candidate=locked, revision=revision, reviewer=reviewer, campaign__isnull=True
+                ):
+                    same = (earlier.scores, earlier.decision, earlier.comment, earlier.risk_flags)
+                    if same == (clean, decision, comment, risk_flags):
+                        return earlier
             review = Review.objects.create(
                 candidate=locked,
                 revision=revision,

@@ -364,3 +364,19 @@ def test_adjudication_refusals_through_the_page_and_the_api(client, curator, cou
     assert not AuditEvent.objects.filter(action="adjudication").exists()
     candidate.refresh_from_db()
     assert candidate.status != Candidate.Status.APPROVED
+
+
+def test_one_counselor_approving_twice_is_one_approval(counselor, taxonomy):
+    candidate = factories.make_candidate()
+    scoping.put_in_campaign([counselor], [candidate])
+    api = _api(counselor)
+    first = api.post(reverse("api:review-create"), _api_review(candidate), format="json")
+    again = api.post(reverse("api:review-create"), _api_review(candidate), format="json")
+    # The same review again is the same review; a changed one is a change of mind, still one person.
+    assert (first.status_code, again.status_code, again.json()["id"]) == (201, 201, first.json()["id"])
+    changed = {**_api_review(candidate), "comment": "On reflection, fine."}
+    response = api.post(reverse("api:review-create"), changed, format="json")
+    assert (response.status_code, response.json()["candidate_status"]) == (201, "in_review")
+    assert Review.objects.filter(candidate=candidate).count() == 2
+    candidate.refresh_from_db()
+    assert (candidate.status, candidate.approved_revision) == (Candidate.Status.IN_REVIEW, None)
