@@ -104,7 +104,7 @@ def course_chunks(run: GenerationRun, backend, todo: list[int]):
             items=items,
             sessions=int(params["sessions"]),
             turns=int(params.get("turns", 6)),
-            sampling=services._sampling(run, run.seed * 100_003 + chunk[0]),
+            sampling=services.run_sampling(run, run.seed * 100_003 + chunk[0]),
             version=run.prompt_version,
         )
         courses = []
@@ -117,7 +117,7 @@ def course_chunks(run: GenerationRun, backend, todo: list[int]):
                 "repairs": state.repairs,
                 "input_hash": services.content_hash({"profile": state.profile, "index": state.index}),
             }
-            lineage = services._lineage(run, backend, pipeline="course", chunk=chunk, extra=extra)
+            lineage = services.run_lineage(run, backend, pipeline="course", chunk=chunk, extra=extra)
             try:
                 course = services.candidate_build(
                     kind=CandidateKind.COURSE,

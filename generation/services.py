@@ -596,7 +596,7 @@ def run_finish(*, run: GenerationRun, error: str = "") -> GenerationRun:
     return run
 
 
-def _sampling(run: GenerationRun, seed: int):
+def run_sampling(run: GenerationRun, seed: int):
     from .backends import SamplingParams
 
     params = run.parameters
@@ -609,7 +609,7 @@ def _sampling(run: GenerationRun, seed: int):
     )
 
 
-def _lineage(run: GenerationRun, backend, *, pipeline: str, chunk: list[int], extra: dict) -> dict:
+def run_lineage(run: GenerationRun, backend, *, pipeline: str, chunk: list[int], extra: dict) -> dict:
     return {
         "model": run.model_spec.name,
         # The device and dtype the model ran in (an in-process model; a server decides its own).
@@ -667,7 +667,7 @@ def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
                 situation=situation,
                 target=sub.key,
                 labels=labels,
-                sampling=_sampling(run, run.seed * 100_003 + chunk[0]),
+                sampling=run_sampling(run, run.seed * 100_003 + chunk[0]),
                 version=run.prompt_version,
             )
             candidates, failures = [], []
@@ -692,7 +692,7 @@ def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
                         scenario=scenario,
                         run=run,
                         run_index=state.index,
-                        lineage=_lineage(run, backend, pipeline="dialogue", chunk=chunk, extra=extra),
+                        lineage=run_lineage(run, backend, pipeline="dialogue", chunk=chunk, extra=extra),
                     )
                 except ContentError as error:
                     failures.append({"index": state.index, "reason": "invalid_content", "raw": str(error)})
@@ -726,7 +726,7 @@ def _reconstruct_chunks(run: GenerationRun, backend, todo: list[int], options):
             sources=items,
             options=options,
             labels=labels,
-            sampling=_sampling(run, run.seed * 100_003 + chunk[0]),
+            sampling=run_sampling(run, run.seed * 100_003 + chunk[0]),
             version=run.prompt_version,
         )
         candidates = []
@@ -748,7 +748,7 @@ def _reconstruct_chunks(run: GenerationRun, backend, todo: list[int], options):
                     sub_emotion=subs[state.emotion["label"]],
                     run=run,
                     run_index=state.index,
-                    lineage=_lineage(run, backend, pipeline="dialogue", chunk=chunk, extra=extra),
+                    lineage=run_lineage(run, backend, pipeline="dialogue", chunk=chunk, extra=extra),
                 )
             except ContentError as error:
                 failures.append({"index": state.index, "reason": "invalid_content", "raw": str(error)})
@@ -784,7 +784,7 @@ def _scenario_chunks(run: GenerationRun, backend, todo: list[int]):
                 emotion=sub.label_en,
                 category=sub.category.label_en,
                 existing=existing,
-                sampling=_sampling(run, run.seed * 100_003 + chunk[0]),
+                sampling=run_sampling(run, run.seed * 100_003 + chunk[0]),
                 version=run.prompt_version,
             )
             candidates = [
@@ -794,7 +794,7 @@ def _scenario_chunks(run: GenerationRun, backend, todo: list[int]):
                     sub_emotion=sub,
                     run=run,
                     run_index=state.index,
-                    lineage=_lineage(run, backend, pipeline="scenario", chunk=chunk, extra={}),
+                    lineage=run_lineage(run, backend, pipeline="scenario", chunk=chunk, extra={}),
                 )
                 for state in batch.scenarios
                 if state.failure is None
@@ -829,7 +829,7 @@ def _plan_chunks(run: GenerationRun, backend, todo: list[int]):
         batch = generate_plans(
             backend,
             sources=sources,
-            sampling=_sampling(run, run.seed * 100_003 + chunk[0]),
+            sampling=run_sampling(run, run.seed * 100_003 + chunk[0]),
             version=run.prompt_version,
         )
         candidates, failures = [], list(missing)
@@ -845,7 +845,7 @@ def _plan_chunks(run: GenerationRun, backend, todo: list[int]):
                 sub_emotion=source.sub_emotion,
                 run=run,
                 run_index=state.index,
-                lineage=_lineage(run, backend, pipeline="plan", chunk=chunk, extra={"dialogue": source.pk}),
+                lineage=run_lineage(run, backend, pipeline="plan", chunk=chunk, extra={"dialogue": source.pk}),
             )
             candidate.parent = source
             candidates.append(candidate)
