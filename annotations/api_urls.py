@@ -1,7 +1,8 @@
 """The REST API under /api/ (see docs/api.md): candidates and reviews (annotations.api), runs (generation.api)."""
 
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.settings import api_settings
 
 from generation import api as generation_api
 
@@ -9,7 +10,12 @@ from . import api, campaign_api, course_api
 
 app_name = "api"
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="auth-token"),
+    # DRF's token view names its own parsers: give it the API's, which apply the edge rules (psyroom_admin.edge).
+    path(
+        "auth/token/",
+        ObtainAuthToken.as_view(parser_classes=api_settings.DEFAULT_PARSER_CLASSES),
+        name="auth-token",
+    ),
     path("candidates/", api.CandidateListApi.as_view(), name="candidate-list"),
     path("candidates/<int:pk>/", api.CandidateDetailApi.as_view(), name="candidate-detail"),
     path("candidates/<int:pk>/turns/<int:index>/", api.CandidateTurnApi.as_view(), name="candidate-turn"),
