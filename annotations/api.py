@@ -21,6 +21,8 @@ from generation.schemas import ContentError
 from generation.services import StaleVersion
 from psyroom_admin import roles
 from psyroom_admin.api_permissions import (
+    MAX_ID,
+    MAX_INT,
     PAGE_PARAMETERS,
     CanReview,
     CanSeeCandidates,
@@ -109,7 +111,7 @@ class CandidateListFilter(serializers.Serializer):
     sub_emotion = serializers.SlugRelatedField(
         slug_field="key", queryset=gen_selectors.sub_emotion_list(), required=False, help_text="e.g. anxiety.1"
     )
-    run = serializers.IntegerField(min_value=1, required=False, help_text="a generation run's id")
+    run = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, help_text="a generation run's id")
     language = serializers.ChoiceField(choices=Language.choices, required=False)
     reviewable = serializers.BooleanField(
         allow_null=True, default=None, help_text="true: only what waits for review (the queue)"
@@ -284,7 +286,9 @@ class StaleOutput(serializers.Serializer):
 
 class CandidateTurnInput(serializers.Serializer):
     text = serializers.CharField(max_length=100_000)
-    version = serializers.IntegerField(min_value=1, help_text="the candidate's version the edit is based on")
+    version = serializers.IntegerField(
+        min_value=1, max_value=MAX_INT, help_text="the candidate's version the edit is based on"
+    )
     category = serializers.ChoiceField(
         choices=[(v, label) for v, label in Revision.Category.choices if v != Revision.Category.ORIGINAL],
         default=Revision.Category.WORDING,
@@ -365,10 +369,10 @@ class CandidateTurnApi(APIView):
 class CandidateSignOffInput(serializers.Serializer):
     note = serializers.CharField(max_length=10_000, help_text="why the risk is handled acceptably in this item")
     version = serializers.IntegerField(
-        min_value=1, max_value=2**31 - 1, help_text="the candidate's version you read: a stale one is a 409"
+        min_value=1, max_value=MAX_INT, help_text="the candidate's version you read: a stale one is a 409"
     )
     flags = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
         allow_empty=False,
         help_text="the ids of the open flags you read and sign off; flags not named stay open",
     )
@@ -415,9 +419,13 @@ class CandidateSignOffApi(APIView):
 
 class ReviewCreateInput(serializers.Serializer):
     candidate = serializers.PrimaryKeyRelatedField(queryset=gen_selectors.candidate_list())
-    version = serializers.IntegerField(min_value=1, help_text="the candidate's version the review judged")
+    version = serializers.IntegerField(
+        min_value=1, max_value=MAX_INT, help_text="the candidate's version the review judged"
+    )
     scores = serializers.DictField(
-        child=serializers.IntegerField(), help_text="criterion key -> score, for every criterion of the rubric"
+        # The scale itself is the rubric's rule (reviews.validate_scores); the bounds here only keep a huge number out.
+        child=serializers.IntegerField(min_value=-MAX_INT, max_value=MAX_INT),
+        help_text="criterion key -> score, for every criterion of the rubric",
     )
     decision = serializers.ChoiceField(choices=Review.Decision.choices)
     comment = serializers.CharField(max_length=10_000, allow_blank=True, default="")
@@ -425,7 +433,10 @@ class ReviewCreateInput(serializers.Serializer):
         child=serializers.ChoiceField(choices=RiskCode.choices), default=list, help_text="needs a comment"
     )
     started_at = serializers.CharField(
-        allow_blank=True, default="", help_text="the candidate detail's `started_at`, to measure the time spent"
+        allow_blank=True,
+        default="",
+        max_length=200,
+        help_text="the candidate detail's `started_at`, to measure the time spent",
     )
 
 

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission
@@ -18,7 +19,15 @@ from rest_framework.views import APIView
 
 from generation import selectors as gen_selectors
 from psyroom_admin import roles
-from psyroom_admin.api_permissions import CanReview, CanSeeCandidates, CanSignOffRisk, service_error
+from psyroom_admin.api_permissions import (
+    MAX_ID,
+    MAX_INT,
+    MAX_USER_ID,
+    CanReview,
+    CanSeeCandidates,
+    CanSignOffRisk,
+    service_error,
+)
 
 from . import campaigns, reviews, visibility
 from .models import Assignment, CampaignItem, Review, RiskCode
@@ -60,15 +69,24 @@ class CampaignOutput(serializers.Serializer):
 
 class CampaignCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    kind = serializers.CharField(default="dialogue")
-    overlap = serializers.IntegerField(help_text="k: reviews per candidate (1 to 20)")
-    members = serializers.ListField(child=serializers.IntegerField(), help_text="user ids")
+    kind = serializers.CharField(default="dialogue", max_length=32)
+    # The ranges are the service's rules (campaigns.campaign_create); these bounds only keep a huge number out.
+    overlap = serializers.IntegerField(
+        min_value=-MAX_INT, max_value=MAX_INT, help_text="k: reviews per candidate (1 to 20)"
+    )
+    members = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_USER_ID), max_length=10_000, help_text="user ids"
+    )
     guidelines = serializers.CharField(required=False, allow_blank=True, default="")
     blind = serializers.BooleanField(default=True)
     policy = serializers.DictField(required=False)
-    lease_seconds = serializers.IntegerField(default=1800)
+    lease_seconds = serializers.IntegerField(
+        default=1800, min_value=-MAX_INT, max_value=MAX_INT, help_text="30 seconds to 7 days"
+    )
     filters = serializers.DictField(required=False, help_text='{"sub_emotions", "scenarios", "run", "status"}')
-    candidate_ids = serializers.ListField(child=serializers.IntegerField(), required=False)
+    candidate_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), max_length=100_000, required=False
+    )
 
 
 class CampaignsApi(APIView):
@@ -117,8 +135,13 @@ class CampaignDetailApi(APIView):
 
 
 class ReviewPolicyInput(serializers.Serializer):
-    min_senior_approvals = serializers.IntegerField(help_text="senior clinicians whose approval suffices (1-10)")
-    min_counselor_approvals = serializers.IntegerField(help_text="counselors whose approval suffices (1-20)")
+    # The ranges are the service's rules (reviews.review_policy_set); these bounds only keep a huge number out.
+    min_senior_approvals = serializers.IntegerField(
+        min_value=-MAX_INT, max_value=MAX_INT, help_text="senior clinicians whose approval suffices (1-10)"
+    )
+    min_counselor_approvals = serializers.IntegerField(
+        min_value=-MAX_INT, max_value=MAX_INT, help_text="counselors whose approval suffices (1-20)"
+    )
     min_mean = serializers.FloatField(help_text="every criterion's mean over the approving reviews reaches this (1-5)")
 
 
@@ -210,9 +233,9 @@ class CampaignReviewInput(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
     risk_flags = serializers.ListField(child=serializers.ChoiceField(choices=RiskCode.choices), required=False)
     version = serializers.IntegerField(
-        min_value=1, max_value=2**31 - 1, help_text="the candidate version the review was written against"
+        min_value=1, max_value=MAX_INT, help_text="the candidate version the review was written against"
     )
-    time_spent_s = serializers.IntegerField(required=False, default=0, min_value=0)
+    time_spent_s = serializers.IntegerField(required=False, default=0, min_value=0, max_value=MAX_INT)
     idempotency_key = serializers.CharField(
         required=False, max_length=64, help_text="or the Idempotency-Key header: a retry with it saves nothing new"
     )
@@ -286,9 +309,9 @@ class AdjudicationsApi(APIView):
 class AdjudicateInput(serializers.Serializer):
     decision = serializers.ChoiceField(choices=DECISIONS)
     reason = serializers.CharField(max_length=10_000)
-    version = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
+    version = serializers.IntegerField(min_value=1, max_value=MAX_INT)
     flags = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
         default=list,
         help_text="the ids of the open risk flags you read: approving signs them off; a flag not named stays open",
     )
@@ -344,20 +367,29 @@ class DraftApi(APIView):
         visible = visibility.candidate_scope(user=request.user, queryset=gen_selectors.candidate_list())
         return get_object_or_404(visible, pk=pk)
 
-    @extend_schema(operation_id="drafts_retrieve", responses={200: serializers.DictField()}, tags=["campaigns"])
+    @extend_schema(
+        operation_id="drafts_retrieve",
+        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="the draft; {} when there is none")},
+        tags=["campaigns"],
+    )
     def get(self, request: Request, pk: int) -> Response:
         return Response(campaigns.draft_get(user=request.user, candidate=self._candidate(request, pk)))
 
     @extend_schema(
         operation_id="drafts_save",
-        request=serializers.DictField(),
-        responses={200: serializers.DictField()},
+        request=OpenApiTypes.OBJECT,
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="the draft as saved"),
+            400: OpenApiResponse(description="not an object, an unknown field or too long: {data: [message]}"),
+        },
         tags=["campaigns"],
     )
     def put(self, request: Request, pk: int) -> Response:
         candidate = self._candidate(request, pk)
+        # A JSON body may be any value; the service refuses what is not an object (a list, a number) with a 400.
+        data = dict(request.data) if isinstance(request.data, dict) else request.data
         try:
-            draft = campaigns.draft_save(user=request.user, candidate=candidate, data=dict(request.data))
+            draft = campaigns.draft_save(user=request.user, candidate=candidate, data=data)
         except DjangoValidationError as error:
             raise service_error(error, fields={"data"}) from None
         return Response(draft.data)

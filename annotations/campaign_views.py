@@ -85,6 +85,11 @@ def _held_assignment(user, item: CampaignItem) -> Assignment:
 # --- Forms ------------------------------------------------------------------------------------------------------
 
 
+def _is_id_text(text: str) -> bool:
+    """ASCII digits of an id (at most 18, within a 64-bit id): "¹".isdigit() is true, and int() refuses it."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 class CampaignForm(forms.Form):
     name = forms.CharField(max_length=200)
     kind = forms.ChoiceField(choices=CAMPAIGN_KINDS, initial=CandidateKind.DIALOGUE)
@@ -126,7 +131,7 @@ class CampaignForm(forms.Form):
 
     def clean_scenarios(self) -> list[int]:
         parts = self._split(self.cleaned_data["scenarios"])
-        bad = [p for p in parts if not p.isdigit()]
+        bad = [p for p in parts if not _is_id_text(p)]
         if bad:
             raise ValidationError(f"not scenario ids: {', '.join(bad)}")
         return [int(p) for p in parts]
@@ -140,7 +145,7 @@ class CampaignForm(forms.Form):
         except UnicodeDecodeError:
             raise ValidationError("the id list must be a UTF-8 text file") from None
         parts = self._split(text)
-        bad = [p for p in parts if not p.isdigit()]
+        bad = [p for p in parts if not _is_id_text(p)]
         if bad:
             raise ValidationError(f"lines that are not candidate ids: {', '.join(bad[:10])}")
         if not parts:

@@ -17,7 +17,15 @@ from rest_framework.views import APIView
 from generation import courses as gen_courses
 from generation.models import CandidateKind, ClientProfile, Language, Revision
 from generation.schemas import MEMORY_FIELDS
-from psyroom_admin.api_permissions import CanReview, CanSeeCandidates, service_error
+from psyroom_admin.api_permissions import (
+    MAX_INT,
+    PAGE_PARAMETERS,
+    CanReview,
+    CanSeeCandidates,
+    page_of,
+    paginated_response,
+    service_error,
+)
 
 from . import course_services, visibility
 
@@ -46,10 +54,16 @@ class ProfileOutput(serializers.Serializer):
 class ProfilesApi(APIView):
     permission_classes = [CanSeeCandidates]
 
-    @extend_schema(operation_id="profiles_list", responses=ProfileOutput(many=True), tags=["courses"])
+    @extend_schema(
+        operation_id="profiles_list",
+        summary="List the client profiles you may read, by name, paginated",
+        parameters=PAGE_PARAMETERS,
+        responses={200: page_of(ProfileOutput, name="ProfilePage")},
+        tags=["courses"],
+    )
     def get(self, request: Request) -> Response:
         profiles = visibility.profile_scope(user=request.user, queryset=ClientProfile.objects.order_by("name", "id"))
-        return Response(ProfileOutput(profiles, many=True).data)
+        return paginated_response(request=request, view=self, queryset=profiles, serializer_class=ProfileOutput)
 
     @extend_schema(
         operation_id="profiles_create",
@@ -97,7 +111,7 @@ class CourseDetailApi(APIView):
 
 class MemoryInput(serializers.Serializer):
     memory = serializers.DictField(child=serializers.CharField(allow_blank=True), help_text=", ".join(MEMORY_FIELDS))
-    version = serializers.IntegerField(min_value=1)
+    version = serializers.IntegerField(min_value=1, max_value=MAX_INT)
     category = serializers.ChoiceField(
         choices=[(v, label) for v, label in Revision.Category.choices if v != Revision.Category.ORIGINAL],
         default=Revision.Category.CLINICAL,

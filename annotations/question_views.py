@@ -28,10 +28,16 @@ def _get_question_for_reviewer(request: HttpRequest, pk: int) -> Candidate:
 
 
 def _version(request: HttpRequest) -> int:
-    try:
-        return int(request.POST.get("version", ""))
-    except ValueError:
-        raise ValidationError({"version": "missing: reload the page"}) from None
+    text = request.POST.get("version", "").strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 9):
+        raise ValidationError({"version": "missing: reload the page"})
+    return int(text)
+
+
+def _small_int(text: str) -> int | None:
+    """A rating or an answer's index from the form: ASCII digits ("¹".isdigit() is true, and int() refuses it)."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
 
 
 def _errors(request: HttpRequest, error: ValidationError) -> None:
@@ -71,14 +77,14 @@ def question_rate(request: HttpRequest, pk: int) -> HttpResponse:
             rating = {"index": i}
             for key in RATING_KEYS:
                 raw = request.POST.get(f"rating-{i}-{key}", "")
-                rating[key] = int(raw) if raw.strip().isdigit() else None
+                rating[key] = _small_int(raw)
             ratings.append(rating)
         best_raw = request.POST.get("best", "")
         question_rate_rationales(
             candidate=candidate,
             reviewer=request.user,
             ratings=ratings,
-            best=int(best_raw) if best_raw.strip().isdigit() else None,
+            best=_small_int(best_raw),
             edited=request.POST.get("edited", ""),
             base_version=_version(request),
         )

@@ -141,7 +141,7 @@ def candidate_turn_edit_form(request: HttpRequest, pk: int, index: int) -> HttpR
     _check_can_review(request)
     row = _turn_row(candidate, index)
     seen = request.GET.get("version", "")
-    if seen.isdigit() and int(seen) != candidate.version:
+    if seen.isascii() and seen.isdigit() and int(seen) != candidate.version:
         if not request.htmx:
             return _render_detail(request, candidate, turn_states={index: {"conflict": True}}, status=409)
         return _render_turn(request, candidate, "annotations/_turn_conflict.html", row, status=409)

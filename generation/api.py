@@ -13,7 +13,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from psyroom_admin.api_permissions import PAGE_PARAMETERS, CanRunGeneration, page_of, paginated_response, service_error
+from psyroom_admin.api_permissions import (
+    MAX_ID,
+    MAX_INT,
+    PAGE_PARAMETERS,
+    CanRunGeneration,
+    page_of,
+    paginated_response,
+    service_error,
+)
 
 from . import selectors, services
 from .models import ClientProfile, GenerationRun, ModelSpec, Scenario
@@ -87,13 +95,9 @@ class RunListFilter(serializers.Serializer):
     status = serializers.ChoiceField(choices=GenerationRun.Status.choices, required=False)
 
 
-# The largest id a BigAutoField holds.
-_MAX_ID = 2**63 - 1
-
-
 def _id_list(help_text: str) -> serializers.ListField:
     """An optional list of row ids (at most 10,000)."""
-    ids = serializers.IntegerField(min_value=1, max_value=_MAX_ID)
+    ids = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     return serializers.ListField(child=ids, required=False, default=list, max_length=10_000, help_text=help_text)
 
 
@@ -110,22 +114,28 @@ class RunCreateInput(serializers.Serializer):
     dialogues = _id_list("dialogue candidate ids: a plan run writes a plan for each, a dialogue run reconstructs each")
     questions = _id_list("question runs: ids of imported choice-question candidates; each model answers each one")
     profiles = _id_list("course runs: client profile ids; the items cycle through them")
-    sessions = serializers.IntegerField(default=3, help_text="course runs: sessions per course")
+    sessions = serializers.IntegerField(
+        default=3, min_value=0, max_value=MAX_INT, help_text="course runs: sessions per course"
+    )
     count = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_INT,
         required=False,
         allow_null=True,
         default=None,
         help_text="how many items (with `dialogues` or `questions`: one per id)",
     )
-    turns = serializers.IntegerField(default=6, help_text="turns per dialogue or session, client first")
+    turns = serializers.IntegerField(
+        default=6, min_value=0, max_value=MAX_INT, help_text="turns per dialogue or session, client first"
+    )
     model_spec = serializers.CharField(
         required=False,
         allow_blank=True,
         default="",
-        max_length=100,
-        help_text="an existing model spec's name or id (default: PSYROOM_MODEL)",
+        max_length=200,
+        help_text="a model spec's name or id (default: PSYROOM_MODEL)",
     )
-    seed = serializers.IntegerField(default=0)
+    seed = serializers.IntegerField(default=0, min_value=-(2**63), max_value=2**63 - 1)
     parameters = serializers.DictField(
         required=False,
         default=dict,
@@ -150,15 +160,14 @@ class RunCreateInput(serializers.Serializer):
         value = value.strip()
         if not value:
             return None
-        # ASCII digits only: str.isdigit() is true of "¹", which int() refuses; an id beyond the column's range
-        # names no row.
-        if value.isascii() and value.isdigit():
-            spec = ModelSpec.objects.filter(pk=int(value)).first() if int(value) <= _MAX_ID else None
-        else:
-            spec = ModelSpec.objects.filter(name=value).first()
-        if spec is None:
-            raise serializers.ValidationError(f"no model spec named or numbered {value!r}")
-        return spec
+        # An id is ASCII digits within an id's range ("¹".isdigit() is true, and int() refuses it); anything else is
+        # a name, which is then simply not found.
+        is_id = value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_ID
+        lookup = {"pk": int(value)} if is_id else {"name": value}
+        try:
+            return ModelSpec.objects.get(**lookup)
+        except ModelSpec.DoesNotExist:
+            raise serializers.ValidationError(f"no model spec named or numbered {value!r}") from None
 
     @staticmethod
     def _rows(queryset, ids: list[int], what: str) -> list:

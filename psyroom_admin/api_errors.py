@@ -4,12 +4,14 @@
 - ``generation.services.StaleVersion`` (a write based on a version someone changed since) -> 409
   ``{"detail", "code": "stale_version", "version"}``;
 - ``generation.schemas.ContentError`` (content that does not fit its kind's schema) -> 400 ``{"content": [message]}``;
-- ``PermissionDenied`` -> 403 and ``Http404`` -> 404, as DRF already answers them.
+- ``PermissionDenied`` -> 403 and ``Http404`` -> 404, as DRF already answers them;
+- a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` -> 413 ``{"detail"}``, and Django's other refusals of a request's
+  shape (too many form fields, ...) -> 400 ``{"detail"}``, rather than Django's HTML error page.
 
 Views therefore call one service and let its exceptions through; nothing was written when any of these is raised.
 """
 
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import status
 from rest_framework.response import Response
@@ -46,4 +48,8 @@ def exception_handler(exc, context):
         return Response(validation_detail(exc), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, ContentError):
         return Response({"content": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"detail": str(exc)}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, SuspiciousOperation):
+        return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
     return drf_exception_handler(exc, context)

@@ -1,4 +1,4 @@
-"""What the REST API shares: permission classes built on ``roles``, the 400 shape of a service's errors, paging.
+"""What the REST API shares: permission classes built on ``roles``, the 400 shape of a service's errors, bounded paging.
 
 The permission classes answer the same questions as the web pages' access helpers (``annotations.views``), from the
 same functions of ``psyroom_admin.roles``; the services check the role again, so a forgotten class cannot open a
@@ -7,9 +7,8 @@ door. An anonymous request gets 401 (with ``WWW-Authenticate: Token``), a user w
 
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
-from rest_framework import serializers
+from rest_framework import pagination, serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -73,6 +72,41 @@ def service_error(error: DjangoValidationError, *, fields) -> serializers.Valida
     return serializers.ValidationError(detail)
 
 
+# Bounds for integer input, so that a huge number is a 400 and never reaches the database: an id (BigAutoField), a
+# PostgreSQL integer column (versions, counts, seconds), a user's id (Django's auth app keeps a 32-bit AutoField).
+MAX_ID = 2**63 - 1
+MAX_INT = 2**31 - 1
+MAX_USER_ID = MAX_INT
+
+MAX_LIMIT = 200
+# Past a 32-bit offset a page is always empty; a larger number would only overflow the database's LIMIT/OFFSET.
+MAX_OFFSET = 2**31 - 1
+
+
+class PageInput(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, required=False)
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, required=False)
+
+
+class LimitOffsetPagination(pagination.LimitOffsetPagination):
+    """DRF's ``?limit=&offset=`` paging, with both bounded: a value out of bounds or not a whole number is a 400 that
+    names the parameter (DRF's own class ignores a bad value, and passes a huge one to the database)."""
+
+    max_limit = MAX_LIMIT
+
+    def paginate_queryset(self, queryset, request, view=None):
+        page = PageInput(data=request.query_params)
+        page.is_valid(raise_exception=True)
+        self.page_input = page.validated_data
+        return super().paginate_queryset(queryset, request, view=view)
+
+    def get_limit(self, request) -> int:
+        return self.page_input.get("limit", self.default_limit)
+
+    def get_offset(self, request) -> int:
+        return self.page_input.get("offset", 0)
+
+
 def paginated_response(*, request, view, queryset, serializer_class) -> Response:
     """One page of ``queryset`` (``?limit=&offset=``), as ``{count, next, previous, results}``."""
     paginator = api_settings.DEFAULT_PAGINATION_CLASS()
@@ -82,8 +116,12 @@ def paginated_response(*, request, view, queryset, serializer_class) -> Response
 
 # The query parameters of ``paginated_response``, for ``extend_schema(parameters=...)``.
 PAGE_PARAMETERS = [
-    OpenApiParameter("limit", OpenApiTypes.INT, description="items per page (default 50)"),
-    OpenApiParameter("offset", OpenApiTypes.INT, description="items to skip"),
+    OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+        description=f"items per page (default {api_settings.PAGE_SIZE}, at most {MAX_LIMIT})",
+    ),
+    OpenApiParameter("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}, description="items to skip"),
 ]
 
 

@@ -173,6 +173,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # A NUL byte or a lone surrogate in a query string (or a page's form) is a 400 before any view runs.
+    "psyroom_admin.edge.QueryStringMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "psyroom_admin.middleware.NoStoreMiddleware",
@@ -286,7 +288,15 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # The edge rules on every body (psyroom_admin.edge): no NUL byte or lone surrogate, JSON at most 32 deep, a size
+    # limit that DRF's own parsers do not apply.
+    "DEFAULT_PARSER_CLASSES": [
+        "psyroom_admin.edge.JSONParser",
+        "psyroom_admin.edge.FormParser",
+        "psyroom_admin.edge.MultiPartParser",
+    ],
+    # ?limit= from 1 to 200, ?offset= from 0 to 2**31-1; out of bounds is a 400.
+    "DEFAULT_PAGINATION_CLASS": "psyroom_admin.api_permissions.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Services' refusals (400), stale versions (409) and permissions (403) answered the same way everywhere.
@@ -301,6 +311,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The answers from the edge and from DRF (400, 401, 403, 404, 413, 415), documented on every operation.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "psyroom_admin.api_schema.add_common_responses",
+    ],
 }
 
 # API tokens (django-rest-knox): hashed at rest, each expiring TOKEN_TTL after it was made; a password change revokes

@@ -292,7 +292,8 @@ def test_the_api_lets_only_curators_create_profiles(client, counselor, curator):
     client.force_login(curator)
     response = client.post("/api/profiles/", payload, content_type="application/json")
     assert response.status_code == 201 and response.json()["name"] == "Ana"
-    assert [p["name"] for p in client.get("/api/profiles/").json()] == ["Ana"]
+    page = client.get("/api/profiles/").json()
+    assert page["count"] == 1 and [p["name"] for p in page["results"]] == ["Ana"]
     client.logout()
     assert client.get("/api/profiles/").status_code in (401, 403)
 

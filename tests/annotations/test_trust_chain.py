@@ -250,7 +250,7 @@ def test_profiles_and_questions_are_scoped_like_their_candidates(curator, counse
     ClientProfile.objects.create(name="Li, 71", background="Lost his friend at the care home.")
     stranger = factories.make_user(roles.COUNSELOR)
     api = _api(stranger)
-    assert api.get(reverse("api:profile-list")).json() == []
+    assert api.get(reverse("api:profile-list")).json()["results"] == []
     assert api.get(reverse("api:question-list")).json()["results"] == []
     assert api.get(reverse("api:question-detail", args=[question.pk])).status_code == 404
     campaigns.campaign_create(
@@ -258,8 +258,8 @@ def test_profiles_and_questions_are_scoped_like_their_candidates(curator, counse
         candidate_ids=[question.pk],
     )  # fmt: skip
     assert [q["id"] for q in api.get(reverse("api:question-list")).json()["results"]] == [question.pk]
-    assert api.get(reverse("api:profile-list")).json() == []
-    assert len(_api(curator).get(reverse("api:profile-list")).json()) == 1
+    assert api.get(reverse("api:profile-list")).json()["results"] == []
+    assert _api(curator).get(reverse("api:profile-list")).json()["count"] == 1
 
 
 # --- The policy outside campaigns -----------------------------------------------------------------------------------
