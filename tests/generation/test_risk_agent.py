@@ -2,6 +2,7 @@
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from generation import selectors, services
 from generation.agents import AgentOutputError, parse_risk, risk_messages
@@ -230,3 +231,19 @@ def test_a_reconstructed_chinese_dialogue_is_asked_about_too(make_run):
     assert rewritten.ai_review["risk_agent"]["answer"] == "yes"
     flag = rewritten.flags.get()
     assert (flag.source, flag.detail) == ("agent", "risk agent: 来访者说“最近把东西都送人了”。")
+
+
+def test_a_senior_sees_what_the_agent_said_and_its_flag(make_run, client, senior):
+    def reply(prompt, call):
+        agent = speaker(prompt)
+        if agent == "client":
+            return UNSEEN
+        return YES if agent == "risk" else default_reply(prompt, call)
+
+    run = make_run()
+    services.run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    candidate = Candidate.objects.get(run=run)
+    client.force_login(senior)
+    page = client.get(reverse("annotations:candidate", args=[candidate.pk])).content.decode()
+    assert 'id="ai-risk-agent"' in page and "sees risk" in page
+    assert "Possible self-harm or suicide risk" in page and "risk agent" in page
