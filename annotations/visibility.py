@@ -166,6 +166,9 @@ def _flag_rows(candidate: Candidate, viewer, blind: bool) -> list[dict]:
         # The screen finds mentions; "handled badly" is a reviewer's judgement, so its label would mislead here.
         if screened and flag.code == RiskCode.SELF_HARM:
             label = "Mentions self-harm or suicide"
+        elif flag.source == RiskFlag.Source.AGENT and flag.code == RiskCode.SELF_HARM:
+            # The risk agent's yes (or an answer it could not give clearly) is a possibility, not a judgement.
+            label = "Possible self-harm or suicide risk"
         elif flag.code == "inherited":
             label = "Derived from a flagged item"
         else:

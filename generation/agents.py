@@ -192,6 +192,38 @@ def parse_emotion(raw: str, *, labels: dict[str, str]) -> tuple[str, str]:
     return min(found)[1], raw.strip()[:500]
 
 
+# --- The risk agent -------------------------------------------------------------------------------------------
+
+# "Risk: yes", "**Risk:** No.", "风险：是"; the first labelled answer counts.
+_RISK_LABELLED = re.compile(r"(?:risk|风险)[*_]*\s*[:：][*_\s]*(?:(yes|no)\b|(是|有|否|无(?!法)|没有))", re.I)
+# An answer that starts with the word itself: "Yes, the client ...", "否。"
+_RISK_BARE = re.compile(r"^[\W_]*(?:(yes|no)\b|(是|有|否|无(?!法)|没有))", re.I)
+_RISK_REASON = re.compile(r"(?:reason|理由|原因)[*_]*\s*[:：][*_\s]*(.+)", re.I | re.S)
+_RISK_YES = {"yes", "是", "有"}
+
+
+def risk_messages(*, version: str, turns: list[dict]) -> list[dict]:
+    """The risk agent's prompt: does the client of this dialogue express suicide or self-harm risk?"""
+    prompt = load_prompt("dialogue", version, "risk").format(dialogue=dialogue_text(turns))
+    return [{"role": "user", "content": prompt}]
+
+
+def parse_risk(raw: str) -> tuple[bool, str]:
+    """Whether the risk agent answered yes, and its reason (one line, at most 500 characters).
+
+    Reads "Risk: yes" / "Risk: no" (any case, markdown, a full stop; 是/有 and 否/无/没有 too), or an answer that
+    starts with yes or no. Anything else is refused: the caller must not take an unreadable answer for a no.
+    """
+    text = raw.strip()
+    match = _RISK_LABELLED.search(text) or _RISK_BARE.match(text)
+    if not match:
+        raise AgentOutputError("risk_unparsed", raw)
+    risky = (match.group(1) or match.group(2)).lower() in _RISK_YES
+    reason = _RISK_REASON.search(text[match.end() :])
+    rest = reason.group(1) if reason else text[match.end() :].lstrip(" .。,，!！-–—:：)*_")
+    return risky, " ".join(rest.split())[:500]
+
+
 # --- Support strategies (ESConv) ------------------------------------------------------------------------------
 
 STRATEGIES = (

@@ -352,6 +352,7 @@ PARAMETER_BOUNDS = {
     "max_attempts": (int, 1, 5),
     "supervisor": (bool, False, True),
     "classify": (bool, False, True),
+    "risk_agent": (bool, False, True),
     "strategies": (bool, False, True),
 }
 RUN_KINDS = (
@@ -626,7 +627,7 @@ def run_lineage(run: GenerationRun, backend, *, pipeline: str, chunk: list[int],
 
 def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
     """Generate the dialogue items of ``todo``, chunk by chunk; yields (candidates, failures, usage)."""
-    from .pipelines.dialogue import DialogueOptions, dialogue_chunk
+    from .pipelines.dialogue import DialogueOptions, dialogue_chunk, risk_flags
 
     params = run.parameters
     options = DialogueOptions(
@@ -635,6 +636,7 @@ def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
         threshold=float(params.get("threshold", 3.0)),
         max_attempts=int(params.get("max_attempts", 2)),
         classify=bool(params.get("classify", True)),
+        risk_agent=bool(params.get("risk_agent", True)),
         strategies=bool(params.get("strategies", False)),
     )
     if "dialogue" in run.targets[0]:
@@ -678,6 +680,8 @@ def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
                 ai_review = {"supervisor": {"threshold": options.threshold, "attempts": state.attempts}}
                 if state.emotion:
                     ai_review["emotion"] = state.emotion
+                if state.risk:
+                    ai_review["risk_agent"] = state.risk
                 best = [a.get("mean") for a in state.attempts if a.get("mean") is not None]
                 ai_review["supervisor"]["score"] = max(best) if best else None
                 extra = {
@@ -693,6 +697,7 @@ def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
                         run=run,
                         run_index=state.index,
                         lineage=run_lineage(run, backend, pipeline="dialogue", chunk=chunk, extra=extra),
+                        extra_flags=risk_flags(state.risk),
                     )
                 except ContentError as error:
                     failures.append({"index": state.index, "reason": "invalid_content", "raw": str(error)})
@@ -706,7 +711,7 @@ def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
 
 def _reconstruct_chunks(run: GenerationRun, backend, todo: list[int], options):
     """Reconstruction mode: each source dialogue classified, its counselor turns rewritten and labelled."""
-    from .pipelines.dialogue import reconstruct_chunk
+    from .pipelines.dialogue import reconstruct_chunk, risk_flags
 
     labels = dict(SubEmotion.objects.order_by("key").values_list("key", "label_en"))
     subs = SubEmotion.objects.in_bulk(field_name="key")
@@ -739,6 +744,8 @@ def _reconstruct_chunks(run: GenerationRun, backend, todo: list[int], options):
             if state.attempts:
                 ai_review["supervisor"] = {"threshold": None, "attempts": state.attempts,
                                            "score": state.attempts[0]["mean"]}  # fmt: skip
+            if state.risk:
+                ai_review["risk_agent"] = state.risk
             extra = {"mode": "reconstruction", "source": source.pk, "repairs": state.repairs}
             try:
                 candidate = candidate_build(
@@ -749,6 +756,7 @@ def _reconstruct_chunks(run: GenerationRun, backend, todo: list[int], options):
                     run=run,
                     run_index=state.index,
                     lineage=run_lineage(run, backend, pipeline="dialogue", chunk=chunk, extra=extra),
+                    extra_flags=risk_flags(state.risk),
                 )
             except ContentError as error:
                 failures.append({"index": state.index, "reason": "invalid_content", "raw": str(error)})

@@ -3,7 +3,9 @@
 Turn t of every live dialogue in the batch is one batched model call: that is what keeps a GPU busy. Then, also
 batched: the supervisor scores each dialogue on five dimensions and writes feedback; dialogues under the threshold
 are regenerated with that feedback (up to a limit, every attempt kept); the emotion classifier labels each dialogue
-with one of the 35 sub-emotions; optionally every counselor turn gets a support-strategy label.
+with one of the 35 sub-emotions; the risk agent asks whether the client expresses suicide or self-harm risk (a yes,
+or an answer that cannot be read, becomes a risk flag: ``risk_flags``); optionally every counselor turn gets a
+support-strategy label.
 
 Model output is untrusted: every answer is parsed strictly, retried once, and what cannot be used is counted and
 kept with its raw text. A dialogue whose agent fails twice on one turn leaves the batch; the others go on.
@@ -22,9 +24,11 @@ from ..agents import (
     counselor_messages,
     parse_emotion,
     parse_feedback,
+    parse_risk,
     parse_score,
     parse_strategy,
     parse_turn,
+    risk_messages,
     strategy_messages,
     supervisor_feedback_messages,
     supervisor_score_messages,
@@ -97,6 +101,8 @@ class DialogueState:
     feedback: str = ""
     attempts: list[dict] = field(default_factory=list)
     emotion: dict | None = None
+    # The risk agent's answer (``screen_risk``): {"answer": "yes" | "no" | None, "reason", "raw"[, "error"]}.
+    risk: dict | None = None
 
 
 @dataclass
@@ -247,6 +253,46 @@ def classify(
             state.emotion = {"label": key, "reason": reason, "target": target, "agrees": key == target}
 
 
+# A flag's detail is deterministic and short: what a reviewer reads in the flag list.
+RISK_DETAIL_CHARS = 300
+RISK_UNREAD_DETAIL = "the risk agent's answer could not be read"
+
+
+def screen_risk(
+    backend: Backend, states: list[DialogueState], *, sampling: SamplingParams, version: str, usage: Usage
+) -> None:
+    """Ask the risk agent whether the client of each dialogue expresses suicide or self-harm risk (one batched call,
+    and a retry of the answers that cannot be read). Each state's ``risk`` keeps the answer with its raw text."""
+    prompts = [risk_messages(version=version, turns=s.turns) for s in states]
+    answers = call_agents(
+        backend, prompts, lambda i, c: (*parse_risk(c.text), c.text), replace(sampling, **JUDGE_SAMPLING), usage
+    )
+    for state, answer in zip(states, answers, strict=True):
+        if isinstance(answer, AgentOutputError):
+            state.risk = {"answer": None, "error": answer.reason, "raw": answer.raw}
+            usage.stats["risk_agent_unread"] += 1
+        else:
+            risky, reason, raw = answer
+            state.risk = {"answer": "yes" if risky else "no", "reason": reason, "raw": raw}
+            if risky:
+                usage.stats["risk_agent_yes"] += 1
+
+
+def risk_flags(risk: dict | None) -> list[dict]:
+    """The risk flags a risk agent's answer opens: ``[{"code", "detail"}]``.
+
+    A yes opens one. So does an answer that could not be read: taking it for a no would let a dialogue the agent may
+    have meant to flag through unseen, so a senior clinician looks instead. No answer (the agent did not run) opens
+    none: the rules still screen every dialogue.
+    """
+    if risk is None or risk["answer"] == "no":
+        return []
+    if risk["answer"] == "yes":
+        detail = f"risk agent: {risk['reason']}" if risk["reason"] else "risk agent: yes, without a reason"
+        return [{"code": "self_harm", "detail": detail[:RISK_DETAIL_CHARS]}]
+    return [{"code": "self_harm", "detail": RISK_UNREAD_DETAIL}]
+
+
 def label_strategies(
     backend: Backend, states: list[DialogueState], *, sampling: SamplingParams, version: str, usage: Usage
 ) -> None:
@@ -274,6 +320,8 @@ class DialogueOptions:
     # Attempts in all, the first included: 2 means one regeneration at most.
     max_attempts: int = 2
     classify: bool = True
+    # The model-based risk screen; it complements the rules (``generation/risk.py``), which always run.
+    risk_agent: bool = True
     strategies: bool = False
 
 
@@ -290,7 +338,8 @@ def dialogue_chunk(
     sampling: SamplingParams,
     version: str = PROMPT_VERSION,
 ) -> BatchResult:
-    """Generate, supervise (regenerating under the threshold), classify and label one chunk of dialogues."""
+    """Generate, supervise (regenerating under the threshold), classify, screen for risk and label one chunk of
+    dialogues."""
     result = generate_dialogues(
         backend,
         indexes=indexes,
@@ -346,6 +395,9 @@ def dialogue_chunk(
     if options.classify and done:
         classify(backend, done, labels=labels, target=target, sampling=sampling, version=version, usage=usage)
         usage.stats["emotion_agrees"] += sum(1 for s in done if s.emotion and s.emotion.get("agrees"))
+    if options.risk_agent and done:
+        # On the turns kept: the best attempt's, after the supervisor.
+        screen_risk(backend, done, sampling=sampling, version=version, usage=usage)
     if options.strategies and done:
         label_strategies(backend, done, sampling=sampling, version=version, usage=usage)
     return result
@@ -360,7 +412,8 @@ def reconstruct_chunk(
     sampling: SamplingParams,
     version: str = PROMPT_VERSION,
 ) -> BatchResult:
-    """Rewrite real dialogues into labelled ones: classify each, rewrite its counselor turns, label the strategies.
+    """Rewrite real dialogues into labelled ones: classify each, rewrite its counselor turns, label the strategies,
+    and (``options.risk_agent``) ask the risk agent about the result.
 
     ``sources`` holds (index, turns) pairs; a source longer than ``RECONSTRUCT_MAX_TURNS`` is cut. The client's
     turns are kept verbatim; counselor turn t of every dialogue is rewritten in one batched call, seeing the
@@ -409,6 +462,8 @@ def reconstruct_chunk(
     done = [s for s in states if s.failure is None]
     if done:
         label_strategies(backend, done, sampling=sampling, version=version, usage=usage)
+    if options.risk_agent and done:
+        screen_risk(backend, done, sampling=sampling, version=version, usage=usage)
     if options.supervisor and done:
         reviews = supervise(backend, done, sampling=sampling, version=version, usage=usage)
         for state, review in zip(done, reviews, strict=True):

@@ -26,6 +26,8 @@ def speaker(prompt) -> str:
     text = "\n".join(m["content"] for m in prompt)
     if "role-playing a person" in prompt[0]["content"]:
         return "client"
+    if "You screen counseling sessions for suicide and self-harm risk" in text:
+        return "risk"
     if "Rate the COUNSELOR" in text:
         return "supervisor_score"
     if "concrete feedback" in text:
@@ -79,6 +81,8 @@ def default_reply(prompt, call):
         return "anxiety.1 - The client pressures herself to succeed."
     if agent == "strategy":
         return "Question"
+    if agent == "risk":
+        return "Risk: no\nReason: The client worries about her exams and says nothing about harming herself."
     if agent == "planner":
         return plan_answer(prompt)
     if agent == "scenario_writer":
