@@ -18,6 +18,11 @@ def pytest_configure(config):
     PostgreSQL and Redis or not at all."""
     # PBKDF2's hundreds of thousands of rounds per user made would dominate the suite; nothing here needs them.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The suite speaks plain HTTP (the test client, the live server and its browser), also where DEBUG is off because
+    # DATABASE_URL is set (CI): the HTTPS-only settings are checked in a production environment by test_security.py.
+    settings.SECURE_SSL_REDIRECT = False
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
     if os.environ.get("PSYROOM_REQUIRE_SERVICES") != "1":
         return
     engine = settings.DATABASES["default"]["ENGINE"]
