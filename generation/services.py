@@ -625,6 +625,12 @@ def run_lineage(run: GenerationRun, backend, *, pipeline: str, chunk: list[int],
     }
 
 
+def risk_agent_default(spec: ModelSpec) -> bool:
+    """Whether a run asks its model's risk agent unless told: yes, except with the bundled 135M model, whose answers
+    cannot be read in the agent's format (each would open a flag); the rules screen every item either way."""
+    return not spec.path.startswith("bundled:")
+
+
 def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
     """Generate the dialogue items of ``todo``, chunk by chunk; yields (candidates, failures, usage)."""
     from .pipelines.dialogue import DialogueOptions, dialogue_chunk, risk_flags
@@ -636,7 +642,7 @@ def _dialogue_chunks(run: GenerationRun, backend, todo: list[int]):
         threshold=float(params.get("threshold", 3.0)),
         max_attempts=int(params.get("max_attempts", 2)),
         classify=bool(params.get("classify", True)),
-        risk_agent=bool(params.get("risk_agent", True)),
+        risk_agent=bool(params.get("risk_agent", risk_agent_default(run.model_spec))),
         strategies=bool(params.get("strategies", False)),
     )
     if "dialogue" in run.targets[0]:

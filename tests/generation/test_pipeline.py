@@ -78,8 +78,9 @@ def test_run_execute_saves_candidates_with_lineage_and_revision_zero(run):
     services.run_execute(run_id=run.pk, backend=backend)
     run.refresh_from_db()
     assert (run.status, run.done, run.failed) == ("succeeded", 5, 0)
-    # chunks of 2, 2, 1: four turns, one supervisor call, one classifier call and one risk agent call each
-    assert len(backend.calls) == 3 * (4 + 1 + 1 + 1)
+    # chunks of 2, 2, 1: four turns, one supervisor call and one classifier call each (the bundled model's run does
+    # not ask the risk agent unless told: services.risk_agent_default)
+    assert len(backend.calls) == 3 * (4 + 1 + 1)
     candidates = list(run.candidates.order_by("run_index"))
     assert [c.run_index for c in candidates] == [0, 1, 2, 3, 4]
     assert candidates[0].lineage["model"] == "smollm2-135m-instruct"

@@ -94,6 +94,8 @@ def make_run(taxonomy, monkeypatch, django_capture_on_commit_callbacks):
         kwargs.setdefault("sub_emotion", selectors.sub_emotion_get(key="anxiety.1"))
         kwargs.setdefault("count", 1)
         kwargs.setdefault("turns", 2)
+        # The bundled model does not ask its risk agent unless told (risk_agent_default): these runs tell it.
+        kwargs["parameters"] = {"risk_agent": True, **kwargs.get("parameters", {})}
         with django_capture_on_commit_callbacks(execute=True):
             return services.run_create(**kwargs)
 
@@ -247,3 +249,11 @@ def test_a_senior_sees_what_the_agent_said_and_its_flag(make_run, client, senior
     page = client.get(reverse("annotations:candidate", args=[candidate.pk])).content.decode()
     assert 'id="ai-risk-agent"' in page and "sees risk" in page
     assert "Possible self-harm or suicide risk" in page and "risk agent" in page
+
+
+def test_the_agent_is_asked_by_default_except_with_the_bundled_model(taxonomy):
+    from generation.models import ModelSpec
+
+    assert services.risk_agent_default(services.modelspec_get_default()) is False
+    served = ModelSpec(name="qwen", backend="openai", path="Qwen/Qwen2.5-7B-Instruct", base_url="http://gpu-1:8000/v1")
+    assert services.risk_agent_default(served) is True
