@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from generation.models import Candidate, CandidateKind
-from generation.services import StaleVersion
+from generation.services import QueueUnavailable, StaleVersion
 from psyroom_admin import roles
 
 from . import campaigns, display, reviews, visibility
@@ -470,6 +470,8 @@ def campaign_regenerate(request: HttpRequest, campaign_id: int, candidate_id: in
         )
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
+    except QueueUnavailable as error:
+        messages.error(request, str(error))
     else:
         messages.success(request, f"Regeneration queued as run #{run.pk}: the new version joins this campaign.")
     return redirect(back)

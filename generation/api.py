@@ -207,6 +207,7 @@ class RunsApi(APIView):
         responses={
             201: RunDetailOutput,
             400: OpenApiResponse(description="invalid input: {field: [messages]}"),
+            503: OpenApiResponse(description='the task queue is unreachable: {"detail", "code": "queue_unavailable"}'),
         },
         tags=["runs"],
     )

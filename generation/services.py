@@ -535,10 +535,27 @@ def run_create(
     return run
 
 
+class QueueUnavailable(Exception):
+    """The task queue (the Celery broker) could not be reached: the run was not queued, and not kept."""
+
+
 def _queue_run(run_id: int) -> None:
+    """Queue a committed run's task. A run is kept only with its task: when the broker cannot be reached, the run is
+    deleted (nothing was generated) and ``QueueUnavailable`` says so, so that no run waits ``queued`` for a task that
+    does not exist."""
+    from kombu.exceptions import OperationalError
+
     from .tasks import generate_run
 
-    result = generate_run.delay(run_id)
+    try:
+        result = generate_run.delay(run_id)
+    except (OperationalError, OSError) as error:
+        GenerationRun.objects.filter(pk=run_id).delete()
+        logger.warning("run %s not queued, the broker is unreachable: %s", run_id, error)
+        raise QueueUnavailable(
+            "The task queue is unreachable: the run was not started and nothing was saved. Try again in a minute; "
+            "if this persists, an operator should check the broker (CELERY_BROKER_URL)."
+        ) from error
     GenerationRun.objects.filter(pk=run_id).update(task_id=result.id)
 
 

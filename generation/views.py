@@ -86,6 +86,9 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 field, _, _ = message.partition(":")
                 field = field.split(".")[-1] if field.startswith("parameters.") else field
                 form.add_error(field if field in form.fields else None, message)
+        except services.QueueUnavailable as error:
+            form.add_error(None, str(error))
+            return render(request, "generation/run_form.html", {"form": form}, status=503)
         else:
             messages.success(request, f"Run {run.pk} queued: {run.count} {run.get_kind_display().lower()}(s).")
             return redirect("generation:run", pk=run.pk)

@@ -19,7 +19,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from generation.schemas import ContentError
-from generation.services import StaleVersion
+from generation.services import QueueUnavailable, StaleVersion
 
 
 def validation_detail(error: DjangoValidationError) -> dict[str, list[str]]:
@@ -44,6 +44,9 @@ def exception_handler(exc, context):
             "version": candidate.version,
         }
         return Response(body, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, QueueUnavailable):
+        body = {"detail": str(exc), "code": "queue_unavailable"}
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "60"})
     if isinstance(exc, DjangoValidationError):
         return Response(validation_detail(exc), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, ContentError):
