@@ -7,6 +7,8 @@ plus claims whose lease has not run out) and that they were never served. On Pos
 
 from datetime import timedelta
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery
@@ -15,7 +17,7 @@ from django.utils import timezone
 
 from generation import selectors as gen_selectors
 from generation import services as gen_services
-from generation.models import Candidate
+from generation.models import Candidate, GenerationRun
 from psyroom_admin import roles
 
 from .models import Assignment, Campaign, CampaignItem, Draft, Rubric
@@ -371,11 +373,26 @@ def candidate_regenerate_with_critique(
     critique_target = {"parent": candidate, "feedback": critique}
     if campaign is not None:
         critique_target["campaign"] = campaign.pk
-    # The run is started for the reviewer (who may not start runs of their own): created_by stays empty and the
-    # audit event below says who asked.
-    run = gen_services.run_create(
-        kind="dialogue", critiques=[critique_target], model_spec=gen_services.modelspec_get_default()
-    )
+    limit = settings.PSYROOM_REGENERATIONS_PER_USER
+    with transaction.atomic():
+        # One reviewer's requests one at a time (their row locked), so that a burst cannot pass the limit together.
+        get_user_model().objects.select_for_update().filter(pk=reviewer.pk).first()
+        waiting = GenerationRun.objects.filter(
+            created_by=reviewer, status__in=[GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING]
+        ).count()
+        if waiting >= limit:
+            raise ValidationError(
+                {"critique": f"you have {waiting} regenerations waiting or running (at most {limit}): "
+                 "wait until one is done"}
+            )  # fmt: skip
+        # The run is started for the reviewer, who may not start runs of their own: it is theirs (created_by) for
+        # the limit and the record, and the audit event below says what they asked.
+        run = gen_services.run_create(
+            kind="dialogue",
+            critiques=[critique_target],
+            model_spec=gen_services.modelspec_get_default(),
+            created_by=reviewer,
+        )
     audit_record(
         actor=reviewer,
         action="candidate.regenerate",

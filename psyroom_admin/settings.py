@@ -377,6 +377,8 @@ PSYROOM_DEVICE = env_str("PSYROOM_DEVICE", "auto")
 # point the worker, and a key from its environment, at a server of their choosing):
 # - the credentials a spec may name, name -> the environment variable that holds the key ("vllm=VLLM_API_KEY");
 # - the servers a spec's base_url may lie under, as URL prefixes ("http://gpu-1:8000/v1"); none by default.
+# How many "regenerate with critique" runs one reviewer may have waiting or running at once.
+PSYROOM_REGENERATIONS_PER_USER = env_int("PSYROOM_REGENERATIONS_PER_USER", 3, minimum=1)
 PSYROOM_MODEL_CREDENTIALS = env_credentials("PSYROOM_MODEL_CREDENTIALS")
 PSYROOM_MODEL_SERVERS = env_url_prefixes("PSYROOM_MODEL_SERVERS")
 

@@ -363,3 +363,28 @@ def test_seed_demo_puts_demo_dialogues_in_a_campaign(taxonomy, settings, tmp_pat
     demo_counselor = get_user_model().objects.get(username="counselor")
     assert campaign.items.count() > 0
     assert visibility.candidate_list_visible_to(user=demo_counselor).count() == campaign.items.count()
+
+
+def test_a_reviewer_has_at_most_a_few_regenerations_waiting(campaign, counselor, dialogues, settings, monkeypatch):
+    from generation import services as gen_services
+    from generation.models import GenerationRun
+
+    monkeypatch.setattr(gen_services, "_queue_run", lambda run_id: None)
+    settings.PSYROOM_REGENERATIONS_PER_USER = 2
+    for candidate in dialogues[:2]:
+        run = campaigns.candidate_regenerate_with_critique(
+            candidate=candidate, reviewer=counselor, critique="Reflect first.", campaign=campaign
+        )
+        assert run.created_by == counselor
+    with pytest.raises(ValidationError, match="you have 2 regenerations waiting or running \\(at most 2\\)"):
+        campaigns.candidate_regenerate_with_critique(
+            candidate=dialogues[2], reviewer=counselor, critique="Reflect first.", campaign=campaign
+        )
+    assert GenerationRun.objects.count() == 2
+    assert AuditEvent.objects.filter(action="candidate.regenerate").count() == 2
+    # A finished one frees a place.
+    GenerationRun.objects.filter(pk=run.pk).update(status=GenerationRun.Status.SUCCEEDED)
+    campaigns.candidate_regenerate_with_critique(
+        candidate=dialogues[2], reviewer=counselor, critique="Reflect first.", campaign=campaign
+    )
+    assert GenerationRun.objects.count() == 3
