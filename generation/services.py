@@ -476,8 +476,9 @@ def run_create(
     from .pipelines import scenario as scenario_pipeline
 
     # A reviewer may start one kind of run: a regeneration of dialogues with their critique.
-    may_start = roles.user_can_run_generation(created_by) or (critiques and roles.user_can_review(created_by))
-    if created_by is not None and not may_start:
+    if created_by is not None and not (
+        roles.user_can_run_generation(created_by) or (critiques and roles.user_can_review(created_by))
+    ):
         raise PermissionDenied("Only curators and admins may start generation runs.")
     if kind not in RUN_KINDS:
         raise ValidationError(f"kind: generation of {kind!r} is not available (choose {', '.join(RUN_KINDS)})")

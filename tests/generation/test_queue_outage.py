@@ -16,9 +16,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def broker_down():
+def broker_down(monkeypatch):
     """The app's broker is a Redis port where nothing listens (a real connection attempt, refused)."""
     before = (app.conf.broker_url, app.conf.broker_transport_options)
+    # Celery reads CELERY_BROKER_URL from the environment before its configuration (CI sets it).
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
     app.conf.broker_url = "redis://127.0.0.1:1/0"
     app.conf.broker_transport_options = {}
     app._pool = None
