@@ -14,12 +14,12 @@ the flags off, naming the flags and the version they read, or adjudicates it.
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from generation import selectors as gen_selectors
 from generation import services as gen_services
-from generation.models import Candidate, RiskFlag
+from generation.models import Candidate
 from psyroom_admin import roles
 
 from .models import Adjudication, Assignment, Campaign, CampaignItem, Draft, Review, ReviewPolicy, RiskCode, Rubric
@@ -158,7 +158,7 @@ def policy_decide(*, candidate: Candidate, campaign: Campaign | None = None) -> 
     # Each person counts once, with their latest judgement of this revision.
     reviews = list({r.reviewer_id: r for r in reviews.order_by("created_at", "pk")}.values())
     approving = [r for r in reviews if r.decision == Review.Decision.APPROVE]
-    open_risk = candidate.risk_flags_in_scope().filter(signed_off_at__isnull=True).exists()
+    open_risk = candidate.open_risk_flags().exists()
     if campaign is not None:
         policy = {**DEFAULT_CAMPAIGN_POLICY, **(campaign.policy or {})}
         flagged = policy.get("no_risk", True) and any(r.risk_flags for r in reviews)
@@ -249,9 +249,7 @@ def review_submit(
             locked = Candidate.objects.select_for_update().get(pk=candidate.pk)
             if locked.version != base_version:
                 raise gen_services.StaleVersion(locked)
-            if decision == Review.Decision.APPROVE and (
-                risk_flags or locked.risk_flags_in_scope().filter(signed_off_at__isnull=True).exists()
-            ):
+            if decision == Review.Decision.APPROVE and (risk_flags or locked.open_risk_flags().exists()):
                 raise ValidationError({"decision": RISK_BLOCKS_APPROVAL})
             revision = gen_selectors.candidate_latest_revision(candidate=locked)
             if assignment is None:
@@ -363,7 +361,7 @@ def adjudication_queue(*, clinician) -> QuerySet[CampaignItem]:
     """
     if not roles.user_can_sign_off_risk(clinician):
         raise PermissionDenied("Only a senior clinician adjudicates.")
-    open_risk = Exists(RiskFlag.objects.filter(candidate_id=OuterRef("candidate_id"), signed_off_at__isnull=True))
+    open_risk = gen_selectors.open_risk_q(candidate="candidate_id")
     return (
         CampaignItem.objects.select_related("campaign", "candidate")
         .filter(Q(state=CampaignItem.State.ADJUDICATION) | (open_risk & Q(state=CampaignItem.State.OPEN)))
@@ -414,9 +412,7 @@ def adjudicate(
                 raise ValidationError(
                     {"item": f"you wrote revision {revision.number}: another senior clinician must judge your edit"}
                 )
-            open_ids = set(
-                candidate.risk_flags_in_scope().filter(signed_off_at__isnull=True).values_list("pk", flat=True)
-            )
+            open_ids = set(candidate.open_risk_flags().values_list("pk", flat=True))
             unseen = sorted(open_ids - set(flag_ids or []))
             if unseen:
                 raise ValidationError(

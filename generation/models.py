@@ -268,7 +268,11 @@ class Candidate(models.Model):
         annotated = self.__dict__.get("open_risk")
         if annotated is not None:
             return annotated
-        return self.risk_flags_in_scope().filter(signed_off_at__isnull=True).exists()
+        return self.open_risk_flags().exists()
+
+    def open_risk_flags(self):
+        """The flags in ``risk_flags_in_scope`` that no senior clinician has signed off: each blocks approval."""
+        return self.risk_flags_in_scope().filter(signed_off_at__isnull=True)
 
     def risk_flags_in_scope(self):
         """The flags that gate this candidate: its own and, for a course, its sessions' (a course is approved with

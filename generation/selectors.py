@@ -24,9 +24,9 @@ def candidate_list(*, filters: dict | None = None) -> QuerySet[Candidate]:
     return qs
 
 
-def open_risk_q() -> Exists:
-    """A candidate with a risk flag that no senior clinician has signed off."""
-    return Exists(RiskFlag.objects.filter(candidate_id=OuterRef("pk"), signed_off_at__isnull=True))
+def open_risk_q(*, candidate: str = "pk") -> Exists:
+    """A candidate (the outer query's field ``candidate``) with a risk flag no senior clinician has signed off."""
+    return Exists(RiskFlag.objects.filter(candidate_id=OuterRef(candidate), signed_off_at__isnull=True))
 
 
 def with_risk(queryset: QuerySet[Candidate]) -> QuerySet[Candidate]:

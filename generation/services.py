@@ -272,7 +272,7 @@ def candidate_set_status(*, candidate: Candidate, status: str, revision: Revisio
             latest = locked.revisions.order_by("-number").first()
             if revision is None or revision.pk != latest.pk:
                 raise StaleVersion(locked)
-            if locked.risk_flags_in_scope().filter(signed_off_at__isnull=True).exists():
+            if locked.open_risk_flags().exists():
                 raise ValidationError(
                     {"decision": "This item is flagged for risk: a senior clinician must sign it off before approval."}
                 )
