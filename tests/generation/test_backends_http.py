@@ -91,20 +91,6 @@ class ScriptedServer:
         self.httpd.server_close()
 
 
-@pytest.fixture
-def serve():
-    servers = []
-
-    def start(*script):
-        server = ScriptedServer(script)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
     monkeypatch.setattr(backends, "RETRY_BASE_DELAY_S", 0.001)

@@ -20,26 +20,12 @@ from psyroom_admin import roles
 from psyroom_admin import settings as project_settings
 from tests import factories
 
-from .test_backends_http import PROMPT, ScriptedServer, error, ok
+from .test_backends_http import PROMPT, error, ok
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "the-django-secret-key-never-sent"
 API_KEY = "sk-allowed-credential"
-
-
-@pytest.fixture
-def serve():
-    servers = []
-
-    def start(*script):
-        server = ScriptedServer(script)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)
