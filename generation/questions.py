@@ -139,6 +139,8 @@ def questions_import(
     ids = IdLedger()
     files = 0
     for source in sources(path, suffix=".json", limits=Limits.from_settings()):
+        if limit is not None and len(built) >= limit:
+            break  # the rest of the files (or archive) is not read
         # A single file's split is in the path given; a folder's or an archive's, in the path within it.
         file_split = _split_of(path.as_posix() if path.is_file() and not source.archive else source.file)
         if split is not None and file_split != split:
