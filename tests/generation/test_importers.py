@@ -682,3 +682,21 @@ def test_a_bad_line_after_many_good_ones_is_found_before_anything_is_written(tmp
 
     assert refused(path, "messages").startswith("chat.jsonl:3001: messages must be a non-empty list")
     assert saves == []
+
+
+def test_the_planner_statistics_are_refreshed_at_the_start_and_as_the_import_grows_tenfold(tmp_path, monkeypatch):
+    monkeypatch.setattr(importers, "BATCH_SIZE", 2)
+    refreshed = []
+    real_refresh = importers._refresh_statistics
+
+    def spy():
+        refreshed.append(Candidate.objects.count())
+        real_refresh()  # on PostgreSQL an ANALYZE inside the import's transaction; elsewhere nothing
+
+    monkeypatch.setattr(importers, "_refresh_statistics", spy)
+    lines = [messages_line(("user", f"Line {n}."), ("assistant", "Go on.")) for n in range(45)]
+
+    dialogues_import(path=write(tmp_path / "chat.jsonl", "\n".join(lines)), format="messages")
+
+    assert refreshed == [0, 2, 20]
+    assert Candidate.objects.count() == 45
