@@ -1,4 +1,5 @@
-"""Receivers: role changes are audited, and a candidate regenerated from a campaign joins that campaign.
+"""Receivers: role changes and two-factor sign-in events are audited, and a candidate regenerated from a campaign
+joins that campaign.
 
 Registered in ``AnnotationsConfig.ready``. generation/ knows nothing of campaigns: a regeneration run carries the
 campaign in its target (``{"parent", "feedback", "campaign"}``), and the candidate it saves is matched here.
@@ -8,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
+from accounts.services import otp_event
 from generation.models import Candidate
 from generation.services import candidates_created
 
@@ -41,6 +43,12 @@ def audit_group_change(sender, instance, action, reverse, model, pk_set, **kwarg
             action="permission.change",
             data={"user": user_pk, "groups": groups, "action": action.split("_", 1)[1]},
         )
+
+
+@receiver(otp_event, dispatch_uid="annotations.audit_otp_event")
+def audit_otp_event(sender, user, actor, action, data, **kwargs):
+    """Enrolment, removal, unlocking and every refused code (accounts.services) are in the audit trail."""
+    AuditEvent.objects.create(actor=actor, action=action, data={"user": user.pk, **data})
 
 
 @receiver(candidates_created, sender=Candidate, dispatch_uid="annotations.join_parent_campaign_bulk")

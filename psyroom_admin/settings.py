@@ -158,6 +158,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "knox",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "csp",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -177,10 +179,15 @@ MIDDLEWARE = [
     "psyroom_admin.edge.QueryStringMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session gave a TOTP code (django-otp).
+    "django_otp.middleware.OTPMiddleware",
     "psyroom_admin.middleware.NoStoreMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # A signed-in session that still owes a TOTP code (or, by PSYROOM_OTP_REQUIRED_ROLES, an enrolment) reaches
+    # nothing else, the Django admin included (accounts.middleware).
+    "accounts.middleware.OTPGateMiddleware",
     # Last: it turns a login that axes refused into the lockout answer (accounts.lockout).
     "axes.middleware.AxesMiddleware",
 ]
@@ -247,6 +254,37 @@ AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
 # How many reverse proxies append to X-Forwarded-For in front of the app (0: use the connection's address).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+
+# --- Two-factor sign-in (django-otp, TOTP) ----------------------------------------------------------------------
+
+# The roles that may enrol an authenticator app (psyroom_admin.roles.OTP_ROLES says the same; a test keeps them
+# equal): counselors cannot, so they cannot be required to.
+_OTP_ROLES = ("senior_clinician", "curator", "admin")
+
+
+def env_roles(name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated role names, each one of ``allowed``."""
+    names = tuple(dict.fromkeys(item.strip() for item in env_str(name).split(",") if item.strip()))
+    for role in names:
+        if role not in allowed:
+            raise ImproperlyConfigured(f"{name}: {role!r} is not one of {', '.join(allowed)}")
+    return names
+
+
+# Enrolment is optional: a user who enrolled gives a code after the password, on every way in. The roles named
+# here (e.g. "senior_clinician,curator,admin") must enrol before any page or token is theirs.
+PSYROOM_OTP_REQUIRED_ROLES = env_roles("PSYROOM_OTP_REQUIRED_ROLES", _OTP_ROLES)
+# Wrong codes are counted per device, whatever the address, on the code page and /api/auth/token/ together: after
+# this many in a row, no code is checked until PSYROOM_OTP_COOLOFF_MINUTES after the last failure.
+PSYROOM_OTP_FAILURE_LIMIT = env_int("PSYROOM_OTP_FAILURE_LIMIT", 5, minimum=1)
+PSYROOM_OTP_COOLOFF = timedelta(minutes=env_int("PSYROOM_OTP_COOLOFF_MINUTES", 15, minimum=1))
+# The lock above replaces django-otp's own exponential delay (a factor of 0 turns it off; the failures are still
+# counted on the device).
+OTP_TOTP_THROTTLE_FACTOR = 0
+# The name an authenticator app shows next to the account.
+OTP_TOTP_ISSUER = env_str("PSYROOM_OTP_ISSUER", "PsyRoom Admin")
+# The Django admin's TOTP device pages never show a device's secret (accounts/admin.py only lists and deletes).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # --- HTTPS and headers ------------------------------------------------------------------------------------------
 
