@@ -33,7 +33,6 @@ class TokenObtainApi(APIView):
         request=InputSerializer,
         responses={
             200: OutputSerializer,
-            400: inline_serializer("TokenRefused", {"non_field_errors": serializers.ListField()}),
             429: inline_serializer("LockedOut", {"detail": serializers.CharField(), "code": serializers.CharField()}),
         },
         auth=[],
