@@ -43,9 +43,6 @@ class TokenObtainApi(APIView):
         request=InputSerializer,
         responses={
             200: OutputSerializer,
-            400: inline_serializer(
-                "TokenRefused", {"non_field_errors": serializers.ListField(), "otp": serializers.ListField()}
-            ),
             403: inline_serializer(
                 "OTPEnrolmentRequired", {"detail": serializers.CharField(), "code": serializers.CharField()}
             ),

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from generation import selectors as gen_selectors
-from psyroom_admin import roles
+from psyroom_admin import edge, roles
 from psyroom_admin.api_permissions import (
     MAX_ID,
     MAX_INT,
@@ -362,6 +362,8 @@ class AdjudicateApi(APIView):
 
 class DraftApi(APIView):
     permission_classes = [CanReview]
+    # A draft is a JSON object (what the review form holds so far); a form or multipart body is a 415.
+    parser_classes = [edge.JSONParser]
 
     def _candidate(self, request, pk):
         visible = visibility.candidate_scope(user=request.user, queryset=gen_selectors.candidate_list())

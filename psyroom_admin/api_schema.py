@@ -16,6 +16,13 @@ ERROR = {
     "properties": {"detail": {"type": "string"}},
     "required": ["detail"],
 }
+# A 400 names what is wrong: ``{detail}`` from the edge, ``{field: [messages]}`` (nested for nested input) from a
+# serializer or a service.
+INVALID = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "additionalProperties": True,
+}
 
 COMMON = {
     "400": "Invalid input: {field: [messages]}, or {detail} naming where the edge refused it "
@@ -30,8 +37,11 @@ COMMON = {
 
 def add_common_responses(result, generator, request, public):
     """drf-spectacular postprocessing hook: add the shared error answers (see the module's docstring)."""
-    result.setdefault("components", {}).setdefault("schemas", {})["ErrorDetail"] = ERROR
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components["ErrorDetail"] = ERROR
+    components["InvalidInput"] = INVALID
     error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}
+    invalid = {"application/json": {"schema": {"$ref": "#/components/schemas/InvalidInput"}}}
     for path, item in result.get("paths", {}).items():
         for operation in item.values():
             if not isinstance(operation, dict) or "responses" not in operation:
@@ -46,5 +56,6 @@ def add_common_responses(result, generator, request, public):
                 codes += ["413", "415"]
             for code in codes:
                 if code not in operation["responses"]:
-                    operation["responses"][code] = {"description": COMMON[code], "content": error}
+                    content = invalid if code == "400" else error
+                    operation["responses"][code] = {"description": COMMON[code], "content": content}
     return result

@@ -172,6 +172,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (what `collectstatic` put in STATIC_ROOT) with far-future caching, also where DEBUG is off.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -389,6 +391,9 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 600, minimum=1),
     }
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) and env_str("PSYROOM_BROKER_KEYPREFIX", ""):
+    # Several deployments (or parallel test processes) can share one Redis: each keeps its keys under a prefix.
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("PSYROOM_BROKER_KEYPREFIX", "")
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
+from django.test import Client, override_settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -139,3 +141,17 @@ def test_check_deploy_is_clean_under_production_settings():
 
     output = _deploy_check(SECURE_HSTS_PRELOAD="1")
     assert "System check identified no issues" in output, output
+
+
+# --- Static files with DEBUG off --------------------------------------------------------------------------------
+
+
+def test_static_files_are_served_with_debug_off_after_collectstatic(tmp_path):
+    with override_settings(STATIC_ROOT=tmp_path, DEBUG=False):
+        call_command("collectstatic", "--noinput", verbosity=0)
+        response = Client().get("/static/css/app.css")
+        missing = Client().get("/static/css/no-such-file.css")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == (ROOT / "static" / "css" / "app.css").read_bytes()
+    assert "max-age" in response["Cache-Control"]
+    assert missing.status_code == 404
