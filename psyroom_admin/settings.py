@@ -172,7 +172,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # Static files (what `collectstatic` put in STATIC_ROOT) with far-future caching, also where DEBUG is off.
+    # Static files (what `collectstatic` put in STATIC_ROOT), also where DEBUG is off.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
