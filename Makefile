@@ -50,6 +50,7 @@ test-e2e: install browser
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	SECRET_KEY=$${SECRET_KEY:-lint-only-secret-key} $(BIN)/mypy
 	SECRET_KEY=$${SECRET_KEY:-lint-only-secret-key} $(BIN)/python manage.py makemigrations --check --dry-run
 
 # Browser tests drive Debian's Chromium (no browser download); Noto CJK renders the Chinese dialogues.

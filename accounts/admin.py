@@ -15,7 +15,7 @@ class TOTPDeviceAdmin(admin.ModelAdmin):
     list_display = ["user", "confirmed", "created_at", "last_used_at", "throttling_failure_count"]
     list_filter = ["confirmed"]
     search_fields = ["user__username", "user__email"]
-    fields = ["user", "name", "confirmed", "created_at", "last_used_at", "throttling_failure_count"]
+    fields = ("user", "name", "confirmed", "created_at", "last_used_at", "throttling_failure_count")
     readonly_fields = fields
     actions = ["unlock"]
 

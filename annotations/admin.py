@@ -41,7 +41,7 @@ class ReviewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["=candidate__id", "reviewer__username", "comment"]
     list_select_related = ["candidate", "revision", "reviewer"]
     date_hierarchy = "created_at"
-    fields = [
+    fields = (
         "candidate",
         "revision",
         "reviewer",
@@ -52,7 +52,7 @@ class ReviewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "comment",
         "time_spent_s",
         "created_at",
-    ]
+    )
     readonly_fields = fields
 
     @admin.display(description="revision", ordering="revision__number")
@@ -67,7 +67,7 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["action", "actor__username", "=candidate__id"]
     list_select_related = ["actor", "candidate"]
     date_hierarchy = "created_at"
-    fields = ["created_at", "action", "actor", "candidate", "data"]
+    fields = ("created_at", "action", "actor", "candidate", "data")
     readonly_fields = fields
 
 

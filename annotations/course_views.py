@@ -155,7 +155,9 @@ def course_review(request: HttpRequest, pk: int) -> HttpResponse:
 def session_review(request: HttpRequest, pk: int) -> HttpResponse:
     session = _get_candidate(request, pk, CandidateKind.SESSION)
     _check_can_review(request)
-    return _review(request, session, session.parent, f"r{session.pk}")
+    course = session.parent
+    assert course is not None  # a session belongs to its course
+    return _review(request, session, course, f"r{session.pk}")
 
 
 def _edit(request: HttpRequest, course: Candidate, key: tuple, form, save) -> HttpResponse:
@@ -190,7 +192,9 @@ def session_memory_edit(request: HttpRequest, pk: int) -> HttpResponse:
         )
 
     form = MemoryEditForm(request.POST, prefix=f"m{session.pk}")
-    return _edit(request, session.parent, ("memory", session.pk), form, save)
+    course = session.parent
+    assert course is not None  # a session belongs to its course
+    return _edit(request, course, ("memory", session.pk), form, save)
 
 
 @login_required
@@ -211,7 +215,9 @@ def session_turn_edit(request: HttpRequest, pk: int, index: int) -> HttpResponse
         )
 
     form = SessionTurnEditForm(request.POST, prefix=f"s{session.pk}t{index}")
-    return _edit(request, session.parent, ("turn", session.pk, index), form, save)
+    course = session.parent
+    assert course is not None  # a session belongs to its course
+    return _edit(request, course, ("turn", session.pk, index), form, save)
 
 
 @login_required
@@ -260,7 +266,7 @@ def profile_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
                 return redirect("annotations:profile_edit", profile.pk)
         return render(request, "annotations/course_profile_form.html", {"form": form, "profile": profile}, status=400)
     initial = {f: getattr(profile, f) for f in ProfileForm.base_fields} if profile else {"language": "en"}
-    context = {"form": ProfileForm(initial=initial), "profile": profile}
+    context: dict[str, object] = {"form": ProfileForm(initial=initial), "profile": profile}
     if profile:
         context["courses"] = gen_selectors.candidate_list(filters={"kind": CandidateKind.COURSE}).filter(
             profile=profile

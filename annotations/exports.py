@@ -66,6 +66,7 @@ def sft_export(*, out: Path, actor=None) -> ExportResult:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             for candidate in candidates.iterator(chunk_size=500):
                 revision = candidate.approved_revision
+                assert revision is not None  # candidate_list_exportable keeps only candidates with one
                 reviewer_ids = sorted({r.reviewer_id for r in candidate.reviews.all() if r.revision_id == revision.pk})
                 line = json.dumps(
                     sft_record(candidate=candidate, revision=revision, reviewer_ids=reviewer_ids), ensure_ascii=False

@@ -111,7 +111,9 @@ def questions_export(*, out_dir: Path, actor=None) -> QuestionExportResult:
     grpo, sft, skipped = [], [], 0
     for candidate in gen_selectors.candidate_list_exportable(kind=CandidateKind.QUESTION).order_by("id"):
         # What people approved, never a later edit.
-        candidate.content = content = candidate.approved_revision.content
+        approved = candidate.approved_revision
+        assert approved is not None  # candidate_list_exportable keeps only candidates with one
+        candidate.content = content = approved.content
         if content.get("difficulty") == "hard" and content["question_type"] != "open":
             grpo.append(grpo_record(candidate))
         elif content.get("difficulty") == "easy":

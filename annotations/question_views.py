@@ -74,7 +74,7 @@ def question_rate(request: HttpRequest, pk: int) -> HttpResponse:
     ratings = []
     try:
         for i in range(len(candidate.content.get("answers", []))):
-            rating = {"index": i}
+            rating: dict[str, int | None] = {"index": i}
             for key in RATING_KEYS:
                 raw = request.POST.get(f"rating-{i}-{key}", "")
                 rating[key] = _small_int(raw)

@@ -63,7 +63,9 @@ def join_parent_campaign(sender, instance: Candidate, created: bool, raw: bool =
     """A regenerated candidate (``parent`` set by a run whose target names a campaign) joins that campaign."""
     if not created or raw or instance.parent_id is None or instance.run_id is None:
         return
-    targets = instance.run.targets or []
+    run = instance.run
+    assert run is not None  # run_id is set
+    targets = run.targets or []
     for target in targets:
         if isinstance(target, dict) and target.get("parent") == instance.parent_id and target.get("campaign"):
             item, made = CampaignItem.objects.get_or_create(campaign_id=target["campaign"], candidate=instance)

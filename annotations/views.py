@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.middleware import HtmxDetails
 
 from generation import selectors as gen_selectors
 from generation.models import Candidate
@@ -27,6 +28,12 @@ from .rubrics import DEFAULTS as RUBRICS
 QUEUE_PAGE_SIZE = 50
 # The kinds these pages can show and review: those with a rubric.
 REVIEW_KINDS = tuple(RUBRICS)
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request that went through django-htmx's middleware (django-htmx's documented type for ``request.htmx``)."""
+
+    htmx: HtmxDetails
 
 
 # --- Access -----------------------------------------------------------------------------------------------------
@@ -135,7 +142,7 @@ def candidate_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def candidate_turn_edit_form(request: HttpRequest, pk: int, index: int) -> HttpResponse:
+def candidate_turn_edit_form(request: HtmxHttpRequest, pk: int, index: int) -> HttpResponse:
     """The edit form of one turn, based on the version the page shows (``?version=``); 409 if that is stale."""
     candidate = _get_candidate_for_viewer(request, pk)
     _check_can_review(request)
@@ -153,7 +160,7 @@ def candidate_turn_edit_form(request: HttpRequest, pk: int, index: int) -> HttpR
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def candidate_turn(request: HttpRequest, pk: int, index: int) -> HttpResponse:
+def candidate_turn(request: HtmxHttpRequest, pk: int, index: int) -> HttpResponse:
     """GET: the turn as shown on the page (to cancel an edit). POST: save the edit as a new revision."""
     candidate = _get_candidate_for_viewer(request, pk)
     row = _turn_row(candidate, index)

@@ -125,7 +125,8 @@ class TransformersBackend:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=True)
-        self.model.to(self.device)
+        # transformers types ``to`` through a decorator that hides its signature; a device name is what it takes.
+        self.model.to(self.device)  # type: ignore[arg-type]
         self.model.eval()
         decoding.pack_output_layer(self.model)
         self._store = decoding.KVStore(decoding.KV_STORE_TOKENS)
@@ -149,7 +150,7 @@ class TransformersBackend:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         # The dequantized weights are plain tensors; drop the GGUF quantizer so that they can be saved.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # typed through nn.Module.__getattr__; None is allowed
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         partial = cache.with_name(f"{cache.name}.partial-{os.getpid()}")
@@ -172,8 +173,11 @@ class TransformersBackend:
         """The prompt in the model's chat template, ending where the model's answer begins; a prompt that ends with
         an assistant message has the model continue that message."""
         if continues_answer(prompt):
-            return self.tokenizer.apply_chat_template(prompt, continue_final_message=True, tokenize=False)
-        return self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+            text = self.tokenizer.apply_chat_template(prompt, continue_final_message=True, tokenize=False)
+        else:
+            text = self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        # With tokenize=False the template gives text; transformers' return type covers every combination of options.
+        return text  # type: ignore[return-value]
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
         """One batched decode (``generation.decoding``). What the rows share with rows written before (the same
@@ -195,7 +199,8 @@ class TransformersBackend:
             answers = decoding.decode(self.model, batch, params, eos=eos, vocabulary=vocabulary, store=self._store)
         return [
             Completion(
-                text=self.tokenizer.decode(answer, skip_special_tokens=True),
+                # One row of ids decodes to one string (transformers' return type also covers a batch).
+                text=self.tokenizer.decode(answer, skip_special_tokens=True),  # type: ignore[arg-type]
                 prompt_tokens=len(row),
                 completion_tokens=len(answer),
                 truncated=not answer or answer[-1] != eos,

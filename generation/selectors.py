@@ -1,13 +1,32 @@
 """Reads of the generation app, for views, APIs and the annotations app."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypedDict
+
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from .models import Candidate, GenerationRun, Revision, RiskFlag, SubEmotion
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class RiskAnnotations(TypedDict):
+    """What ``with_risk`` annotates a candidate with."""
+
+    flagged: bool
+    open_risk: bool
+
+
+if TYPE_CHECKING:
+    # A candidate of ``with_risk``; for type checkers only (WithAnnotations takes no TypedDict at run time).
+    CandidateWithRisk = WithAnnotations[Candidate, RiskAnnotations]
+
 REVIEWABLE = [Candidate.Status.GENERATED, Candidate.Status.IN_REVIEW, Candidate.Status.NEEDS_REVISION]
 
 
-def candidate_list(*, filters: dict | None = None) -> QuerySet[Candidate]:
+def candidate_list(*, filters: dict | None = None) -> QuerySet[CandidateWithRisk]:
     """Candidates with the filters the API and pages offer: kind, status, sub_emotion (key), run (id), language."""
     filters = filters or {}
     qs = with_risk(Candidate.objects.select_related("sub_emotion", "run").order_by("id"))
@@ -29,7 +48,7 @@ def open_risk_q(*, candidate: str = "pk") -> Exists:
     return Exists(RiskFlag.objects.filter(candidate_id=OuterRef(candidate), signed_off_at__isnull=True))
 
 
-def with_risk(queryset: QuerySet[Candidate]) -> QuerySet[Candidate]:
+def with_risk(queryset: QuerySet[Candidate]) -> QuerySet[CandidateWithRisk]:
     """Candidates annotated with ``flagged`` (any flag) and ``open_risk`` (one not signed off)."""
     return queryset.annotate(
         flagged=Exists(RiskFlag.objects.filter(candidate_id=OuterRef("pk"))), open_risk=open_risk_q()
@@ -46,7 +65,7 @@ def candidate_flags(*, candidate: Candidate) -> QuerySet[RiskFlag]:
     )
 
 
-def candidate_list_reviewable(*, filters: dict | None = None) -> QuerySet[Candidate]:
+def candidate_list_reviewable(*, filters: dict | None = None) -> QuerySet[CandidateWithRisk]:
     """Candidates waiting for a person's judgement, with ``candidate_list``'s filters."""
     return candidate_list(filters=filters).filter(status__in=REVIEWABLE)
 
@@ -56,14 +75,16 @@ def sub_emotion_list() -> QuerySet[SubEmotion]:
 
 
 def candidate_latest_revision(*, candidate: Candidate) -> Revision:
-    return candidate.revisions.order_by("-number").first()
+    revision = candidate.revisions.order_by("-number").first()
+    assert revision is not None, "every candidate is saved with its revision 0"
+    return revision
 
 
 def candidate_original_revision(*, candidate: Candidate) -> Revision:
     return candidate.revisions.get(number=0)
 
 
-def candidate_list_exportable(*, kind: str) -> QuerySet[Candidate]:
+def candidate_list_exportable(*, kind: str) -> QuerySet[CandidateWithRisk]:
     """Approved candidates with no open risk flag: only these may leave in a release, and only as the revision that
     was approved (``approved_revision``), never a later edit."""
     qs = candidate_list(filters={"kind": kind, "status": Candidate.Status.APPROVED})
@@ -78,7 +99,7 @@ def run_get(*, run_id: int) -> GenerationRun:
     return GenerationRun.objects.select_related("model_spec", "sub_emotion").get(pk=run_id)
 
 
-def candidate_search(*, filters: dict | None = None) -> QuerySet[Candidate]:
+def candidate_search(*, filters: dict | None = None) -> QuerySet[CandidateWithRisk]:
     """``candidate_list`` and its filters, plus ``reviewable``, ``has_risk_flag`` and ``open_risk``.
 
     The three are True, False or None (filters nothing): ``reviewable`` is the queue's set of statuses; a risk flag is

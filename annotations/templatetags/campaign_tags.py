@@ -24,7 +24,7 @@ def word_diff(before: str | None, after: str | None) -> str:
     """
     old = _WORDS.findall(before or "")
     new = _WORDS.findall(after or "")
-    parts = []
+    parts: list[str] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
         if op == "equal":
             parts.append(escape("".join(old[i1:i2])))
