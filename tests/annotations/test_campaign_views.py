@@ -2,9 +2,11 @@
 
 import json
 import re
+import threading
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
@@ -356,6 +358,41 @@ def test_a_submit_is_recorded_once_whatever_the_retries(client, setup, counselor
         "k-123",
     )
     assert Assignment.objects.get(item=setup["item"], counselor=counselor).status == "submitted"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twin_submits_at_once_save_one_review_and_every_answer_says_saved(taxonomy, curator, counselor):
+    """The screen's retried submit raced its first try: each twin, in its own thread and database connection, must be
+    told the review was saved (once), none that the slot is "submitted, not claimed"."""
+    campaign = _campaign(curator, [counselor], [factories.make_candidate()], overlap=1)
+    assignment = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    candidate = assignment.item.candidate
+    url = reverse("annotations:campaign_submit", args=[campaign.pk, candidate.pk])
+    data = _review_data(candidate, idempotency_key=f"assignment-{assignment.pk}")
+    twins = 8
+    barrier = threading.Barrier(twins)
+    answers: list = [None] * twins
+
+    def fire(i: int) -> None:
+        try:
+            browser = Client()
+            browser.force_login(counselor)
+            barrier.wait()
+            response = browser.post(url, data, **JSON)
+            answers[i] = (response.status_code, response.json())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(twins)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    review = Review.objects.get(reviewer=counselor)
+    assert (
+        answers
+        == [(200, {"review": review.pk, "next": reverse("annotations:campaign_next", args=[campaign.pk])})] * twins
+    )
 
 
 def test_a_submit_without_scores_is_refused_with_the_fields_named(client, setup, counselor):
