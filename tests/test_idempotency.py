@@ -9,9 +9,11 @@ thread and database connection (a live server: on PostgreSQL they race for the k
 import json
 import threading
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 import requests
+from django.core.management import call_command
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -366,8 +368,15 @@ def test_a_key_expires_after_24_hours(world):
     assert fresh.status_code == 201 and REPLAYED_HEADER not in fresh
     assert ClientProfile.objects.filter(name__in=["Ana", "Bo"]).count() == 2
     assert IdempotencyKey.objects.get().endpoint == "POST /api/profiles/"
+    fresh_key = IdempotencyKey.objects.get()
+    assert _send(curator, "post", url, bodies["profiles_create"], key="new").status_code == 201
+    IdempotencyKey.objects.filter(pk=fresh_key.pk).update(created_at=timezone.now() - KEY_TTL - timedelta(minutes=1))
+    assert keys_purge() == 1
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]
     IdempotencyKey.objects.update(created_at=timezone.now() - KEY_TTL - timedelta(minutes=1))
-    assert keys_purge() == 1 and not IdempotencyKey.objects.exists()
+    out = StringIO()
+    call_command("purge_idempotency_keys", stdout=out)
+    assert out.getvalue().strip() == "1 idempotency keys deleted" and not IdempotencyKey.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
