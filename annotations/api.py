@@ -31,6 +31,7 @@ from psyroom_admin.api_permissions import (
     paginated_response,
     service_error,
 )
+from psyroom_admin.idempotency import idempotent
 
 from . import reviews, services, visibility
 from .forms import seconds_since, started_at_token
@@ -324,6 +325,7 @@ class CandidateTurnApi(APIView):
         },
         tags=["candidates"],
     )
+    @idempotent
     def post(self, request: Request, pk: int, index: int) -> Response:
         candidate = _get_candidate(pk, request.user)
         if _turn(candidate, index) is None:
@@ -398,6 +400,7 @@ class CandidateSignOffApi(APIView):
         },
         tags=["candidates"],
     )
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         candidate = _get_candidate(pk, request.user)
         serializer = CandidateSignOffInput(data=request.data)
@@ -470,6 +473,7 @@ class ReviewCreateApi(APIView):
         },
         tags=["reviews"],
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         serializer = ReviewCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -28,6 +28,7 @@ from psyroom_admin.api_permissions import (
     CanSignOffRisk,
     service_error,
 )
+from psyroom_admin.idempotency import idempotent
 
 from . import campaigns, reviews, visibility
 from .models import Assignment, CampaignItem, Review, RiskCode
@@ -103,6 +104,7 @@ class CampaignsApi(APIView):
         responses={201: CampaignOutput, 400: OpenApiResponse(description="{field: [messages]}")},
         tags=["campaigns"],
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         serializer = CampaignCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -172,6 +174,7 @@ class ReviewPolicyApi(APIView):
         responses={200: ReviewPolicyOutput, 400: OpenApiResponse(description="{field: [messages]}")},
         tags=["campaigns"],
     )
+    @idempotent
     def put(self, request: Request) -> Response:
         serializer = ReviewPolicyInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -201,6 +204,7 @@ class CampaignNextApi(APIView):
         responses={200: AssignmentOutput, 204: OpenApiResponse(description="nothing left for you")},
         tags=["campaigns"],
     )
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         campaign = _campaign(request, pk)
         assignment = campaigns.queue_claim_next(campaign=campaign, counselor=request.user)
@@ -218,6 +222,7 @@ class AssignmentReleaseApi(APIView):
     permission_classes = [CanReview]
 
     @extend_schema(operation_id="assignments_release", request=None, responses={204: None}, tags=["campaigns"])
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         assignment = _assignment(request, pk)
         try:
@@ -263,6 +268,7 @@ class AssignmentReviewApi(APIView):
         },
         tags=["campaigns"],
     )
+    @idempotent(body_field="idempotency_key")
     def post(self, request: Request, pk: int) -> Response:
         assignment = _assignment(request, pk)
         serializer = CampaignReviewInput(data=request.data)
@@ -341,6 +347,7 @@ class AdjudicateApi(APIView):
         },
         tags=["campaigns"],
     )
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         item = get_object_or_404(CampaignItem.objects.select_related("campaign", "candidate"), pk=pk)
         serializer = AdjudicateInput(data=request.data)
@@ -386,6 +393,7 @@ class DraftApi(APIView):
         },
         tags=["campaigns"],
     )
+    @idempotent
     def put(self, request: Request, pk: int) -> Response:
         candidate = self._candidate(request, pk)
         # A JSON body may be any value; the service refuses what is not an object (a list, a number) with a 400.

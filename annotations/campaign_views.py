@@ -301,15 +301,24 @@ def campaign_guidelines(request: HttpRequest, campaign_id: int) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def campaign_next(request: HttpRequest, campaign_id: int) -> HttpResponse:
-    """Claim the next item (or the one already claimed) and show it; a page saying so when the queue is empty.
+    """POST: claim the next item (or hand back the one already claimed) and go to it. GET changes nothing: it goes to
+    the counselor's current claim if they hold one, else shows the **Review next** button (a form that POSTs here),
+    or says that the queue is empty.
 
-    A GET is safe to repeat here: the service hands back the counselor's own unexpired claim before a new one.
+    Claiming is a POST so that a link from another site (a GET) cannot take an item for a logged-in counselor.
     """
     campaign = _get_campaign(request, campaign_id)
     _check_reviewer(request, campaign)
-    assignment = campaigns.queue_claim_next(campaign=campaign, counselor=request.user)
+    if request.method == "POST":
+        assignment = campaigns.queue_claim_next(campaign=campaign, counselor=request.user)
+    else:
+        assignment = campaigns.queue_current_claim(campaign=campaign, counselor=request.user)
+        if assignment is None and campaigns.queue_peek_next(campaign=campaign, counselor=request.user) is not None:
+            return render(
+                request, "annotations/campaign_next.html", {"campaign": campaign, "progress": _progress(campaign)}
+            )
     if assignment is None:
         return render(
             request, "annotations/campaign_done.html", {"campaign": campaign, "progress": _progress(campaign)}

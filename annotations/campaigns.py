@@ -300,6 +300,14 @@ def queue_claim_next(*, campaign: Campaign, counselor) -> Assignment | None:
     return assignment
 
 
+def queue_current_claim(*, campaign: Campaign, counselor) -> Assignment | None:
+    """The counselor's unexpired claim in this campaign, if they hold one; claims nothing (what a GET may show)."""
+    _check_member(campaign, counselor)
+    if campaign.status != Campaign.Status.OPEN:
+        return None
+    return _own_claim(campaign, counselor)
+
+
 def queue_peek_next(*, campaign: Campaign, counselor) -> Candidate | None:
     """What the next claim would most likely give after the current one; reserves nothing (the UI prefetches it).
 

@@ -26,6 +26,7 @@ from psyroom_admin.api_permissions import (
     paginated_response,
     service_error,
 )
+from psyroom_admin.idempotency import idempotent
 
 from . import course_services, visibility
 
@@ -71,6 +72,7 @@ class ProfilesApi(APIView):
         responses={201: ProfileOutput, 403: OpenApiResponse(description="not a curator or admin")},
         tags=["courses"],
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         serializer = ProfileInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -128,6 +130,7 @@ class SessionMemoryApi(APIView):
         responses={201: SessionOutput, 409: OpenApiResponse(description="the session changed since `version`")},
         tags=["courses"],
     )
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         session = get_object_or_404(visibility.course_scope(user=request.user, kind=CandidateKind.SESSION), pk=pk)
         serializer = MemoryInput(data=request.data)

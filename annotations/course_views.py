@@ -11,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from generation import courses as gen_courses
 from generation import selectors as gen_selectors
@@ -122,6 +122,7 @@ def _error_messages(error: ValidationError) -> list[str]:
 
 
 @login_required
+@require_GET
 def course_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return _render_course(request, _get_candidate(request, pk, CandidateKind.COURSE))
 

@@ -245,8 +245,15 @@ def review_submit(
             if assignment is not None:
                 item = CampaignItem.objects.select_for_update().get(pk=assignment.item_id)
                 locked_assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
-                _check_slot(item, locked_assignment, campaign, now)
             locked = Candidate.objects.select_for_update().get(pk=candidate.pk)
+            if idempotency_key:
+                # Asked again now that the rows are locked: a twin request with the same key that committed while
+                # this one waited for the locks has submitted the slot; its review is the answer, not a refusal.
+                earlier = Review.objects.filter(reviewer=reviewer, idempotency_key=idempotency_key).first()
+                if earlier is not None:
+                    return earlier
+            if item is not None:
+                _check_slot(item, locked_assignment, campaign, now)
             if locked.version != base_version:
                 raise gen_services.StaleVersion(locked)
             if decision == Review.Decision.APPROVE and (risk_flags or locked.open_risk_flags().exists()):

@@ -22,6 +22,7 @@ from psyroom_admin.api_permissions import (
     paginated_response,
     service_error,
 )
+from psyroom_admin.idempotency import idempotent
 
 from . import selectors, services
 from .models import ClientProfile, GenerationRun, ModelSpec, Scenario
@@ -211,6 +212,7 @@ class RunsApi(APIView):
         },
         tags=["runs"],
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         serializer = RunCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -267,6 +269,7 @@ class RunCancelApi(APIView):
         },
         tags=["runs"],
     )
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         run = _get_run(pk)
         try:

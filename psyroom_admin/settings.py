@@ -168,6 +168,8 @@ INSTALLED_APPS = [
     "generation",
     "annotations",
     "accounts",
+    # The project's own models: the answers kept for the API's idempotency keys (psyroom_admin.idempotency).
+    "psyroom_admin",
 ]
 
 MIDDLEWARE = [

@@ -46,8 +46,9 @@ def _wait_for(predicate, timeout=10.0):
 
 
 def _open_next(page, live_server, campaign):
+    # "Review next" is a form's button (a POST with the CSRF token): only a POST claims.
     page.goto(f"{live_server.url}/campaigns/")
-    page.click(f"tr[data-campaign='{campaign.pk}'] a.start-reviewing")
+    page.click(f"tr[data-campaign='{campaign.pk}'] button.start-reviewing")
     page.wait_for_url(f"**/campaigns/{campaign.pk}/items/**")
 
 
