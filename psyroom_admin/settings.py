@@ -332,11 +332,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # The edge rules on every body (psyroom_admin.edge): no NUL byte or lone surrogate, JSON at most 32 deep, a size
     # limit that DRF's own parsers do not apply.
-    "DEFAULT_PARSER_CLASSES": [
-        "psyroom_admin.edge.JSONParser",
-        "psyroom_admin.edge.FormParser",
-        "psyroom_admin.edge.MultiPartParser",
-    ],
+    # The API reads JSON only: a form's empty field would quietly take a field's default (an empty language is
+    # English), which a JSON body never does.
+    "DEFAULT_PARSER_CLASSES": ["psyroom_admin.edge.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     # ?limit= from 1 to 200, ?offset= from 0 to 2**31-1; out of bounds is a 400.
     "DEFAULT_PAGINATION_CLASS": "psyroom_admin.api_permissions.LimitOffsetPagination",
     "PAGE_SIZE": 50,
