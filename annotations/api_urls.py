@@ -34,4 +34,5 @@ urlpatterns = [
     path("runs/", generation_api.RunsApi.as_view(), name="run-list"),
     path("runs/<int:pk>/", generation_api.RunDetailApi.as_view(), name="run-detail"),
     path("runs/<int:pk>/cancel/", generation_api.RunCancelApi.as_view(), name="run-cancel"),
+    path("runs/<int:pk>/resume/", generation_api.RunResumeApi.as_view(), name="run-resume"),
 ]

@@ -20,8 +20,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -63,6 +64,9 @@ class SamplingParams:
     # Small models loop on the same sentence without it.
     repetition_penalty: float = 1.0
     seed: int = 0
+    # Called between decode steps and while waiting for a model server; it raises to stop the call (a cancelled
+    # run: generation.runwatch). Not a sampling parameter: never sent, never compared.
+    interrupt: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 class Backend(Protocol):
@@ -214,6 +218,8 @@ RETRY_BASE_DELAY_S = 1.0
 RETRY_MAX_DELAY_S = 30.0
 # Statuses a loaded or restarting server answers with; any other HTTP error will not go away by asking again.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+# How often a batch waiting for a model server asks whether to stop (SamplingParams.interrupt), in seconds.
+INTERRUPT_POLL_S = 0.5
 # OpenAI and vLLM take a signed 64-bit seed.
 _SEED_MODULUS = 2**63
 
@@ -344,14 +350,23 @@ class OpenAIBackend:
             self._body(prompt, replace(params, seed=(params.seed + i) % _SEED_MODULUS))
             for i, prompt in enumerate(prompts)
         ]
-        with ThreadPoolExecutor(max_workers=min(self.batch_size, len(prompts))) as pool:
-            futures = [pool.submit(self._complete, body) for body in bodies]
-            try:
-                return [future.result() for future in futures]
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        pool = ThreadPoolExecutor(max_workers=min(self.batch_size, len(prompts)))
+        futures = [pool.submit(self._complete, body) for body in bodies]
+        try:
+            pending = set(futures)
+            while pending:
+                # Wake up twice a second to ask whether to stop (a cancelled run), rather than wait out the server.
+                done, pending = wait(pending, timeout=INTERRUPT_POLL_S, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    if future.exception() is not None:
+                        future.result()  # raises the request's error
+                if pending and params.interrupt is not None:
+                    params.interrupt()
+            return [future.result() for future in futures]
+        finally:
+            # On an error or an interruption, requests not yet sent are dropped and those in flight are left to end
+            # (each within timeout_s) in their threads, without holding up the caller.
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _body(self, prompt: Prompt, params: SamplingParams) -> dict:
         body = {

@@ -137,7 +137,10 @@ def decode(model, batch: Batch, params, *, eos: int, vocabulary: int, store: KVS
     cached = cache.get_seq_length()
     step_ids = tokens[:, cached:]
     step_positions = ((mask.cumsum(-1) - 1).clamp(min=0))[:, cached:]
+    interrupt = getattr(params, "interrupt", None)
     for _ in range(params.max_new_tokens):
+        if interrupt is not None:
+            interrupt()  # raises to stop: a cancelled run stops within one decode step
         logits = model(
             input_ids=step_ids,
             attention_mask=mask,

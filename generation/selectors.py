@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypedDict
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from .models import Candidate, GenerationRun, Revision, RiskFlag, SubEmotion
 
@@ -117,12 +120,52 @@ def candidate_search(*, filters: dict | None = None) -> QuerySet[CandidateWithRi
     return qs
 
 
+# What a run shows: its stored status, except that a running run whose worker stopped beating shows as stalled.
+STALLED = "stalled"
+RUN_STATUSES = [*GenerationRun.Status.choices[:2], (STALLED, "Stalled"), *GenerationRun.Status.choices[2:]]
+
+
+def _stale_before(now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) - timedelta(seconds=settings.PSYROOM_RUN_STALE_S)
+
+
+def stalled_q(*, now: datetime | None = None) -> Q:
+    """The runs whose worker died: running, with no heartbeat for ``PSYROOM_RUN_STALE_S`` seconds (or none at all).
+
+    The one rule of "stalled", in SQL; ``run_is_stalled`` is the same rule for a run in hand."""
+    return Q(status=GenerationRun.Status.RUNNING) & (
+        Q(heartbeat_at__lt=_stale_before(now)) | Q(heartbeat_at__isnull=True)
+    )
+
+
+def run_is_stalled(run: GenerationRun, *, now: datetime | None = None) -> bool:
+    """``stalled_q`` for one run."""
+    if run.status != GenerationRun.Status.RUNNING:
+        return False
+    return run.heartbeat_at is None or run.heartbeat_at < _stale_before(now)
+
+
+def run_status(run: GenerationRun, *, now: datetime | None = None) -> str:
+    """The status a run shows (the run console, the API): its stored status, or ``stalled``."""
+    return STALLED if run_is_stalled(run, now=now) else run.status
+
+
+def run_status_label(status: str) -> str:
+    return dict(RUN_STATUSES)[status]
+
+
 def run_list(*, filters: dict | None = None) -> QuerySet[GenerationRun]:
-    """Generation runs, newest first, filtered by ``kind`` and ``status``."""
+    """Generation runs, newest first, filtered by ``kind`` and ``status`` (the status shown: ``running`` is a run
+    whose worker is alive, ``stalled`` one whose worker stopped)."""
     filters = filters or {}
     qs = GenerationRun.objects.select_related("model_spec", "sub_emotion", "created_by").order_by("-created_at", "-id")
     if filters.get("kind"):
         qs = qs.filter(kind=filters["kind"])
-    if filters.get("status"):
-        qs = qs.filter(status=filters["status"])
+    status = filters.get("status")
+    if status == STALLED:
+        qs = qs.filter(stalled_q())
+    elif status == GenerationRun.Status.RUNNING:
+        qs = qs.filter(status=status).exclude(stalled_q())
+    elif status:
+        qs = qs.filter(status=status)
     return qs

@@ -369,7 +369,9 @@ API_TOKENS_PER_USER = env_int("API_TOKENS_PER_USER", 10, minimum=1)
 
 # --- Celery ----------------------------------------------------------------------------------------------------
 
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 6 * 3600, minimum=60)
+# A generation task executes one chunk of a run (a batch of items), then queues the run's next chunk: the limit, and
+# the visibility timeout below, bound a chunk, not a whole run.
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 2 * 3600, minimum=60)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -388,7 +390,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 else:
     # A task that a killed worker never acknowledged is delivered again after this many seconds; it must outlast
-    # the longest task, or a slow run would be delivered twice while it is still running.
+    # the longest task (one chunk). A run whose worker died shows `stalled` much sooner (PSYROOM_RUN_STALE_S) and
+    # can be resumed at once; a delivery of a run whose worker is alive is dropped (services.run_claim).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 600, minimum=1),
     }
@@ -424,6 +427,18 @@ PSYROOM_DEVICE = env_str("PSYROOM_DEVICE", "auto")
 # How many "regenerate with critique" runs one reviewer may have waiting or running at once.
 PSYROOM_REGENERATIONS_PER_USER = env_int("PSYROOM_REGENERATIONS_PER_USER", 3, minimum=1)
 PSYROOM_MODEL_CREDENTIALS = env_credentials("PSYROOM_MODEL_CREDENTIALS")
+# A worker executing a run writes a heartbeat on it from a background thread every PSYROOM_RUN_HEARTBEAT_S seconds
+# (0: no thread, a heartbeat only with each model call), so that a long step or a model load still beats. A running
+# run whose heartbeat is older than PSYROOM_RUN_STALE_S shows as `stalled` (its worker died) and may be resumed; a
+# worker resumes stalled runs when it starts, each at most PSYROOM_RUN_AUTO_RESUMES times (a curator may always).
+PSYROOM_RUN_HEARTBEAT_S = env_int("PSYROOM_RUN_HEARTBEAT_S", 10, minimum=0)
+PSYROOM_RUN_STALE_S = env_int("PSYROOM_RUN_STALE_S", 60, minimum=2)
+PSYROOM_RUN_AUTO_RESUMES = env_int("PSYROOM_RUN_AUTO_RESUMES", 3, minimum=0)
+if PSYROOM_RUN_HEARTBEAT_S and PSYROOM_RUN_STALE_S < 2 * PSYROOM_RUN_HEARTBEAT_S:
+    raise ImproperlyConfigured(
+        f"PSYROOM_RUN_STALE_S={PSYROOM_RUN_STALE_S} must be at least twice PSYROOM_RUN_HEARTBEAT_S="
+        f"{PSYROOM_RUN_HEARTBEAT_S}, or a live run would show as stalled between two heartbeats"
+    )
 PSYROOM_MODEL_SERVERS = env_url_prefixes("PSYROOM_MODEL_SERVERS")
 
 LOGGING = {

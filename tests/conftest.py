@@ -25,6 +25,10 @@ def pytest_configure(config):
     settings.SESSION_COOKIE_SECURE = False
     settings.CSRF_COOKIE_SECURE = False
     broker_isolate(os.environ.get("PYTEST_XDIST_WORKER"))
+    # Tests that run a run in process hold it in their transaction: a heartbeat thread with its own connection would
+    # wait on that transaction's lock (SQLite). Heartbeats then come with each model call; the workers that tests
+    # start get their own settings from the environment.
+    settings.PSYROOM_RUN_HEARTBEAT_S = 0
     if os.environ.get("PSYROOM_REQUIRE_SERVICES") != "1":
         return
     engine = settings.DATABASES["default"]["ENGINE"]

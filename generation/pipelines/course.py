@@ -20,7 +20,7 @@ from ..course_agents import (
     memory_unparsed,
     parse_memory,
 )
-from .dialogue import Usage, call_agents
+from .dialogue import Usage, call_agents, report_stage
 
 PROMPT_VERSION = "v1"
 PIPELINE = "course"
@@ -66,6 +66,7 @@ def _write_session(
         live = [s for s in states if s.failure is None]
         if not live:
             break
+        report_stage(backend, f"session {session} of {sessions}, turn {t + 1} of {turns}")
         build = course_client_messages if role == "client" else course_counselor_messages
         prompts = [
             build(
@@ -161,6 +162,7 @@ def course_chunk(
         )
         done = [s for s in live if s.failure is None]
         if done:
+            report_stage(backend, f"session {session} of {sessions}, memory")
             _write_memories(
                 backend,
                 done,

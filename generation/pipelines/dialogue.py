@@ -92,6 +92,14 @@ def call_agents(
     return results
 
 
+def report_stage(backend: Backend, stage: str) -> None:
+    """Tell a watched backend (``generation/runwatch.py``) where the chunk is, for the run's progress; any other
+    backend (a test's) has nothing to tell."""
+    note = getattr(getattr(backend, "watch", None), "note", None)
+    if note is not None:
+        note(stage)
+
+
 @dataclass
 class DialogueState:
     index: int
@@ -142,6 +150,7 @@ def _write_turns(
         live = [s for s in states if s.failure is None]
         if not live:
             return
+        report_stage(backend, f"turn {t + 1} of {turns}" + (" (rewrite)" if states[0].feedback else ""))
         prompts = [
             client_messages(version=version, emotion=emotion, category=category, situation=situation, turns=s.turns)
             if role == "client"
@@ -196,6 +205,7 @@ def supervise(
     backend: Backend, states: list[DialogueState], *, sampling: SamplingParams, version: str, usage: Usage
 ) -> list[dict]:
     """Score each dialogue on every dimension with reasons, and write feedback: one batched call (and a retry)."""
+    report_stage(backend, "supervisor")
     judge = replace(sampling, **JUDGE_SAMPLING)
     dims = list(SUPERVISOR_DIMENSIONS)
     prompts = []
@@ -241,6 +251,7 @@ def classify(
     usage: Usage,
 ) -> None:
     """Label each dialogue with one sub-emotion of the taxonomy and record whether it agrees with the target."""
+    report_stage(backend, "emotion classifier")
     prompts = [classifier_messages(version=version, turns=s.turns, labels=labels) for s in states]
     answers = call_agents(
         backend, prompts, lambda i, c: parse_emotion(c.text, labels=labels), replace(sampling, **JUDGE_SAMPLING), usage
@@ -263,6 +274,7 @@ def screen_risk(
 ) -> None:
     """Ask the risk agent whether the client of each dialogue expresses suicide or self-harm risk (one batched call,
     and a retry of the answers that cannot be read). Each state's ``risk`` keeps the answer with its raw text."""
+    report_stage(backend, "risk agent")
     prompts = [risk_messages(version=version, turns=s.turns) for s in states]
     answers = call_agents(
         backend, prompts, lambda i, c: (*parse_risk(c.text), c.text), replace(sampling, **JUDGE_SAMPLING), usage
@@ -441,6 +453,7 @@ def reconstruct_chunk(
         writing = [s for s in live if originals[s.index][t]["role"] == "counselor"]
         if not writing:
             continue
+        report_stage(backend, f"turn {t + 1} of {max(len(turns) for turns in originals.values())}")
         prompts = [
             counselor_messages(version=version, turns=s.turns, reconstruct=labels[s.emotion["label"]]) for s in writing
         ]

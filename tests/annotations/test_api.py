@@ -656,6 +656,7 @@ def test_the_schema_lists_every_endpoint(api):
         "/api/runs/",
         "/api/runs/{id}/",
         "/api/runs/{id}/cancel/",
+        "/api/runs/{id}/resume/",
     ]:
         assert path in paths
     assert "409" in paths["/api/candidates/{id}/turns/{index}/"]["post"]["responses"]

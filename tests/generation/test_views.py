@@ -1,7 +1,11 @@
 """The run console: who may use it, starting runs (and refusing bad ones), progress, failures and cancelling."""
 
+from datetime import timedelta
+
 import pytest
+from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from generation import services
 from generation.models import Candidate, ClientProfile, GenerationRun, ModelSpec, SubEmotion
@@ -189,6 +193,51 @@ def test_the_progress_partial_shows_the_numbers_and_stops_polling_when_finished(
     GenerationRun.objects.filter(pk=run.pk).update(status="succeeded")
     page = client.get(reverse("generation:run-progress", args=[run.pk])).content.decode()
     assert "hx-trigger" not in page
+
+
+def test_the_progress_partial_shows_the_chunk_in_flight(client, curator, run):
+    GenerationRun.objects.filter(pk=run.pk).update(
+        status="running", heartbeat_at=timezone.now(), completion_tokens=100, prompt_tokens=400,
+        chunk_progress={"stage": "turn 3 of 6", "calls": 2, "prompt_tokens": 50, "completion_tokens": 12,
+                        "updated_at": timezone.now().isoformat()},
+    )  # fmt: skip
+    client.force_login(curator)
+    page = client.get(reverse("generation:run-progress", args=[run.pk])).content.decode()
+    assert "Chunk in flight: turn 3 of 6, 2 model calls, 12 tokens written." in page
+    assert "450 in, 112 out" in page  # saved chunks and the chunk in flight
+    assert "Running" in page and 'id="resume-run"' not in page
+
+
+def test_a_stalled_run_says_so_and_a_curator_resumes_it(client, curator, run, monkeypatch):
+    enqueued = []
+
+    class Result:
+        id = "task-3"
+
+    monkeypatch.setattr(services, "_enqueue", lambda run_id: enqueued.append(run_id) or Result())
+    GenerationRun.objects.filter(pk=run.pk).update(
+        status="running", done=1, heartbeat_at=timezone.now() - timedelta(seconds=settings.PSYROOM_RUN_STALE_S + 1)
+    )
+    client.force_login(curator)
+    page = client.get(reverse("generation:run", args=[run.pk])).content.decode()
+    assert "Stalled" in page and "The worker stopped: no heartbeat since" in page and 'id="resume-run"' in page
+    assert "run-status-stalled" in client.get(reverse("generation:runs")).content.decode()
+    response = client.post(reverse("generation:run-resume", args=[run.pk]), follow=True)
+    assert f"Run {run.pk} queued again" in response.content.decode()
+    run.refresh_from_db()
+    assert (run.status, run.resumes, enqueued) == ("queued", 1, [run.pk])
+    response = client.post(reverse("generation:run-resume", args=[run.pk]), follow=True)
+    assert "is not stalled" in response.content.decode()
+    assert enqueued == [run.pk]
+
+
+def test_a_counselor_may_not_resume(client, counselor, run, monkeypatch):
+    monkeypatch.setattr(services, "_enqueue", lambda run_id: pytest.fail("queued"))
+    GenerationRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=None)
+    client.force_login(counselor)
+    assert client.post(reverse("generation:run-resume", args=[run.pk])).status_code == 403
+    run.refresh_from_db()
+    assert (run.status, run.resumes) == ("running", 0)
 
 
 def test_failures_show_their_raw_text_escaped(client, curator, run):
