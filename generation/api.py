@@ -321,6 +321,7 @@ class RunResumeApi(APIView):
         },
         tags=["runs"],
     )
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         run = _get_run(pk)
         try:

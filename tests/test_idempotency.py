@@ -97,6 +97,17 @@ def write_operations(world, curator, senior) -> dict[str, tuple[str, str, str, d
     del review["idempotency_key"]  # the header carries the key here; the body field has its own test
     item = _adjudication_item(curator, senior)
     flagged = _flagged_candidate()
+    # A run whose worker stopped beating an hour ago: stalled, so it can be resumed.
+    stalled = GenerationRun.objects.create(
+        kind=world["run"].kind,
+        count=2,
+        model_spec=world["run"].model_spec,
+        prompt_version="v1",
+        sub_emotion=world["run"].sub_emotion,
+        targets=world["run"].targets,
+        status=GenerationRun.Status.RUNNING,
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+    )
     # The senior clinician is a member who holds no claim yet: "next" claims for them.
     return {
         "reviews_create": (roles.SENIOR_CLINICIAN, "post", reverse("api:review-create"), bodies["reviews_create"]),
@@ -162,6 +173,7 @@ def write_operations(world, curator, senior) -> dict[str, tuple[str, str, str, d
         ),
         "runs_create": (roles.CURATOR, "post", reverse("api:run-list"), bodies["runs_create"]),
         "runs_cancel": (roles.CURATOR, "post", reverse("api:run-cancel", args=[world["run"].pk]), None),
+        "runs_resume": (roles.CURATOR, "post", reverse("api:run-resume", args=[stalled.pk]), None),
     }
 
 
@@ -212,6 +224,7 @@ OPERATION_IDS = [
     "reviews_create",
     "runs_cancel",
     "runs_create",
+    "runs_resume",
     "sessions_memory_edit",
 ]
 
@@ -231,7 +244,7 @@ def test_the_same_key_twice_writes_once_and_answers_the_same(operation, operatio
 
 
 @pytest.mark.parametrize(
-    "operation", [op for op in OPERATION_IDS if op not in ("assignments_release", "campaigns_next", "runs_cancel")]
+    "operation", [op for op in OPERATION_IDS if op not in ("assignments_release", "campaigns_next", "runs_cancel", "runs_resume")]
 )
 def test_the_same_key_with_another_body_is_a_422_and_writes_nothing(operation, operations, world):
     role, method, url, body = operations[operation]

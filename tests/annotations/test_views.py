@@ -369,7 +369,7 @@ def test_review_time_spent_is_measured_from_the_signed_start(client, counselor, 
     assert 600 <= Review.objects.get(candidate=candidate).time_spent_s < 660
 
 
-@pytest.mark.parametrize("started_at", ["forged:123", str(int(time.time()) - 100)])
+@pytest.mark.parametrize("started_at", ["forged:123", str(int(time.time()) - 100)], ids=["forged", "unsigned"])
 def test_review_time_spent_is_zero_for_a_token_without_a_valid_signature(client, counselor, candidate, started_at):
     client.force_login(counselor)
     client.post(reverse("annotations:review", args=[candidate.pk]), _review_data(candidate, started_at=started_at))

@@ -25,7 +25,8 @@ from tests.worker import celery_worker
 
 from .scripted import default_reply
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Real worker processes: the e2e lane.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 HEARTBEAT_S = 1
 STALE_S = 3
