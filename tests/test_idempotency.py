@@ -244,7 +244,8 @@ def test_the_same_key_twice_writes_once_and_answers_the_same(operation, operatio
 
 
 @pytest.mark.parametrize(
-    "operation", [op for op in OPERATION_IDS if op not in ("assignments_release", "campaigns_next", "runs_cancel", "runs_resume")]
+    "operation",
+    [op for op in OPERATION_IDS if op not in ("assignments_release", "campaigns_next", "runs_cancel", "runs_resume")],
 )
 def test_the_same_key_with_another_body_is_a_422_and_writes_nothing(operation, operations, world):
     role, method, url, body = operations[operation]
