@@ -39,7 +39,7 @@ TEST_ENV := SECRET_KEY=$${SECRET_KEY:-test-only-secret-key} PSYROOM_BROKER_DIR=$
 test: test-fast test-fuzz test-e2e
 
 test-fast: install
-	$(TEST_ENV) $(BIN)/python -m pytest -m "not e2e and not fuzz" -n 2 --dist load
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not e2e and not fuzz" -n 2 --dist load --no-migrations
 
 test-fuzz: install
 	$(TEST_ENV) $(BIN)/python -m pytest -m fuzz

@@ -327,6 +327,7 @@ class Checker:
 LENIENT = {"drafts_save"}
 
 
+@pytest.mark.fuzz
 @pytest.mark.parametrize("role", ROLES)
 def test_no_operation_answers_500_to_hostile_input(role, world, schema):
     # A 500 is recorded with the rest rather than raised, so that one run lists them all.
