@@ -91,7 +91,7 @@ class RunFailureOutput(serializers.Serializer):
 class RunDetailOutput(RunSummaryOutput):
     """A run in full: what it was asked for, how far it is, what failed (with the model's raw text)."""
 
-    model_spec = ModelSpecOutput()
+    model_spec = ModelSpecOutput()  # type: ignore[assignment]  # the detail has the whole spec, the summary its name
     scenario = serializers.IntegerField(source="scenario_id", allow_null=True)
     targets = serializers.ListField(
         child=serializers.DictField(), help_text="item i is made from targets[i % len(targets)]"
@@ -107,7 +107,8 @@ class RunDetailOutput(RunSummaryOutput):
     )
     resumes = serializers.IntegerField(help_text="how many times the run was resumed after it stalled")
     stats = serializers.DictField(help_text="what the parsers caught and mended, counted")
-    errors = RunFailureOutput(many=True)
+    # A field named like Serializer.errors: this serializer only writes output, so nothing reads .errors.
+    errors = RunFailureOutput(many=True)  # type: ignore[assignment]
     error = serializers.CharField(help_text="why the whole run failed, if it did")
     task_id = serializers.CharField()
     is_finished = serializers.BooleanField()

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -67,6 +67,13 @@ class SamplingParams:
     # Called between decode steps and while waiting for a model server; it raises to stop the call (a cancelled
     # run: generation.runwatch). Not a sampling parameter: never sent, never compared.
     interrupt: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+
+
+class SamplingChange(TypedDict, total=False):
+    """Some of ``SamplingParams``' fields, to ``replace`` in one: an agent's own sampling on top of the run's."""
+
+    max_new_tokens: int
+    temperature: float
 
 
 class Backend(Protocol):
