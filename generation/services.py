@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import DateTimeField, F, Q, Value
@@ -547,6 +548,8 @@ def run_create(
         else SubEmotion.objects.get(key=targets[0]["sub_emotion"])
     )  # fmt: skip
     with transaction.atomic():
+        if created_by is not None:
+            _check_run_limit(created_by)
         run = GenerationRun.objects.create(
             kind=kind,
             sub_emotion=first,
@@ -566,6 +569,21 @@ def run_create(
         )
         transaction.on_commit(lambda: _queue_run(run.pk))
     return run
+
+
+def _check_run_limit(user) -> None:
+    """Refuse a user's run beyond ``PSYROOM_RUNS_PER_USER`` waiting or running: their row is locked first, so that
+    requests at once are counted one after the other. Call inside a transaction."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    limit = settings.PSYROOM_RUNS_PER_USER
+    waiting = GenerationRun.objects.filter(
+        created_by=user, status__in=[GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING]
+    ).count()
+    if waiting >= limit:
+        raise ValidationError(
+            f"{user.get_username()} has {waiting} runs waiting or running (at most {limit}): wait until one is "
+            "done, or cancel one"
+        )
 
 
 class QueueUnavailable(Exception):

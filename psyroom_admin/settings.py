@@ -424,9 +424,11 @@ PSYROOM_DEVICE = env_str("PSYROOM_DEVICE", "auto")
 # point the worker, and a key from its environment, at a server of their choosing):
 # - the credentials a spec may name, name -> the environment variable that holds the key ("vllm=VLLM_API_KEY");
 # - the servers a spec's base_url may lie under, as URL prefixes ("http://gpu-1:8000/v1"); none by default.
-# How many "regenerate with critique" runs one reviewer may have waiting or running at once.
-PSYROOM_REGENERATIONS_PER_USER = env_int("PSYROOM_REGENERATIONS_PER_USER", 3, minimum=1)
 PSYROOM_MODEL_CREDENTIALS = env_credentials("PSYROOM_MODEL_CREDENTIALS")
+# How many runs one user may have waiting or running at once (queued, running or stalled), and how many of them
+# "regenerate with critique" runs of a reviewer.
+PSYROOM_RUNS_PER_USER = env_int("PSYROOM_RUNS_PER_USER", 20, minimum=1)
+PSYROOM_REGENERATIONS_PER_USER = env_int("PSYROOM_REGENERATIONS_PER_USER", 3, minimum=1)
 # A worker executing a run writes a heartbeat on it from a background thread every PSYROOM_RUN_HEARTBEAT_S seconds
 # (0: no thread, a heartbeat only with each model call), so that a long step or a model load still beats. A running
 # run whose heartbeat is older than PSYROOM_RUN_STALE_S shows as `stalled` (its worker died) and may be resumed; a

@@ -157,6 +157,27 @@ def test_create_a_dialogue_run_writes_it_and_queues_it_once(api, curator, taxono
     assert body["parameters"] == run.parameters
 
 
+def test_a_user_with_too_many_runs_waiting_gets_a_400_and_no_run(api, curator, taxonomy, queued, post_run, settings):
+    settings.PSYROOM_RUNS_PER_USER = 2
+    _as(api, curator)
+    body = {"kind": "dialogue", "sub_emotions": ["anxiety.1"], "count": 1, "turns": 2}
+    assert post_run(body).status_code == 201
+    second = post_run(body)
+    assert second.status_code == 201
+    third = post_run(body)
+    assert third.status_code == 400
+    assert "2 runs waiting or running (at most 2)" in str(third.json())
+    assert GenerationRun.objects.count() == 2
+    assert len(queued) == 2
+    # A finished run frees its place, a stalled one (still running) does not.
+    GenerationRun.objects.filter(pk=second.json()["id"]).update(status=GenerationRun.Status.SUCCEEDED)
+    assert post_run(body).status_code == 201
+    assert post_run(body).status_code == 400
+    # Another curator has places of their own.
+    _as(api, factories.make_user(roles.CURATOR, is_staff=True))
+    assert post_run(body).status_code == 201
+
+
 def test_create_a_run_from_scenarios(api, curator, taxonomy, post_run):
     scenario = Scenario.objects.create(
         sub_emotion=SubEmotion.objects.get(key="anxiety.2"), title="Exam week", description="Finals start Monday."

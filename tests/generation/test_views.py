@@ -107,6 +107,18 @@ def test_a_curator_starts_a_plan_run_for_dialogues(client, curator, taxonomy, qu
     assert (run.kind, run.count, run.targets) == ("plan", 2, [{"dialogue": first.pk}, {"dialogue": second.pk}])
 
 
+def test_the_run_form_says_when_the_curator_has_too_many_runs_waiting(client, curator, taxonomy, queued, settings):
+    settings.PSYROOM_RUNS_PER_USER = 1
+    first = factories.make_candidate()
+    client.force_login(curator)
+    data = {"kind": "plan", "dialogues": f"{first.pk}", "count": "1", "turns": "6", "seed": "0"}
+    assert client.post(reverse("generation:run-new"), data).status_code == 302
+    response = client.post(reverse("generation:run-new"), data)
+    assert response.status_code == 200
+    assert "1 runs waiting or running (at most 1)" in response.content.decode()
+    assert GenerationRun.objects.count() == 1
+
+
 def test_a_curator_starts_a_course_run_and_a_question_run(client, curator, taxonomy, queued):
     profile = ClientProfile.objects.create(name="Mei", background="A student before her final exams.")
     twin = ModelSpec.objects.create(name="twin", path="/models/twin")
