@@ -114,7 +114,7 @@ def test_the_run_form_says_when_the_curator_has_too_many_runs_waiting(client, cu
     data = {"kind": "plan", "dialogues": f"{first.pk}", "count": "1", "turns": "6", "seed": "0"}
     assert client.post(reverse("generation:run-new"), data).status_code == 302
     response = client.post(reverse("generation:run-new"), data)
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "1 runs waiting or running (at most 1)" in response.content.decode()
     assert GenerationRun.objects.count() == 1
 
