@@ -155,3 +155,23 @@ def test_static_files_are_served_with_debug_off_after_collectstatic(tmp_path):
     assert b"".join(response.streaming_content) == (ROOT / "static" / "css" / "app.css").read_bytes()
     assert "max-age" in response["Cache-Control"]
     assert missing.status_code == 404
+
+
+# --- Templates ----------------------------------------------------------------------------------------------------
+
+
+def test_no_template_has_a_comment_django_would_print():
+    """``{# ... #}`` ends on its line: one spread over two lines is printed into the page as text."""
+    open_comment = re.compile(r"\{#(?!.*#\})")
+    found = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "templates").rglob("*.html"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if open_comment.search(line)
+    ]
+    assert not found, found
+
+
+def test_the_login_page_shows_no_template_syntax(client):
+    page = client.get(reverse("login")).content.decode()
+    assert "{#" not in page and "{%" not in page
