@@ -13,7 +13,7 @@ from generation import selectors as gen_selectors
 from generation.models import CandidateKind, Revision
 
 from .models import Review
-from .services import audit_record
+from .services.audit import audit_record
 
 SFT_SYSTEM_PROMPT = (
     "You are a warm, professional psychological counselor. Listen carefully, reflect the client's feelings, "

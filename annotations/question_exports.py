@@ -19,7 +19,7 @@ from generation.pipelines.question import PROMPT_VERSION
 from generation.question_agents import answer_messages
 
 from .models import AuditEvent
-from .services import audit_record
+from .services.audit import audit_record
 
 
 @dataclass(frozen=True)
