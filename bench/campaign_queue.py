@@ -204,7 +204,7 @@ def _in_processes(function, jobs: list[tuple]) -> list:
     from django.db import connections
 
     import annotations.services.queue  # noqa: F401 - imported once here, not in every process
-    import annotations.views  # noqa: F401
+    import annotations.views.campaigns  # noqa: F401
 
     connections.close_all()
     with multiprocessing.get_context("fork").Pool(len(jobs)) as pool:

@@ -9,7 +9,7 @@ from generation.models import Candidate, Revision
 from generation.schemas import MEMORY_FIELDS
 from psyroom_admin import roles
 
-from ..course_forms import MEMORY_FIELD_LABELS
+from ..forms.courses import MEMORY_FIELD_LABELS
 from . import visibility
 
 

@@ -1,5 +1,5 @@
 """The review of a Psyche-R1 question: confirm or correct the reference answer, rate each model's rationale, edit
-the best one (the forms are in ``annotations/question_views.py``).
+the best one (the forms are in ``annotations/views/questions.py``).
 
 A corrected reference answer and an edited rationale become new revisions through
 ``edits.candidate_edit``; the ratings are an audit event (``question.rate``) that the export reads to

@@ -1,4 +1,5 @@
-"""The candidate page shows the candidate's history (annotations.selectors.visibility.candidate_history) to whoever may see it."""
+"""The candidate page shows the candidate's history (annotations.selectors.visibility.candidate_history) to whoever
+may see it."""
 
 import pytest
 from django.urls import reverse

@@ -6,8 +6,8 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
+from annotations.exports.questions import questions_export
 from annotations.models import AuditEvent
-from annotations.question_exports import questions_export
 from annotations.rubrics import QUESTION_RUBRIC
 from annotations.services import audit
 from generation import services as gen_services

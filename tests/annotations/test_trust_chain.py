@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from annotations.exports import sft_export
+from annotations.exports.sft import sft_export
 from annotations.models import Adjudication, AuditEvent, CampaignItem, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
 from annotations.selectors import queues

@@ -5,7 +5,7 @@ from django.core import signing
 from django.urls import reverse
 from django.utils.html import escape
 
-from annotations.forms import MAX_REVIEW_SECONDS
+from annotations.forms.reviews import MAX_REVIEW_SECONDS
 from annotations.models import AuditEvent, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
 from annotations.services import audit, edits, reviews

@@ -30,9 +30,9 @@ from psyroom_admin.api_permissions import (
 )
 from psyroom_admin.idempotency import idempotent
 
-from .models import Assignment, CampaignItem, Review, RiskCode
-from .selectors import queues, visibility
-from .services import adjudication, campaigns, drafts, policy, queue, reviews
+from ..models import Assignment, CampaignItem, Review, RiskCode
+from ..selectors import queues, visibility
+from ..services import adjudication, campaigns, drafts, policy, queue, reviews
 
 DECISIONS = Review.Decision.choices
 

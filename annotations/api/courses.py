@@ -28,8 +28,8 @@ from psyroom_admin.api_permissions import (
 )
 from psyroom_admin.idempotency import idempotent
 
-from .selectors import visibility
-from .services import courses as course_services
+from ..selectors import visibility
+from ..services import courses as course_services
 
 
 class ProfileInput(serializers.Serializer):

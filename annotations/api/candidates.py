@@ -33,11 +33,11 @@ from psyroom_admin.api_permissions import (
 )
 from psyroom_admin.idempotency import idempotent
 
-from .forms import seconds_since, started_at_token
-from .models import Review, RiskCode, Rubric
-from .selectors import visibility
-from .services import adjudication, edits, reviews
-from .services import rubrics as rubric_services
+from ..forms.reviews import seconds_since, started_at_token
+from ..models import Review, RiskCode, Rubric
+from ..selectors import visibility
+from ..services import adjudication, edits, reviews
+from ..services.rubrics import rubric_get_default
 
 
 def _scoped(user):
@@ -52,7 +52,7 @@ def _get_candidate(pk: int, user) -> Candidate:
 
 def _default_rubric(kind: str) -> Rubric | None:
     try:
-        return rubric_services.rubric_get_default(kind=kind)
+        return rubric_get_default(kind=kind)
     except DjangoValidationError:
         return None  # a kind with no rubric yet (courses, questions): readable, not reviewable
 

@@ -21,11 +21,11 @@ from generation.models import Candidate, CandidateKind
 from generation.services import QueueUnavailable, StaleVersion
 from psyroom_admin import roles
 
-from .forms import IdListField, ReviewForm, SignOffForm
-from .models import Assignment, Campaign, CampaignItem, Draft, Review
-from .rubrics import DEFAULTS as RUBRICS
-from .selectors import display, queues, visibility
-from .services import adjudication, campaigns, drafts, edits, queue, reviews
+from ..forms.reviews import IdListField, ReviewForm, SignOffForm
+from ..models import Assignment, Campaign, CampaignItem, Draft, Review
+from ..rubrics import DEFAULTS as RUBRICS
+from ..selectors import display, queues, visibility
+from ..services import adjudication, campaigns, drafts, edits, queue, reviews
 
 # A campaign member's drafts are small; anything larger is not a draft of this form.
 MAX_DRAFT_BYTES = 64_000

@@ -20,12 +20,12 @@ from generation.schemas import ContentError
 from generation.services import StaleVersion
 from psyroom_admin import roles
 
-from .forms import QueueFilterForm, ReviewForm, SignOffForm, TurnEditForm, started_at_token
-from .models import Review
-from .rubrics import DEFAULTS as RUBRICS
-from .selectors import display, visibility
-from .services import adjudication, edits, policy, reviews
-from .services import rubrics as rubric_services
+from ..forms.reviews import QueueFilterForm, ReviewForm, SignOffForm, TurnEditForm, started_at_token
+from ..models import Review
+from ..rubrics import DEFAULTS as RUBRICS
+from ..selectors import display, visibility
+from ..services import adjudication, edits, policy, reviews
+from ..services.rubrics import rubric_get_default
 
 QUEUE_PAGE_SIZE = 50
 # The kinds these pages can show and review: those with a rubric.
@@ -93,7 +93,7 @@ def _render_detail(
     stale: bool = False,
     status: int = 200,
 ) -> HttpResponse:
-    rubric = rubric_services.rubric_get_default(kind=candidate.kind)
+    rubric = rubric_get_default(kind=candidate.kind)
     if review_form is None:
         review_form = ReviewForm(
             rubric=rubric, initial={"version": candidate.version, "started_at": started_at_token()}
@@ -216,7 +216,7 @@ def candidate_turn(request: HtmxHttpRequest, pk: int, index: int) -> HttpRespons
 def candidate_review(request: HttpRequest, pk: int) -> HttpResponse:
     candidate = _get_candidate_for_viewer(request, pk)
     _check_can_review(request)
-    rubric = rubric_services.rubric_get_default(kind=candidate.kind)
+    rubric = rubric_get_default(kind=candidate.kind)
     form = ReviewForm(request.POST, rubric=rubric)
     if not form.is_valid():
         return _render_detail(request, candidate, review_form=form, status=400)
