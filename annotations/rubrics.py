@@ -170,7 +170,7 @@ SCENARIO_RUBRIC: RubricDefinition = {
 }
 
 # Psyche-R1 questions: the overall decision on a question and its rationales. Each model's rationale is also rated on
-# its own (correct, clinically sound, clear) on the question's review page (annotations/question_services.py).
+# its own (correct, clinically sound, clear) on the question's review page (annotations/services/questions.py).
 QUESTION_RUBRIC: RubricDefinition = {
     "name": "Psyche-R1 question",
     "version": 1,

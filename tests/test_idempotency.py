@@ -20,9 +20,9 @@ from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
 from accounts.services import token_create
-from annotations import campaigns, reviews
 from annotations.models import Adjudication, Assignment, AuditEvent, Campaign, Draft, Review, ReviewPolicy
 from annotations.rubrics import DIALOGUE_RUBRIC
+from annotations.services import campaigns, queue, reviews
 from generation import services as gen_services
 from generation.models import Candidate, ClientProfile, GenerationRun, Revision, RiskFlag
 from psyroom_admin import roles
@@ -70,7 +70,7 @@ def _adjudication_item(curator, senior):
     for person, decision in ((one, "approve"), (two, "reject")):
         reviews.review_submit(
             candidate=candidate,
-            assignment=campaigns.queue_claim_next(campaign=campaign, counselor=person),
+            assignment=queue.queue_claim_next(campaign=campaign, counselor=person),
             reviewer=person,
             scores=_scores(),
             decision=decision,
@@ -450,7 +450,7 @@ def _race_world(curator):
     campaign = campaigns.campaign_create(
         creator=curator, name="Race", kind="dialogue", overlap=2, members=[counselor], candidate_ids=[in_campaign.pk]
     )
-    assignment = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    assignment = queue.queue_claim_next(campaign=campaign, counselor=counselor)
     return counselor, senior, loose, assignment
 
 

@@ -45,7 +45,7 @@ def markdown(text: str | None) -> str:
 def candidate_history_card(context, candidate):
     """The history card of a candidate for the page's user (the candidate page has no campaign view of its own)."""
     # Imported here: the template library is loaded by pages that exist before and without campaigns.
-    from annotations import visibility
+    from annotations.selectors import visibility
 
     user = context["user"]
     return {"history": visibility.candidate_history(candidate=candidate, user=user).select_related("actor")[:50]}

@@ -9,9 +9,9 @@ import pytest
 from django.urls import reverse
 from django.utils.html import escape
 
-from annotations import campaigns
 from annotations.models import Campaign, Review
 from annotations.rubrics import COURSE_RUBRIC, QUESTION_RUBRIC, SESSION_RUBRIC
+from annotations.services import campaigns
 from generation import courses
 from generation.models import Candidate
 from tests.annotations.test_question_review import OPTIONS, make_question

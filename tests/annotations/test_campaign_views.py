@@ -11,9 +11,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
 
-from annotations import campaigns, reviews, services
 from annotations.models import Adjudication, Assignment, AuditEvent, Campaign, CampaignItem, Draft, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
+from annotations.selectors import queues
+from annotations.services import campaigns, edits, queue, reviews
 from generation.models import Candidate, GenerationRun
 from psyroom_admin import roles
 from tests import factories
@@ -60,11 +61,11 @@ def setup(taxonomy, counselor, senior, curator):
     roles.roles_ensure()
     candidates = [factories.make_candidate() for _ in range(3)]
     campaign = _campaign(curator, [counselor, senior], candidates)
-    assignment = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    assignment = queue.queue_claim_next(campaign=campaign, counselor=counselor)
     item = assignment.item
     reviews.review_submit(
         candidate=item.candidate,
-        assignment=campaigns.queue_claim_next(campaign=campaign, counselor=senior),
+        assignment=queue.queue_claim_next(campaign=campaign, counselor=senior),
         reviewer=senior,
         scores=dict.fromkeys(KEYS, 2),
         decision="reject",
@@ -330,7 +331,7 @@ def test_the_review_screen_shows_the_rubric_prefetches_the_next_item_and_hides_o
     html = client.get(reverse("annotations:campaign_item", args=[setup["campaign"].pk, pk])).content.decode()
     for criterion in DIALOGUE_RUBRIC["criteria"]:
         assert escape(criterion["anchors"]["5"]) in html
-    peek = campaigns.queue_peek_next(campaign=setup["campaign"], counselor=counselor)
+    peek = queues.queue_peek_next(campaign=setup["campaign"], counselor=counselor)
     assert (
         f'rel="prefetch" id="prefetch-next" href="/campaigns/{setup["campaign"].pk}/items/{peek.pk}/preview/"' in html
     )
@@ -365,7 +366,7 @@ def test_twin_submits_at_once_save_one_review_and_every_answer_says_saved(taxono
     """The screen's retried submit raced its first try: each twin, in its own thread and database connection, must be
     told the review was saved (once), none that the slot is "submitted, not claimed"."""
     campaign = _campaign(curator, [counselor], [factories.make_candidate()], overlap=1)
-    assignment = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    assignment = queue.queue_claim_next(campaign=campaign, counselor=counselor)
     candidate = assignment.item.candidate
     url = reverse("annotations:campaign_submit", args=[campaign.pk, candidate.pk])
     data = _review_data(candidate, idempotency_key=f"assignment-{assignment.pk}")
@@ -437,7 +438,7 @@ def test_a_flagged_item_is_hidden_behind_a_warning_and_cannot_be_approved(client
 
 def test_an_edited_turn_shows_a_word_diff_against_the_model_text(client, setup, counselor):
     candidate = setup["candidate"]
-    services.turn_edit(
+    edits.turn_edit(
         candidate=candidate,
         editor=counselor,
         index=1,

@@ -6,9 +6,9 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from annotations import campaigns
 from annotations.models import Draft, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
+from annotations.services import campaigns
 from generation.models import Candidate
 from generation.services import taxonomy_load
 from psyroom_admin import roles

@@ -6,8 +6,8 @@ import pytest
 from django.db.models import Count
 from playwright.sync_api import expect
 
-from annotations import campaigns
 from annotations.models import Adjudication, Assignment, CampaignItem, Review
+from annotations.services import campaigns
 from generation.models import Candidate
 from generation.services import taxonomy_load
 from psyroom_admin import roles

@@ -18,8 +18,8 @@ from generation.models import CandidateKind
 from generation.pipelines.question import PROMPT_VERSION
 from generation.question_agents import answer_messages
 
-from .models import AuditEvent
-from .services import audit_record
+from ..models import AuditEvent
+from ..services.audit import audit_record
 
 
 @dataclass(frozen=True)

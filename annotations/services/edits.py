@@ -1,37 +1,19 @@
-"""Writes of the annotations app shared by the others: the audit trail, default rubrics and people's edits.
+"""People's edits of candidates (every kind, through ``candidate_edit``) and regeneration with a critique.
 
-Reviews, the approval policy, adjudication and risk sign-offs live in ``annotations.reviews``; the campaign queue in
-``annotations.campaigns``. Candidates are changed only through ``generation.services``; each service here records its
-audit event.
+Candidates are changed only through ``generation.services``; each service here records its audit event.
 """
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from generation import services as gen_services
-from generation.models import Candidate, Revision
+from generation.models import Candidate, GenerationRun, Revision
 from psyroom_admin import roles
 
-from .models import AuditEvent, CampaignItem, Rubric
-from .rubrics import DEFAULTS
-
-
-def audit_record(*, actor, action: str, candidate: Candidate | None = None, data: dict | None = None) -> AuditEvent:
-    return AuditEvent.objects.create(actor=actor, action=action, candidate=candidate, data=data or {})
-
-
-def rubric_get_default(*, kind: str) -> Rubric:
-    """The newest rubric of the default family for a kind, created from ``rubrics.DEFAULTS`` on first use."""
-    definition = DEFAULTS.get(kind)
-    if definition is None:
-        raise ValidationError(f"kind: no default rubric for {kind!r}")
-    rubric, _ = Rubric.objects.get_or_create(
-        kind=kind,
-        name=definition["name"],
-        version=definition["version"],
-        defaults={"criteria": definition["criteria"]},
-    )
-    return rubric
+from ..models import Campaign, CampaignItem
+from .audit import audit_record
 
 
 def candidate_edit(
@@ -98,3 +80,54 @@ def turn_edit(
         candidate=candidate, editor=editor, content=content, base_version=base_version, category=category,
         reason=reason, action="candidate.edit", data={"turn": index},
     )  # fmt: skip
+
+
+# --- Regeneration ---------------------------------------------------------------------------------------------
+
+
+def candidate_regenerate_with_critique(
+    *, candidate: Candidate, reviewer, critique: str, campaign: Campaign | None = None
+):
+    """Queue a dialogue run that writes a new version of the candidate, told what was wrong with it.
+
+    The new candidate has ``parent=candidate``; when it is saved, ``annotations.signals`` adds it to ``campaign``.
+    """
+    if not roles.user_can_review(reviewer):
+        raise PermissionDenied("Only counselors and senior clinicians ask for a regeneration.")
+    critique = (critique or "").strip()
+    if not critique:
+        raise ValidationError({"critique": "say what should change"})
+    if candidate.kind != "dialogue":
+        raise ValidationError({"candidate": f"only dialogues are regenerated, not {candidate.kind}"})
+    if campaign is not None and not campaign.items.filter(candidate=candidate).exists():
+        raise ValidationError({"campaign": f"candidate {candidate.pk} is not in campaign {campaign.pk}"})
+    critique_target = {"parent": candidate, "feedback": critique}
+    if campaign is not None:
+        critique_target["campaign"] = campaign.pk
+    limit = settings.PSYROOM_REGENERATIONS_PER_USER
+    with transaction.atomic():
+        # One reviewer's requests one at a time (their row locked), so that a burst cannot pass the limit together.
+        get_user_model().objects.select_for_update().filter(pk=reviewer.pk).first()
+        waiting = GenerationRun.objects.filter(
+            created_by=reviewer, status__in=[GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING]
+        ).count()
+        if waiting >= limit:
+            raise ValidationError(
+                {"critique": f"you have {waiting} regenerations waiting or running (at most {limit}): "
+                 "wait until one is done"}
+            )  # fmt: skip
+        # The run is started for the reviewer, who may not start runs of their own: it is theirs (created_by) for
+        # the limit and the record, and the audit event below says what they asked.
+        run = gen_services.run_create(
+            kind="dialogue",
+            critiques=[critique_target],
+            model_spec=gen_services.modelspec_get_default(),
+            created_by=reviewer,
+        )
+    audit_record(
+        actor=reviewer,
+        action="candidate.regenerate",
+        candidate=candidate,
+        data={"run": run.pk, "critique": critique, "campaign": campaign.pk if campaign else None},
+    )
+    return run

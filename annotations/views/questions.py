@@ -1,6 +1,6 @@
 """The review of a Psyche-R1 question: the page itself is the candidate page (``templates/annotations/_question.html``);
 these are its two forms (the reference answer; the ratings of the rationales), each calling one service of
-``annotations/question_services.py``.
+``annotations/services/questions.py``.
 """
 
 from django.contrib import messages
@@ -15,8 +15,8 @@ from generation import services as gen_services
 from generation.models import Candidate, CandidateKind
 from psyroom_admin import roles
 
-from . import visibility
-from .question_services import RATING_KEYS, question_correct_answer, question_rate_rationales
+from ..selectors import visibility
+from ..services.questions import RATING_KEYS, question_correct_answer, question_rate_rationales
 
 
 def _get_question_for_reviewer(request: HttpRequest, pk: int) -> Candidate:

@@ -1,8 +1,8 @@
 """Writes of the course review pages: edits of a session's memory and of a course's own fields.
 
-Turn edits of a session go through ``services.turn_edit`` (a session's content has turns like a dialogue's); reviews
+Turn edits of a session go through ``edits.turn_edit`` (a session's content has turns like a dialogue's); reviews
 through ``reviews.review_submit`` with the session and course rubrics. Every edit is a new revision made by
-``services.candidate_edit`` (risk screen, optimistic version check, audit event).
+``edits.candidate_edit`` (risk screen, optimistic version check, audit event).
 """
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -12,7 +12,7 @@ from generation.models import Candidate, CandidateKind, Revision
 from generation.schemas import MEMORY_FIELDS
 from psyroom_admin import roles
 
-from .services import candidate_edit
+from .edits import candidate_edit
 
 
 def _check_editor(editor) -> None:

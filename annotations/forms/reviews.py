@@ -9,7 +9,7 @@ from generation import selectors as gen_selectors
 from generation.models import Candidate, Revision
 from generation.selectors import REVIEWABLE
 
-from .models import Review, RiskCode, Rubric
+from ..models import Review, RiskCode, Rubric
 
 # A review that took longer than this was left open over lunch: its time is recorded as this bound, not as hours.
 MAX_REVIEW_SECONDS = 3 * 3600

@@ -12,8 +12,8 @@ from django.db.models import Prefetch
 from generation import selectors as gen_selectors
 from generation.models import CandidateKind, Revision
 
-from .models import Review
-from .services import audit_record
+from ..models import Review
+from ..services.audit import audit_record
 
 SFT_SYSTEM_PROMPT = (
     "You are a warm, professional psychological counselor. Listen carefully, reflect the client's feelings, "

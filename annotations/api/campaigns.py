@@ -1,7 +1,7 @@
 """The campaign API (see docs/api.md): campaigns, the queue (next, release), reviews with an idempotency key,
 adjudications and drafts.
 
-Each view checks the role with a permission class and calls ``annotations.campaigns``, which checks it again (a
+Each view checks the role with a permission class and calls ``annotations.services``, which checks it again (a
 counselor only ever reaches their own campaigns and assignments). Missing or out-of-scope records are 404.
 """
 
@@ -30,8 +30,9 @@ from psyroom_admin.api_permissions import (
 )
 from psyroom_admin.idempotency import idempotent
 
-from . import campaigns, reviews, visibility
-from .models import Assignment, CampaignItem, Review, RiskCode
+from ..models import Assignment, CampaignItem, Review, RiskCode
+from ..selectors import queues, visibility
+from ..services import adjudication, campaigns, drafts, policy, queue, reviews
 
 DECISIONS = Review.Decision.choices
 
@@ -137,7 +138,7 @@ class CampaignDetailApi(APIView):
 
 
 class ReviewPolicyInput(serializers.Serializer):
-    # The ranges are the service's rules (reviews.review_policy_set); these bounds only keep a huge number out.
+    # The ranges are the service's rules (policy.review_policy_set); these bounds only keep a huge number out.
     min_senior_approvals = serializers.IntegerField(
         min_value=-MAX_INT, max_value=MAX_INT, help_text="senior clinicians whose approval suffices (1-10)"
     )
@@ -166,7 +167,7 @@ class ReviewPolicyApi(APIView):
 
     @extend_schema(operation_id="review_policy_retrieve", responses={200: ReviewPolicyOutput}, tags=["campaigns"])
     def get(self, request: Request) -> Response:
-        return Response(ReviewPolicyOutput(reviews.review_policy_get()).data)
+        return Response(ReviewPolicyOutput(policy.review_policy_get()).data)
 
     @extend_schema(
         operation_id="review_policy_update",
@@ -178,8 +179,8 @@ class ReviewPolicyApi(APIView):
     def put(self, request: Request) -> Response:
         serializer = ReviewPolicyInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        policy = reviews.review_policy_set(user=request.user, **serializer.validated_data)
-        return Response(ReviewPolicyOutput(policy).data)
+        review_policy = policy.review_policy_set(user=request.user, **serializer.validated_data)
+        return Response(ReviewPolicyOutput(review_policy).data)
 
 
 # --- The queue ---------------------------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ class CampaignNextApi(APIView):
     @idempotent
     def post(self, request: Request, pk: int) -> Response:
         campaign = _campaign(request, pk)
-        assignment = campaigns.queue_claim_next(campaign=campaign, counselor=request.user)
+        assignment = queue.queue_claim_next(campaign=campaign, counselor=request.user)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(AssignmentOutput(assignment).data)
@@ -226,7 +227,7 @@ class AssignmentReleaseApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         assignment = _assignment(request, pk)
         try:
-            campaigns.assignment_release(assignment=assignment, counselor=request.user)
+            queue.assignment_release(assignment=assignment, counselor=request.user)
         except DjangoValidationError as error:
             raise service_error(error, fields={"assignment"}) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -308,7 +309,7 @@ class AdjudicationsApi(APIView):
 
     @extend_schema(operation_id="adjudications_queue", responses={200: ItemOutput(many=True)}, tags=["campaigns"])
     def get(self, request: Request) -> Response:
-        items = reviews.adjudication_queue(clinician=request.user)[:200]
+        items = queues.adjudication_queue(clinician=request.user)[:200]
         return Response(ItemOutput(items, many=True).data)
 
 
@@ -353,7 +354,7 @@ class AdjudicateApi(APIView):
         serializer = AdjudicateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        adjudication = reviews.adjudicate(
+        decided = adjudication.adjudicate(
             item=item,
             clinician=request.user,
             decision=data["decision"],
@@ -361,7 +362,7 @@ class AdjudicateApi(APIView):
             base_version=data["version"],
             flag_ids=data["flags"],
         )
-        return Response(AdjudicationOutput(adjudication).data, status=status.HTTP_201_CREATED)
+        return Response(AdjudicationOutput(decided).data, status=status.HTTP_201_CREATED)
 
 
 # --- Drafts ------------------------------------------------------------------------------------------------------
@@ -382,7 +383,7 @@ class DraftApi(APIView):
         tags=["campaigns"],
     )
     def get(self, request: Request, pk: int) -> Response:
-        return Response(campaigns.draft_get(user=request.user, candidate=self._candidate(request, pk)))
+        return Response(drafts.draft_get(user=request.user, candidate=self._candidate(request, pk)))
 
     @extend_schema(
         operation_id="drafts_save",
@@ -399,7 +400,7 @@ class DraftApi(APIView):
         # A JSON body may be any value; the service refuses what is not an object (a list, a number) with a 400.
         data = dict(request.data) if isinstance(request.data, dict) else request.data
         try:
-            draft = campaigns.draft_save(user=request.user, candidate=candidate, data=data)
+            draft = drafts.draft_save(user=request.user, candidate=candidate, data=data)
         except DjangoValidationError as error:
             raise service_error(error, fields={"data"}) from None
         return Response(draft.data)

@@ -28,7 +28,8 @@ from psyroom_admin.api_permissions import (
 )
 from psyroom_admin.idempotency import idempotent
 
-from . import course_services, visibility
+from ..selectors import visibility
+from ..services import courses as course_services
 
 
 class ProfileInput(serializers.Serializer):

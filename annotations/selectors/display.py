@@ -9,8 +9,8 @@ from generation.models import Candidate, Revision
 from generation.schemas import MEMORY_FIELDS
 from psyroom_admin import roles
 
+from ..forms.courses import MEMORY_FIELD_LABELS
 from . import visibility
-from .course_forms import MEMORY_FIELD_LABELS
 
 
 def _original_content(candidate: Candidate) -> dict:

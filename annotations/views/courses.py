@@ -20,9 +20,12 @@ from generation.schemas import MEMORY_FIELDS, ContentError
 from generation.services import StaleVersion
 from psyroom_admin import roles
 
-from . import course_services, reviews, services, visibility
-from .course_forms import MEMORY_FIELD_LABELS, CourseEditForm, MemoryEditForm, ProfileForm, SessionTurnEditForm
-from .forms import ReviewForm
+from ..forms.courses import MEMORY_FIELD_LABELS, CourseEditForm, MemoryEditForm, ProfileForm, SessionTurnEditForm
+from ..forms.reviews import ReviewForm
+from ..selectors import visibility
+from ..services import courses as course_services
+from ..services import edits, reviews
+from ..services.rubrics import rubric_get_default
 
 
 def _get_candidate(request: HttpRequest, pk: int, kind: str) -> Candidate:
@@ -71,7 +74,7 @@ def _session_row(session: Candidate, bound: dict) -> dict:
     )
     review_form = bound.get(("review", session.pk)) or ReviewForm(
         initial={"version": session.version},
-        rubric=services.rubric_get_default(kind=CandidateKind.SESSION),
+        rubric=rubric_get_default(kind=CandidateKind.SESSION),
         prefix=f"r{session.pk}",
     )
     return {
@@ -109,7 +112,7 @@ def _render_course(request: HttpRequest, course: Candidate, *, bound: dict | Non
         "course_review_form": bound.get(("review", course.pk))
         or ReviewForm(
             initial={"version": course.version},
-            rubric=services.rubric_get_default(kind=CandidateKind.COURSE),
+            rubric=rubric_get_default(kind=CandidateKind.COURSE),
             prefix="cr",
         ),
         "stale": bound.get(("stale", course.pk), False),
@@ -128,7 +131,7 @@ def course_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _review(request: HttpRequest, candidate: Candidate, course: Candidate, prefix: str) -> HttpResponse:
-    rubric = services.rubric_get_default(kind=candidate.kind)
+    rubric = rubric_get_default(kind=candidate.kind)
     form = ReviewForm(request.POST, rubric=rubric, prefix=prefix)
     if not form.is_valid():
         return _render_course(request, course, bound={("review", candidate.pk): form}, status=400)
@@ -205,7 +208,7 @@ def session_turn_edit(request: HttpRequest, pk: int, index: int) -> HttpResponse
     _check_can_review(request)
 
     def save(form):
-        services.turn_edit(
+        edits.turn_edit(
             candidate=session,
             editor=request.user,
             index=index,

@@ -33,9 +33,11 @@ from psyroom_admin.api_permissions import (
 )
 from psyroom_admin.idempotency import idempotent
 
-from . import reviews, services, visibility
-from .forms import seconds_since, started_at_token
-from .models import Review, RiskCode, Rubric
+from ..forms.reviews import seconds_since, started_at_token
+from ..models import Review, RiskCode, Rubric
+from ..selectors import visibility
+from ..services import adjudication, edits, reviews
+from ..services.rubrics import rubric_get_default
 
 
 def _scoped(user):
@@ -50,7 +52,7 @@ def _get_candidate(pk: int, user) -> Candidate:
 
 def _default_rubric(kind: str) -> Rubric | None:
     try:
-        return services.rubric_get_default(kind=kind)
+        return rubric_get_default(kind=kind)
     except DjangoValidationError:
         return None  # a kind with no rubric yet (courses, questions): readable, not reviewable
 
@@ -334,7 +336,7 @@ class CandidateTurnApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            revision = services.turn_edit(
+            revision = edits.turn_edit(
                 candidate=candidate,
                 editor=request.user,
                 index=index,
@@ -406,7 +408,7 @@ class CandidateSignOffApi(APIView):
         serializer = CandidateSignOffInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        reviews.risk_sign_off(
+        adjudication.risk_sign_off(
             candidate=candidate,
             clinician=request.user,
             note=data["note"],

@@ -1,6 +1,6 @@
 """The campaign pages: curators create and follow campaigns, counselors work their queue, senior clinicians adjudicate.
 
-The queue, the drafts, the review rules and the adjudication live in ``annotations.campaigns``; these views check
+The queue, the drafts, the review rules and the adjudication live in ``annotations.services``; these views check
 access, validate the shape of the input with a form and call one service. The review screen is usable without
 JavaScript; ``static/js/campaign.js`` adds the keyboard, the drafts and the retried submit on top.
 """
@@ -21,10 +21,11 @@ from generation.models import Candidate, CandidateKind
 from generation.services import QueueUnavailable, StaleVersion
 from psyroom_admin import roles
 
-from . import campaigns, display, reviews, visibility
-from .forms import IdListField, ReviewForm, SignOffForm
-from .models import Assignment, Campaign, CampaignItem, Draft, Review
-from .rubrics import DEFAULTS as RUBRICS
+from ..forms.reviews import IdListField, ReviewForm, SignOffForm
+from ..models import Assignment, Campaign, CampaignItem, Draft, Review
+from ..rubrics import DEFAULTS as RUBRICS
+from ..selectors import display, queues, visibility
+from ..services import adjudication, campaigns, drafts, edits, queue, reviews
 
 # A campaign member's drafts are small; anything larger is not a draft of this form.
 MAX_DRAFT_BYTES = 64_000
@@ -312,10 +313,10 @@ def campaign_next(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = _get_campaign(request, campaign_id)
     _check_reviewer(request, campaign)
     if request.method == "POST":
-        assignment = campaigns.queue_claim_next(campaign=campaign, counselor=request.user)
+        assignment = queue.queue_claim_next(campaign=campaign, counselor=request.user)
     else:
-        assignment = campaigns.queue_current_claim(campaign=campaign, counselor=request.user)
-        if assignment is None and campaigns.queue_peek_next(campaign=campaign, counselor=request.user) is not None:
+        assignment = queues.queue_current_claim(campaign=campaign, counselor=request.user)
+        if assignment is None and queues.queue_peek_next(campaign=campaign, counselor=request.user) is not None:
             return render(
                 request, "annotations/campaign_next.html", {"campaign": campaign, "progress": _progress(campaign)}
             )
@@ -354,7 +355,7 @@ def _render_item(request, campaign, item, assignment, *, form=None, stale=False,
         # is recognised by the service and recorded once.
         initial = {"version": candidate.version, "idempotency_key": f"assignment-{assignment.pk}"}
         form = CampaignReviewForm(rubric=campaign.rubric, initial=initial)
-    peek = campaigns.queue_peek_next(campaign=campaign, counselor=request.user)
+    peek = queues.queue_peek_next(campaign=campaign, counselor=request.user)
     context = {
         **_item_context(request, campaign, item),
         "assignment": assignment,
@@ -433,7 +434,7 @@ def campaign_draft(request: HttpRequest, campaign_id: int, candidate_id: int) ->
     """GET: the saved draft. POST (a JSON object): save it, so that nothing typed is lost with the tab."""
     campaign, item = _get_item_to_review(request, campaign_id, candidate_id)
     if request.method == "GET":
-        return JsonResponse({"data": campaigns.draft_get(user=request.user, candidate=item.candidate) or {}})
+        return JsonResponse({"data": drafts.draft_get(user=request.user, candidate=item.candidate) or {}})
     if len(request.body) > MAX_DRAFT_BYTES:
         return JsonResponse({"errors": {"data": [f"a draft is at most {MAX_DRAFT_BYTES} bytes"]}}, status=400)
     try:
@@ -443,7 +444,7 @@ def campaign_draft(request: HttpRequest, campaign_id: int, candidate_id: int) ->
     if not isinstance(data, dict):
         return JsonResponse({"errors": {"data": ["a draft is a JSON object"]}}, status=400)
     try:
-        draft = campaigns.draft_save(user=request.user, candidate=item.candidate, data=data)
+        draft = drafts.draft_save(user=request.user, candidate=item.candidate, data=data)
     except ValidationError as error:
         return JsonResponse({"errors": {"data": error.messages}}, status=400)
     return JsonResponse({"saved_at": draft.updated_at.isoformat()})
@@ -456,7 +457,7 @@ def campaign_release(request: HttpRequest, campaign_id: int, candidate_id: int) 
     campaign, item = _get_item_to_review(request, campaign_id, candidate_id)
     assignment = _held_assignment(request.user, item)
     try:
-        campaigns.assignment_release(assignment=assignment, counselor=request.user)
+        queue.assignment_release(assignment=assignment, counselor=request.user)
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
@@ -474,7 +475,7 @@ def campaign_regenerate(request: HttpRequest, campaign_id: int, candidate_id: in
         messages.error(request, "Say what the new version should do better: a critique is required.")
         return redirect(back)
     try:
-        run = campaigns.candidate_regenerate_with_critique(
+        run = edits.candidate_regenerate_with_critique(
             candidate=item.candidate, reviewer=request.user, critique=form.cleaned_data["critique"], campaign=campaign
         )
     except ValidationError as error:
@@ -493,7 +494,7 @@ def campaign_regenerate(request: HttpRequest, campaign_id: int, candidate_id: in
 @require_GET
 def adjudication_list(request: HttpRequest) -> HttpResponse:
     _check_senior(request)
-    items = reviews.adjudication_queue(clinician=request.user).select_related("candidate", "campaign")
+    items = queues.adjudication_queue(clinician=request.user).select_related("candidate", "campaign")
     return render(request, "annotations/campaign_adjudication_list.html", {"items": items})
 
 
@@ -528,7 +529,7 @@ def adjudication_item(request: HttpRequest, item_id: int) -> HttpResponse:
     form = AdjudicationForm(request.POST)
     if form.is_valid():
         try:
-            reviews.adjudicate(
+            adjudication.adjudicate(
                 item=item,
                 clinician=request.user,
                 decision=form.cleaned_data["decision"],
@@ -558,7 +559,7 @@ def adjudication_sign_off(request: HttpRequest, item_id: int) -> HttpResponse:
     status = 400
     if form.is_valid():
         try:
-            reviews.risk_sign_off(
+            adjudication.risk_sign_off(
                 candidate=item.candidate,
                 clinician=request.user,
                 note=form.cleaned_data["note"],

@@ -20,7 +20,7 @@ from generation import selectors as gen_selectors
 from generation.models import Candidate, CandidateKind, ClientProfile, RiskFlag
 from psyroom_admin import roles
 
-from .models import AuditEvent, Campaign, CampaignItem, Review, RiskCode
+from ..models import AuditEvent, Campaign, CampaignItem, Review, RiskCode
 
 # Who sees every candidate and every review (with names), blind campaign or not.
 SEE_ALL = (roles.SENIOR_CLINICIAN, roles.CURATOR, roles.ADMIN)

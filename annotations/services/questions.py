@@ -1,8 +1,8 @@
 """The review of a Psyche-R1 question: confirm or correct the reference answer, rate each model's rationale, edit
-the best one (the forms are in ``annotations/question_views.py``).
+the best one (the forms are in ``annotations/views/questions.py``).
 
 A corrected reference answer and an edited rationale become new revisions through
-``services.candidate_edit``; the ratings are an audit event (``question.rate``) that the export reads to
+``edits.candidate_edit``; the ratings are an audit event (``question.rate``) that the export reads to
 pick the best-rated rationale.
 """
 
@@ -13,8 +13,9 @@ from generation.models import Candidate, Revision
 from generation.questions import question_rescore
 from psyroom_admin import roles
 
-from .models import AuditEvent
-from .services import audit_record, candidate_edit
+from ..models import AuditEvent
+from .audit import audit_record
+from .edits import candidate_edit
 
 RATING_KEYS = ("correct", "clinical", "clear")
 

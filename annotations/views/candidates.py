@@ -20,10 +20,12 @@ from generation.schemas import ContentError
 from generation.services import StaleVersion
 from psyroom_admin import roles
 
-from . import display, reviews, services, visibility
-from .forms import QueueFilterForm, ReviewForm, SignOffForm, TurnEditForm, started_at_token
-from .models import Review
-from .rubrics import DEFAULTS as RUBRICS
+from ..forms.reviews import QueueFilterForm, ReviewForm, SignOffForm, TurnEditForm, started_at_token
+from ..models import Review
+from ..rubrics import DEFAULTS as RUBRICS
+from ..selectors import display, visibility
+from ..services import adjudication, edits, policy, reviews
+from ..services.rubrics import rubric_get_default
 
 QUEUE_PAGE_SIZE = 50
 # The kinds these pages can show and review: those with a rubric.
@@ -91,7 +93,7 @@ def _render_detail(
     stale: bool = False,
     status: int = 200,
 ) -> HttpResponse:
-    rubric = services.rubric_get_default(kind=candidate.kind)
+    rubric = rubric_get_default(kind=candidate.kind)
     if review_form is None:
         review_form = ReviewForm(
             rubric=rubric, initial={"version": candidate.version, "started_at": started_at_token()}
@@ -174,7 +176,7 @@ def candidate_turn(request: HtmxHttpRequest, pk: int, index: int) -> HttpRespons
     form = TurnEditForm(request.POST)
     if form.is_valid():
         try:
-            revision = services.turn_edit(
+            revision = edits.turn_edit(
                 candidate=candidate,
                 editor=request.user,
                 index=index,
@@ -214,7 +216,7 @@ def candidate_turn(request: HtmxHttpRequest, pk: int, index: int) -> HttpRespons
 def candidate_review(request: HttpRequest, pk: int) -> HttpResponse:
     candidate = _get_candidate_for_viewer(request, pk)
     _check_can_review(request)
-    rubric = services.rubric_get_default(kind=candidate.kind)
+    rubric = rubric_get_default(kind=candidate.kind)
     form = ReviewForm(request.POST, rubric=rubric)
     if not form.is_valid():
         return _render_detail(request, candidate, review_form=form, status=400)
@@ -231,7 +233,7 @@ def candidate_review(request: HttpRequest, pk: int) -> HttpResponse:
         return _render_detail(request, candidate, review_form=form, status=400)
     outcome = candidate.get_status_display().lower()
     if review.decision == Review.Decision.APPROVE and candidate.status != Candidate.Status.APPROVED:
-        outcome += f", until the review policy is met ({reviews.review_policy_get()})"
+        outcome += f", until the review policy is met ({policy.review_policy_get()})"
     messages.success(request, f"Review of {candidate} saved: {outcome}.")
     return redirect("annotations:queue")
 
@@ -244,7 +246,7 @@ def candidate_sign_off(request: HttpRequest, pk: int) -> HttpResponse:
     form = SignOffForm(request.POST)
     if form.is_valid():
         try:
-            reviews.risk_sign_off(
+            adjudication.risk_sign_off(
                 candidate=candidate,
                 clinician=request.user,
                 note=form.cleaned_data["note"],
