@@ -73,9 +73,9 @@ class SubEmotionOutput(serializers.Serializer):
 class RiskFlagOutput(serializers.Serializer):
     id = serializers.IntegerField(help_text="name it when signing off")
     code = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # an API field named like a DRF Field attribute
     detail = serializers.CharField(help_text="empty for another reviewer's flag in a blind campaign")
-    source = serializers.CharField(help_text="screen, agent, review or inherited")
+    source = serializers.CharField(help_text="screen, agent, review or inherited")  # type: ignore[assignment]  # an API field named like a DRF Field attribute
     on = serializers.CharField(help_text='for a course, the session it is on ("session 2"); else empty')
     revision = serializers.IntegerField(help_text="the revision it was raised on")
     open = serializers.BooleanField()
@@ -132,14 +132,14 @@ class CandidateListOutput(serializers.Serializer):
     sub_emotion = serializers.CharField(source="sub_emotion.key", allow_null=True)
     run = serializers.IntegerField(source="run_id", allow_null=True)
     run_index = serializers.IntegerField(allow_null=True)
-    parent = serializers.IntegerField(source="parent_id", allow_null=True)
+    parent = serializers.IntegerField(source="parent_id", allow_null=True)  # type: ignore[assignment]  # an API field named like a DRF Field attribute
     has_risk_flag = serializers.SerializerMethodField()
     open_risk = serializers.BooleanField(source="has_open_risk")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
     def get_has_risk_flag(self, candidate: Candidate) -> bool:
-        return bool(candidate.flagged)
+        return bool(candidate.flagged)  # type: ignore[attr-defined]  # annotated by generation.selectors.with_risk
 
 
 class CandidateListApi(APIView):
@@ -170,7 +170,7 @@ class CandidateListApi(APIView):
 
 class CriterionOutput(serializers.Serializer):
     key = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # an API field named like a DRF Field attribute
     help = serializers.CharField(required=False)
     anchors = serializers.DictField(child=serializers.CharField(), help_text="score (as text) -> what it means")
 
@@ -226,7 +226,7 @@ class CandidateDetailOutput(serializers.Serializer):
     sub_emotion = SubEmotionOutput(source="candidate.sub_emotion", allow_null=True)
     scenario = ScenarioOutput(source="candidate.scenario", allow_null=True)
     profile = ProfileRefOutput(source="candidate.profile", allow_null=True)
-    parent = serializers.IntegerField(source="candidate.parent_id", allow_null=True)
+    parent = serializers.IntegerField(source="candidate.parent_id", allow_null=True)  # type: ignore[assignment]  # an API field named like a DRF Field attribute
     sequence = serializers.IntegerField(source="candidate.sequence", allow_null=True)
     run = serializers.IntegerField(source="candidate.run_id", allow_null=True)
     run_index = serializers.IntegerField(source="candidate.run_index", allow_null=True)
@@ -237,7 +237,7 @@ class CandidateDetailOutput(serializers.Serializer):
     approved_revision = serializers.IntegerField(
         source="candidate.approved_revision.number", allow_null=True, help_text="the revision people approved"
     )
-    source = serializers.JSONField(source="candidate.source", help_text="dataset, licence, attribution (imports)")
+    source = serializers.JSONField(source="candidate.source", help_text="dataset, licence, attribution (imports)")  # type: ignore[assignment]  # an API field named like a DRF Field attribute
     risk = RiskOutput()
     revisions = RevisionOutput(many=True)
     reviews = ReviewOutput(many=True)
@@ -531,7 +531,7 @@ class QuestionListOutput(serializers.Serializer):
     answer = serializers.CharField(source="content.answer")
     difficulty = serializers.CharField(source="content.difficulty", default=None, allow_null=True)
     run = serializers.IntegerField(source="run_id", allow_null=True)
-    parent = serializers.IntegerField(source="parent_id", allow_null=True)
+    parent = serializers.IntegerField(source="parent_id", allow_null=True)  # type: ignore[assignment]  # an API field named like a DRF Field attribute
 
 
 class QuestionDetailOutput(QuestionListOutput):
@@ -539,7 +539,7 @@ class QuestionDetailOutput(QuestionListOutput):
     answers = QuestionAnswerOutput(source="content.answers", many=True, default=list)
     selection = serializers.DictField(source="content.selection", default=None, allow_null=True)
     chosen = serializers.IntegerField(source="content.chosen", default=None, allow_null=True)
-    source = serializers.DictField()
+    source = serializers.DictField()  # type: ignore[assignment]  # an API field named like a DRF Field attribute
 
 
 class QuestionListApi(APIView):

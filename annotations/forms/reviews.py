@@ -126,7 +126,8 @@ class ReviewForm(forms.Form):
     def scores(self) -> dict:
         return {c["key"]: self.cleaned_data.get(f"score_{c['key']}") for c in self.rubric.criteria}
 
-    def time_spent_s(self) -> int:
+    def seconds_spent(self) -> int:
+        """Seconds since the signed start the page was served with (0 for a start that is not signed)."""
         return seconds_since(self.cleaned_data.get("started_at") or "")
 
     def review_fields(self) -> dict:
@@ -137,5 +138,5 @@ class ReviewForm(forms.Form):
             "comment": self.cleaned_data["comment"],
             "risk_flags": self.cleaned_data["risk_flags"],
             "base_version": self.cleaned_data["version"],
-            "time_spent_s": self.time_spent_s(),
+            "time_spent_s": self.seconds_spent(),
         }

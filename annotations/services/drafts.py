@@ -9,7 +9,7 @@ from ..models import Draft
 DRAFT_KEYS = ("scores", "decision", "comment", "risk_flags", "time_spent_s")
 
 
-def draft_save(*, user, candidate: Candidate, data: dict) -> Draft:
+def draft_save(*, user, candidate: Candidate, data: object) -> Draft:
     """Keep what a reviewer has typed so far on the server, so that a closed tab or another device loses nothing."""
     if not isinstance(data, dict):
         raise ValidationError({"data": "a draft is an object"})

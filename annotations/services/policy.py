@@ -92,19 +92,19 @@ def policy_decide(*, candidate: Candidate, campaign: Campaign | None = None) -> 
     Call with the candidate locked. An open risk flag never approves.
     """
     revision = gen_selectors.candidate_latest_revision(candidate=candidate)
-    reviews = Review.objects.filter(candidate=candidate, revision=revision).select_related("reviewer")
+    of_revision = Review.objects.filter(candidate=candidate, revision=revision).select_related("reviewer")
     if campaign is not None:
-        reviews = reviews.filter(campaign=campaign)
+        of_revision = of_revision.filter(campaign=campaign)
     # Each person counts once, with their latest judgement of this revision.
-    reviews = list({r.reviewer_id: r for r in reviews.order_by("created_at", "pk")}.values())
+    reviews = list({r.reviewer_id: r for r in of_revision.order_by("created_at", "pk")}.values())
     approving = [r for r in reviews if r.decision == Review.Decision.APPROVE]
     open_risk = candidate.open_risk_flags().exists()
     if campaign is not None:
-        policy = {**DEFAULT_CAMPAIGN_POLICY, **(campaign.policy or {})}
-        flagged = policy.get("no_risk", True) and any(r.risk_flags for r in reviews)
+        rules = {**DEFAULT_CAMPAIGN_POLICY, **(campaign.policy or {})}
+        flagged = rules.get("no_risk", True) and any(r.risk_flags for r in reviews)
         if (
-            len(approving) >= (policy["min_approvals"] or campaign.overlap)
-            and _means_reach(reviews, float(policy["min_mean"] or 0))
+            len(approving) >= (rules["min_approvals"] or campaign.overlap)
+            and _means_reach(reviews, float(rules["min_mean"] or 0))
             and not flagged
             and not open_risk
         ):

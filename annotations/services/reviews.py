@@ -23,7 +23,7 @@ from .audit import audit_record
 from .policy import policy_decide
 from .rubrics import rubric_get_default
 
-DECISION_STATUS = {
+DECISION_STATUS: dict[str, str] = {
     Review.Decision.APPROVE: Candidate.Status.APPROVED,
     Review.Decision.REJECT: Candidate.Status.REJECTED,
     Review.Decision.NEEDS_REVISION: Candidate.Status.NEEDS_REVISION,
@@ -147,6 +147,7 @@ def review_submit(
                 if earlier is not None:
                     return earlier
             if item is not None:
+                assert locked_assignment is not None and campaign is not None  # an item comes with both
                 _check_slot(item, locked_assignment, campaign, now)
             if locked.version != base_version:
                 raise gen_services.StaleVersion(locked)

@@ -57,7 +57,9 @@ def _get_campaign(request: HttpRequest, campaign_id: int) -> Campaign:
 
 
 def _check_reviewer(request: HttpRequest, campaign: Campaign) -> None:
-    if not roles.user_can_review(request.user) or not campaign.members.filter(pk=request.user.pk).exists():
+    # login_required: the user has a pk.
+    member = campaign.members.filter(pk=request.user.pk).exists()  # type: ignore[misc]
+    if not roles.user_can_review(request.user) or not member:
         raise PermissionDenied("Only the counselors of this campaign review in it.")
 
 
@@ -242,7 +244,7 @@ def _item_context(request: HttpRequest, campaign: Campaign, item: CampaignItem) 
             "plan": candidate.children.filter(kind=CandidateKind.PLAN).order_by("-created_at").first()
             if candidate.kind == CandidateKind.DIALOGUE
             else None,
-            "parent_turns": display.turn_rows(candidate.parent)
+            "parent_turns": display.turn_rows(candidate.parent)  # type: ignore[arg-type]  # parent_id is checked
             if candidate.kind == CandidateKind.PLAN and candidate.parent_id
             else [],
             # What a course or question campaign rates: the course's profile, sessions and memories; the question's
