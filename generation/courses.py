@@ -20,7 +20,7 @@ from django.db import transaction
 from psyroom_admin import roles
 
 from . import services
-from .importers import ImportFormatError
+from .importing import ImportFormatError, file_text
 from .models import Candidate, CandidateKind, ClientProfile, GenerationRun, Language
 from .schemas import MEMORY_FIELDS, ContentError
 
@@ -171,12 +171,8 @@ class CourseImportResult:
 
 
 def _read_lines(path: Path) -> list[str]:
-    try:
-        return Path(path).read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise ImportFormatError(f"{path}: no such file") from None
-    except UnicodeDecodeError as error:
-        raise ImportFormatError(f"{path}: not UTF-8 text ({error.reason})") from None
+    # The safe reading every importer shares: size limit, UTF-8, no NUL, each refused naming the line.
+    return file_text(path).split("\n")
 
 
 _MEMORY_HEAD = re.compile(r"^The (\d+)(?:st|nd|rd|th) Counseling\s*$")
@@ -293,6 +289,9 @@ def parse_cards(path: Path) -> list[dict]:
         if current is None:
             current, start = {}, n
         field = _CARD_FIELD.match(text)
+        key = field.group(1) if field else "Counseling Goals" if text == "Counseling Goals:" else None
+        if key in current:
+            raise ImportFormatError(f"{path}:{n}: [{key}] given twice in the card of session {len(cards) + 1}")
         if field:
             current[field.group(1)] = field.group(2).strip()
             goals = False

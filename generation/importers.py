@@ -1,23 +1,42 @@
 """Importers for counseling dialogues from public datasets and chat-style JSONL.
 
-An import reads and checks every file before it writes anything, then saves all new dialogues in one transaction:
-a bad line anywhere means nothing from that import is kept. Each imported candidate remembers where it came from
-(dataset, licence, attribution, file, record) and the sha256 of its content, so that importing the same data again
-adds nothing.
+An import reads the whole input twice, as a stream (``generation.importing``: files, folders and archives, within
+the operator's limits). The first pass checks every record and writes nothing; the second saves the dialogues in
+batches, all in one transaction: a bad line anywhere means nothing from that import is kept, and memory stays flat
+however many dialogues there are. Each imported candidate remembers where it came from (dataset, licence,
+attribution, file, archive, record, id) and the sha256 of its content, so that importing the same data again adds
+nothing.
+
+A record's id, which must name one dialogue within an import: a ``messages`` line's or a ``psyroom`` record's
+``id`` field (text or a whole number; optional), and a ``cpsycoun`` case file's name (``case_12.txt``, wherever it
+lies in the folder or archive). The same id on different content is refused, naming both records; on the same
+content it is a repeat, skipped like any duplicate.
 """
 
-import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from itertools import islice
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import reset_queries, transaction
 
 from . import services
+from .importing import (
+    IdLedger,
+    ImportFormatError,
+    Limits,
+    Source,
+    parse_json,
+    read_json_list,
+    read_lines,
+    read_text,
+    sources,
+)
 from .models import Candidate, CandidateKind, Language, SubEmotion
-from .schemas import ContentError
+from .schemas import ContentError, validate_content
 
 FORMATS = ("psyroom", "cpsycoun", "messages")
 
@@ -34,7 +53,7 @@ _DATASETS = {
     },
     "messages": {"dataset": "messages", "license": "", "attribution": ""},
 }
-_PATTERNS = {"psyroom": "*.json", "cpsycoun": "*.txt", "messages": "*.jsonl"}
+_SUFFIXES = {"psyroom": ".json", "cpsycoun": ".txt", "messages": ".jsonl"}
 
 # A speaker label may carry a qualifier: "来访者（姚先生）：" in couple sessions, "来访者1：", or
 # "心理咨询师（扮演外婆）：" in role-play. The role is the same; the qualifier is kept in the text.
@@ -44,10 +63,8 @@ _MESSAGE_ROLES = {"user": "client", "assistant": "counselor", "system": None}
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Older SQLite builds allow 999 parameters in one statement.
 _HASH_QUERY_CHUNK = 900
-
-
-class ImportFormatError(ValueError):
-    """A file that can't be imported; the message names the file, the line or record, and what is wrong."""
+# Dialogues saved per batch: big enough for few round trips, small enough for flat memory.
+BATCH_SIZE = 2000
 
 
 @dataclass(frozen=True)
@@ -61,26 +78,39 @@ class ImportResult:
 class _Record:
     """One dialogue read from a file, before it is validated and saved."""
 
-    file: str
+    # The file as messages name it, and its provenance (file, archive).
+    name: str
+    provenance: dict
     # The record index in a JSON list, or the line a dialogue starts on in a text or JSONL file.
     record: int
     turns: list[dict]
     language: str
     sub_emotion_key: str | None = None
+    # The id given in the record (text or a whole number), kept in the source.
+    id: str | int | None = None
     extra_source: dict = field(default_factory=dict)
 
-    def where(self, format: str) -> str:
-        return f"{self.file}: record {self.record}" if format == "psyroom" else f"{self.file}:{self.record}"
+
+def _where(format: str, name: str, record: int) -> str:
+    return f"{name}: record {record}" if format == "psyroom" else f"{name}:{record}"
+
+
+def _id_of(format: str, rec: _Record) -> str | None:
+    """The record's id within the import (see the module docstring), as text."""
+    if format == "cpsycoun":
+        return PurePosixPath(rec.provenance["file"]).name
+    return None if rec.id is None else str(rec.id)
 
 
 def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = None) -> ImportResult:
-    """Import every dialogue under ``path`` (a file, or a folder searched recursively) in one of ``FORMATS``.
+    """Import every dialogue under ``path`` (a file, a folder searched recursively, or a .zip/.tar.gz archive) in one
+    of ``FORMATS``.
 
     ``sub_emotion_key`` labels every dialogue; a ``messages`` line may name its own ``sub_emotion`` instead.
-    Raises ``ImportFormatError`` naming the file and line (or record) of the first problem, and
-    ``ValidationError`` for a bad argument (unknown format, missing path, unknown sub-emotion key). Either way
-    nothing is written. Dialogues whose content was imported before, or that repeat within the import, are
-    counted as duplicates and skipped.
+    Raises ``ImportFormatError`` naming the file and line (or record) of the first problem (a malformed or empty
+    file, a limit passed, one id on two different dialogues), and ``ValidationError`` for a bad argument (unknown
+    format, missing path, unknown sub-emotion key). Either way nothing is written. Dialogues whose content was
+    imported before, or that repeat within the import, are counted as duplicates and skipped.
     """
     if format not in FORMATS:
         raise ValidationError(f"format: must be one of {', '.join(FORMATS)}, not {format!r}")
@@ -90,42 +120,84 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
     sub_emotions = {s.key: s for s in SubEmotion.objects.all()}
     if sub_emotion_key is not None and sub_emotion_key not in sub_emotions:
         raise ValidationError(f"sub_emotion: no sub-emotion with key {sub_emotion_key!r} (load the taxonomy first?)")
+    limits = Limits.from_settings()
 
-    parse = _PARSERS[format]
-    files = list(_files(path, _PATTERNS[format]))
-    records: list[_Record] = []
-    for file in files:
-        name = file.name if file == path else file.relative_to(path).as_posix()
-        records.extend(parse(file, name))
+    def records() -> Iterator[_Record]:
+        parse = _PARSERS[format]
+        for source in sources(path, suffix=_SUFFIXES[format], limits=limits):
+            yield from parse(source)
 
-    # Validate everything before the transaction opens: building a candidate is pure computation.
-    built: list[tuple[str, Candidate]] = []
-    for rec in records:
+    def sub_emotion_of(rec: _Record) -> SubEmotion | None:
         key = rec.sub_emotion_key or sub_emotion_key
         if key is not None and key not in sub_emotions:
-            raise ImportFormatError(f"{rec.where(format)}: sub_emotion: no sub-emotion with key {key!r}")
+            raise ImportFormatError(
+                f"{_where(format, rec.name, rec.record)}: sub_emotion: no sub-emotion with key {key!r}"
+            )
+        return sub_emotions[key] if key else None
+
+    def check(rec: _Record) -> dict:
+        """The record's content, checked as ``build`` will check it (without the risk screen, which only saving
+        needs), or ``ImportFormatError``."""
+        sub_emotion_of(rec)
         content = {"turns": rec.turns}
-        source_hash = services.content_hash(content)
+        try:
+            validate_content(CandidateKind.DIALOGUE, content)
+        except ContentError as error:
+            raise ImportFormatError(f"{_where(format, rec.name, rec.record)}: {error}") from error
+        return content
+
+    def build(source_hash: str, rec: _Record) -> Candidate:
+        """The record as an unsaved candidate, its risk flags screened."""
+        content = {"turns": rec.turns}
+        source = {**_DATASETS[format], **rec.provenance, "record": rec.record}
+        if rec.id is not None:
+            source["id"] = rec.id
         try:
             candidate = services.candidate_build(
                 kind=CandidateKind.DIALOGUE,
                 content=content,
                 language=rec.language,
-                sub_emotion=sub_emotions[key] if key else None,
-                source={**_DATASETS[format], "file": rec.file, "record": rec.record, **rec.extra_source},
+                sub_emotion=sub_emotion_of(rec),
+                source={**source, **rec.extra_source},
                 source_hash=source_hash,
             )
         except ContentError as error:
-            raise ImportFormatError(f"{rec.where(format)}: {error}") from error
-        built.append((source_hash, candidate))
+            # Checked in the first pass: only a file changed since can get here (and roll everything back).
+            raise ImportFormatError(f"{_where(format, rec.name, rec.record)}: {error}") from error
+        return candidate
 
-    created = candidates_save_unique(kind=CandidateKind.DIALOGUE, built=built)
-    return ImportResult(created=created, duplicates=len(built) - created, files=len(files))
+    # Pass 1: check everything before anything is written. Every file holds at least one record (an empty one is
+    # refused), so the files are the runs of one name.
+    ids = IdLedger()
+    files, name = 0, None
+    for rec in records():
+        content = check(rec)
+        files, name = files + (rec.name != name), rec.name
+        record_id = _id_of(format, rec)
+        if record_id is not None:
+            ids.add(record_id, content_hash=services.content_hash(content), name=rec.name, record=rec.record)
+    ids.check(lambda name, record: _where(format, name, record))
+
+    # Pass 2: the same records again, saved a batch at a time in one transaction.
+    created = total = 0
+    with transaction.atomic():
+        for batch in _batches(records(), BATCH_SIZE):
+            hashed = [(services.content_hash({"turns": rec.turns}), rec) for rec in batch]
+            created += candidates_save_unique(kind=CandidateKind.DIALOGUE, built=hashed, build=build)
+            total += len(batch)
+            # With DEBUG on, Django keeps every query's SQL: thousands of batches of it would not be flat memory.
+            reset_queries()
+    return ImportResult(created=created, duplicates=total - created, files=files)
 
 
-def candidates_save_unique(*, kind: str, built: list[tuple[str, Candidate]]) -> int:
-    """Save the built ``(source_hash, candidate)`` pairs whose hash is new for ``kind`` (in the database and among
-    themselves), all in one transaction; returns how many were saved."""
+def candidates_save_unique(
+    *, kind: str, built: list[tuple[str, Any]], build: Callable[[str, Any], Candidate] | None = None
+) -> int:
+    """Save the ``(source_hash, candidate)`` pairs whose hash is new for ``kind`` (in the database and among
+    themselves), all in one transaction; returns how many were saved. With ``build``, the pairs hold what
+    ``build(source_hash, item)`` makes a candidate of, and only the new ones are built: a re-import screens
+    nothing. Called a batch at a time within an outer transaction, the batches saved before count as in the
+    database."""
     with transaction.atomic():
         hashes = list(dict.fromkeys(h for h, _ in built))
         seen: set[str] = set()
@@ -136,42 +208,19 @@ def candidates_save_unique(*, kind: str, built: list[tuple[str, Candidate]]) -> 
                 ).values_list("source_hash", flat=True)
             )
         new = []
-        for source_hash, candidate in built:
+        for source_hash, item in built:
             if source_hash not in seen:
                 seen.add(source_hash)
-                new.append(candidate)
+                new.append(build(source_hash, item) if build else item)
         # A concurrent import of the same data can still collide on the unique (kind, source_hash) constraint; the
         # IntegrityError then rolls this import back whole, which is the rule anyway.
         services.candidates_save_new(candidates=new)
     return len(new)
 
 
-# --- Files ---------------------------------------------------------------------------------------------------------
-
-
-def _natural_key(path: Path) -> list:
-    # case_2 before case_10: digit runs compare as numbers.
-    return [[int(p) if p.isdigit() else p for p in re.split(r"(\d+)", part)] for part in path.parts]
-
-
-def _files(path: Path, pattern: str) -> Iterator[Path]:
-    if path.is_file():
-        yield path
-        return
-    found = sorted((p for p in path.rglob(pattern) if p.is_file()), key=lambda p: _natural_key(p.relative_to(path)))
-    if not found:
-        raise ImportFormatError(f"{path}: no {pattern} files in this folder")
-    yield from found
-
-
-def _read_text(file: Path, name: str) -> str:
-    raw = file.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise ImportFormatError(f"{name}:{line}: not UTF-8 text ({error.reason})") from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+def _batches(items: Iterator, size: int) -> Iterator[list]:
+    while batch := list(islice(items, size)):
+        yield batch
 
 
 def _is_text(value) -> bool:
@@ -182,19 +231,21 @@ def _language_of(turns: list[dict]) -> str:
     return Language.CHINESE if any(_CJK.search(t["text"]) for t in turns) else Language.ENGLISH
 
 
+def _record_id(item: dict, where: str) -> str | int | None:
+    value = item.get("id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not (isinstance(value, int) or _is_text(value)):
+        raise ImportFormatError(f"{where}: id must be non-empty text or a whole number, not {value!r}"[:300])
+    return value
+
+
 # --- AI PsyRoom example.json ---------------------------------------------------------------------------------------
 
 
-def _parse_psyroom(file: Path, name: str) -> list[_Record]:
-    try:
-        data = json.loads(_read_text(file, name))
-    except json.JSONDecodeError as error:
-        raise ImportFormatError(f"{name}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}") from None
-    if not isinstance(data, list):
-        raise ImportFormatError(f"{name}: expected a JSON list of records, not {type(data).__name__}")
-    records = []
-    for index, item in enumerate(data):
-        where = f"{name}: record {index}"
+def _parse_psyroom(source: Source) -> Iterator[_Record]:
+    for index, item in enumerate(read_json_list(source)):
+        where = f"{source.name}: record {index}"
         if not isinstance(item, dict) or "conversation" not in item:
             raise ImportFormatError(f"{where}: expected an object with a 'conversation' list")
         conversation = item["conversation"]
@@ -213,18 +264,25 @@ def _parse_psyroom(file: Path, name: str) -> list[_Record]:
             if client.strip():
                 turns.append({"role": "client", "text": client.strip()})
             turns.append({"role": "counselor", "text": counselor.strip()})
-        records.append(_Record(file=name, record=index, turns=turns, language=Language.CHINESE))
-    return records
+        yield _Record(
+            name=source.name,
+            provenance=source.provenance,
+            record=index,
+            turns=turns,
+            language=Language.CHINESE,
+            id=_record_id(item, where),
+        )
 
 
 # --- CPsyCoun case_N.txt -------------------------------------------------------------------------------------------
 
 
-def _parse_cpsycoun(file: Path, name: str) -> list[_Record]:
+def _parse_cpsycoun(source: Source) -> Iterator[_Record]:
+    name = source.name
     turns: list[dict] = []
     lines_of: list[int] = []
     after_blank = False
-    for lineno, line in enumerate(_read_text(file, name).split("\n"), start=1):
+    for lineno, line in enumerate(read_text(source).split("\n"), start=1):
         text = line.strip()
         if not text:
             after_blank = True
@@ -254,22 +312,26 @@ def _parse_cpsycoun(file: Path, name: str) -> list[_Record]:
     for turn, lineno in zip(turns, lines_of, strict=True):
         if not turn["text"]:
             raise ImportFormatError(f"{name}:{lineno}: this turn has no text")
-    return [_Record(file=name, record=lines_of[0] if lines_of else 1, turns=turns, language=Language.CHINESE)]
+    yield _Record(
+        name=name,
+        provenance=source.provenance,
+        record=lines_of[0] if lines_of else 1,
+        turns=turns,
+        language=Language.CHINESE,
+    )
 
 
 # --- OpenAI-style messages JSONL -----------------------------------------------------------------------------------
 
 
-def _parse_messages(file: Path, name: str) -> list[_Record]:
-    records = []
-    for lineno, line in enumerate(_read_text(file, name).split("\n"), start=1):
+def _parse_messages(source: Source) -> Iterator[_Record]:
+    empty = True
+    for lineno, line in read_lines(source):
         if not line.strip():
             continue
-        where = f"{name}:{lineno}"
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ImportFormatError(f"{where}: invalid JSON at column {error.colno}: {error.msg}") from None
+        empty = False
+        where = f"{source.name}:{lineno}"
+        item = parse_json(line, source.name, limits=source.limits, line=lineno)
         if not isinstance(item, dict):
             raise ImportFormatError(f"{where}: expected a JSON object with a 'messages' list")
         messages = item.get("messages")
@@ -297,20 +359,21 @@ def _parse_messages(file: Path, name: str) -> list[_Record]:
             language = _language_of(turns)
         elif language not in Language.values:
             raise ImportFormatError(f"{where}: language must be one of {', '.join(Language.values)}, not {language!r}")
-        records.append(
-            _Record(
-                file=name,
-                record=lineno,
-                turns=turns,
-                language=language,
-                sub_emotion_key=sub_emotion_key,
-                extra_source={"system": system} if system else {},
-            )
+        yield _Record(
+            name=source.name,
+            provenance=source.provenance,
+            record=lineno,
+            turns=turns,
+            language=language,
+            sub_emotion_key=sub_emotion_key,
+            id=_record_id(item, where),
+            extra_source={"system": system} if system else {},
         )
-    return records
+    if empty:
+        raise ImportFormatError(f"{source.name}: an empty file: no dialogues in it")
 
 
-_PARSERS: dict[str, Callable[[Path, str], list[_Record]]] = {
+_PARSERS: dict[str, Callable[[Source], Iterator[_Record]]] = {
     "psyroom": _parse_psyroom,
     "cpsycoun": _parse_cpsycoun,
     "messages": _parse_messages,

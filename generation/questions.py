@@ -11,17 +11,14 @@ is correct, and the difficulty: ``hard`` when fewer than ``min_correct`` models 
 """
 
 import copy
-import io
-import json
 import re
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from django.core.exceptions import ValidationError
 
 from . import services
-from .importers import ImportFormatError, ImportResult, candidates_save_unique
+from .importers import ImportResult, candidates_save_unique
+from .importing import IdLedger, ImportFormatError, Limits, read_json_list, sources
 from .models import Candidate, CandidateKind, GenerationRun, Language, ModelSpec
 from .schemas import ContentError
 
@@ -41,41 +38,8 @@ _SEPARATED_LETTERS = re.compile(r"^[A-Z](?:\s*[,，、]\s*[A-Z])+$")
 # --- Import ----------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _File:
-    name: str
-    split: str | None
-    data: bytes
-
-
 def _split_of(name: str) -> str | None:
     return next((part for part in PurePosixPath(name).parts if part in SPLITS), None)
-
-
-def _read_files(path: Path) -> list[_File]:
-    """The JSON files of a zip archive, a folder (searched recursively) or a single file, in name order."""
-    if path.is_file() and path.suffix == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            names = sorted(n for n in archive.namelist() if n.endswith(".json") and not n.startswith("__MACOSX"))
-            return [_File(n, _split_of(n), archive.read(n)) for n in names]
-    if path.is_file():
-        return [_File(path.name, _split_of(path.as_posix()), path.read_bytes())]
-    files = sorted(p for p in path.rglob("*.json") if p.is_file())
-    return [
-        _File(p.relative_to(path).as_posix(), _split_of(p.relative_to(path).as_posix()), p.read_bytes()) for p in files
-    ]
-
-
-def _load_list(file: _File) -> list:
-    try:
-        data = json.load(io.TextIOWrapper(io.BytesIO(file.data), encoding="utf-8-sig"))
-    except UnicodeDecodeError as error:
-        raise ImportFormatError(f"{file.name}: not UTF-8 text ({error.reason})") from None
-    except json.JSONDecodeError as error:
-        raise ImportFormatError(f"{file.name}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}") from None
-    if not isinstance(data, list):
-        raise ImportFormatError(f"{file.name}: expected a JSON list of records, not {type(data).__name__}")
-    return data
 
 
 def _text_field(item: dict, key: str, where: str, *, required: bool = True) -> str:
@@ -154,9 +118,11 @@ def questions_import(
 
     ``format`` is ``cpsyexam`` (single and multiple choice, with answer letters and explanations) or
     ``cpsyexam_qa`` (open case questions with a reference answer); ``split`` keeps only files under a train/, dev/
-    or test/ folder; ``limit`` stops after that many records. Raises ``ImportFormatError`` naming the file, the
-    record and the field of the first malformed record, and ``ValidationError`` for a bad argument; either way
-    nothing is written. Questions imported before, or repeated within the import, count as duplicates.
+    or test/ folder; ``limit`` stops after that many records. Files and archives are read with the safe reading of
+    ``generation.importing``. Raises ``ImportFormatError`` naming the file, the record and the field of the first
+    malformed record (or an empty file, a limit passed, one ``id`` on two different questions), and
+    ``ValidationError`` for a bad argument; either way nothing is written. Questions imported before, or repeated
+    within the import (the same content, with or without the same id), count as duplicates.
     """
     if format not in FORMATS:
         raise ValidationError(f"format: must be one of {', '.join(FORMATS)}, not {format!r}")
@@ -167,38 +133,48 @@ def questions_import(
     path = Path(path)
     if not path.exists():
         raise ValidationError(f"path: {path} does not exist")
-    files = [f for f in _read_files(path) if split is None or f.split == split]
-    if not files:
-        raise ImportFormatError(f"{path}: no JSON files" + (f" under a {split}/ folder" if split else ""))
     build = _choice_content if format == "cpsyexam" else _open_content
 
     built: list[tuple[str, Candidate]] = []
-    for file in files:
-        for index, item in enumerate(_load_list(file)):
+    ids = IdLedger()
+    files = 0
+    for source in sources(path, suffix=".json", limits=Limits.from_settings()):
+        if limit is not None and len(built) >= limit:
+            break  # the rest of the files (or archive) is not read
+        # A single file's split is in the path given; a folder's or an archive's, in the path within it.
+        file_split = _split_of(path.as_posix() if path.is_file() and not source.archive else source.file)
+        if split is not None and file_split != split:
+            continue
+        files += 1
+        for index, item in enumerate(read_json_list(source)):
             if limit is not None and len(built) >= limit:
                 break
-            where = f"{file.name}: record {index}"
+            where = f"{source.name}: record {index}"
             if not isinstance(item, dict):
                 raise ImportFormatError(f"{where}: expected an object, not {type(item).__name__}")
             content = build(item, where)
             source_hash = services.content_hash(content)
-            source = {**SOURCE, "file": file.name, "record": index, "split": file.split}
+            provenance = {**SOURCE, **source.provenance, "record": index, "split": file_split}
             if isinstance(item.get("id"), str):
-                source["id"] = item["id"]
+                provenance["id"] = item["id"]
+                ids.add(item["id"], content_hash=source_hash, name=source.name, record=index)
             try:
                 candidate = services.candidate_build(
                     kind=CandidateKind.QUESTION,
                     content=content,
                     language=Language.CHINESE,
-                    source=source,
+                    source=provenance,
                     source_hash=source_hash,
                 )
             except ContentError as error:
                 raise ImportFormatError(f"{where}: {error}") from error
             built.append((source_hash, candidate))
+    if not files:
+        raise ImportFormatError(f"{path}: no JSON files" + (f" under a {split}/ folder" if split else ""))
+    ids.check(lambda name, record: f"{name}: record {record}")
 
     created = candidates_save_unique(kind=CandidateKind.QUESTION, built=built)
-    return ImportResult(created=created, duplicates=len(built) - created, files=len(files))
+    return ImportResult(created=created, duplicates=len(built) - created, files=files)
 
 
 # --- Cross-selection runs --------------------------------------------------------------------------------------

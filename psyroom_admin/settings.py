@@ -443,6 +443,20 @@ if PSYROOM_RUN_HEARTBEAT_S and PSYROOM_RUN_STALE_S < 2 * PSYROOM_RUN_HEARTBEAT_S
     )
 PSYROOM_MODEL_SERVERS = env_url_prefixes("PSYROOM_MODEL_SERVERS")
 
+# --- Imports -------------------------------------------------------------------------------------------------------
+
+# What one import may read (generation/importing.py; docs/operations.md#imports). Files and archives are read as
+# streams: these bound memory and work, whatever an archive claims about itself.
+# The most bytes in memory at once: a JSONL line, or a whole file of a format read whole (a JSON list, a case file).
+PSYROOM_IMPORT_MAX_RECORD_BYTES = env_int("PSYROOM_IMPORT_MAX_RECORD_BYTES", 16 * 2**20, minimum=1024)
+# The most bytes one file or archive member may hold, and one import may read in all (unpacked).
+PSYROOM_IMPORT_MAX_FILE_BYTES = env_int("PSYROOM_IMPORT_MAX_FILE_BYTES", 2**30, minimum=1024)
+PSYROOM_IMPORT_MAX_TOTAL_BYTES = env_int("PSYROOM_IMPORT_MAX_TOTAL_BYTES", 4 * 2**30, minimum=1024)
+# The most files of a folder, or members of an archive, one import may open.
+PSYROOM_IMPORT_MAX_FILES = env_int("PSYROOM_IMPORT_MAX_FILES", 100_000, minimum=1)
+# The deepest nesting of JSON arrays and objects (the formats need 4).
+PSYROOM_IMPORT_MAX_DEPTH = env_int("PSYROOM_IMPORT_MAX_DEPTH", 32, minimum=4)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -346,6 +346,30 @@ def test_bundled_model_writes_a_three_session_course_whose_memories_reach_the_ne
     assert any(saved in p[0]["content"] for p in session2)
 
 
+def test_a_nul_an_empty_file_a_repeated_card_field_and_a_file_over_the_limit_are_refused(tmp_path, settings):
+    text = MEMORIES.read_text(encoding="utf-8").split("\n")
+    nul = _write(tmp_path, "memories.txt", "\n".join([*text[:2], text[2] + "\x00", *text[3:]]))
+    with pytest.raises(ImportFormatError, match=rf"^{nul}:3: a NUL character \(U\+0000\), which can't be stored"):
+        courses.profile_import_muspsy(memories=nul)
+
+    empty = _write(tmp_path, "dialogues.txt", "")
+    with pytest.raises(ImportFormatError, match=rf"^{empty}: no dialogue found"):
+        courses.course_import_muspsy(dialogues=empty, memories=MEMORIES)
+
+    lines = CARDS.read_text(encoding="utf-8").split("\n")
+    at = next(n for n, line in enumerate(lines) if line.startswith("[Basic Info]"))
+    twice = _write(tmp_path, "cards.txt", "\n".join([*lines[: at + 1], lines[at], *lines[at + 1 :]]))
+    with pytest.raises(ImportFormatError, match=rf"^{twice}:{at + 2}: \[Basic Info\] given twice in the card of sess"):
+        courses.profile_import_muspsy(memories=MEMORIES, cards=twice)
+
+    settings.PSYROOM_IMPORT_MAX_RECORD_BYTES = 1024
+    with pytest.raises(
+        ImportFormatError, match=r"memories_1000.txt: more than 1,024 bytes, the most a file read whole"
+    ):
+        courses.profile_import_muspsy(memories=MEMORIES)
+    assert ClientProfile.objects.count() == 0 and Candidate.objects.count() == 0
+
+
 def test_a_card_without_goals_after_a_separator_is_named(tmp_path):
     lines = CARDS.read_text(encoding="utf-8").splitlines()
     start = lines.index("Counseling Goals:")

@@ -1,6 +1,8 @@
 import io
 import json
 import shutil
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -273,7 +275,7 @@ MALFORMED = {
         "messages",
         "bad.jsonl",
         f"{GOOD_MESSAGES}\n\n{{'messages': []}}\n",
-        "bad.jsonl:3: invalid JSON at column 2",
+        "bad.jsonl:3:2: invalid JSON: Expecting property name enclosed in double quotes",
     ),
     "messages unknown role": (
         "messages",
@@ -375,3 +377,308 @@ def test_a_missing_path_or_an_empty_folder_is_refused(tmp_path):
 
 def test_import_format_error_is_a_value_error():
     assert issubclass(ImportFormatError, ValueError)
+
+
+# --- Hostile and broken input (issue #14): a clear error naming the place, and nothing imported ------------------
+
+
+def refused(path: Path, fmt: str, **options) -> str:
+    """The command's error for ``path``, having checked that nothing was imported."""
+    before = rows()
+    with pytest.raises(CommandError) as raised:
+        run_import(path, fmt, **options)
+    assert rows() == before
+    message = str(raised.value)
+    assert message.endswith("(nothing was imported)")
+    return message
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_deeply_nested_json_is_refused_naming_the_line(tmp_path):
+    deep = '{"messages": [{"role": "user", "content": "Hi."}], "meta": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path = write(tmp_path / "deep.jsonl", f"{GOOD_MESSAGES}\n{deep}\n")
+
+    assert refused(path, "messages").startswith("deep.jsonl:2: JSON nested deeper than 32 levels")
+
+    nested = json.dumps([{"conversation": [GOOD_PAIR], "meta": json.loads("[" * 40 + "]" * 40)}])
+    assert refused(write(tmp_path / "deep.json", nested), "psyroom").startswith(
+        "deep.json:1: JSON nested deeper than 32 levels (PSYROOM_IMPORT_MAX_DEPTH)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "data", "message"),
+    [
+        (
+            "cpsycoun",
+            "case_1.txt",
+            "来访者：你好。\n\n心理咨询师：你\x00好。\n",
+            "case_1.txt:3: a NUL character (U+0000)",
+        ),
+        ("messages", "chat.jsonl", f"{GOOD_MESSAGES}\n{GOOD_MESSAGES[:-2]}\x00" + '"}]}\n', "chat.jsonl:2: a NUL"),
+        (
+            "messages",
+            "chat.jsonl",
+            f"{GOOD_MESSAGES}\n" + messages_line(("user", "Hi.\u0000"), ("assistant", "Hello.")),
+            "chat.jsonl:2: a \\u0000 escape (NUL), which can't be stored",
+        ),
+        (
+            "messages",
+            "chat.jsonl",
+            f"{GOOD_MESSAGES}\n\n" + messages_line(("user", "Hi \ud800."), ("assistant", "Hello.")),
+            "chat.jsonl:3: a lone surrogate escape (\\ud800), which is not text",
+        ),
+        (
+            "psyroom",
+            "example.json",
+            '[\n{"conversation": [{"input": "我很累。", "output": "说说看\\udc00？"}]}\n]',
+            "example.json:2: a lone surrogate escape (\\udc00)",
+        ),
+        (
+            "messages",
+            "chat.jsonl",
+            (GOOD_MESSAGES + "\n" + GOOD_MESSAGES.replace("tense", "\ud800")).encode("utf-8", "surrogatepass"),
+            "chat.jsonl:2: not UTF-8 text",
+        ),
+    ],
+)
+def test_nul_and_lone_surrogates_are_refused_naming_the_line(tmp_path, fmt, name, data, message):
+    assert refused(write(tmp_path / name, data), fmt).startswith(message)
+
+
+def test_a_surrogate_pair_is_text_and_imports(tmp_path):
+    path = write(tmp_path / "chat.jsonl", json.dumps({"messages": [
+        {"role": "user", "content": "I feel \U0001f614 today."}, {"role": "assistant", "content": "Tell me more."}
+    ]}))  # fmt: skip
+
+    run_import(path, "messages")
+
+    assert Candidate.objects.get().content["turns"][0]["text"] == "I feel \U0001f614 today."
+
+
+def test_a_line_or_file_over_the_limits_is_refused_naming_it(tmp_path, settings):
+    settings.PSYROOM_IMPORT_MAX_RECORD_BYTES = 1024
+    long = messages_line(("user", "x" * 1100), ("assistant", "Hello."))
+    path = write(tmp_path / "chat.jsonl", f"{GOOD_MESSAGES}\n{long}\n")
+    assert refused(path, "messages").startswith(
+        "chat.jsonl:2: a line longer than 1,024 bytes (PSYROOM_IMPORT_MAX_RECORD_BYTES)"
+    )
+
+    settings.PSYROOM_IMPORT_MAX_FILE_BYTES = 3000
+    path = write(tmp_path / "chat.jsonl", f"{GOOD_MESSAGES}\n" * 40)
+    line = 3000 // (len(GOOD_MESSAGES) + 1) + 1  # the line that takes the file past the limit
+    assert refused(path, "messages").startswith(
+        f"chat.jsonl:{line}: this file goes on past 3,000 bytes (unpacked), its limit (PSYROOM_IMPORT_MAX_FILE_BYTES)"
+    )
+
+    settings.PSYROOM_IMPORT_MAX_FILE_BYTES = 2**30
+    (tmp_path / "cases").mkdir()
+    write(tmp_path / "cases" / "case_1.txt", "来访者：你好。\n\n心理咨询师：" + "嗯。" * 200 + "\n")
+    assert refused(tmp_path / "cases", "cpsycoun").startswith(
+        "case_1.txt: more than 1,024 bytes, the most a file read whole may hold (PSYROOM_IMPORT_MAX_RECORD_BYTES)"
+    )
+
+
+def tar_gz(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        folder = tarfile.TarInfo("Data")
+        folder.type = tarfile.DIRTYPE
+        archive.addfile(folder)
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_a_cpsycound_tar_gz_imports_as_the_shipped_one_is_laid_out(tmp_path):
+    # Like cpsycound-dialogues.tar.gz: a Data/ folder of case_N.txt files, in no particular order.
+    cases = {f"Data/{p.name}": p.read_bytes() for p in sorted(CPSYCOUN.glob("case_*.txt"), reverse=True)}
+    archive = tar_gz(tmp_path / "cpsycound-dialogues.tar.gz", cases)
+
+    output = run_import(archive, "cpsycoun")
+
+    assert output == f"Imported 3 dialogues (0 duplicates skipped) from {archive}"
+    assert [c.source for c in Candidate.objects.order_by("id")] == [
+        {**CPSYCOUN_SOURCE, "file": name, "archive": "cpsycound-dialogues.tar.gz", "record": 1} for name in cases
+    ]
+    folder = {c.content["turns"][0]["text"] for c in Candidate.objects.all()}
+    assert run_import(archive, "cpsycoun") == f"Imported 0 dialogues (3 duplicates skipped) from {archive}"
+    assert len(folder) == 3
+
+
+def test_a_zip_of_jsonl_imports(taxonomy, tmp_path):
+    path = tmp_path / "chat.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(MESSAGES, "export/messages.jsonl")
+        archive.writestr("__MACOSX/export/._messages.jsonl", b"\x00\x05\x16\x07")
+
+    assert run_import(path, "messages") == f"Imported 3 dialogues (0 duplicates skipped) from {path}"
+    assert Candidate.objects.first().source["archive"] == "chat.zip"
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_an_archive_bomb_is_refused_at_the_limit_and_nothing_is_imported(tmp_path, settings, kind):
+    settings.PSYROOM_IMPORT_MAX_TOTAL_BYTES = 1 << 20
+    data = (GOOD_MESSAGES + "\n").encode() * ((16 << 20) // (len(GOOD_MESSAGES) + 1))  # 16 MiB
+    if kind == "zip":
+        path = tmp_path / "bomb.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("chat.jsonl", data)
+    else:
+        path = tar_gz(tmp_path / "bomb.tar.gz", {"chat.jsonl": data})
+    assert path.stat().st_size < 200_000
+    del data
+
+    message = refused(path, "messages")
+
+    assert message.startswith(f"bomb.{kind}/chat.jsonl:")
+    assert "this import goes on past 1,048,576 bytes (unpacked), its limit (PSYROOM_IMPORT_MAX_TOTAL_BYTES)" in message
+    # Refused at the line where the limit fell, about 1 MiB in: the rest was never unpacked.
+    assert int(message.split(":")[1]) < 1.1 * (1 << 20) / len(GOOD_MESSAGES)
+
+
+def test_an_archive_member_path_is_not_trusted(tmp_path):
+    path = tmp_path / "chat.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.write(MESSAGES, "../../etc/messages.jsonl")
+
+    assert refused(path, "messages").startswith(
+        "chat.zip: member '../../etc/messages.jsonl': an absolute path or a '..' (archive member paths are not trusted)"
+    )
+
+
+# --- Ids ---------------------------------------------------------------------------------------------------------
+
+
+def test_one_id_on_two_different_dialogues_is_refused_naming_both_lines(tmp_path):
+    first = messages_line(("user", "I feel lonely."), ("assistant", "When?"), id="c-17")
+    other = messages_line(("user", "I feel angry."), ("assistant", "At whom?"), id="c-17")
+    path = write(tmp_path / "chat.jsonl", f"{first}\n{GOOD_MESSAGES}\n\n{other}\n")
+
+    assert refused(path, "messages").startswith(
+        "chat.jsonl:4: the same id as chat.jsonl:1, with different content (an id names one record in an import)"
+    )
+
+
+def test_one_id_on_the_same_dialogue_is_a_repeat_and_ids_are_kept(tmp_path):
+    line = messages_line(("user", "I feel lonely."), ("assistant", "When?"), id=17)
+    path = write(tmp_path / "chat.jsonl", f"{line}\n{line}\n{GOOD_MESSAGES}\n")
+
+    assert run_import(path, "messages") == f"Imported 2 dialogues (1 duplicates skipped) from {path}"
+    assert [c.source.get("id") for c in Candidate.objects.order_by("id")] == [17, None]
+
+
+@pytest.mark.parametrize("value", [True, "", 1.5, {"a": 1}])
+def test_an_id_must_be_text_or_a_whole_number(tmp_path, value):
+    path = write(tmp_path / "chat.jsonl", messages_line(("user", "Hi."), ("assistant", "Hello."), id=value))
+
+    assert refused(path, "messages").startswith("chat.jsonl:1: id must be non-empty text or a whole number")
+
+
+def test_psyroom_records_with_one_id_and_different_content_are_refused(tmp_path):
+    records = [
+        {"id": "a", "conversation": [GOOD_PAIR]},
+        {"id": "a", "conversation": [{"input": "我睡不着。", "output": "多久了？"}]},
+    ]
+    path = write(tmp_path / "example.json", json.dumps(records, ensure_ascii=False))
+
+    assert refused(path, "psyroom").startswith("example.json: record 1: the same id as example.json: record 0")
+
+
+def test_two_cpsycoun_case_files_of_one_name_and_different_content_are_refused(tmp_path):
+    shutil.copy(CPSYCOUN / "case_2.txt", write_dir(tmp_path / "a") / "case_2.txt")
+    shutil.copy(CPSYCOUN / "case_10.txt", write_dir(tmp_path / "b") / "case_2.txt")
+
+    assert refused(tmp_path, "cpsycoun").startswith("b/case_2.txt:1: the same id as a/case_2.txt:1")
+
+
+def write_dir(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+# --- Empty input -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "text", "message"),
+    [
+        ("messages", "chat.jsonl", "", "chat.jsonl: an empty file: no dialogues in it"),
+        ("messages", "chat.jsonl", "\n  \n\r\n", "chat.jsonl: an empty file: no dialogues in it"),
+        ("psyroom", "example.json", "", "example.json: an empty file (expected a JSON list of records)"),
+        ("psyroom", "example.json", " [ ] ", "example.json: an empty list: no records in this file"),
+        ("cpsycoun", "case_1.txt", "", "case_1.txt:1: no dialogue turns in this file"),
+    ],
+)
+def test_empty_input_is_refused_in_every_format(tmp_path, fmt, name, text, message):
+    assert refused(write(tmp_path / name, text), fmt).startswith(message)
+
+
+def test_an_empty_file_among_good_ones_is_refused(tmp_path):
+    write(tmp_path / "a.jsonl", GOOD_MESSAGES)
+    write(tmp_path / "b.jsonl", "")
+
+    assert refused(tmp_path, "messages").startswith("b.jsonl: an empty file")
+
+
+# --- Batches -----------------------------------------------------------------------------------------------------
+
+
+def test_batches_skip_duplicates_across_them_and_count_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(importers, "BATCH_SIZE", 2)
+    saved_per_batch = []
+    real_save = importers.candidates_save_unique
+
+    def spy(*, built, **options):
+        saved_per_batch.append(len(built))
+        return real_save(built=built, **options)
+
+    monkeypatch.setattr(importers, "candidates_save_unique", spy)
+    lines = [messages_line(("user", f"Line {n}."), ("assistant", "Go on.")) for n in range(5)]
+    write(tmp_path / "a.jsonl", "\n".join(lines[:3] + [lines[0]]))
+    write(tmp_path / "b.jsonl", "\n".join([lines[1], lines[3], lines[4]]))
+
+    result = dialogues_import(path=tmp_path, format="messages")
+
+    assert result == ImportResult(created=5, duplicates=2, files=2)
+    assert saved_per_batch == [2, 2, 2, 1]
+    assert [c.content["turns"][0]["text"] for c in Candidate.objects.order_by("id")] == [f"Line {n}." for n in range(5)]
+
+
+def test_a_failure_in_a_later_batch_keeps_nothing_of_the_earlier_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(importers, "BATCH_SIZE", 2)
+    real_save = services.candidates_save_new
+    calls = []
+
+    def fail_on_third(*, candidates):
+        calls.append(len(candidates))
+        if len(calls) == 3:
+            raise RuntimeError("connection lost")
+        return real_save(candidates=candidates)
+
+    monkeypatch.setattr(importers.services, "candidates_save_new", fail_on_third)
+    lines = [messages_line(("user", f"Line {n}."), ("assistant", "Go on.")) for n in range(6)]
+
+    with pytest.raises(RuntimeError, match="connection lost"):
+        dialogues_import(path=write(tmp_path / "chat.jsonl", "\n".join(lines)), format="messages")
+
+    assert calls == [2, 2, 2]
+    assert rows() == (set(), set())
+
+
+def test_a_bad_line_after_many_good_ones_is_found_before_anything_is_written(tmp_path, monkeypatch):
+    saves = []
+    monkeypatch.setattr(importers, "candidates_save_unique", lambda **kwargs: saves.append(kwargs))
+    lines = [messages_line(("user", f"Line {n}."), ("assistant", "Go on.")) for n in range(3000)]
+    path = write(tmp_path / "chat.jsonl", "\n".join([*lines, '{"messages": "oops"}']))
+
+    assert refused(path, "messages").startswith("chat.jsonl:3001: messages must be a non-empty list")
+    assert saves == []

@@ -1,6 +1,7 @@
 """CPsyExam import, Psyche-R1 cross-selection runs and the question answerer's parsing."""
 
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,70 @@ def test_malformed_record_leaves_db_unchanged_and_names_record_and_field(tmp_pat
     assert "dev/subject.json: record 1" in message
     assert f"{field}:" in message
     assert Candidate.objects.count() == before
+
+
+def _write_questions(tmp_path: Path, records: list, name: str = "dev/subject.json") -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records, ensure_ascii=False), "utf-8")
+    return tmp_path
+
+
+def test_one_id_on_two_different_questions_is_refused_naming_both(tmp_path):
+    first, second = json.loads((MCQ / "dev" / "CA-心理咨询-单项选择题.json").read_text(encoding="utf-8"))[:2]
+    path = _write_questions(tmp_path, [first, second, {**second, "id": first["id"]}])
+
+    with pytest.raises(ImportFormatError) as error:
+        questions_import(path=path)
+
+    assert str(error.value) == (
+        "dev/subject.json: record 2: the same id as dev/subject.json: record 0, with different content "
+        "(an id names one record in an import)"
+    )
+    assert not Candidate.objects.exists()
+
+
+def test_one_id_on_the_same_question_twice_is_a_duplicate(tmp_path):
+    result = questions_import(path=_write_questions(tmp_path, [_good_record(), _good_record()]))
+
+    assert (result.created, result.duplicates) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "dev/subject.json: an empty file (expected a JSON list of records)"),
+        ("[]", "dev/subject.json: an empty list: no records in this file"),
+        ('[\n{"question": "a\\u0000b"}]', "dev/subject.json:2: a \\u0000 escape (NUL), which can't be stored"),
+        ('[{"question": "\\ud800"}]', "dev/subject.json:1: a lone surrogate escape (\\ud800), which is not text"),
+        ("[" * 50_000 + "]" * 50_000, "dev/subject.json:1: JSON nested deeper than 32 levels"),
+        ('[{"question": "a\x00b"}]', "dev/subject.json:1: a NUL character (U+0000), which can't be stored"),
+    ],
+)
+def test_empty_nul_surrogate_and_deep_files_are_refused(tmp_path, text, message):
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "subject.json").write_text(text, "utf-8")
+
+    with pytest.raises(ImportFormatError) as error:
+        questions_import(path=tmp_path)
+
+    assert str(error.value).startswith(message)
+    assert not Candidate.objects.exists()
+
+
+def test_a_zip_is_read_as_a_stream_within_the_limits(tmp_path, settings):
+    path = tmp_path / "cpsyexam.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(MCQ.rglob("*.json")):
+            archive.write(file, f"cpsyexam/{file.relative_to(MCQ).as_posix()}")
+
+    assert questions_import(path=path, split="dev", limit=3).created == 3
+    assert Candidate.objects.filter(source__archive="cpsyexam.zip", source__split="dev").count() == 3
+
+    settings.PSYROOM_IMPORT_MAX_TOTAL_BYTES = 16_000
+    with pytest.raises(ImportFormatError, match=r"^cpsyexam.zip/cpsyexam/dev/CA-.*: this import goes on past 16,000 b"):
+        questions_import(path=path, split="dev")
+    assert Candidate.objects.count() == 3
 
 
 def test_import_command(capsys):

@@ -1,8 +1,9 @@
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 
 from generation import services
-from generation.models import Candidate, EmotionCategory, Revision, SubEmotion
+from generation.models import Candidate, EmotionCategory, Revision, RiskFlag, SubEmotion
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -96,3 +97,61 @@ def test_chinese_self_harm_mention_is_flagged(taxonomy):
         "turns": [{"role": "client", "text": "我有时候想自杀。"}, {"role": "counselor", "text": "谢谢你告诉我。"}]
     }
     assert factories.make_candidate(content=content).has_open_risk
+
+
+def _built(n: int, *, risky: set[int] = frozenset(), hashes: dict[int, str] | None = None) -> list[Candidate]:
+    return [
+        services.candidate_build(
+            kind="dialogue",
+            content={
+                "turns": [
+                    {"role": "client", "text": "I want to die." if i in risky else f"Client line {i}."},
+                    {"role": "counselor", "text": "Tell me more."},
+                ]
+            },  # fmt: skip
+            source={"dataset": "test", "record": i},
+            source_hash=(hashes or {}).get(i, f"{i:064x}"),
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("count", [3, services._COPY_FROM_ROWS + 50])
+def test_candidates_save_new_saves_rows_revisions_and_flags_in_bulk(taxonomy, count):
+    # From _COPY_FROM_ROWS rows PostgreSQL gets them by COPY; below, and elsewhere, by bulk_create: the same rows.
+    received = []
+    services.candidates_created.connect(
+        lambda candidates, **kw: received.extend(candidates), weak=False, dispatch_uid="t"
+    )
+    try:
+        with transaction.atomic():
+            saved = services.candidates_save_new(candidates=_built(count, risky={1, count - 1}))
+    finally:
+        services.candidates_created.disconnect(dispatch_uid="t")
+
+    assert [c.pk for c in saved] == list(Candidate.objects.order_by("id").values_list("id", flat=True))
+    assert received == saved and all(not c._state.adding for c in saved)
+    stored = Candidate.objects.get(pk=saved[1].pk)
+    assert (stored.source, stored.source_hash, stored.status, stored.version) == (
+        {"dataset": "test", "record": 1},
+        f"{1:064x}",
+        "generated",
+        1,
+    )
+    assert stored.created_at is not None and stored.content == saved[1].content
+    assert Revision.objects.filter(number=0).count() == count
+    assert Revision.objects.get(candidate=stored).content == stored.content
+    assert sorted(RiskFlag.objects.values_list("candidate_id", flat=True)) == [saved[1].pk, saved[-1].pk]
+    assert RiskFlag.objects.get(candidate=stored).revision.candidate_id == stored.pk
+    # The table's sequence went on past the rows: the next row gets a new key.
+    assert factories.make_candidate().pk > saved[-1].pk
+
+
+@pytest.mark.parametrize("count", [3, services._COPY_FROM_ROWS + 50])
+def test_candidates_save_new_raises_integrity_error_on_a_duplicate_hash(taxonomy, count):
+    factories.make_candidate(source_hash="f" * 64)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        services.candidates_save_new(candidates=_built(count, hashes={count // 2: "f" * 64}))
+
+    assert Candidate.objects.count() == 1
