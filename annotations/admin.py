@@ -1,6 +1,6 @@
 """The Django admin of rubrics, reviews and the audit trail.
 
-Reviews are written by ``annotations.reviews.review_submit`` and audit events are append-only, so both are
+Reviews are written by ``annotations.services.reviews.review_submit`` and audit events are append-only, so both are
 read-only here. A rubric that has been used is never edited: a change is a new version.
 """
 
@@ -8,8 +8,8 @@ from django.contrib import admin
 
 from generation.admin import ReadOnlyAdminMixin
 
-from . import reviews
 from .models import AuditEvent, Review, ReviewPolicy, Rubric
+from .services import policy
 
 
 @admin.register(Rubric)
@@ -41,7 +41,7 @@ class ReviewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["=candidate__id", "reviewer__username", "comment"]
     list_select_related = ["candidate", "revision", "reviewer"]
     date_hierarchy = "created_at"
-    fields = [
+    fields = (
         "candidate",
         "revision",
         "reviewer",
@@ -52,7 +52,7 @@ class ReviewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "comment",
         "time_spent_s",
         "created_at",
-    ]
+    )
     readonly_fields = fields
 
     @admin.display(description="revision", ordering="revision__number")
@@ -67,13 +67,13 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["action", "actor__username", "=candidate__id"]
     list_select_related = ["actor", "candidate"]
     date_hierarchy = "created_at"
-    fields = ["created_at", "action", "actor", "candidate", "data"]
+    fields = ("created_at", "action", "actor", "candidate", "data")
     readonly_fields = fields
 
 
 @admin.register(ReviewPolicy)
 class ReviewPolicyAdmin(admin.ModelAdmin):
-    """The one policy row, saved through ``reviews.review_policy_set`` (its checks and its audit event)."""
+    """The one policy row, saved through ``policy.review_policy_set`` (its checks and its audit event)."""
 
     fields = ["min_senior_approvals", "min_counselor_approvals", "min_mean", "updated_by", "updated_at"]
     readonly_fields = ["updated_by", "updated_at"]
@@ -85,7 +85,7 @@ class ReviewPolicyAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
-        reviews.review_policy_set(
+        policy.review_policy_set(
             user=request.user,
             min_senior_approvals=obj.min_senior_approvals,
             min_counselor_approvals=obj.min_counselor_approvals,

@@ -41,7 +41,7 @@ class ReviewPolicy(models.Model):
 
     A candidate is approved when, on its latest revision, at least ``min_senior_approvals`` senior clinicians or at
     least ``min_counselor_approvals`` counselors approve, every criterion's mean over those reviews reaches
-    ``min_mean``, and no risk flag is open (``annotations.reviews.policy_decide``).
+    ``min_mean``, and no risk flag is open (``annotations.services.policy.policy_decide``).
     """
 
     min_senior_approvals = models.PositiveSmallIntegerField(default=1)

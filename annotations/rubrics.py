@@ -1,8 +1,17 @@
 """The default rubrics, one per kind. A rubric row is created from these on first use and then never edited."""
 
+from typing import TypedDict
+
 _SCALE = "1 = poor, 3 = adequate, 5 = excellent"
 
-DIALOGUE_RUBRIC = {
+
+class RubricDefinition(TypedDict):
+    name: str
+    version: int
+    criteria: list[dict]
+
+
+DIALOGUE_RUBRIC: RubricDefinition = {
     "name": "PsyRoom dialogue",
     "version": 1,
     "criteria": [
@@ -74,7 +83,7 @@ def _criterion(key: str, label: str, help_text: str, anchors: list[str]) -> dict
     return {"key": key, "label": label, "help": help_text, "anchors": {str(i + 1): a for i, a in enumerate(anchors)}}
 
 
-PLAN_RUBRIC = {
+PLAN_RUBRIC: RubricDefinition = {
     "name": "PsyRoom treatment plan",
     "version": 1,
     "criteria": [
@@ -129,7 +138,7 @@ PLAN_RUBRIC = {
     ],
 }
 
-SCENARIO_RUBRIC = {
+SCENARIO_RUBRIC: RubricDefinition = {
     "name": "PsyRoom scenario",
     "version": 1,
     "criteria": [
@@ -161,8 +170,8 @@ SCENARIO_RUBRIC = {
 }
 
 # Psyche-R1 questions: the overall decision on a question and its rationales. Each model's rationale is also rated on
-# its own (correct, clinically sound, clear) on the question's review page (annotations/question_services.py).
-QUESTION_RUBRIC = {
+# its own (correct, clinically sound, clear) on the question's review page (annotations/services/questions.py).
+QUESTION_RUBRIC: RubricDefinition = {
     "name": "Psyche-R1 question",
     "version": 1,
     "criteria": [
@@ -195,7 +204,7 @@ QUESTION_RUBRIC = {
 
 # --- Courses (MusPsy): one session of a course, and the course as a whole ---------------------------------------
 
-SESSION_RUBRIC = {
+SESSION_RUBRIC: RubricDefinition = {
     "name": "MusPsy session",
     "version": 1,
     "criteria": [
@@ -252,7 +261,7 @@ SESSION_RUBRIC = {
     ],
 }
 
-COURSE_RUBRIC = {
+COURSE_RUBRIC: RubricDefinition = {
     "name": "MusPsy course",
     "version": 1,
     "criteria": [
@@ -295,7 +304,7 @@ COURSE_RUBRIC = {
     ],
 }
 
-DEFAULTS = {
+DEFAULTS: dict[str, RubricDefinition] = {
     "dialogue": DIALOGUE_RUBRIC, "plan": PLAN_RUBRIC, "scenario": SCENARIO_RUBRIC, "question": QUESTION_RUBRIC,
     "session": SESSION_RUBRIC, "course": COURSE_RUBRIC,
 }  # fmt: skip

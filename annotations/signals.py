@@ -1,4 +1,5 @@
-"""Receivers: role changes are audited, and a candidate regenerated from a campaign joins that campaign.
+"""Receivers: role changes and two-factor sign-in events are audited, and a candidate regenerated from a campaign
+joins that campaign.
 
 Registered in ``AnnotationsConfig.ready``. generation/ knows nothing of campaigns: a regeneration run carries the
 campaign in its target (``{"parent", "feedback", "campaign"}``), and the candidate it saves is matched here.
@@ -8,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
+from accounts.services import otp_event
 from generation.models import Candidate
 from generation.services import candidates_created
 
@@ -43,6 +45,12 @@ def audit_group_change(sender, instance, action, reverse, model, pk_set, **kwarg
         )
 
 
+@receiver(otp_event, dispatch_uid="annotations.audit_otp_event")
+def audit_otp_event(sender, user, actor, action, data, **kwargs):
+    """Enrolment, removal, unlocking and every refused code (accounts.services) are in the audit trail."""
+    AuditEvent.objects.create(actor=actor, action=action, data={"user": user.pk, **data})
+
+
 @receiver(candidates_created, sender=Candidate, dispatch_uid="annotations.join_parent_campaign_bulk")
 def join_parent_campaign_bulk(sender, candidates, **kwargs):
     """Generation saves candidates with bulk_create (no post_save): the same rule for each of them."""
@@ -55,7 +63,9 @@ def join_parent_campaign(sender, instance: Candidate, created: bool, raw: bool =
     """A regenerated candidate (``parent`` set by a run whose target names a campaign) joins that campaign."""
     if not created or raw or instance.parent_id is None or instance.run_id is None:
         return
-    targets = instance.run.targets or []
+    run = instance.run
+    assert run is not None  # run_id is set
+    targets = run.targets or []
     for target in targets:
         if isinstance(target, dict) and target.get("parent") == instance.parent_id and target.get("campaign"):
             item, made = CampaignItem.objects.get_or_create(campaign_id=target["campaign"], candidate=instance)

@@ -1,5 +1,5 @@
 """Benchmark the campaign queue on PostgreSQL: 1,000,000 candidates in a campaign with k = 3, 50 counselors
-claiming and submitting at once through ``annotations.campaigns`` (the service itself, one process and connection
+claiming and submitting at once through ``annotations.services.queue`` (the service itself, one process and connection
 per counselor).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python bench/campaign_queue.py --seconds 30
@@ -139,7 +139,7 @@ def _run(args) -> dict:
 
     call_command("migrate", verbosity=0)
     from annotations.models import Campaign
-    from annotations.services import rubric_get_default
+    from annotations.services.rubrics import rubric_get_default
     from psyroom_admin import roles
     from tests import factories
 
@@ -203,8 +203,8 @@ def _in_processes(function, jobs: list[tuple]) -> list:
 
     from django.db import connections
 
-    import annotations.campaigns  # noqa: F401 - imported once here, not in every process
-    import annotations.views  # noqa: F401
+    import annotations.services.queue  # noqa: F401 - imported once here, not in every process
+    import annotations.views.campaigns  # noqa: F401
 
     connections.close_all()
     with multiprocessing.get_context("fork").Pool(len(jobs)) as pool:
@@ -216,8 +216,8 @@ def _counselor(user_pk: int, campaign_pk: int, scores: dict, args, stop: float) 
     from django.contrib.auth import get_user_model
     from django.db import connections
 
-    from annotations import campaigns, reviews
     from annotations.models import Campaign
+    from annotations.services import queue, reviews
 
     mine: list[float] = []
     pace = random.Random(user_pk)
@@ -226,14 +226,14 @@ def _counselor(user_pk: int, campaign_pk: int, scores: dict, args, stop: float) 
         campaign = Campaign.objects.get(pk=campaign_pk)
         # A server process has served requests before: one claim, given back, opens the connection and warms the
         # process's caches before the clock runs (a first claim in a new process takes about three times as long).
-        warm = campaigns.queue_claim_next(campaign=campaign, counselor=user)
+        warm = queue.queue_claim_next(campaign=campaign, counselor=user)
         if warm is not None:
-            campaigns.assignment_release(assignment=warm, counselor=user)
+            queue.assignment_release(assignment=warm, counselor=user)
         if args.think_ms:  # people do not all start in the same millisecond
             time.sleep(args.think_ms * pace.random() / 1000)
         while time.time() < stop:
             t = time.perf_counter()
-            assignment = campaigns.queue_claim_next(campaign=campaign, counselor=user)
+            assignment = queue.queue_claim_next(campaign=campaign, counselor=user)
             mine.append((time.perf_counter() - t) * 1000)
             if assignment is None:
                 break
@@ -270,8 +270,8 @@ def _page_user(user_pk: int, campaign_pk: int, args, stop: float) -> list[float]
     from django.test import Client
     from django.urls import reverse
 
-    from annotations import campaigns
     from annotations.models import Campaign
+    from annotations.services import queue
 
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]  # the test client's host
     mine: list[float] = []
@@ -281,7 +281,7 @@ def _page_user(user_pk: int, campaign_pk: int, args, stop: float) -> list[float]
         campaign = Campaign.objects.get(pk=campaign_pk)
         client = Client()
         client.force_login(user)
-        assignment = campaigns.queue_claim_next(campaign=campaign, counselor=user)
+        assignment = queue.queue_claim_next(campaign=campaign, counselor=user)
         if assignment is None:
             return mine
         url = reverse("annotations:campaign_item", args=[campaign.pk, assignment.item.candidate_id])

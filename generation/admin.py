@@ -116,7 +116,7 @@ class GenerationRunAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     actions = ["cancel_runs"]
     # Everything the worker writes; the rest is what the run was asked for, fixed once it is queued.
-    progress_fields = [
+    progress_fields = (
         "status",
         "done",
         "failed",
@@ -129,8 +129,8 @@ class GenerationRunAdmin(admin.ModelAdmin):
         "created_at",
         "started_at",
         "finished_at",
-    ]
-    request_fields = ["kind", "model_spec", "sub_emotion", "scenario", "count", "prompt_version", "seed", "parameters"]
+    )
+    request_fields = ("kind", "model_spec", "sub_emotion", "scenario", "count", "prompt_version", "seed", "parameters")
     fieldsets = [
         (None, {"fields": request_fields}),
         ("Progress", {"fields": progress_fields}),
@@ -157,7 +157,7 @@ class GenerationRunAdmin(admin.ModelAdmin):
 
 class RevisionInline(admin.TabularInline):
     model = Revision
-    fields = ["number", "category", "author", "reason", "created_at"]
+    fields = ("number", "category", "author", "reason", "created_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -175,7 +175,7 @@ class RiskFlagInline(admin.TabularInline):
 
     model = RiskFlag
     extra = 0
-    fields = ["code", "detail", "source", "raised_by", "revision", "signed_off_by", "signed_off_at", "note"]
+    fields = ("code", "detail", "source", "raised_by", "revision", "signed_off_by", "signed_off_at", "note")
     readonly_fields = fields
     can_delete = False
 
@@ -239,7 +239,7 @@ class RevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["category"]
     search_fields = ["=candidate__id", "reason", "author__username"]
     list_select_related = ["candidate", "author"]
-    fields = ["candidate", "number", "base_number", "category", "author", "reason", "turns", "created_at"]
+    fields = ("candidate", "number", "base_number", "category", "author", "reason", "turns", "created_at")
     readonly_fields = fields
 
     @admin.display(description="turns")

@@ -22,6 +22,7 @@ from psyroom_admin.api_permissions import (
     paginated_response,
     service_error,
 )
+from psyroom_admin.idempotency import idempotent
 
 from . import selectors, services
 from .models import ClientProfile, GenerationRun, ModelSpec, Scenario
@@ -37,7 +38,7 @@ def _get_run(pk: int) -> GenerationRun:
 class RunSummaryOutput(serializers.Serializer):
     id = serializers.IntegerField()
     kind = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.SerializerMethodField()
     count = serializers.IntegerField(help_text="items asked for")
     done = serializers.IntegerField(help_text="items saved as candidates")
     failed = serializers.IntegerField(help_text="items given up, each in `errors` (run detail)")
@@ -49,10 +50,27 @@ class RunSummaryOutput(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
 
+    heartbeat_at = serializers.DateTimeField(
+        allow_null=True, help_text="the last sign of life of the worker executing the run"
+    )
+
+    @extend_schema_field(serializers.ChoiceField(choices=selectors.RUN_STATUSES))
+    def get_status(self, run: GenerationRun) -> str:
+        """The stored status, except `stalled`: running, with no heartbeat for PSYROOM_RUN_STALE_S seconds."""
+        return selectors.run_status(run)
+
     @extend_schema_field(OpenApiTypes.FLOAT)
     def get_progress(self, run: GenerationRun) -> float:
         """Percent of the items settled (saved or failed)."""
         return round(100 * (run.done + run.failed) / run.count, 1) if run.count else 0.0
+
+
+class ChunkProgressOutput(serializers.Serializer):
+    stage = serializers.CharField(required=False, help_text='where the chunk is, e.g. "turn 3 of 6", "supervisor"')
+    calls = serializers.IntegerField(required=False, help_text="batched model calls made for the chunk")
+    prompt_tokens = serializers.IntegerField(required=False)
+    completion_tokens = serializers.IntegerField(required=False)
+    updated_at = serializers.DateTimeField(required=False)
 
 
 class ModelSpecOutput(serializers.Serializer):
@@ -73,7 +91,7 @@ class RunFailureOutput(serializers.Serializer):
 class RunDetailOutput(RunSummaryOutput):
     """A run in full: what it was asked for, how far it is, what failed (with the model's raw text)."""
 
-    model_spec = ModelSpecOutput()
+    model_spec = ModelSpecOutput()  # type: ignore[assignment]  # the detail has the whole spec, the summary its name
     scenario = serializers.IntegerField(source="scenario_id", allow_null=True)
     targets = serializers.ListField(
         child=serializers.DictField(), help_text="item i is made from targets[i % len(targets)]"
@@ -83,8 +101,14 @@ class RunDetailOutput(RunSummaryOutput):
     prompt_version = serializers.CharField()
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
+    chunk_progress = ChunkProgressOutput(
+        help_text="the chunk in flight, not yet saved (its tokens are not yet in prompt_tokens and completion_tokens); "
+        "empty between chunks and once the run has finished"
+    )
+    resumes = serializers.IntegerField(help_text="how many times the run was resumed after it stalled")
     stats = serializers.DictField(help_text="what the parsers caught and mended, counted")
-    errors = RunFailureOutput(many=True)
+    # A field named like Serializer.errors: this serializer only writes output, so nothing reads .errors.
+    errors = RunFailureOutput(many=True)  # type: ignore[assignment]
     error = serializers.CharField(help_text="why the whole run failed, if it did")
     task_id = serializers.CharField()
     is_finished = serializers.BooleanField()
@@ -92,7 +116,7 @@ class RunDetailOutput(RunSummaryOutput):
 
 class RunListFilter(serializers.Serializer):
     kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in services.RUN_KINDS], required=False)
-    status = serializers.ChoiceField(choices=GenerationRun.Status.choices, required=False)
+    status = serializers.ChoiceField(choices=selectors.RUN_STATUSES, required=False)
 
 
 def _id_list(help_text: str) -> serializers.ListField:
@@ -211,6 +235,7 @@ class RunsApi(APIView):
         },
         tags=["runs"],
     )
+    @idempotent
     def post(self, request: Request) -> Response:
         serializer = RunCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -259,7 +284,7 @@ class RunCancelApi(APIView):
 
     @extend_schema(
         operation_id="runs_cancel",
-        summary="Cancel a run that has not finished; the worker stops after the chunk in flight",
+        summary="Cancel a run that has not finished; the worker stops at its next model call and saves nothing more",
         request=None,
         responses={
             200: RunDetailOutput,
@@ -267,6 +292,7 @@ class RunCancelApi(APIView):
         },
         tags=["runs"],
     )
+    @idempotent
     def post(self, request: Request, pk: int) -> Response:
         run = _get_run(pk)
         try:
@@ -274,4 +300,34 @@ class RunCancelApi(APIView):
         except DjangoValidationError as error:
             body = {"detail": " ".join(error.messages), "status": run.status}
             return Response(RunCancelConflict(body).data, status=status.HTTP_409_CONFLICT)
+        return Response(RunDetailOutput(run).data)
+
+
+class RunResumeConflict(serializers.Serializer):
+    detail = serializers.CharField()
+    status = serializers.CharField(help_text="the run's status as shown, unchanged")
+
+
+class RunResumeApi(APIView):
+    permission_classes = [CanRunGeneration]
+
+    @extend_schema(
+        operation_id="runs_resume",
+        summary="Queue a stalled run again: what was saved is kept, the rest is generated (curators and admins)",
+        request=None,
+        responses={
+            200: RunDetailOutput,
+            409: OpenApiResponse(RunResumeConflict, description="the run is not stalled"),
+            503: OpenApiResponse(description='the task queue is unreachable: {"detail", "code": "queue_unavailable"}'),
+        },
+        tags=["runs"],
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        run = _get_run(pk)
+        try:
+            run = services.run_resume(run=run, user=request.user)
+        except DjangoValidationError as error:
+            body = {"detail": " ".join(error.messages), "status": selectors.run_status(run)}
+            return Response(RunResumeConflict(body).data, status=status.HTTP_409_CONFLICT)
         return Response(RunDetailOutput(run).data)

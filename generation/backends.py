@@ -20,10 +20,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -63,6 +64,16 @@ class SamplingParams:
     # Small models loop on the same sentence without it.
     repetition_penalty: float = 1.0
     seed: int = 0
+    # Called between decode steps and while waiting for a model server; it raises to stop the call (a cancelled
+    # run: generation.runwatch). Not a sampling parameter: never sent, never compared.
+    interrupt: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+
+
+class SamplingChange(TypedDict, total=False):
+    """Some of ``SamplingParams``' fields, to ``replace`` in one: an agent's own sampling on top of the run's."""
+
+    max_new_tokens: int
+    temperature: float
 
 
 class Backend(Protocol):
@@ -125,7 +136,8 @@ class TransformersBackend:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=True)
-        self.model.to(self.device)
+        # transformers types ``to`` through a decorator that hides its signature; a device name is what it takes.
+        self.model.to(self.device)  # type: ignore[arg-type]
         self.model.eval()
         decoding.pack_output_layer(self.model)
         self._store = decoding.KVStore(decoding.KV_STORE_TOKENS)
@@ -149,7 +161,7 @@ class TransformersBackend:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         # The dequantized weights are plain tensors; drop the GGUF quantizer so that they can be saved.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # typed through nn.Module.__getattr__; None is allowed
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         partial = cache.with_name(f"{cache.name}.partial-{os.getpid()}")
@@ -172,8 +184,11 @@ class TransformersBackend:
         """The prompt in the model's chat template, ending where the model's answer begins; a prompt that ends with
         an assistant message has the model continue that message."""
         if continues_answer(prompt):
-            return self.tokenizer.apply_chat_template(prompt, continue_final_message=True, tokenize=False)
-        return self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+            text = self.tokenizer.apply_chat_template(prompt, continue_final_message=True, tokenize=False)
+        else:
+            text = self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        # With tokenize=False the template gives text; transformers' return type covers every combination of options.
+        return text  # type: ignore[return-value]
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
         """One batched decode (``generation.decoding``). What the rows share with rows written before (the same
@@ -195,7 +210,8 @@ class TransformersBackend:
             answers = decoding.decode(self.model, batch, params, eos=eos, vocabulary=vocabulary, store=self._store)
         return [
             Completion(
-                text=self.tokenizer.decode(answer, skip_special_tokens=True),
+                # One row of ids decodes to one string (transformers' return type also covers a batch).
+                text=self.tokenizer.decode(answer, skip_special_tokens=True),  # type: ignore[arg-type]
                 prompt_tokens=len(row),
                 completion_tokens=len(answer),
                 truncated=not answer or answer[-1] != eos,
@@ -209,6 +225,8 @@ RETRY_BASE_DELAY_S = 1.0
 RETRY_MAX_DELAY_S = 30.0
 # Statuses a loaded or restarting server answers with; any other HTTP error will not go away by asking again.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+# How often a batch waiting for a model server asks whether to stop (SamplingParams.interrupt), in seconds.
+INTERRUPT_POLL_S = 0.5
 # OpenAI and vLLM take a signed 64-bit seed.
 _SEED_MODULUS = 2**63
 
@@ -339,14 +357,23 @@ class OpenAIBackend:
             self._body(prompt, replace(params, seed=(params.seed + i) % _SEED_MODULUS))
             for i, prompt in enumerate(prompts)
         ]
-        with ThreadPoolExecutor(max_workers=min(self.batch_size, len(prompts))) as pool:
-            futures = [pool.submit(self._complete, body) for body in bodies]
-            try:
-                return [future.result() for future in futures]
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        pool = ThreadPoolExecutor(max_workers=min(self.batch_size, len(prompts)))
+        futures = [pool.submit(self._complete, body) for body in bodies]
+        try:
+            pending = set(futures)
+            while pending:
+                # Wake up twice a second to ask whether to stop (a cancelled run), rather than wait out the server.
+                done, pending = wait(pending, timeout=INTERRUPT_POLL_S, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    if future.exception() is not None:
+                        future.result()  # raises the request's error
+                if pending and params.interrupt is not None:
+                    params.interrupt()
+            return [future.result() for future in futures]
+        finally:
+            # On an error or an interruption, requests not yet sent are dropped and those in flight are left to end
+            # (each within timeout_s) in their threads, without holding up the caller.
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _body(self, prompt: Prompt, params: SamplingParams) -> dict:
         body = {

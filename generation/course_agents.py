@@ -146,6 +146,6 @@ def memory_unparsed(raw: str, reason: str) -> dict:
     is kept for a reviewer to correct.
     """
     text = raw.strip()[:MAX_FIELD_CHARS] or "(the memory writer gave no answer)"
-    memory = {name: "" for name in MEMORY_FIELDS}
+    memory: dict[str, str | bool] = {name: "" for name in MEMORY_FIELDS}
     memory.update(summary=text, unparsed=True, error=reason, raw=raw[:20_000])
     return memory

@@ -71,8 +71,10 @@ class KVStore:
             return
         for i in rows:
             keep = mask[i].nonzero().flatten()
+            # A full-attention cache (``cache_with_room``): every layer has its keys and values filled in.
             kv = [
-                (layer.keys[i].index_select(1, keep), layer.values[i].index_select(1, keep)) for layer in cache.layers
+                (layer.keys[i].index_select(1, keep), layer.values[i].index_select(1, keep))  # type: ignore[union-attr,index]
+                for layer in cache.layers
             ]
             self.rows.append(StoredRow(ids=tokens[i, keep].cpu(), kv=kv))
         total = sum(len(row.ids) for row in self.rows)
@@ -112,10 +114,11 @@ def layout(model, store: KVStore, rows: list, *, pad: int, room: int) -> Batch:
         shape = (len(rows), keys.shape[0], cached, keys.shape[2])
         batch_keys, batch_values = keys.new_zeros(shape), values.new_zeros(shape)
         for i, (stored, n) in enumerate(starts):
-            if n:
+            if stored is not None and n:
                 batch_keys[i, :, cached - n :] = stored.kv[layer][0][:, :n]
                 batch_values[i, :, cached - n :] = stored.kv[layer][1][:, :n]
-        cache.layers[layer].update(batch_keys, batch_values)
+        # A full-attention cache (``cache_with_room``): no linear-attention layers, which have no ``update``.
+        cache.layers[layer].update(batch_keys, batch_values)  # type: ignore[union-attr]
     return Batch(torch.tensor(ids, device=device), torch.tensor(mask, device=device), cache)
 
 
@@ -134,7 +137,10 @@ def decode(model, batch: Batch, params, *, eos: int, vocabulary: int, store: KVS
     cached = cache.get_seq_length()
     step_ids = tokens[:, cached:]
     step_positions = ((mask.cumsum(-1) - 1).clamp(min=0))[:, cached:]
+    interrupt = getattr(params, "interrupt", None)
     for _ in range(params.max_new_tokens):
+        if interrupt is not None:
+            interrupt()  # raises to stop: a cancelled run stops within one decode step
         logits = model(
             input_ids=step_ids,
             attention_mask=mask,

@@ -48,8 +48,11 @@ def _parameter_field(key: str, label: str) -> forms.Field:
     kind, low, high = PARAMETER_BOUNDS[key]
     if kind is bool:
         return forms.BooleanField(label=label, required=False)
-    field_class = forms.IntegerField if kind is int else forms.FloatField
-    return field_class(label=f"{label} ({low}–{high})", required=False, min_value=low, max_value=high)
+    if kind is int:
+        return forms.IntegerField(
+            label=f"{label} ({low}–{high})", required=False, min_value=int(low), max_value=int(high)
+        )
+    return forms.FloatField(label=f"{label} ({low}–{high})", required=False, min_value=low, max_value=high)
 
 
 class RunForm(forms.Form):

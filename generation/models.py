@@ -190,6 +190,15 @@ class GenerationRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Written by the worker that executes the run (generation/runwatch.py), every PSYROOM_RUN_HEARTBEAT_S and at
+    # each model call: a running run whose heartbeat is older than PSYROOM_RUN_STALE_S has lost its worker
+    # (selectors.run_is_stalled).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The chunk in flight, not yet saved: {"stage": "turn 3 of 6", "calls", "prompt_tokens", "completion_tokens",
+    # "updated_at"}; emptied when the chunk is saved (its tokens then count in prompt_tokens and completion_tokens).
+    chunk_progress = models.JSONField(default=dict, blank=True)
+    # How many times the run was resumed after it stalled (services.run_resume).
+    resumes = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]

@@ -235,6 +235,8 @@ def _backends(run: GenerationRun, backend) -> list[tuple[str, object]]:
     names = run.parameters.get("models") or [run.model_spec.name]
     if isinstance(backend, dict):
         return [(name, backend[name]) for name in names]
+    # The models loaded here are watched as the first one is (generation/runwatch.py): progress and cancellation.
+    watch = getattr(backend, "watch", None)
     specs = ModelSpec.objects.in_bulk(names, field_name="name")
     loaded: dict[tuple, object] = {}
     result = []
@@ -243,6 +245,8 @@ def _backends(run: GenerationRun, backend) -> list[tuple[str, object]]:
         key = (spec.backend, spec.path, spec.base_url, spec.api_key_env, spec.dtype, spec.device)
         if key not in loaded:
             loaded[key] = backend if i == 0 and backend is not None else backend_for(spec)
+            if watch is not None:
+                loaded[key] = watch.wrap(loaded[key])
         result.append((name, loaded[key]))
     return result
 

@@ -14,7 +14,9 @@ from .models import Language, Scenario, SubEmotion
 SCENARIOS_FILE = Path(__file__).resolve().parent / "data" / "scenarios.json"
 FIELDS = ("sub_emotion", "title", "description", "language")
 REQUIRED = ("sub_emotion", "title", "description")
-TITLE_MAX = Scenario._meta.get_field("title").max_length
+_title_max = Scenario._meta.get_field("title").max_length
+assert _title_max is not None, "Scenario.title is a CharField with a max_length"
+TITLE_MAX: int = _title_max
 # The same bound as a generated scenario's description (generation.schemas).
 DESCRIPTION_MAX = 3000
 

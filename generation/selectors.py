@@ -1,13 +1,35 @@
 """Reads of the generation app, for views, APIs and the annotations app."""
 
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypedDict
+
+from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from .models import Candidate, GenerationRun, Revision, RiskFlag, SubEmotion
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class RiskAnnotations(TypedDict):
+    """What ``with_risk`` annotates a candidate with."""
+
+    flagged: bool
+    open_risk: bool
+
+
+if TYPE_CHECKING:
+    # A candidate of ``with_risk``; for type checkers only (WithAnnotations takes no TypedDict at run time).
+    CandidateWithRisk = WithAnnotations[Candidate, RiskAnnotations]
 
 REVIEWABLE = [Candidate.Status.GENERATED, Candidate.Status.IN_REVIEW, Candidate.Status.NEEDS_REVISION]
 
 
-def candidate_list(*, filters: dict | None = None) -> QuerySet[Candidate]:
+def candidate_list(*, filters: dict | None = None) -> QuerySet[CandidateWithRisk]:
     """Candidates with the filters the API and pages offer: kind, status, sub_emotion (key), run (id), language."""
     filters = filters or {}
     qs = with_risk(Candidate.objects.select_related("sub_emotion", "run").order_by("id"))
@@ -29,7 +51,7 @@ def open_risk_q(*, candidate: str = "pk") -> Exists:
     return Exists(RiskFlag.objects.filter(candidate_id=OuterRef(candidate), signed_off_at__isnull=True))
 
 
-def with_risk(queryset: QuerySet[Candidate]) -> QuerySet[Candidate]:
+def with_risk(queryset: QuerySet[Candidate]) -> QuerySet[CandidateWithRisk]:
     """Candidates annotated with ``flagged`` (any flag) and ``open_risk`` (one not signed off)."""
     return queryset.annotate(
         flagged=Exists(RiskFlag.objects.filter(candidate_id=OuterRef("pk"))), open_risk=open_risk_q()
@@ -46,7 +68,7 @@ def candidate_flags(*, candidate: Candidate) -> QuerySet[RiskFlag]:
     )
 
 
-def candidate_list_reviewable(*, filters: dict | None = None) -> QuerySet[Candidate]:
+def candidate_list_reviewable(*, filters: dict | None = None) -> QuerySet[CandidateWithRisk]:
     """Candidates waiting for a person's judgement, with ``candidate_list``'s filters."""
     return candidate_list(filters=filters).filter(status__in=REVIEWABLE)
 
@@ -56,14 +78,16 @@ def sub_emotion_list() -> QuerySet[SubEmotion]:
 
 
 def candidate_latest_revision(*, candidate: Candidate) -> Revision:
-    return candidate.revisions.order_by("-number").first()
+    revision = candidate.revisions.order_by("-number").first()
+    assert revision is not None, "every candidate is saved with its revision 0"
+    return revision
 
 
 def candidate_original_revision(*, candidate: Candidate) -> Revision:
     return candidate.revisions.get(number=0)
 
 
-def candidate_list_exportable(*, kind: str) -> QuerySet[Candidate]:
+def candidate_list_exportable(*, kind: str) -> QuerySet[CandidateWithRisk]:
     """Approved candidates with no open risk flag: only these may leave in a release, and only as the revision that
     was approved (``approved_revision``), never a later edit."""
     qs = candidate_list(filters={"kind": kind, "status": Candidate.Status.APPROVED})
@@ -78,7 +102,7 @@ def run_get(*, run_id: int) -> GenerationRun:
     return GenerationRun.objects.select_related("model_spec", "sub_emotion").get(pk=run_id)
 
 
-def candidate_search(*, filters: dict | None = None) -> QuerySet[Candidate]:
+def candidate_search(*, filters: dict | None = None) -> QuerySet[CandidateWithRisk]:
     """``candidate_list`` and its filters, plus ``reviewable``, ``has_risk_flag`` and ``open_risk``.
 
     The three are True, False or None (filters nothing): ``reviewable`` is the queue's set of statuses; a risk flag is
@@ -96,12 +120,52 @@ def candidate_search(*, filters: dict | None = None) -> QuerySet[Candidate]:
     return qs
 
 
+# What a run shows: its stored status, except that a running run whose worker stopped beating shows as stalled.
+STALLED = "stalled"
+RUN_STATUSES = [*GenerationRun.Status.choices[:2], (STALLED, "Stalled"), *GenerationRun.Status.choices[2:]]
+
+
+def _stale_before(now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) - timedelta(seconds=settings.PSYROOM_RUN_STALE_S)
+
+
+def stalled_q(*, now: datetime | None = None) -> Q:
+    """The runs whose worker died: running, with no heartbeat for ``PSYROOM_RUN_STALE_S`` seconds (or none at all).
+
+    The one rule of "stalled", in SQL; ``run_is_stalled`` is the same rule for a run in hand."""
+    return Q(status=GenerationRun.Status.RUNNING) & (
+        Q(heartbeat_at__lt=_stale_before(now)) | Q(heartbeat_at__isnull=True)
+    )
+
+
+def run_is_stalled(run: GenerationRun, *, now: datetime | None = None) -> bool:
+    """``stalled_q`` for one run."""
+    if run.status != GenerationRun.Status.RUNNING:
+        return False
+    return run.heartbeat_at is None or run.heartbeat_at < _stale_before(now)
+
+
+def run_status(run: GenerationRun, *, now: datetime | None = None) -> str:
+    """The status a run shows (the run console, the API): its stored status, or ``stalled``."""
+    return STALLED if run_is_stalled(run, now=now) else run.status
+
+
+def run_status_label(status: str) -> str:
+    return dict(RUN_STATUSES)[status]
+
+
 def run_list(*, filters: dict | None = None) -> QuerySet[GenerationRun]:
-    """Generation runs, newest first, filtered by ``kind`` and ``status``."""
+    """Generation runs, newest first, filtered by ``kind`` and ``status`` (the status shown: ``running`` is a run
+    whose worker is alive, ``stalled`` one whose worker stopped)."""
     filters = filters or {}
     qs = GenerationRun.objects.select_related("model_spec", "sub_emotion", "created_by").order_by("-created_at", "-id")
     if filters.get("kind"):
         qs = qs.filter(kind=filters["kind"])
-    if filters.get("status"):
-        qs = qs.filter(status=filters["status"])
+    status = filters.get("status")
+    if status == STALLED:
+        qs = qs.filter(stalled_q())
+    elif status == GenerationRun.Status.RUNNING:
+        qs = qs.filter(status=status).exclude(stalled_q())
+    elif status:
+        qs = qs.filter(status=status)
     return qs

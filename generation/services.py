@@ -6,8 +6,11 @@ import logging
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connections, router, transaction
+from django.db.models import DateTimeField, F, Q, Value
+from django.db.models.functions import Coalesce
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -25,6 +28,7 @@ from .models import (
     SubEmotion,
 )
 from .risk import screen
+from .runwatch import RunClosed, RunWatch
 from .schemas import ContentError, validate_content
 
 logger = logging.getLogger(__name__)
@@ -50,21 +54,48 @@ def content_hash(content: dict) -> str:
 
 
 def taxonomy_load(*, path: Path = TAXONOMY_FILE) -> tuple[int, int]:
-    """Load (or update in place) the EmoPsy categories and sub-emotions. Returns (categories, sub-emotions) created."""
+    """Load (or update in place) the EmoPsy categories and sub-emotions. Returns (categories, sub-emotions) created.
+
+    A handful of queries whatever the taxonomy's size: the rows are read once, then created or updated in bulk.
+    """
     data = json.loads(path.read_text(encoding="utf-8"))
-    created_categories = created_subs = 0
     with transaction.atomic():
-        for cat in data["categories"]:
-            category, created = EmotionCategory.objects.update_or_create(
-                key=cat["key"], defaults={"label_zh": cat["zh"], "label_en": cat["en"]}
-            )
-            created_categories += created
-            for sub in cat["sub_emotions"]:
-                _, created = SubEmotion.objects.update_or_create(
-                    key=sub["key"], defaults={"category": category, "label_zh": sub["zh"], "label_en": sub["en"]}
-                )
-                created_subs += created
+        categories = {category.key: category for category in EmotionCategory.objects.select_for_update()}
+        created_categories = _rows_upsert(
+            EmotionCategory,
+            categories,
+            {cat["key"]: {"label_zh": cat["zh"], "label_en": cat["en"]} for cat in data["categories"]},
+        )
+        subs = {sub.key: sub for sub in SubEmotion.objects.select_for_update()}
+        created_subs = _rows_upsert(
+            SubEmotion,
+            subs,
+            {
+                sub["key"]: {"category": categories[cat["key"]], "label_zh": sub["zh"], "label_en": sub["en"]}
+                for cat in data["categories"]
+                for sub in cat["sub_emotions"]
+            },
+        )
     return created_categories, created_subs
+
+
+def _rows_upsert(model, existing: dict, wanted: dict[str, dict]) -> int:
+    """Create the rows of ``wanted`` (key -> field values) missing from ``existing`` (key -> row) and update the
+    changed ones; ``existing`` gains the created rows. Returns how many were created."""
+    created, changed = [], []
+    for key, values in wanted.items():
+        row = existing.get(key)
+        if row is None:
+            created.append(model(key=key, **values))
+        elif any(getattr(row, field) != value for field, value in values.items()):
+            for field, value in values.items():
+                setattr(row, field, value)
+            changed.append(row)
+    model.objects.bulk_create(created)
+    if changed:
+        model.objects.bulk_update(changed, fields=list(next(iter(wanted.values()))))
+    existing.update({row.key: row for row in model.objects.filter(key__in=[row.key for row in created])})
+    return len(created)
 
 
 def modelspec_get_default() -> ModelSpec:
@@ -554,6 +585,8 @@ def run_create(
         else SubEmotion.objects.get(key=targets[0]["sub_emotion"])
     )  # fmt: skip
     with transaction.atomic():
+        if created_by is not None:
+            _check_run_limit(created_by)
         run = GenerationRun.objects.create(
             kind=kind,
             sub_emotion=first,
@@ -575,8 +608,30 @@ def run_create(
     return run
 
 
+def _check_run_limit(user) -> None:
+    """Refuse a user's run beyond ``PSYROOM_RUNS_PER_USER`` waiting or running: their row is locked first, so that
+    requests at once are counted one after the other. Call inside a transaction."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    limit = settings.PSYROOM_RUNS_PER_USER
+    waiting = GenerationRun.objects.filter(
+        created_by=user, status__in=[GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING]
+    ).count()
+    if waiting >= limit:
+        raise ValidationError(
+            f"{user.get_username()} has {waiting} runs waiting or running (at most {limit}): wait until one is "
+            "done, or cancel one"
+        )
+
+
 class QueueUnavailable(Exception):
     """The task queue (the Celery broker) could not be reached: the run was not queued, and not kept."""
+
+
+def _enqueue(run_id: int):
+    """Send a run's task to the broker; returns its AsyncResult."""
+    from .tasks import generate_run
+
+    return generate_run.delay(run_id)
 
 
 def _queue_run(run_id: int) -> None:
@@ -585,10 +640,8 @@ def _queue_run(run_id: int) -> None:
     does not exist."""
     from kombu.exceptions import OperationalError
 
-    from .tasks import generate_run
-
     try:
-        result = generate_run.delay(run_id)
+        result = _enqueue(run_id)
     except (OperationalError, OSError) as error:
         GenerationRun.objects.filter(pk=run_id).delete()
         logger.warning("run %s not queued, the broker is unreachable: %s", run_id, error)
@@ -600,11 +653,25 @@ def _queue_run(run_id: int) -> None:
 
 
 def run_claim(*, run_id: int) -> GenerationRun | None:
-    """Mark a queued (or re-delivered running) run as running; None when it is finished or cancelled."""
+    """Mark a queued run, or a stalled one (its worker died), as running here; None otherwise.
+
+    A delivery of a run that is running with a live heartbeat is a duplicate (a message the broker delivered again
+    while its worker is alive, or a resume that raced a redelivery): it is dropped, so that one worker at a time
+    executes a run.
+    """
+    from .selectors import stalled_q
+
     now = timezone.now()
-    claimed = GenerationRun.objects.filter(
-        pk=run_id, status__in=[GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING]
-    ).update(status=GenerationRun.Status.RUNNING, started_at=now)
+    claimed = (
+        GenerationRun.objects.filter(pk=run_id)
+        .filter(Q(status=GenerationRun.Status.QUEUED) | stalled_q(now=now))
+        .update(
+            status=GenerationRun.Status.RUNNING,
+            heartbeat_at=now,
+            chunk_progress={},
+            started_at=Coalesce(F("started_at"), Value(now, output_field=DateTimeField())),
+        )
+    )
     if claimed != 1:
         return None
     return GenerationRun.objects.get(pk=run_id)
@@ -621,10 +688,15 @@ def run_record_chunk(
 ) -> None:
     """Save one chunk's results and progress in one transaction: a killed worker loses at most the chunk in flight.
 
-    Indexes saved meanwhile by another delivery of the same task are skipped, so nothing is ever saved twice.
+    Indexes saved meanwhile by another delivery of the same task are skipped, so nothing is ever saved twice. A run
+    that was cancelled (or has finished) takes nothing more: ``RunClosed`` is raised and nothing is written; the
+    status is read under the run's row lock, which ``run_cancel`` takes too, so a cancel either comes first and
+    nothing is saved, or comes after the chunk is saved.
     """
     with transaction.atomic():
         locked = GenerationRun.objects.select_for_update().get(pk=run.pk)
+        if locked.is_finished:
+            raise RunClosed(f"run {run.pk} is {locked.status}: the chunk in flight is not saved")
         saved = set(locked.candidates.values_list("run_index", flat=True))
         failed_before = {e["index"] for e in locked.errors}
         candidates = [c for c in candidates if c.run_index not in saved]
@@ -639,7 +711,15 @@ def run_record_chunk(
         for key, value in (stats or {}).items():
             merged[key] = merged.get(key, 0) + value
         locked.stats = merged
-        locked.save(update_fields=["done", "failed", "errors", "prompt_tokens", "completion_tokens", "stats"])
+        # The chunk's tokens now count in the totals: the chunk in flight starts again from nothing.
+        locked.chunk_progress = {}
+        locked.heartbeat_at = timezone.now()
+        locked.save(
+            update_fields=[
+                "done", "failed", "errors", "prompt_tokens", "completion_tokens", "stats", "chunk_progress",
+                "heartbeat_at",
+            ]
+        )  # fmt: skip
 
 
 def run_finish(*, run: GenerationRun, error: str = "") -> GenerationRun:
@@ -650,7 +730,8 @@ def run_finish(*, run: GenerationRun, error: str = "") -> GenerationRun:
     run.status = GenerationRun.Status.FAILED if error or run.done == 0 else GenerationRun.Status.SUCCEEDED
     run.error = error
     run.finished_at = timezone.now()
-    run.save(update_fields=["status", "error", "finished_at"])
+    run.chunk_progress = {}
+    run.save(update_fields=["status", "error", "finished_at", "chunk_progress"])
     return run
 
 
@@ -923,59 +1004,183 @@ def _plan_chunks(run: GenerationRun, backend, todo: list[int]):
         yield candidates, failures, batch.usage
 
 
-def run_execute(*, run_id: int, backend=None) -> GenerationRun | None:
+def _run_todo(run: GenerationRun) -> list[int]:
+    """The indexes of a run neither saved nor given up yet."""
+    saved = set(run.candidates.values_list("run_index", flat=True))
+    failed = {e["index"] for e in run.errors}
+    return [i for i in range(run.count) if i not in saved and i not in failed]
+
+
+def run_execute(*, run_id: int, backend=None, max_chunks: int | None = None) -> GenerationRun | None:
     """Generate a run's missing items chunk by chunk; what is already saved is skipped (idempotent).
 
     The model is called outside any transaction; each chunk's results are saved in one. A bad item is recorded as
-    a failure with its raw text and never fails the run; cancelling stops it after the chunk in flight.
+    a failure with its raw text and never fails the run. While it works, the run's heartbeat and the chunk's
+    progress are written (``generation/runwatch.py``); a cancel stops it within one model call (a decode step in
+    process) and the chunk in flight is not saved.
+
+    ``max_chunks`` (the Celery task: 1) stops after that many chunks and queues the run again for the rest
+    (``run_requeue``), so that a task, and what the broker delivers again after a worker dies, is one chunk.
+    Returns the run, or None when there was nothing to claim (finished, cancelled, or running elsewhere).
     """
     from .backends import backend_for
 
     run = run_claim(run_id=run_id)
     if run is None:
-        logger.info("run %s is finished or cancelled: nothing to do", run_id)
+        logger.info("run %s is finished, cancelled or running elsewhere: nothing to do", run_id)
         return None
+    recorded = 0
+    todo: list[int] = []
     try:
-        backend = backend or backend_for(run.model_spec)
-        saved = set(run.candidates.values_list("run_index", flat=True))
-        failed = {e["index"] for e in run.errors}
-        todo = [i for i in range(run.count) if i not in saved and i not in failed]
-        from .courses import course_chunks
-        from .questions import question_chunks
+        with RunWatch(run.pk, heartbeat_s=settings.PSYROOM_RUN_HEARTBEAT_S) as watch:
+            backend = watch.wrap(backend or backend_for(run.model_spec))
+            todo = _run_todo(run)
+            from .courses import course_chunks
+            from .questions import question_chunks
 
-        chunks = {
-            CandidateKind.PLAN: _plan_chunks,
-            CandidateKind.SCENARIO: _scenario_chunks,
-            CandidateKind.QUESTION: question_chunks,
-            CandidateKind.COURSE: course_chunks,
-        }.get(run.kind, _dialogue_chunks)
-        for candidates, failures, usage in chunks(run, backend, todo):
-            run_record_chunk(
-                run=run,
-                candidates=candidates,
-                failures=failures,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                stats=dict(usage.stats),
-            )
-            if GenerationRun.objects.filter(pk=run.pk, status=GenerationRun.Status.CANCELLED).exists():
-                break
+            chunks = {
+                CandidateKind.PLAN: _plan_chunks,
+                CandidateKind.SCENARIO: _scenario_chunks,
+                CandidateKind.QUESTION: question_chunks,
+                CandidateKind.COURSE: course_chunks,
+            }.get(run.kind, _dialogue_chunks)
+            for candidates, failures, usage in chunks(run, backend, todo):
+                run_record_chunk(
+                    run=run,
+                    candidates=candidates,
+                    failures=failures,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    stats=dict(usage.stats),
+                )
+                watch.chunk_saved()
+                recorded += 1
+                if max_chunks is not None and recorded >= max_chunks:
+                    break
+                watch.check(force=True)  # a cancel between chunks stops here
+    except RunClosed as closed:
+        logger.info("run %s stopped: %s", run_id, closed)
+        run.refresh_from_db()
+        return run
     except Exception as error:
         logger.exception("run %s failed", run_id)
         return run_finish(run=run, error=f"{type(error).__name__}: {error}")
+    run.refresh_from_db()
+    left = _run_todo(run)
+    if left and max_chunks is not None and recorded >= max_chunks and set(left) != set(todo):
+        run_requeue(run=run)
+        return run
+    if left:
+        return run_finish(run=run, error=f"items {left[:20]} were neither saved nor failed")
     return run_finish(run=run)
 
 
-def run_cancel(*, run: GenerationRun, user=None) -> GenerationRun:
-    """Cancel a run that has not finished; the worker stops after the chunk in flight.
+def run_requeue(*, run: GenerationRun) -> bool:
+    """Queue a running run's next chunk: the run waits ``queued`` (its saved items kept) for the next free worker.
 
-    ``user`` is who asks (None from the command line): only curators and admins may cancel.
+    When the broker cannot be reached the run goes back to ``running`` without a task: its heartbeat stops, so it
+    shows as stalled and can be resumed (``run_resume``). Returns whether a task was queued.
+    """
+    from kombu.exceptions import OperationalError
+
+    waiting = GenerationRun.objects.filter(pk=run.pk, status=GenerationRun.Status.RUNNING).update(
+        status=GenerationRun.Status.QUEUED, chunk_progress={}
+    )
+    if not waiting:
+        return False  # cancelled meanwhile
+    try:
+        result = _enqueue(run.pk)
+    except (OperationalError, OSError) as error:
+        GenerationRun.objects.filter(pk=run.pk, status=GenerationRun.Status.QUEUED).update(
+            status=GenerationRun.Status.RUNNING
+        )
+        logger.error("run %s: its next chunk was not queued, the broker is unreachable: %s", run.pk, error)
+        return False
+    GenerationRun.objects.filter(pk=run.pk).update(task_id=result.id)
+    run.refresh_from_db()
+    return True
+
+
+def run_resume(*, run: GenerationRun, user=None, automatic: bool = False) -> GenerationRun:
+    """Queue a stalled run again (its worker died): saved items are kept, the rest is generated.
+
+    ``user`` is who asks (None from a worker or the command line): only curators and admins may resume.
+    ``automatic`` (a worker's sweep) resumes a run at most ``PSYROOM_RUN_AUTO_RESUMES`` times, so that a run that
+    kills its worker (out of memory) is not resumed for ever. Raises ``ValidationError`` when the run is not
+    stalled, ``QueueUnavailable`` when the broker cannot be reached (the run stays stalled).
+    """
+    from kombu.exceptions import OperationalError
+
+    from .selectors import stalled_q
+
+    if user is not None and not roles.user_can_run_generation(user):
+        raise PermissionDenied("Only curators and admins may resume generation runs.")
+    now = timezone.now()
+    stalled = GenerationRun.objects.filter(stalled_q(now=now), pk=run.pk)
+    if automatic:
+        stalled = stalled.filter(resumes__lt=settings.PSYROOM_RUN_AUTO_RESUMES)
+    # Queued under the stalled condition: two resumes at once, or a resume and a dying worker's last beat, cannot
+    # both win. The heartbeat is set now so that the run is not stalled while it waits for a worker.
+    resumed = stalled.update(
+        status=GenerationRun.Status.QUEUED, chunk_progress={}, heartbeat_at=now, resumes=F("resumes") + 1
+    )
+    run.refresh_from_db()
+    if resumed != 1:
+        raise ValidationError(f"{run} is not stalled: only a running run whose worker stopped can be resumed.")
+    try:
+        result = _enqueue(run.pk)
+    except (OperationalError, OSError) as error:
+        GenerationRun.objects.filter(pk=run.pk, status=GenerationRun.Status.QUEUED).update(
+            status=GenerationRun.Status.RUNNING, heartbeat_at=None
+        )
+        raise QueueUnavailable(
+            "The task queue is unreachable: the run was not resumed. Try again in a minute; if this persists, an "
+            "operator should check the broker (CELERY_BROKER_URL)."
+        ) from error
+    GenerationRun.objects.filter(pk=run.pk).update(task_id=result.id)
+    logger.info("run %s resumed (%s)", run.pk, "automatically" if automatic else f"by {user or 'command line'}")
+    run.refresh_from_db()
+    return run
+
+
+def runs_resume_stalled() -> list[int]:
+    """Resume every stalled run that may still be resumed automatically; returns their ids. A worker does this when
+    it starts (``generation.tasks``); a periodic task may too."""
+    from .selectors import stalled_q
+
+    resumed = []
+    ids = GenerationRun.objects.filter(stalled_q(), resumes__lt=settings.PSYROOM_RUN_AUTO_RESUMES).values_list(
+        "pk", flat=True
+    )
+    for run in GenerationRun.objects.filter(pk__in=list(ids)):
+        try:
+            run_resume(run=run, automatic=True)
+        except ValidationError:
+            continue  # resumed by someone else meanwhile, or beating again
+        except QueueUnavailable:
+            logger.warning("stalled runs not resumed: the broker is unreachable")
+            break
+        resumed.append(run.pk)
+    return resumed
+
+
+def run_cancel(*, run: GenerationRun, user=None) -> GenerationRun:
+    """Cancel a run that has not finished; the worker stops within one model call and saves nothing more.
+
+    ``user`` is who asks (None from the command line): only curators and admins may cancel. The run's row is
+    locked, as ``run_record_chunk`` locks it, so that a chunk is either saved before the cancel or not at all.
     """
     if user is not None and not roles.user_can_run_generation(user):
         raise PermissionDenied("Only curators and admins may cancel generation runs.")
-    updated = GenerationRun.objects.filter(
-        pk=run.pk, status__in=[GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING]
-    ).update(status=GenerationRun.Status.CANCELLED, finished_at=timezone.now())
+    with transaction.atomic():
+        locked = GenerationRun.objects.select_for_update().get(pk=run.pk)
+        updated = 0
+        if not locked.is_finished:
+            locked.status = GenerationRun.Status.CANCELLED
+            locked.finished_at = timezone.now()
+            locked.chunk_progress = {}
+            locked.save(update_fields=["status", "finished_at", "chunk_progress"])
+            updated = 1
     run.refresh_from_db()
     if updated != 1:
         raise ValidationError(f"{run} has already finished.")
@@ -984,6 +1189,7 @@ def run_cancel(*, run: GenerationRun, user=None) -> GenerationRun:
 
 __all__ = [
     "ContentError",
+    "RunClosed",
     "StaleVersion",
     "candidate_build",
     "candidate_create",
@@ -1001,5 +1207,8 @@ __all__ = [
     "run_execute",
     "run_finish",
     "run_record_chunk",
+    "run_requeue",
+    "run_resume",
+    "runs_resume_stalled",
     "taxonomy_load",
 ]

@@ -10,4 +10,5 @@ urlpatterns = [
     path("<int:pk>/", views.run_detail, name="run"),
     path("<int:pk>/progress/", views.run_progress, name="run-progress"),
     path("<int:pk>/cancel/", views.run_cancel, name="run-cancel"),
+    path("<int:pk>/resume/", views.run_resume, name="run-resume"),
 ]

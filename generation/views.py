@@ -32,17 +32,27 @@ def _get_run(request: HttpRequest, pk: int) -> GenerationRun:
 
 
 def _progress(run: GenerationRun) -> dict:
-    """What the progress bar shows: percent done, tokens per second while it ran, the parser's counters."""
+    """What the progress bar shows: the status shown (``stalled`` when the worker stopped beating), percent done,
+    the chunk in flight (its stage and tokens), tokens per second while it ran, the parser's counters."""
     elapsed = None
     if run.started_at:
         end = run.finished_at or timezone.now()
         elapsed = max((end - run.started_at).total_seconds(), 0.001)
     handled = run.done + run.failed
+    in_flight = run.chunk_progress or {}
+    completion_tokens = run.completion_tokens + in_flight.get("completion_tokens", 0)
+    status = selectors.run_status(run)
     return {
+        "status": status,
+        "status_label": selectors.run_status_label(status),
+        "stalled": status == selectors.STALLED,
         "percent": round(100 * handled / run.count) if run.count else 0,
         "handled": handled,
+        "in_flight": in_flight,
+        "prompt_tokens": run.prompt_tokens + in_flight.get("prompt_tokens", 0),
+        "completion_tokens": completion_tokens,
         "elapsed_s": round(elapsed) if elapsed is not None else None,
-        "tokens_per_s": round(run.completion_tokens / elapsed, 1) if elapsed else None,
+        "tokens_per_s": round(completion_tokens / elapsed, 1) if elapsed else None,
         "stats": sorted(run.stats.items()),
     }
 
@@ -120,5 +130,23 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
-        messages.success(request, f"Run {run.pk} cancelled: the worker stops after the chunk in flight.")
+        messages.success(
+            request, f"Run {run.pk} cancelled: the worker stops at its next model call and saves nothing more."
+        )
+    return redirect("generation:run", pk=run.pk)
+
+
+@login_required
+@require_POST
+def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    """Queue a stalled run again: what was saved is kept, the rest is generated."""
+    run = _get_run(request, pk)
+    try:
+        services.run_resume(run=run, user=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    except services.QueueUnavailable as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Run {run.pk} queued again: a worker goes on from the items saved.")
     return redirect("generation:run", pk=run.pk)

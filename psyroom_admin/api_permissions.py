@@ -109,8 +109,10 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
 
 def paginated_response(*, request, view, queryset, serializer_class) -> Response:
     """One page of ``queryset`` (``?limit=&offset=``), as ``{count, next, previous, results}``."""
-    paginator = api_settings.DEFAULT_PAGINATION_CLASS()
-    page = paginator.paginate_queryset(queryset, request, view=view)
+    # The stubs type the setting as its dotted path; api_settings imports it and gives the class.
+    pagination_class: type[pagination.BasePagination] = api_settings.DEFAULT_PAGINATION_CLASS  # type: ignore[assignment]
+    paginator = pagination_class()
+    page: list | None = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True, context={"request": request}).data)
 
 

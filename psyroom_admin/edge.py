@@ -97,23 +97,6 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
-class FormParser(parsers.FormParser):
-    def parse(self, stream, media_type=None, parser_context=None):
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
-        data = QueryDict(stream.read(), encoding=encoding)
-        if problem := query_problem(data, label="form field"):
-            raise ParseError(problem)
-        return data
-
-
-class MultiPartParser(parsers.MultiPartParser):
-    def parse(self, stream, media_type=None, parser_context=None):
-        result = super().parse(stream, media_type, parser_context)
-        if problem := query_problem(result.data, label="form field"):
-            raise ParseError(problem)
-        return result
-
-
 class QueryStringMiddleware:
     """Refuse a NUL byte or a lone surrogate in any request's query string (and in a page's form body) with a 400.
 

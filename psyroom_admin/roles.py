@@ -17,6 +17,10 @@ RUNNERS = (CURATOR, ADMIN)
 # Who may add, change and delete model specs: a spec says which server the worker sends requests to, and with which
 # credential, so curators only look at them.
 MODEL_SPEC_EDITORS = (ADMIN,)
+# Who may enrol an authenticator app for two-factor sign-in (accounts/): the roles that sign off risk, decide what
+# is generated and run the admin. Counselors' accounts reach only their own campaigns' items, and enrolment is no
+# part of their work; an operator can require it of these roles (PSYROOM_OTP_REQUIRED_ROLES) but never of counselors.
+OTP_ROLES = (SENIOR_CLINICIAN, CURATOR, ADMIN)
 
 
 # What curators may do in the Django admin: set up what generation uses, and look at everything else.
@@ -85,3 +89,7 @@ def user_can_run_generation(user) -> bool:
 
 def user_can_edit_model_specs(user) -> bool:
     return user_has_role(user, *MODEL_SPEC_EDITORS)
+
+
+def user_can_enrol_otp(user) -> bool:
+    return user_has_role(user, *OTP_ROLES)

@@ -158,6 +158,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "knox",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "csp",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -166,10 +168,14 @@ INSTALLED_APPS = [
     "generation",
     "annotations",
     "accounts",
+    # The project's own models: the answers kept for the API's idempotency keys (psyroom_admin.idempotency).
+    "psyroom_admin",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (what `collectstatic` put in STATIC_ROOT), also where DEBUG is off.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -177,10 +183,15 @@ MIDDLEWARE = [
     "psyroom_admin.edge.QueryStringMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session gave a TOTP code (django-otp).
+    "django_otp.middleware.OTPMiddleware",
     "psyroom_admin.middleware.NoStoreMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # A signed-in session that still owes a TOTP code (or, by PSYROOM_OTP_REQUIRED_ROLES, an enrolment) reaches
+    # nothing else, the Django admin included (accounts.middleware).
+    "accounts.middleware.OTPGateMiddleware",
     # Last: it turns a login that axes refused into the lockout answer (accounts.lockout).
     "axes.middleware.AxesMiddleware",
 ]
@@ -248,6 +259,37 @@ AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
 # How many reverse proxies append to X-Forwarded-For in front of the app (0: use the connection's address).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 
+# --- Two-factor sign-in (django-otp, TOTP) ----------------------------------------------------------------------
+
+# The roles that may enrol an authenticator app (psyroom_admin.roles.OTP_ROLES says the same; a test keeps them
+# equal): counselors cannot, so they cannot be required to.
+_OTP_ROLES = ("senior_clinician", "curator", "admin")
+
+
+def env_roles(name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated role names, each one of ``allowed``."""
+    names = tuple(dict.fromkeys(item.strip() for item in env_str(name).split(",") if item.strip()))
+    for role in names:
+        if role not in allowed:
+            raise ImproperlyConfigured(f"{name}: {role!r} is not one of {', '.join(allowed)}")
+    return names
+
+
+# Enrolment is optional: a user who enrolled gives a code after the password, on every way in. The roles named
+# here (e.g. "senior_clinician,curator,admin") must enrol before any page or token is theirs.
+PSYROOM_OTP_REQUIRED_ROLES = env_roles("PSYROOM_OTP_REQUIRED_ROLES", _OTP_ROLES)
+# Wrong codes are counted per device, whatever the address, on the code page and /api/auth/token/ together: after
+# this many in a row, no code is checked until PSYROOM_OTP_COOLOFF_MINUTES after the last failure.
+PSYROOM_OTP_FAILURE_LIMIT = env_int("PSYROOM_OTP_FAILURE_LIMIT", 5, minimum=1)
+PSYROOM_OTP_COOLOFF = timedelta(minutes=env_int("PSYROOM_OTP_COOLOFF_MINUTES", 15, minimum=1))
+# The lock above replaces django-otp's own exponential delay (a factor of 0 turns it off; the failures are still
+# counted on the device).
+OTP_TOTP_THROTTLE_FACTOR = 0
+# The name an authenticator app shows next to the account.
+OTP_TOTP_ISSUER = env_str("PSYROOM_OTP_ISSUER", "PsyRoom Admin")
+# The Django admin's TOTP device pages never show a device's secret (accounts/admin.py only lists and deletes).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+
 # --- HTTPS and headers ------------------------------------------------------------------------------------------
 
 if not DEBUG:
@@ -290,11 +332,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # The edge rules on every body (psyroom_admin.edge): no NUL byte or lone surrogate, JSON at most 32 deep, a size
     # limit that DRF's own parsers do not apply.
-    "DEFAULT_PARSER_CLASSES": [
-        "psyroom_admin.edge.JSONParser",
-        "psyroom_admin.edge.FormParser",
-        "psyroom_admin.edge.MultiPartParser",
-    ],
+    # The API reads JSON only: a form's empty field would quietly take a field's default (an empty language is
+    # English), which a JSON body never does.
+    "DEFAULT_PARSER_CLASSES": ["psyroom_admin.edge.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     # ?limit= from 1 to 200, ?offset= from 0 to 2**31-1; out of bounds is a 400.
     "DEFAULT_PAGINATION_CLASS": "psyroom_admin.api_permissions.LimitOffsetPagination",
     "PAGE_SIZE": 50,
@@ -328,7 +369,9 @@ API_TOKENS_PER_USER = env_int("API_TOKENS_PER_USER", 10, minimum=1)
 
 # --- Celery ----------------------------------------------------------------------------------------------------
 
-CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 6 * 3600, minimum=60)
+# A generation task executes one chunk of a run (a batch of items), then queues the run's next chunk: the limit, and
+# the visibility timeout below, bound a chunk, not a whole run.
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 2 * 3600, minimum=60)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -347,10 +390,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 else:
     # A task that a killed worker never acknowledged is delivered again after this many seconds; it must outlast
-    # the longest task, or a slow run would be delivered twice while it is still running.
+    # the longest task (one chunk). A run whose worker died shows `stalled` much sooner (PSYROOM_RUN_STALE_S) and
+    # can be resumed at once; a delivery of a run whose worker is alive is dropped (services.run_claim).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 600, minimum=1),
     }
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) and env_str("PSYROOM_BROKER_KEYPREFIX", ""):
+    # Several deployments (or parallel test processes) can share one Redis: each keeps its keys under a prefix.
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("PSYROOM_BROKER_KEYPREFIX", "")
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -377,9 +424,23 @@ PSYROOM_DEVICE = env_str("PSYROOM_DEVICE", "auto")
 # point the worker, and a key from its environment, at a server of their choosing):
 # - the credentials a spec may name, name -> the environment variable that holds the key ("vllm=VLLM_API_KEY");
 # - the servers a spec's base_url may lie under, as URL prefixes ("http://gpu-1:8000/v1"); none by default.
-# How many "regenerate with critique" runs one reviewer may have waiting or running at once.
-PSYROOM_REGENERATIONS_PER_USER = env_int("PSYROOM_REGENERATIONS_PER_USER", 3, minimum=1)
 PSYROOM_MODEL_CREDENTIALS = env_credentials("PSYROOM_MODEL_CREDENTIALS")
+# How many runs one user may have waiting or running at once (queued, running or stalled), and how many of them
+# "regenerate with critique" runs of a reviewer.
+PSYROOM_RUNS_PER_USER = env_int("PSYROOM_RUNS_PER_USER", 20, minimum=1)
+PSYROOM_REGENERATIONS_PER_USER = env_int("PSYROOM_REGENERATIONS_PER_USER", 3, minimum=1)
+# A worker executing a run writes a heartbeat on it from a background thread every PSYROOM_RUN_HEARTBEAT_S seconds
+# (0: no thread, a heartbeat only with each model call), so that a long step or a model load still beats. A running
+# run whose heartbeat is older than PSYROOM_RUN_STALE_S shows as `stalled` (its worker died) and may be resumed; a
+# worker resumes stalled runs when it starts, each at most PSYROOM_RUN_AUTO_RESUMES times (a curator may always).
+PSYROOM_RUN_HEARTBEAT_S = env_int("PSYROOM_RUN_HEARTBEAT_S", 10, minimum=0)
+PSYROOM_RUN_STALE_S = env_int("PSYROOM_RUN_STALE_S", 60, minimum=2)
+PSYROOM_RUN_AUTO_RESUMES = env_int("PSYROOM_RUN_AUTO_RESUMES", 3, minimum=0)
+if PSYROOM_RUN_HEARTBEAT_S and PSYROOM_RUN_STALE_S < 2 * PSYROOM_RUN_HEARTBEAT_S:
+    raise ImproperlyConfigured(
+        f"PSYROOM_RUN_STALE_S={PSYROOM_RUN_STALE_S} must be at least twice PSYROOM_RUN_HEARTBEAT_S="
+        f"{PSYROOM_RUN_HEARTBEAT_S}, or a live run would show as stalled between two heartbeats"
+    )
 PSYROOM_MODEL_SERVERS = env_url_prefixes("PSYROOM_MODEL_SERVERS")
 
 # --- Imports -------------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -23,6 +24,11 @@ def pytest_configure(config):
     settings.SECURE_SSL_REDIRECT = False
     settings.SESSION_COOKIE_SECURE = False
     settings.CSRF_COOKIE_SECURE = False
+    broker_isolate(os.environ.get("PYTEST_XDIST_WORKER"))
+    # Tests that run a run in process hold it in their transaction: a heartbeat thread with its own connection would
+    # wait on that transaction's lock (SQLite). Heartbeats then come with each model call; the workers that tests
+    # start get their own settings from the environment.
+    settings.PSYROOM_RUN_HEARTBEAT_S = 0
     if os.environ.get("PSYROOM_REQUIRE_SERVICES") != "1":
         return
     engine = settings.DATABASES["default"]["ENGINE"]
@@ -38,6 +44,30 @@ def pytest_configure(config):
         redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=3).ping()
     except redis.RedisError as error:
         raise pytest.UsageError(f"Redis at {settings.CELERY_BROKER_URL} is not reachable: {error}") from error
+
+
+def broker_isolate(worker: str | None) -> None:
+    """Under pytest-xdist each test process gets a broker of its own (a folder, or a Redis key prefix), passed on
+    in the environment to the Celery workers its tests start: one process's worker never takes another's task."""
+    if not worker:
+        return
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        folder = Path(options["data_folder_in"]).parent
+        folder = folder.with_name(f"{folder.name}-{worker}")
+        for sub in ("queue", "processed", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        options.update(
+            data_folder_in=str(folder / "queue"),
+            data_folder_out=str(folder / "queue"),
+            processed_folder=str(folder / "processed"),
+            control_folder=str(folder / "control"),
+        )
+        os.environ["PSYROOM_BROKER_DIR"] = str(folder)
+    else:
+        prefix = f"{os.environ.get('PSYROOM_BROKER_KEYPREFIX', '')}{worker}:"
+        options["global_keyprefix"] = prefix
+        os.environ["PSYROOM_BROKER_KEYPREFIX"] = prefix
 
 
 @pytest.fixture

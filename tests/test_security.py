@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
+from django.test import Client, override_settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -139,3 +141,37 @@ def test_check_deploy_is_clean_under_production_settings():
 
     output = _deploy_check(SECURE_HSTS_PRELOAD="1")
     assert "System check identified no issues" in output, output
+
+
+# --- Static files with DEBUG off --------------------------------------------------------------------------------
+
+
+def test_static_files_are_served_with_debug_off_after_collectstatic(tmp_path):
+    with override_settings(STATIC_ROOT=tmp_path, DEBUG=False):
+        call_command("collectstatic", "--noinput", verbosity=0)
+        response = Client().get("/static/css/app.css")
+        missing = Client().get("/static/css/no-such-file.css")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == (ROOT / "static" / "css" / "app.css").read_bytes()
+    assert "max-age" in response["Cache-Control"]
+    assert missing.status_code == 404
+
+
+# --- Templates ----------------------------------------------------------------------------------------------------
+
+
+def test_no_template_has_a_comment_django_would_print():
+    """``{# ... #}`` ends on its line: one spread over two lines is printed into the page as text."""
+    open_comment = re.compile(r"\{#(?!.*#\})")
+    found = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "templates").rglob("*.html"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if open_comment.search(line)
+    ]
+    assert not found, found
+
+
+def test_the_login_page_shows_no_template_syntax(client):
+    page = client.get(reverse("login")).content.decode()
+    assert "{#" not in page and "{%" not in page

@@ -24,7 +24,7 @@ def word_diff(before: str | None, after: str | None) -> str:
     """
     old = _WORDS.findall(before or "")
     new = _WORDS.findall(after or "")
-    parts = []
+    parts: list[str] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
         if op == "equal":
             parts.append(escape("".join(old[i1:i2])))
@@ -45,7 +45,7 @@ def markdown(text: str | None) -> str:
 def candidate_history_card(context, candidate):
     """The history card of a candidate for the page's user (the candidate page has no campaign view of its own)."""
     # Imported here: the template library is loaded by pages that exist before and without campaigns.
-    from annotations import visibility
+    from annotations.selectors import visibility
 
     user = context["user"]
     return {"history": visibility.candidate_history(candidate=candidate, user=user).select_related("actor")[:50]}

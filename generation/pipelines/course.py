@@ -11,8 +11,8 @@ goes on.
 
 from dataclasses import dataclass, field, replace
 
-from ..agents import AgentOutputError, parse_turn
-from ..backends import Backend, SamplingParams
+from ..agents import AgentOutputError
+from ..backends import Backend, SamplingChange, SamplingParams
 from ..course_agents import (
     course_client_messages,
     course_counselor_messages,
@@ -20,12 +20,12 @@ from ..course_agents import (
     memory_unparsed,
     parse_memory,
 )
-from .dialogue import Usage, call_agents
+from .dialogue import Usage, call_agents, report_stage, turn_parser
 
 PROMPT_VERSION = "v1"
 PIPELINE = "course"
 # The memory writer answers five labelled lines, briefly and soberly.
-MEMORY_SAMPLING = {"max_new_tokens": 192, "temperature": 0.3}
+MEMORY_SAMPLING: SamplingChange = {"max_new_tokens": 192, "temperature": 0.3}
 
 
 @dataclass
@@ -66,6 +66,7 @@ def _write_session(
         live = [s for s in states if s.failure is None]
         if not live:
             break
+        report_stage(backend, f"session {session} of {sessions}, turn {t + 1} of {turns}")
         build = course_client_messages if role == "client" else course_counselor_messages
         prompts = [
             build(
@@ -81,7 +82,7 @@ def _write_session(
         parsed = call_agents(
             backend,
             prompts,
-            lambda i, c, role=role: parse_turn(c.text, role=role, truncated=c.truncated),
+            turn_parser(role),
             replace(sampling, seed=sampling.seed * 1_000 + session * 100 + t),
             usage,
         )
@@ -161,6 +162,7 @@ def course_chunk(
         )
         done = [s for s in live if s.failure is None]
         if done:
+            report_stage(backend, f"session {session} of {sessions}, memory")
             _write_memories(
                 backend,
                 done,

@@ -19,6 +19,7 @@ from typing import Any
 from ..agents import (
     SUPERVISOR_DIMENSIONS,
     AgentOutputError,
+    ParsedTurn,
     classifier_messages,
     client_messages,
     counselor_messages,
@@ -33,7 +34,7 @@ from ..agents import (
     supervisor_feedback_messages,
     supervisor_score_messages,
 )
-from ..backends import Backend, Completion, SamplingParams
+from ..backends import Backend, Completion, SamplingChange, SamplingParams
 
 PROMPT_VERSION = "v1"
 PIPELINE = "dialogue"
@@ -41,7 +42,7 @@ RETRIES = 1
 # Reconstruction rewrites at most this many turns of a source dialogue.
 RECONSTRUCT_MAX_TURNS = 40
 # Judges answer briefly and should not be creative.
-JUDGE_SAMPLING = {"max_new_tokens": 64, "temperature": 0.3}
+JUDGE_SAMPLING: SamplingChange = {"max_new_tokens": 64, "temperature": 0.3}
 
 
 @dataclass
@@ -52,6 +53,15 @@ class Usage:
     completion_tokens: int = 0
     calls: int = 0
     stats: Counter = field(default_factory=Counter)
+
+
+def turn_parser(role: str) -> Callable[[int, Completion], ParsedTurn]:
+    """``call_agents``' parser for the turns of the agent playing ``role``."""
+
+    def parse(index: int, completion: Completion) -> ParsedTurn:
+        return parse_turn(completion.text, role=role, truncated=completion.truncated)
+
+    return parse
 
 
 def call_agents(
@@ -92,6 +102,14 @@ def call_agents(
     return results
 
 
+def report_stage(backend: Backend, stage: str) -> None:
+    """Tell a watched backend (``generation/runwatch.py``) where the chunk is, for the run's progress; any other
+    backend (a test's) has nothing to tell."""
+    note = getattr(getattr(backend, "watch", None), "note", None)
+    if note is not None:
+        note(stage)
+
+
 @dataclass
 class DialogueState:
     index: int
@@ -103,6 +121,12 @@ class DialogueState:
     emotion: dict | None = None
     # The risk agent's answer (``screen_risk``): {"answer": "yes" | "no" | None, "reason", "raw"[, "error"]}.
     risk: dict | None = None
+
+    @property
+    def label(self) -> str:
+        """The classifier's label of a dialogue it labelled."""
+        assert self.emotion is not None and self.emotion["label"] is not None
+        return self.emotion["label"]
 
 
 @dataclass
@@ -142,6 +166,7 @@ def _write_turns(
         live = [s for s in states if s.failure is None]
         if not live:
             return
+        report_stage(backend, f"turn {t + 1} of {turns}" + (" (rewrite)" if states[0].feedback else ""))
         prompts = [
             client_messages(version=version, emotion=emotion, category=category, situation=situation, turns=s.turns)
             if role == "client"
@@ -151,7 +176,7 @@ def _write_turns(
         parsed = call_agents(
             backend,
             prompts,
-            lambda i, c, role=role: parse_turn(c.text, role=role, truncated=c.truncated),
+            turn_parser(role),
             replace(sampling, seed=sampling.seed * 1_000 + t),
             usage,
         )
@@ -196,6 +221,7 @@ def supervise(
     backend: Backend, states: list[DialogueState], *, sampling: SamplingParams, version: str, usage: Usage
 ) -> list[dict]:
     """Score each dialogue on every dimension with reasons, and write feedback: one batched call (and a retry)."""
+    report_stage(backend, "supervisor")
     judge = replace(sampling, **JUDGE_SAMPLING)
     dims = list(SUPERVISOR_DIMENSIONS)
     prompts = []
@@ -241,6 +267,7 @@ def classify(
     usage: Usage,
 ) -> None:
     """Label each dialogue with one sub-emotion of the taxonomy and record whether it agrees with the target."""
+    report_stage(backend, "emotion classifier")
     prompts = [classifier_messages(version=version, turns=s.turns, labels=labels) for s in states]
     answers = call_agents(
         backend, prompts, lambda i, c: parse_emotion(c.text, labels=labels), replace(sampling, **JUDGE_SAMPLING), usage
@@ -263,6 +290,7 @@ def screen_risk(
 ) -> None:
     """Ask the risk agent whether the client of each dialogue expresses suicide or self-harm risk (one batched call,
     and a retry of the answers that cannot be read). Each state's ``risk`` keeps the answer with its raw text."""
+    report_stage(backend, "risk agent")
     prompts = [risk_messages(version=version, turns=s.turns) for s in states]
     answers = call_agents(
         backend, prompts, lambda i, c: (*parse_risk(c.text), c.text), replace(sampling, **JUDGE_SAMPLING), usage
@@ -428,10 +456,12 @@ def reconstruct_chunk(
         state.turns = originals[state.index]
     classify(backend, states, labels=labels, target="", sampling=sampling, version=version, usage=usage)
     for state in states:
-        state.emotion.pop("target", None)
-        state.emotion.pop("agrees", None)
-        if state.emotion["label"] is None:
-            state.failure = {"index": state.index, "reason": state.emotion["error"], "raw": state.emotion["raw"]}
+        emotion = state.emotion
+        assert emotion is not None  # classify() labels every state
+        emotion.pop("target", None)
+        emotion.pop("agrees", None)
+        if emotion["label"] is None:
+            state.failure = {"index": state.index, "reason": emotion["error"], "raw": emotion["raw"]}
         state.turns = []
     for t in range(max((len(turns) for turns in originals.values()), default=0)):
         live = [s for s in states if s.failure is None and t < len(originals[s.index])]
@@ -441,9 +471,8 @@ def reconstruct_chunk(
         writing = [s for s in live if originals[s.index][t]["role"] == "counselor"]
         if not writing:
             continue
-        prompts = [
-            counselor_messages(version=version, turns=s.turns, reconstruct=labels[s.emotion["label"]]) for s in writing
-        ]
+        report_stage(backend, f"turn {t + 1} of {max(len(turns) for turns in originals.values())}")
+        prompts = [counselor_messages(version=version, turns=s.turns, reconstruct=labels[s.label]) for s in writing]
         parsed = call_agents(
             backend,
             prompts,

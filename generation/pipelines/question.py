@@ -7,6 +7,7 @@ question is ``hard`` when fewer than ``min_correct`` of the K models answer it c
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..agents import AgentOutputError
 from ..backends import Backend, SamplingParams
@@ -71,7 +72,7 @@ def cross_select(
             batch.prompt_tokens += completion.prompt_tokens
             batch.completion_tokens += completion.completion_tokens
             content = item.content
-            record = {"model": name, "raw": completion.text}
+            record: dict[str, Any] = {"model": name, "raw": completion.text}
             try:
                 parsed = parse_answer(
                     completion.text, options=content["options"], question_type=content["question_type"]

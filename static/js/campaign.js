@@ -125,6 +125,22 @@
     box.scrollIntoView({ block: "center" });
   }
 
+  // Taking the next item changes the queue, so it is a POST (with the CSRF token), never a GET: the browser follows
+  // the answer to the item claimed, or to the page that says the queue is empty.
+  function claimNext(url) {
+    var claim = document.createElement("form");
+    claim.method = "post";
+    claim.action = url;
+    claim.hidden = true;
+    var token = document.createElement("input");
+    token.type = "hidden";
+    token.name = "csrfmiddlewaretoken";
+    token.value = form.elements.csrfmiddlewaretoken.value;
+    claim.appendChild(token);
+    document.body.appendChild(claim);
+    claim.submit();
+  }
+
   function submit() {
     if (submitting) return;
     submitting = true;
@@ -143,9 +159,11 @@
         return response.json().then(function (json) { return { status: response.status, json: json }; });
       }).then(function (result) {
         if (result.status === 200) {
+          // Saved (a retry of a submit that was saved already is answered the same: the key names it).
           try { window.localStorage.removeItem(form.dataset.draftKey); } catch (e) { /* ignore */ }
           window.clearTimeout(draftTimer);
-          window.location.assign(result.json.next);
+          setDraftStatus("Review saved");
+          claimNext(result.json.next);
           return;
         }
         submitting = false;

@@ -5,7 +5,7 @@ a candidate in an open campaign is reviewed only through that campaign's queue."
 from django.db.models.signals import post_save
 
 from annotations.models import Campaign, CampaignItem
-from annotations.services import rubric_get_default
+from annotations.services.rubrics import rubric_get_default
 from generation.models import Candidate
 from generation.services import candidates_created
 from psyroom_admin import roles

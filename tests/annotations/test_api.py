@@ -10,9 +10,9 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from accounts.services import token_create
-from annotations import reviews, services
 from annotations.models import AuditEvent, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
+from annotations.services import adjudication, edits, reviews
 from generation.models import Candidate, GenerationRun, Revision, RiskFlag
 from generation.services import modelspec_get_default
 from psyroom_admin import roles
@@ -62,7 +62,7 @@ def _risky_candidate():
 
 def _sign_off(candidate, clinician, note="Handled well."):
     flags = list(candidate.flags.values_list("pk", flat=True))
-    reviews.risk_sign_off(
+    adjudication.risk_sign_off(
         candidate=candidate, clinician=clinician, note=note, flag_ids=flags, base_version=candidate.version
     )
 
@@ -252,9 +252,7 @@ def test_detail_has_the_latest_revision_risk_lineage_and_reviews(api, counselor,
     Candidate.objects.filter(pk=risky.pk).update(
         lineage={"model": "smollm2-135m-instruct", "seed": 7}, ai_review={"mean": 3.5}
     )
-    services.turn_edit(
-        candidate=risky, editor=other_counselor, index=1, text=EDITED, base_version=1, category="clinical"
-    )
+    edits.turn_edit(candidate=risky, editor=other_counselor, index=1, text=EDITED, base_version=1, category="clinical")
     risky.refresh_from_db()
     reviews.review_submit(
         candidate=risky,
@@ -354,7 +352,7 @@ def test_turn_edit_writes_a_revision_and_bumps_the_version(api, counselor, candi
 def test_turn_edit_on_a_stale_version_is_409_with_the_current_text_and_writes_nothing(
     api, counselor, other_counselor, candidate
 ):
-    services.turn_edit(
+    edits.turn_edit(
         candidate=candidate, editor=other_counselor, index=1, text="Theirs.", base_version=1, category="wording"
     )
     _as(api, counselor)
@@ -518,7 +516,7 @@ def test_a_review_with_a_risk_flag_flags_the_candidate(api, counselor, candidate
 
 
 def test_review_on_a_stale_version_is_409_and_writes_nothing(api, counselor, other_counselor, candidate):
-    services.turn_edit(
+    edits.turn_edit(
         candidate=candidate, editor=other_counselor, index=1, text="Theirs.", base_version=1, category="wording"
     )
     _as(api, counselor)
@@ -656,6 +654,7 @@ def test_the_schema_lists_every_endpoint(api):
         "/api/runs/",
         "/api/runs/{id}/",
         "/api/runs/{id}/cancel/",
+        "/api/runs/{id}/resume/",
     ]:
         assert path in paths
     assert "409" in paths["/api/candidates/{id}/turns/{index}/"]["post"]["responses"]

@@ -10,8 +10,8 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from annotations import campaigns, reviews, services
 from annotations.rubrics import DIALOGUE_RUBRIC
+from annotations.services import campaigns, edits, queue, reviews
 from generation.models import Candidate
 from psyroom_admin import roles
 from tests import factories
@@ -40,8 +40,8 @@ def scene(request, curator, taxonomy):
         creator=curator, name="Matrix", kind="dialogue", overlap=3, members=[rater_a, rater_b], blind=blind,
         candidate_ids=[candidate.pk],
     )  # fmt: skip
-    held = campaigns.queue_claim_next(campaign=campaign, counselor=rater_a)
-    services.turn_edit(
+    held = queue.queue_claim_next(campaign=campaign, counselor=rater_a)
+    edits.turn_edit(
         candidate=candidate, editor=rater_a, index=1, text="A warmer reflection of what she said.",
         base_version=candidate.version, category="wording", reason=REASON,
     )  # fmt: skip
@@ -51,7 +51,7 @@ def scene(request, curator, taxonomy):
         candidate=candidate, reviewer=rater_a, assignment=held, scores=scores,
         decision="needs_revision", comment=COMMENT, risk_flags=["self_harm"], base_version=candidate.version,
     )  # fmt: skip
-    campaigns.queue_claim_next(campaign=campaign, counselor=rater_b)  # B has the item open on the review screen
+    queue.queue_claim_next(campaign=campaign, counselor=rater_b)  # B has the item open on the review screen
     item = campaign.items.get()
     return {
         "blind": blind,

@@ -3,9 +3,9 @@
 import pytest
 from rest_framework.test import APIClient
 
-from annotations import campaigns
 from annotations.models import Adjudication, Assignment, AuditEvent, Campaign, CampaignItem, Review
-from annotations.services import rubric_get_default
+from annotations.services import campaigns
+from annotations.services.rubrics import rubric_get_default
 from generation.models import Candidate
 from tests import factories
 

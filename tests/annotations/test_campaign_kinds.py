@@ -9,9 +9,9 @@ import pytest
 from django.urls import reverse
 from django.utils.html import escape
 
-from annotations import campaigns
 from annotations.models import Campaign, Review
 from annotations.rubrics import COURSE_RUBRIC, QUESTION_RUBRIC, SESSION_RUBRIC
+from annotations.services import campaigns
 from generation import courses
 from generation.models import Candidate
 from tests.annotations.test_question_review import OPTIONS, make_question
@@ -52,8 +52,8 @@ def _campaign(kind: str, creator, members, candidate, *, blind: bool = True) -> 
 
 
 def _open_next(client, campaign) -> str:
-    """Claim the next item through the page, open its review screen and return the HTML."""
-    response = client.get(reverse("annotations:campaign_next", args=[campaign.pk]))
+    """Claim the next item through the page (a POST), open its review screen and return the HTML."""
+    response = client.post(reverse("annotations:campaign_next", args=[campaign.pk]))
     assert response.status_code == 302, response.content[:500]
     response = client.get(response["Location"])
     assert response.status_code == 200

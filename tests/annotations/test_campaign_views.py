@@ -1,15 +1,20 @@
 """The campaign pages: who may open what, the review screen, drafts, idempotent submits, flags and adjudication."""
 
 import json
+import re
+import threading
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
 
-from annotations import campaigns, reviews, services
-from annotations.models import Adjudication, Assignment, Campaign, CampaignItem, Draft, Review
+from annotations.models import Adjudication, Assignment, AuditEvent, Campaign, CampaignItem, Draft, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
+from annotations.selectors import queues
+from annotations.services import campaigns, edits, queue, reviews
 from generation.models import Candidate, GenerationRun
 from psyroom_admin import roles
 from tests import factories
@@ -45,8 +50,8 @@ def _review_data(candidate, decision="approve", score=4, **extra) -> dict:
 
 
 def _claim(client, campaign) -> int:
-    """Take the next item through the page and return its candidate id."""
-    response = client.get(reverse("annotations:campaign_next", args=[campaign.pk]))
+    """Take the next item through the page (a POST: **Review next**) and return its candidate id."""
+    response = client.post(reverse("annotations:campaign_next", args=[campaign.pk]))
     assert response.status_code == 302, response.content[:500]
     return int(response["Location"].rstrip("/").split("/")[-1])
 
@@ -56,11 +61,11 @@ def setup(taxonomy, counselor, senior, curator):
     roles.roles_ensure()
     candidates = [factories.make_candidate() for _ in range(3)]
     campaign = _campaign(curator, [counselor, senior], candidates)
-    assignment = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    assignment = queue.queue_claim_next(campaign=campaign, counselor=counselor)
     item = assignment.item
     reviews.review_submit(
         candidate=item.candidate,
-        assignment=campaigns.queue_claim_next(campaign=campaign, counselor=senior),
+        assignment=queue.queue_claim_next(campaign=campaign, counselor=senior),
         reviewer=senior,
         scores=dict.fromkeys(KEYS, 2),
         decision="reject",
@@ -78,6 +83,7 @@ def _urls(setup) -> dict[str, tuple[str, str, dict]]:
         "create": ("get", reverse("annotations:campaign_create"), {}),
         "guidelines": ("get", reverse("annotations:campaign_guidelines", args=[c]), {}),
         "next": ("get", reverse("annotations:campaign_next", args=[c]), {}),
+        "claim": ("post", reverse("annotations:campaign_next", args=[c]), {}),
         "item": ("get", reverse("annotations:campaign_item", args=[c, pk]), {}),
         "preview": ("get", reverse("annotations:campaign_item_preview", args=[c, pk]), {}),
         "submit": ("post", reverse("annotations:campaign_submit", args=[c, pk]), {}),
@@ -99,7 +105,9 @@ MATRIX = {
     "list": (200, 200, 200, 200, 403),
     "create": (403, 403, 200, 403, 403),
     "guidelines": (200, 404, 200, 200, 403),
-    "next": (302, 404, 403, 302, 403),
+    # GET: the counselor goes to the item they hold; the senior, who holds none, is shown the claim button.
+    "next": (302, 404, 403, 200, 403),
+    "claim": (302, 404, 403, 302, 403),
     "item": (200, 404, 403, 302, 403),
     "preview": (200, 404, 403, 200, 403),
     "submit": (400, 404, 403, 400, 403),
@@ -213,6 +221,104 @@ def test_guidelines_are_rendered_from_markdown_without_raw_html(client, curator,
     assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
 
 
+# --- Claiming is a POST ------------------------------------------------------------------------------------------
+
+
+def _queue_rows() -> tuple:
+    """What a claim writes: assignments (with their status and lease) and the audit events."""
+    return (
+        sorted(Assignment.objects.values_list("pk", "status", "lease_expires_at")),
+        AuditEvent.objects.count(),
+    )
+
+
+def test_a_get_of_review_next_claims_nothing_and_shows_the_claim_button(client, setup, other_counselor, curator):
+    campaign = setup["campaign"]
+    campaign.members.add(other_counselor)
+    client.force_login(other_counselor)
+    before = _queue_rows()
+    url = reverse("annotations:campaign_next", args=[campaign.pk])
+    for _ in range(3):
+        response = client.get(url)
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert 'id="claim-next"' in html
+        assert re.search(
+            rf'<form method="post" action="{url}" class="claim-form">\s*<input type="hidden" name="csrf', html
+        )
+    # Nor does the list (its "Review next" is a form that POSTs), nor an item's page, nor its preview.
+    listing = client.get(reverse("annotations:campaign_list")).content.decode()
+    assert f'<form method="post" action="{url}" class="claim-form">' in listing
+    assert f'href="{url}"' not in listing
+    item = reverse("annotations:campaign_item", args=[campaign.pk, setup["candidate"].pk])
+    assert client.get(item).status_code == 302
+    assert (
+        client.get(reverse("annotations:campaign_item_preview", args=[campaign.pk, setup["candidate"].pk])).status_code
+        == 200
+    )
+    assert _queue_rows() == before
+    assert not Assignment.objects.filter(counselor=other_counselor).exists()
+
+
+def test_review_next_claims_on_post_and_a_get_then_shows_the_claim_held(client, setup, other_counselor):
+    campaign = setup["campaign"]
+    campaign.members.add(other_counselor)
+    client.force_login(other_counselor)
+    url = reverse("annotations:campaign_next", args=[campaign.pk])
+    claimed = client.post(url)
+    assert claimed.status_code == 302
+    assignment = Assignment.objects.get(counselor=other_counselor)
+    assert assignment.status == Assignment.Status.CLAIMED
+    item_url = reverse("annotations:campaign_item", args=[campaign.pk, assignment.item.candidate_id])
+    assert claimed["Location"] == item_url
+    before = _queue_rows()
+    # A GET now goes to the item held; the item's page shows it; a second POST hands back the same claim.
+    assert client.get(url)["Location"] == item_url
+    assert client.get(item_url).status_code == 200
+    assert _queue_rows() == before
+    assert client.post(url)["Location"] == item_url
+    assert Assignment.objects.filter(counselor=other_counselor).count() == 1
+
+
+def test_a_get_of_review_next_with_nothing_left_says_so_and_writes_nothing(client, taxonomy, curator, counselor):
+    campaign = _campaign(curator, [counselor], [], overlap=1)
+    client.force_login(counselor)
+    before = _queue_rows()
+    response = client.get(reverse("annotations:campaign_next", args=[campaign.pk]))
+    assert response.status_code == 200
+    assert b'id="queue-empty"' in response.content and b'id="claim-next"' not in response.content
+    assert _queue_rows() == before
+
+
+def test_claiming_needs_the_csrf_token(setup, other_counselor):
+    campaign = setup["campaign"]
+    campaign.members.add(other_counselor)
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(other_counselor)
+    url = reverse("annotations:campaign_next", args=[campaign.pk])
+    # A form posted from another site carries no token: refused, nothing claimed.
+    forged = browser.post(url)
+    assert forged.status_code == 403
+    assert not Assignment.objects.filter(counselor=other_counselor).exists()
+    # The claim button's form carries the token: the same POST from it claims.
+    page = browser.get(url).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    claimed = browser.post(url, {"csrfmiddlewaretoken": token})
+    assert claimed.status_code == 302
+    assert Assignment.objects.get(counselor=other_counselor).status == Assignment.Status.CLAIMED
+
+
+def test_after_a_submit_without_javascript_the_next_item_is_one_click_away(client, setup, counselor):
+    client.force_login(counselor)
+    campaign, candidate = setup["campaign"], setup["candidate"]
+    url = reverse("annotations:campaign_submit", args=[campaign.pk, candidate.pk])
+    response = client.post(url, _review_data(candidate), follow=True)
+    assert response.redirect_chain == [(reverse("annotations:campaign_next", args=[campaign.pk]), 302)]
+    assert b'id="claim-next"' in response.content
+    # The submit claimed nothing new: the counselor's only assignment is the one submitted.
+    assert list(Assignment.objects.filter(counselor=counselor).values_list("status", flat=True)) == ["submitted"]
+
+
 # --- The review screen ------------------------------------------------------------------------------------------
 
 
@@ -225,7 +331,7 @@ def test_the_review_screen_shows_the_rubric_prefetches_the_next_item_and_hides_o
     html = client.get(reverse("annotations:campaign_item", args=[setup["campaign"].pk, pk])).content.decode()
     for criterion in DIALOGUE_RUBRIC["criteria"]:
         assert escape(criterion["anchors"]["5"]) in html
-    peek = campaigns.queue_peek_next(campaign=setup["campaign"], counselor=counselor)
+    peek = queues.queue_peek_next(campaign=setup["campaign"], counselor=counselor)
     assert (
         f'rel="prefetch" id="prefetch-next" href="/campaigns/{setup["campaign"].pk}/items/{peek.pk}/preview/"' in html
     )
@@ -253,6 +359,41 @@ def test_a_submit_is_recorded_once_whatever_the_retries(client, setup, counselor
         "k-123",
     )
     assert Assignment.objects.get(item=setup["item"], counselor=counselor).status == "submitted"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twin_submits_at_once_save_one_review_and_every_answer_says_saved(taxonomy, curator, counselor):
+    """The screen's retried submit raced its first try: each twin, in its own thread and database connection, must be
+    told the review was saved (once), none that the slot is "submitted, not claimed"."""
+    campaign = _campaign(curator, [counselor], [factories.make_candidate()], overlap=1)
+    assignment = queue.queue_claim_next(campaign=campaign, counselor=counselor)
+    candidate = assignment.item.candidate
+    url = reverse("annotations:campaign_submit", args=[campaign.pk, candidate.pk])
+    data = _review_data(candidate, idempotency_key=f"assignment-{assignment.pk}")
+    twins = 8
+    barrier = threading.Barrier(twins)
+    answers: list = [None] * twins
+
+    def fire(i: int) -> None:
+        try:
+            browser = Client()
+            browser.force_login(counselor)
+            barrier.wait()
+            response = browser.post(url, data, **JSON)
+            answers[i] = (response.status_code, response.json())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(twins)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    review = Review.objects.get(reviewer=counselor)
+    assert (
+        answers
+        == [(200, {"review": review.pk, "next": reverse("annotations:campaign_next", args=[campaign.pk])})] * twins
+    )
 
 
 def test_a_submit_without_scores_is_refused_with_the_fields_named(client, setup, counselor):
@@ -297,7 +438,7 @@ def test_a_flagged_item_is_hidden_behind_a_warning_and_cannot_be_approved(client
 
 def test_an_edited_turn_shows_a_word_diff_against_the_model_text(client, setup, counselor):
     candidate = setup["candidate"]
-    services.turn_edit(
+    edits.turn_edit(
         candidate=candidate,
         editor=counselor,
         index=1,
@@ -350,7 +491,7 @@ def test_three_counselors_and_a_senior_clinician_work_a_blind_campaign_to_adjudi
         rounds += 1
         for person in list(active):
             client.force_login(person)
-            response = client.get(reverse("annotations:campaign_next", args=[campaign.pk]))
+            response = client.post(reverse("annotations:campaign_next", args=[campaign.pk]))
             if response.status_code == 200:
                 assert b'id="queue-empty"' in response.content
                 active.remove(person)

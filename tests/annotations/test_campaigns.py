@@ -6,9 +6,10 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
-from annotations import campaigns, reviews, visibility
 from annotations.models import Adjudication, Assignment, AuditEvent, Campaign, CampaignItem, Draft, Review
-from annotations.services import rubric_get_default
+from annotations.selectors import queues, visibility
+from annotations.services import adjudication, campaigns, drafts, edits, queue, reviews
+from annotations.services.rubrics import rubric_get_default
 from generation.models import Candidate
 from psyroom_admin import roles
 from tests import factories
@@ -91,12 +92,12 @@ def test_counselor_sees_only_own_campaigns(campaign, counselor, senior, curator,
 
 
 def test_claim_in_order_never_twice_and_own_claim_first(campaign, counselor, dialogues):
-    first = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    first = queue.queue_claim_next(campaign=campaign, counselor=counselor)
     assert first.item.candidate_id == dialogues[0].pk
-    assert campaigns.queue_claim_next(campaign=campaign, counselor=counselor).pk == first.pk
-    assert campaigns.queue_peek_next(campaign=campaign, counselor=counselor).pk == dialogues[1].pk
+    assert queue.queue_claim_next(campaign=campaign, counselor=counselor).pk == first.pk
+    assert queues.queue_peek_next(campaign=campaign, counselor=counselor).pk == dialogues[1].pk
     _submit(first, counselor)
-    second = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    second = queue.queue_claim_next(campaign=campaign, counselor=counselor)
     assert second.item.candidate_id == dialogues[1].pk
     assert AuditEvent.objects.filter(action="queue.claim", actor=counselor).count() == 2
 
@@ -105,19 +106,19 @@ def test_a_claim_whose_audit_record_fails_is_not_kept(campaign, counselor, monke
     def broken(**kwargs):
         raise RuntimeError("audit log unavailable")
 
-    monkeypatch.setattr(campaigns, "audit_record", broken)
+    monkeypatch.setattr(queue, "audit_record", broken)
     with pytest.raises(RuntimeError, match="audit log unavailable"):
-        campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+        queue.queue_claim_next(campaign=campaign, counselor=counselor)
     assert not Assignment.objects.filter(counselor=counselor).exists()
 
     monkeypatch.undo()
-    assignment = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    assignment = queue.queue_claim_next(campaign=campaign, counselor=counselor)
     assert AuditEvent.objects.filter(action="queue.claim", data__assignment=assignment.pk).count() == 1
 
 
 def test_non_member_cannot_claim(campaign):
     with pytest.raises(PermissionDenied):
-        campaigns.queue_claim_next(campaign=campaign, counselor=factories.counselor())
+        queue.queue_claim_next(campaign=campaign, counselor=factories.counselor())
 
 
 def test_item_full_at_k_and_lease_expiry_frees_slot(curator, counselor, other_counselor, dialogues):
@@ -129,11 +130,11 @@ def test_item_full_at_k_and_lease_expiry_frees_slot(curator, counselor, other_co
         members=[counselor, other_counselor],
         candidate_ids=[dialogues[0].pk],
     )
-    held = campaigns.queue_claim_next(campaign=one, counselor=counselor)
+    held = queue.queue_claim_next(campaign=one, counselor=counselor)
     assert held is not None
-    assert campaigns.queue_claim_next(campaign=one, counselor=other_counselor) is None
+    assert queue.queue_claim_next(campaign=one, counselor=other_counselor) is None
     Assignment.objects.filter(pk=held.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    taken = campaigns.queue_claim_next(campaign=one, counselor=other_counselor)
+    taken = queue.queue_claim_next(campaign=one, counselor=other_counselor)
     assert taken is not None and taken.item_id == held.item_id
     # The lapsed claim cannot be submitted any more: its slot went to someone else.
     held.refresh_from_db()
@@ -143,7 +144,7 @@ def test_item_full_at_k_and_lease_expiry_frees_slot(curator, counselor, other_co
 
 
 def test_expired_lease_submit_accepted_while_slot_free(campaign, counselor):
-    held = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    held = queue.queue_claim_next(campaign=campaign, counselor=counselor)
     Assignment.objects.filter(pk=held.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     held.refresh_from_db()
     review = _submit(held, counselor)
@@ -151,19 +152,19 @@ def test_expired_lease_submit_accepted_while_slot_free(campaign, counselor):
 
 
 def test_release_skips_and_is_not_served_again(campaign, counselor, dialogues):
-    held = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
-    campaigns.assignment_release(assignment=held, counselor=counselor)
+    held = queue.queue_claim_next(campaign=campaign, counselor=counselor)
+    queue.assignment_release(assignment=held, counselor=counselor)
     held.refresh_from_db()
     assert held.status == Assignment.Status.RELEASED
-    nxt = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    nxt = queue.queue_claim_next(campaign=campaign, counselor=counselor)
     assert nxt.item.candidate_id == dialogues[1].pk
     assert AuditEvent.objects.filter(action="queue.release", actor=counselor).count() == 1
     with pytest.raises(ValidationError):
-        campaigns.assignment_release(assignment=held, counselor=counselor)
+        queue.assignment_release(assignment=held, counselor=counselor)
 
 
 def test_idempotent_submit(campaign, counselor):
-    held = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    held = queue.queue_claim_next(campaign=campaign, counselor=counselor)
     first = _submit(held, counselor, key="abc-1")
     again = _submit(held, counselor, key="abc-1")
     assert first.pk == again.pk
@@ -173,28 +174,28 @@ def test_idempotent_submit(campaign, counselor):
 
 def test_policy_approves_when_k_agree(campaign, counselor, other_counselor, dialogues):
     for user in (counselor, other_counselor):
-        _submit(campaigns.queue_claim_next(campaign=campaign, counselor=user), user)
+        _submit(queue.queue_claim_next(campaign=campaign, counselor=user), user)
     item = CampaignItem.objects.get(campaign=campaign, candidate=dialogues[0])
     assert item.state == CampaignItem.State.DECIDED and item.reviews_done == 2
     assert Candidate.objects.get(pk=dialogues[0].pk).status == Candidate.Status.APPROVED
 
 
 def test_policy_disagreement_goes_to_adjudication_senior_only(campaign, counselor, other_counselor, senior, dialogues):
-    _submit(campaigns.queue_claim_next(campaign=campaign, counselor=counselor), counselor)
-    _submit(
-        campaigns.queue_claim_next(campaign=campaign, counselor=other_counselor), other_counselor, decision="reject"
-    )
+    _submit(queue.queue_claim_next(campaign=campaign, counselor=counselor), counselor)
+    _submit(queue.queue_claim_next(campaign=campaign, counselor=other_counselor), other_counselor, decision="reject")
     item = CampaignItem.objects.get(campaign=campaign, candidate=dialogues[0])
     assert item.state == CampaignItem.State.ADJUDICATION
     assert Candidate.objects.get(pk=dialogues[0].pk).status != Candidate.Status.APPROVED
-    assert list(reviews.adjudication_queue(clinician=senior)) == [item]
+    assert list(queues.adjudication_queue(clinician=senior)) == [item]
     with pytest.raises(PermissionDenied):
-        reviews.adjudication_queue(clinician=counselor)
+        queues.adjudication_queue(clinician=counselor)
     with pytest.raises(PermissionDenied):
-        reviews.adjudicate(item=item, clinician=counselor, decision="approve", reason="fine", base_version=1)
+        adjudication.adjudicate(item=item, clinician=counselor, decision="approve", reason="fine", base_version=1)
     assert not Adjudication.objects.exists()
     version = Candidate.objects.get(pk=dialogues[0].pk).version
-    reviews.adjudicate(item=item, clinician=senior, decision="reject", reason="too directive", base_version=version)
+    adjudication.adjudicate(
+        item=item, clinician=senior, decision="reject", reason="too directive", base_version=version
+    )
     item.refresh_from_db()
     assert item.state == CampaignItem.State.DECIDED
     assert Candidate.objects.get(pk=dialogues[0].pk).status == Candidate.Status.REJECTED
@@ -203,14 +204,14 @@ def test_policy_disagreement_goes_to_adjudication_senior_only(campaign, counselo
 
 def test_risk_blocks_approval_until_senior_signs_off(campaign, counselor, other_counselor, senior, dialogues):
     _submit(
-        campaigns.queue_claim_next(campaign=campaign, counselor=counselor),
+        queue.queue_claim_next(campaign=campaign, counselor=counselor),
         counselor,
         decision="needs_revision",
         risk=["self_harm"],
         comment="misses the disclosure in turn 3",
     )
     # The other counselor cannot approve what is flagged, on this path or any other: nothing is written.
-    held = campaigns.queue_claim_next(campaign=campaign, counselor=other_counselor)
+    held = queue.queue_claim_next(campaign=campaign, counselor=other_counselor)
     with pytest.raises(ValidationError, match="flagged for risk"):
         _submit(held, other_counselor)
     assert Review.objects.filter(reviewer=other_counselor).count() == 0
@@ -220,14 +221,14 @@ def test_risk_blocks_approval_until_senior_signs_off(campaign, counselor, other_
     item = CampaignItem.objects.get(campaign=campaign, candidate=candidate)
     assert item.state == CampaignItem.State.ADJUDICATION
     # The senior rated nothing here, so the item is in their queue; approving must name the open flag they read.
-    assert item in reviews.adjudication_queue(clinician=senior)
+    assert item in queues.adjudication_queue(clinician=senior)
     [flag] = candidate.flags.all()
     with pytest.raises(ValidationError, match=f"risk flag\\(s\\) {flag.pk} are open and not among those you read"):
-        reviews.adjudicate(
+        adjudication.adjudicate(
             item=item, clinician=senior, decision="approve", reason="handled in turn 5", base_version=candidate.version
         )
     assert not Adjudication.objects.exists()
-    reviews.adjudicate(
+    adjudication.adjudicate(
         item=item,
         clinician=senior,
         decision="approve",
@@ -248,21 +249,21 @@ def test_only_an_item_waiting_for_adjudication_is_adjudicated_and_not_by_a_rater
     item = CampaignItem.objects.get(campaign=campaign, candidate=dialogues[0])
     # Open, with no review in: nothing to settle.
     with pytest.raises(ValidationError, match="this item is waiting for reviews: only items waiting for adjudication"):
-        reviews.adjudicate(item=item, clinician=senior, decision="approve", reason="fine", base_version=1)
-    _submit(campaigns.queue_claim_next(campaign=campaign, counselor=counselor), counselor)
-    _submit(campaigns.queue_claim_next(campaign=campaign, counselor=senior), senior, decision="reject")
+        adjudication.adjudicate(item=item, clinician=senior, decision="approve", reason="fine", base_version=1)
+    _submit(queue.queue_claim_next(campaign=campaign, counselor=counselor), counselor)
+    _submit(queue.queue_claim_next(campaign=campaign, counselor=senior), senior, decision="reject")
     item.refresh_from_db()
     assert item.state == CampaignItem.State.ADJUDICATION
     # The senior rated it: it is not in their queue and they cannot settle it.
-    assert item not in reviews.adjudication_queue(clinician=senior)
+    assert item not in queues.adjudication_queue(clinician=senior)
     with pytest.raises(ValidationError, match="you rated this item"):
-        reviews.adjudicate(item=item, clinician=senior, decision="reject", reason="fine", base_version=1)
+        adjudication.adjudicate(item=item, clinician=senior, decision="reject", reason="fine", base_version=1)
     other_senior = factories.make_user(roles.SENIOR_CLINICIAN)
-    assert item in reviews.adjudication_queue(clinician=other_senior)
-    reviews.adjudicate(item=item, clinician=other_senior, decision="approve", reason="fine", base_version=1)
+    assert item in queues.adjudication_queue(clinician=other_senior)
+    adjudication.adjudicate(item=item, clinician=other_senior, decision="approve", reason="fine", base_version=1)
     # Decided: a second adjudication is refused.
     with pytest.raises(ValidationError, match="this item is decided"):
-        reviews.adjudicate(
+        adjudication.adjudicate(
             item=item, clinician=other_senior, decision="reject", reason="changed my mind", base_version=1
         )
     assert Adjudication.objects.count() == 1
@@ -288,8 +289,8 @@ def test_a_plain_review_of_an_item_in_an_open_campaign_is_refused(campaign, coun
 
 
 def test_blind_visibility(campaign, counselor, other_counselor, senior, dialogues):
-    _submit(campaigns.queue_claim_next(campaign=campaign, counselor=counselor), counselor, decision="reject")
-    mine = campaigns.queue_claim_next(campaign=campaign, counselor=other_counselor)
+    _submit(queue.queue_claim_next(campaign=campaign, counselor=counselor), counselor, decision="reject")
+    mine = queue.queue_claim_next(campaign=campaign, counselor=other_counselor)
     assert visibility.reviews_visible_to(user=other_counselor, candidate=dialogues[0]) == []
     _submit(mine, other_counselor, decision="reject")
     seen = visibility.reviews_visible_to(user=other_counselor, candidate=dialogues[0])
@@ -300,18 +301,18 @@ def test_blind_visibility(campaign, counselor, other_counselor, senior, dialogue
 
 
 def test_drafts_saved_and_deleted_on_submit(campaign, counselor, dialogues):
-    held = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
-    campaigns.draft_save(user=counselor, candidate=dialogues[0], data={"comment": "half", "scores": {"empathy": 3}})
-    assert campaigns.draft_get(user=counselor, candidate=dialogues[0])["comment"] == "half"
+    held = queue.queue_claim_next(campaign=campaign, counselor=counselor)
+    drafts.draft_save(user=counselor, candidate=dialogues[0], data={"comment": "half", "scores": {"empathy": 3}})
+    assert drafts.draft_get(user=counselor, candidate=dialogues[0])["comment"] == "half"
     with pytest.raises(ValidationError):
-        campaigns.draft_save(user=counselor, candidate=dialogues[0], data={"nonsense": 1})
+        drafts.draft_save(user=counselor, candidate=dialogues[0], data={"nonsense": 1})
     _submit(held, counselor)
     assert not Draft.objects.filter(user=counselor).exists()
-    assert campaigns.draft_get(user=counselor, candidate=dialogues[0]) == {}
+    assert drafts.draft_get(user=counselor, candidate=dialogues[0]) == {}
 
 
 def test_history_lists_audit_events(campaign, counselor, senior, dialogues):
-    held = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    held = queue.queue_claim_next(campaign=campaign, counselor=counselor)
     _submit(held, counselor)
     actions = list(visibility.candidate_history(candidate=dialogues[0], user=senior).values_list("action", flat=True))
     assert actions[:2] == ["review.submit", "queue.claim"]
@@ -332,7 +333,7 @@ def test_regenerate_with_critique_joins_campaign(campaign, counselor, dialogues)
     from generation import services as gen_services
     from tests.generation.scripted import ScriptedBackend
 
-    run = campaigns.candidate_regenerate_with_critique(
+    run = edits.candidate_regenerate_with_critique(
         candidate=dialogues[0], reviewer=counselor, critique="Ask about the exam itself.", campaign=campaign
     )
     assert run.targets[0]["feedback"] == "Ask about the exam itself."
@@ -346,7 +347,7 @@ def test_regenerate_with_critique_joins_campaign(campaign, counselor, dialogues)
     prompts = "\n".join(m["content"] for call in backend.calls for p in call for m in p)
     assert "Ask about the exam itself." in prompts
     with pytest.raises(ValidationError):
-        campaigns.candidate_regenerate_with_critique(candidate=dialogues[1], reviewer=counselor, critique="  ")
+        edits.candidate_regenerate_with_critique(candidate=dialogues[1], reviewer=counselor, critique="  ")
 
 
 def test_seed_demo_puts_demo_dialogues_in_a_campaign(taxonomy, settings, tmp_path):
@@ -372,19 +373,19 @@ def test_a_reviewer_has_at_most_a_few_regenerations_waiting(campaign, counselor,
     monkeypatch.setattr(gen_services, "_queue_run", lambda run_id: None)
     settings.PSYROOM_REGENERATIONS_PER_USER = 2
     for candidate in dialogues[:2]:
-        run = campaigns.candidate_regenerate_with_critique(
+        run = edits.candidate_regenerate_with_critique(
             candidate=candidate, reviewer=counselor, critique="Reflect first.", campaign=campaign
         )
         assert run.created_by == counselor
     with pytest.raises(ValidationError, match="you have 2 regenerations waiting or running \\(at most 2\\)"):
-        campaigns.candidate_regenerate_with_critique(
+        edits.candidate_regenerate_with_critique(
             candidate=dialogues[2], reviewer=counselor, critique="Reflect first.", campaign=campaign
         )
     assert GenerationRun.objects.count() == 2
     assert AuditEvent.objects.filter(action="candidate.regenerate").count() == 2
     # A finished one frees a place.
     GenerationRun.objects.filter(pk=run.pk).update(status=GenerationRun.Status.SUCCEEDED)
-    campaigns.candidate_regenerate_with_critique(
+    edits.candidate_regenerate_with_critique(
         candidate=dialogues[2], reviewer=counselor, critique="Reflect first.", campaign=campaign
     )
     assert GenerationRun.objects.count() == 3

@@ -1,15 +1,16 @@
-"""The candidate page shows the candidate's history (annotations.campaigns.candidate_history) to whoever may see it."""
+"""The candidate page shows the candidate's history (annotations.selectors.visibility.candidate_history) to whoever
+may see it."""
 
 import pytest
 from django.urls import reverse
 
-from annotations import services
+from annotations.services import edits
 
 pytestmark = pytest.mark.django_db
 
 
 def test_the_candidate_page_shows_the_history_of_an_edit(client, candidate, counselor, senior):
-    services.turn_edit(
+    edits.turn_edit(
         candidate=candidate,
         editor=counselor,
         index=1,

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from annotations import campaigns
 from annotations.models import AuditEvent, Campaign, Review
 from annotations.rubrics import COURSE_RUBRIC, SESSION_RUBRIC
+from annotations.services import campaigns
 from generation import courses
 from generation.models import Candidate, ClientProfile, Revision
 from psyroom_admin import roles

@@ -17,9 +17,9 @@ from django.db import transaction
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from annotations import campaigns
 from annotations.models import AuditEvent, Campaign, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
+from annotations.services import campaigns, queue
 from generation import courses, services
 from generation.models import (
     Candidate,
@@ -82,7 +82,7 @@ def people(taxonomy, curator, senior):
         creator=curator, name="Hostile", kind="dialogue", overlap=2, members=[counselor, senior],
         candidate_ids=[candidate.pk, question.pk],
     )  # fmt: skip
-    assignment = campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    assignment = queue.queue_claim_next(campaign=campaign, counselor=counselor)
     run = GenerationRun.objects.create(
         kind="dialogue",
         count=4,
@@ -327,6 +327,7 @@ class Checker:
 LENIENT = {"drafts_save"}
 
 
+@pytest.mark.fuzz
 @pytest.mark.parametrize("role", ROLES)
 def test_no_operation_answers_500_to_hostile_input(role, world, schema):
     # A 500 is recorded with the rest rather than raised, so that one run lists them all.

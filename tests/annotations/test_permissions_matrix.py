@@ -8,9 +8,9 @@ import pytest
 from django.db import transaction
 from rest_framework.test import APIClient
 
-from annotations import campaigns
 from annotations.models import CampaignItem
-from annotations.services import rubric_get_default
+from annotations.services import campaigns, queue
+from annotations.services.rubrics import rubric_get_default
 from psyroom_admin import roles
 from tests import factories
 
@@ -38,7 +38,7 @@ def world(taxonomy, role_groups):
         members=[users["counselor"], users["senior"]],
         candidate_ids=[d.pk for d in dialogues],
     )
-    assignment = campaigns.queue_claim_next(campaign=campaign, counselor=users["counselor"])
+    assignment = queue.queue_claim_next(campaign=campaign, counselor=users["counselor"])
     item = CampaignItem.objects.get(campaign=campaign, candidate=dialogues[2])
     CampaignItem.objects.filter(pk=item.pk).update(state=CampaignItem.State.ADJUDICATION)
     scores = {c["key"]: 4 for c in rubric_get_default(kind="dialogue").criteria}

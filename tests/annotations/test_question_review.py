@@ -6,10 +6,10 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from annotations import services
+from annotations.exports.questions import questions_export
 from annotations.models import AuditEvent
-from annotations.question_exports import questions_export
 from annotations.rubrics import QUESTION_RUBRIC
+from annotations.services import audit
 from generation import services as gen_services
 from generation.models import Candidate, CandidateKind, Revision
 from tests import factories
@@ -198,12 +198,12 @@ def test_export_splits_hard_to_grpo_and_easy_to_sft(tmp_path, counselor, other_c
     flagged = make_question(answer="B", given=("B", "B"), status="approved", question="Flagged")
     gen_services.candidate_flag_risk(candidate=flagged, flags=[{"code": "other", "detail": "x"}])
     # Ratings pick model-b's rationale for the easy question; the edited one uses the reviewer's text.
-    services.audit_record(
+    audit.audit_record(
         actor=counselor, action="question.rate", candidate=easy,
         data={"ratings": [{"index": 0, "correct": 2, "clinical": 2, "clear": 2},
                           {"index": 1, "correct": 5, "clinical": 4, "clear": 5}], "best": None},
     )  # fmt: skip
-    from annotations.question_services import question_rate_rationales
+    from annotations.services.questions import question_rate_rationales
 
     question_rate_rationales(
         candidate=edited,

@@ -9,9 +9,9 @@ import pytest
 from django.db import connection, connections
 from django.db.models import Count
 
-from annotations import campaigns, reviews
 from annotations.models import Assignment, CampaignItem
-from annotations.services import rubric_get_default
+from annotations.services import campaigns, queue, reviews
+from annotations.services.rubrics import rubric_get_default
 from psyroom_admin import roles
 from tests import factories
 
@@ -49,11 +49,11 @@ def test_concurrent_claims_never_exceed_k(taxonomy):
         try:
             barrier.wait()
             for _ in range(6):
-                assignment = campaigns.queue_claim_next(campaign=campaign, counselor=person)
+                assignment = queue.queue_claim_next(campaign=campaign, counselor=person)
                 if assignment is None:
                     break
                 if assignment.pk % 3 == 0:
-                    campaigns.assignment_release(assignment=assignment, counselor=person)
+                    queue.assignment_release(assignment=assignment, counselor=person)
                 else:
                     reviews.review_submit(
                         candidate=assignment.item.candidate,

@@ -3,8 +3,8 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from annotations import reviews
 from annotations.rubrics import PLAN_RUBRIC, SCENARIO_RUBRIC
+from annotations.services import reviews
 from generation import services as gen_services
 from generation.models import Candidate, CandidateKind, Scenario, SubEmotion
 

@@ -10,10 +10,12 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from annotations import campaigns, question_services, reviews, services
-from annotations.exports import sft_export
+from annotations.exports.sft import sft_export
 from annotations.models import Adjudication, AuditEvent, CampaignItem, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
+from annotations.selectors import queues
+from annotations.services import adjudication, campaigns, edits, queue, reviews
+from annotations.services import questions as question_services
 from generation import services as gen_services
 from generation.models import Candidate, CandidateKind, ClientProfile, RiskFlag
 from psyroom_admin import roles
@@ -153,7 +155,7 @@ def test_an_edit_of_a_decided_campaign_item_sends_it_to_adjudication(
         candidate_ids=[candidate.pk],
     )  # fmt: skip
     for user in (counselor, other_counselor):
-        held = campaigns.queue_claim_next(campaign=campaign, counselor=user)
+        held = queue.queue_claim_next(campaign=campaign, counselor=user)
         reviews.review_submit(
             candidate=candidate, reviewer=user, scores=_scores(), decision="approve",
             base_version=Candidate.objects.get(pk=candidate.pk).version, assignment=held,
@@ -163,7 +165,7 @@ def test_an_edit_of_a_decided_campaign_item_sends_it_to_adjudication(
     assert _exported(tmp_path) == [candidate.pk]
 
     candidate.refresh_from_db()
-    services.turn_edit(
+    edits.turn_edit(
         candidate=candidate, editor=counselor, index=1, text=EDITED, base_version=candidate.version,
         category="wording", reason="warmer",
     )  # fmt: skip
@@ -171,8 +173,8 @@ def test_an_edit_of_a_decided_campaign_item_sends_it_to_adjudication(
     assert item.state == CampaignItem.State.ADJUDICATION
     assert _exported(tmp_path) == []
     # The editor's edit is judged by a senior who did not rate it, on the version they read.
-    assert item in reviews.adjudication_queue(clinician=senior)
-    reviews.adjudicate(
+    assert item in queues.adjudication_queue(clinician=senior)
+    adjudication.adjudicate(
         item=item, clinician=senior, decision="approve", reason="the edit is warmer",
         base_version=Candidate.objects.get(pk=candidate.pk).version,
     )  # fmt: skip
@@ -190,7 +192,7 @@ def test_an_edit_after_sign_off_that_adds_a_method_opens_a_new_flag(counselor, s
     candidate = factories.make_candidate(content=content)
     scoping.put_in_campaign([counselor], [candidate])
     [screened] = candidate.flags.all()
-    reviews.risk_sign_off(
+    adjudication.risk_sign_off(
         candidate=candidate, clinician=senior, note="Explored well.", flag_ids=[screened.pk],
         base_version=candidate.version,
     )  # fmt: skip
@@ -298,7 +300,7 @@ def test_a_session_with_an_open_flag_blocks_its_course(curator, senior, taxonomy
         cards=FIXTURES / "usercards_1000.txt",
     ).course
     session = courses.course_sessions(course=course).get(sequence=2)
-    services.candidate_edit(
+    edits.candidate_edit(
         candidate=session, editor=senior, content={**session.content, "turns": [
             *session.content["turns"][:1], {"role": "client", "text": "I want to kill myself tonight."},
             *session.content["turns"][2:]]},
@@ -316,7 +318,7 @@ def test_a_session_with_an_open_flag_blocks_its_course(curator, senior, taxonomy
     [flag] = [f for f in body["risk"]["flags"] if f["open"]]
     assert flag["on"] == "session 2"
     # A sign-off on the course names the session's flag.
-    reviews.risk_sign_off(
+    adjudication.risk_sign_off(
         candidate=course, clinician=other, note="Handled.", flag_ids=[flag["id"]], base_version=course.version
     )
     course.refresh_from_db()
@@ -348,7 +350,7 @@ def test_adjudication_refusals_through_the_page_and_the_api(client, curator, cou
 
     # The senior rates it and the reviews disagree: they may not settle it, by either way in.
     for user, decision in ((counselor, "approve"), (senior, "reject")):
-        held = campaigns.queue_claim_next(campaign=campaign, counselor=user)
+        held = queue.queue_claim_next(campaign=campaign, counselor=user)
         reviews.review_submit(
             candidate=candidate, reviewer=user, scores=_scores(), decision=decision,
             base_version=candidate.version, assignment=held,

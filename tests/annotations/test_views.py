@@ -5,10 +5,10 @@ from django.core import signing
 from django.urls import reverse
 from django.utils.html import escape
 
-from annotations import reviews, services
-from annotations.forms import MAX_REVIEW_SECONDS
+from annotations.forms.reviews import MAX_REVIEW_SECONDS
 from annotations.models import AuditEvent, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
+from annotations.services import audit, edits, reviews
 from generation.models import Candidate, Revision
 from tests import factories
 
@@ -106,7 +106,7 @@ def test_a_curator_can_look_at_candidates_in_the_admin_but_not_add_them(client, 
 
 def test_nobody_can_add_or_delete_audit_events_in_the_admin(client, counselor, candidate):
     admin_user = factories.make_user(None, is_staff=True, is_superuser=True)
-    event = services.audit_record(actor=counselor, action="test.event", candidate=candidate)
+    event = audit.audit_record(actor=counselor, action="test.event", candidate=candidate)
     client.force_login(admin_user)
     assert client.get("/admin/annotations/auditevent/add/").status_code == 403
     assert client.get(f"/admin/annotations/auditevent/{event.pk}/delete/").status_code == 403
@@ -213,7 +213,7 @@ def test_a_curator_reads_the_detail_without_edit_or_review_controls(client, cura
 
 def test_detail_shows_the_models_text_under_an_edited_turn(client, counselor, candidate):
     original = candidate.content["turns"][1]["text"]
-    services.turn_edit(
+    edits.turn_edit(
         candidate=candidate, editor=counselor, index=1, text=EDITED, base_version=1, category="clinical", reason="r"
     )
     client.force_login(counselor)
@@ -291,7 +291,7 @@ def test_turn_edit_without_htmx_redirects_back_to_the_page(client, counselor, ca
 
 
 def test_turn_edit_on_a_stale_version_is_409_and_writes_nothing(client, counselor, other_counselor, candidate):
-    services.turn_edit(
+    edits.turn_edit(
         candidate=candidate, editor=other_counselor, index=1, text="Theirs.", base_version=1, category="wording"
     )
     client.force_login(counselor)
@@ -369,7 +369,7 @@ def test_review_time_spent_is_measured_from_the_signed_start(client, counselor, 
     assert 600 <= Review.objects.get(candidate=candidate).time_spent_s < 660
 
 
-@pytest.mark.parametrize("started_at", ["forged:123", str(int(time.time()) - 100)])
+@pytest.mark.parametrize("started_at", ["forged:123", str(int(time.time()) - 100)], ids=["forged", "unsigned"])
 def test_review_time_spent_is_zero_for_a_token_without_a_valid_signature(client, counselor, candidate, started_at):
     client.force_login(counselor)
     client.post(reverse("annotations:review", args=[candidate.pk]), _review_data(candidate, started_at=started_at))
@@ -488,7 +488,7 @@ def test_a_curator_cannot_review(client, curator, candidate):
 
 
 def test_review_on_a_stale_version_is_409_and_writes_nothing(client, counselor, other_counselor, candidate):
-    services.turn_edit(
+    edits.turn_edit(
         candidate=candidate, editor=other_counselor, index=1, text="Theirs.", base_version=1, category="wording"
     )
     client.force_login(counselor)

@@ -6,9 +6,9 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from annotations import campaigns
 from annotations.models import Draft, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
+from annotations.services import campaigns
 from generation.models import Candidate
 from generation.services import taxonomy_load
 from psyroom_admin import roles
@@ -46,8 +46,9 @@ def _wait_for(predicate, timeout=10.0):
 
 
 def _open_next(page, live_server, campaign):
+    # "Review next" is a form's button (a POST with the CSRF token): only a POST claims.
     page.goto(f"{live_server.url}/campaigns/")
-    page.click(f"tr[data-campaign='{campaign.pk}'] a.start-reviewing")
+    page.click(f"tr[data-campaign='{campaign.pk}'] button.start-reviewing")
     page.wait_for_url(f"**/campaigns/{campaign.pk}/items/**")
 
 

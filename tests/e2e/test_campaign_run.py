@@ -6,8 +6,8 @@ import pytest
 from django.db.models import Count
 from playwright.sync_api import expect
 
-from annotations import campaigns
 from annotations.models import Adjudication, Assignment, CampaignItem, Review
+from annotations.services import campaigns
 from generation.models import Candidate
 from generation.services import taxonomy_load
 from psyroom_admin import roles
@@ -60,7 +60,10 @@ def test_three_counselors_and_a_senior_clinician_run_a_blind_campaign(live_serve
         context.set_default_timeout(15_000)
         page = context.new_page()
         login(page, live_server.url, counselor.username, factories.PASSWORD)
+        # Opening "next" claims nothing (a GET); its button POSTs the claim.
         page.goto(f"{live_server.url}/campaigns/{campaign.pk}/next/")
+        page.click("#claim-next")
+        page.wait_for_url(f"**/campaigns/{campaign.pk}/items/**")
         pages.append(page)
 
     # The counselors take turns, one item at a time, so that they work the front of the queue together. The third

@@ -114,8 +114,12 @@ def redis_url() -> str:
     return url
 
 
-def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(taxonomy, tmp_path, monkeypatch):
+def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(taxonomy, tmp_path, monkeypatch, settings):
     url = redis_url()
+    # Heartbeats each second, stalled after three: a delivery of a run whose worker is alive is dropped, so the
+    # re-delivered task takes the run over only once the killed worker's heartbeat is stale.
+    beats = {"PSYROOM_RUN_HEARTBEAT_S": "1", "PSYROOM_RUN_STALE_S": "3"}
+    settings.PSYROOM_RUN_STALE_S = 3
     redis.Redis.from_url(url).delete("generation", "unacked", "unacked_index")
     spec = services.modelspec_get_default()
     spec.batch_size = 1  # one dialogue per chunk: the kill falls between saved chunks
@@ -133,19 +137,22 @@ def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(taxonomy, 
         generate_run.apply_async((run.pk,), connection=connection)
 
     first_log = tmp_path / "worker-1.log"
-    with celery_worker(first_log, broker_url=url) as worker:
+    with celery_worker(first_log, broker_url=url, env=beats) as worker:
         wait_for(lambda: GenerationRun.objects.get(pk=run.pk).done >= 1, timeout=600, log=first_log,
                  what="a first saved chunk")  # fmt: skip
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
     run.refresh_from_db()
-    assert run.status == "running" and 1 <= run.done < 4, (run.status, run.done)
+    # A task is one chunk: killed between two chunks, the run waits queued for its next chunk's task.
+    assert run.status in ("running", "queued") and 1 <= run.done < 4, (run.status, run.done)
     before = {c.run_index: (c.pk, c.content) for c in Candidate.objects.filter(run=run)}
 
-    # The task was never acknowledged: a new worker finds it past its visibility timeout and runs it again.
-    time.sleep(2)
+    # The task was never acknowledged: a new worker finds it past its visibility timeout and runs it again (or
+    # resumes the stalled run when it starts), once the dead worker's heartbeat is stale.
+    wait_for(lambda: selectors.run_status(GenerationRun.objects.get(pk=run.pk)) != "running", timeout=10,
+             what="a stale heartbeat")  # fmt: skip
     second_log = tmp_path / "worker-2.log"
-    with celery_worker(second_log, broker_url=url, env={"CELERY_VISIBILITY_TIMEOUT": "1"}):
+    with celery_worker(second_log, broker_url=url, env={**beats, "CELERY_VISIBILITY_TIMEOUT": "1"}):
         wait_for(lambda: finished(run.pk), timeout=600, log=second_log, what="the re-delivered run")
     run.refresh_from_db()
     assert (run.status, run.done, run.failed) == ("succeeded", 4, 0), run.errors

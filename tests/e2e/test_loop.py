@@ -9,8 +9,8 @@ from django.core.management import call_command
 from playwright.sync_api import expect
 
 from annotations.models import AuditEvent, Review
-from annotations.reviews import review_policy_set
 from annotations.rubrics import DIALOGUE_RUBRIC
+from annotations.services.policy import review_policy_set
 from generation.models import Candidate, GenerationRun
 from generation.services import taxonomy_load
 from psyroom_admin import roles

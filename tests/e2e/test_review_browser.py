@@ -3,9 +3,9 @@
 import pytest
 from playwright.sync_api import expect
 
-from annotations import services
 from annotations.models import AuditEvent, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
+from annotations.services import edits
 from generation.models import Candidate
 from generation.services import taxonomy_load
 from tests import factories
@@ -80,7 +80,7 @@ def test_saving_a_draft_on_a_stale_version_shows_the_conflict(live_server, page)
     turn.locator("textarea[name=text]").fill("My draft, which must not overwrite theirs.")
 
     # Someone else saves the same dialogue while this page is open.
-    services.turn_edit(
+    edits.turn_edit(
         candidate=candidate, editor=other, index=1, text="Their wording.", base_version=1, category="wording"
     )
     turn.locator("button.save-turn").click()

@@ -1,7 +1,11 @@
 """The runs API: list, detail, create, cancel; curators and admins only."""
 
+from datetime import timedelta
+
 import pytest
+from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.services import token_create
@@ -151,6 +155,27 @@ def test_create_a_dialogue_run_writes_it_and_queues_it_once(api, curator, taxono
     assert run.parameters["turns"] == 4
     assert (run.parameters["temperature"], run.parameters["supervisor"]) == (0.5, False)
     assert body["parameters"] == run.parameters
+
+
+def test_a_user_with_too_many_runs_waiting_gets_a_400_and_no_run(api, curator, taxonomy, queued, post_run, settings):
+    settings.PSYROOM_RUNS_PER_USER = 2
+    _as(api, curator)
+    body = {"kind": "dialogue", "sub_emotions": ["anxiety.1"], "count": 1, "turns": 2}
+    assert post_run(body).status_code == 201
+    second = post_run(body)
+    assert second.status_code == 201
+    third = post_run(body)
+    assert third.status_code == 400
+    assert "2 runs waiting or running (at most 2)" in str(third.json())
+    assert GenerationRun.objects.count() == 2
+    assert len(queued) == 2
+    # A finished run frees its place, a stalled one (still running) does not.
+    GenerationRun.objects.filter(pk=second.json()["id"]).update(status=GenerationRun.Status.SUCCEEDED)
+    assert post_run(body).status_code == 201
+    assert post_run(body).status_code == 400
+    # Another curator has places of their own.
+    _as(api, factories.make_user(roles.CURATOR, is_staff=True))
+    assert post_run(body).status_code == 201
 
 
 def test_create_a_run_from_scenarios(api, curator, taxonomy, post_run):
@@ -321,8 +346,17 @@ def test_a_missing_default_model_is_400(api, curator, taxonomy, queued, post_run
 
 def test_detail_shows_progress_failures_with_raw_text_tokens_and_stats(api, curator, run):
     failure = {"index": 2, "turn": 1, "reason": "empty_turn", "raw": "   counselor: counselor:"}
+    beat = timezone.now()
     GenerationRun.objects.filter(pk=run.pk).update(
         status="running",
+        heartbeat_at=beat,
+        chunk_progress={
+            "stage": "turn 3 of 4",
+            "calls": 2,
+            "prompt_tokens": 80,
+            "completion_tokens": 20,
+            "updated_at": beat.isoformat(),
+        },  # fmt: skip
         done=2,
         failed=1,
         errors=[failure],
@@ -348,6 +382,70 @@ def test_detail_shows_progress_failures_with_raw_text_tokens_and_stats(api, cura
     assert body["targets"] == [{"sub_emotion": "anxiety.1", "scenario": None}]
     assert body["parameters"] == {"turns": 4, "temperature": 0.7}
     assert (body["seed"], body["prompt_version"], body["is_finished"]) == (11, "v1", False)
+    # The chunk in flight, not yet saved, and the worker's last sign of life.
+    in_flight = {"stage": "turn 3 of 4", "calls": 2, "prompt_tokens": 80, "completion_tokens": 20}
+    assert body["chunk_progress"] == {**in_flight, "updated_at": beat.isoformat()}
+    assert body["heartbeat_at"] == beat.isoformat().replace("+00:00", "Z") and body["resumes"] == 0
+
+
+# --- Stalled runs and resuming them -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    ids = []
+
+    class Result:
+        id = "task-2"
+
+    monkeypatch.setattr(services, "_enqueue", lambda run_id: ids.append(run_id) or Result())
+    return ids
+
+
+def test_a_run_whose_worker_stopped_beating_is_stalled_and_a_curator_resumes_it(api, curator, run, enqueued):
+    GenerationRun.objects.filter(pk=run.pk).update(
+        status="running", done=1, heartbeat_at=timezone.now() - timedelta(seconds=settings.PSYROOM_RUN_STALE_S + 1)
+    )
+    _as(api, curator)
+    assert api.get(reverse("api:run-detail", args=[run.pk])).json()["status"] == "stalled"
+    assert [r["id"] for r in api.get(reverse("api:run-list"), {"status": "stalled"}).json()["results"]] == [run.pk]
+    assert api.get(reverse("api:run-list"), {"status": "running"}).json()["results"] == []
+    response = api.post(reverse("api:run-resume", args=[run.pk]))
+    assert response.status_code == 200, response.content
+    assert (response.json()["status"], response.json()["resumes"], response.json()["done"]) == ("queued", 1, 1)
+    assert enqueued == [run.pk]
+    # Not stalled any more: a second resume is a conflict and queues nothing.
+    response = api.post(reverse("api:run-resume", args=[run.pk]))
+    assert response.status_code == 409
+    assert response.json() == {"detail": f"run {run.pk} (dialogue x4, queued) is not stalled: only a running run "
+                               "whose worker stopped can be resumed.", "status": "queued"}  # fmt: skip
+    assert enqueued == [run.pk]
+
+
+@pytest.mark.parametrize("role", ["anonymous", "no_role", roles.COUNSELOR, roles.SENIOR_CLINICIAN])
+def test_only_curators_and_admins_resume(api, run, enqueued, role):
+    GenerationRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=None)
+    if role != "anonymous":
+        _as(api, factories.make_user(None if role == "no_role" else role))
+    response = api.post(reverse("api:run-resume", args=[run.pk]))
+    assert response.status_code == (401 if role == "anonymous" else 403)
+    run.refresh_from_db()
+    assert (run.status, run.resumes, enqueued) == ("running", 0, [])
+
+
+def test_a_resume_with_the_broker_down_is_503_json(api, curator, run, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    def down(run_id):
+        raise OperationalError("Connection refused")
+
+    monkeypatch.setattr(services, "_enqueue", down)
+    GenerationRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=None)
+    _as(api, curator)
+    response = api.post(reverse("api:run-resume", args=[run.pk]))
+    assert response.status_code == 503
+    assert response.json()["code"] == "queue_unavailable"
+    assert api.get(reverse("api:run-detail", args=[run.pk])).json()["status"] == "stalled"
 
 
 def test_a_missing_run_is_404(api, curator, taxonomy):

@@ -264,7 +264,7 @@ def test_a_malformed_memory_is_counted_kept_raw_and_the_course_goes_on():
 def test_running_a_course_run_again_duplicates_nothing():
     run = services.run_create(kind="course", profiles=[_profile()], sessions=2, count=2, turns=2)
     services.run_execute(run_id=run.pk, backend=ScriptedBackend(_course_reply()))
-    GenerationRun.objects.filter(pk=run.pk).update(status=GenerationRun.Status.RUNNING)
+    GenerationRun.objects.filter(pk=run.pk).update(status=GenerationRun.Status.RUNNING, heartbeat_at=None)
     backend = ScriptedBackend(_course_reply())
     run = services.run_execute(run_id=run.pk, backend=backend)
     assert backend.calls == []

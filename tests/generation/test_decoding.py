@@ -62,6 +62,30 @@ def test_a_prompt_that_continues_a_stored_row_is_answered_as_if_alone(tiny):
     assert _decode(tiny, [follow], eos=-1, store=store) == _decode(tiny, [follow], eos=-1)
 
 
+def test_an_interrupt_stops_the_decode_between_two_steps(tiny):
+    """A cancelled run stops within one decode step: the interrupt is called before each step and its error ends
+    the call."""
+    steps = []
+
+    class Cancelled(Exception):
+        pass
+
+    def interrupt():
+        steps.append(1)
+        if len(steps) == 3:
+            raise Cancelled
+
+    params = SamplingParams(max_new_tokens=12, temperature=0, interrupt=interrupt)
+    with pytest.raises(Cancelled):
+        _decode(tiny, [torch.tensor([5, 9, 13])], eos=-1, params=params)
+    assert len(steps) == 3  # two steps run, the third not
+    # A call that is not interrupted writes what it writes without an interrupt.
+    quiet = SamplingParams(max_new_tokens=12, temperature=0, interrupt=lambda: None)
+    assert _decode(tiny, [torch.tensor([5, 9, 13])], eos=-1, params=quiet) == _decode(
+        tiny, [torch.tensor([5, 9, 13])], eos=-1
+    )
+
+
 def test_the_roomy_layer_holds_what_concatenation_holds():
     layer, expected = decoding.RoomyLayer(room=4), None
     torch.manual_seed(0)

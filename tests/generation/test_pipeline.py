@@ -1,10 +1,11 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from generation import selectors, services
+from generation import runwatch, selectors, services
 from generation.backends import SamplingParams
 from generation.models import Candidate, GenerationRun, Revision
 from generation.pipelines.dialogue import generate_dialogues
+from tests import factories
 
 from .scripted import ScriptedBackend, default_reply, speaker
 
@@ -91,7 +92,8 @@ def test_run_execute_saves_candidates_with_lineage_and_revision_zero(run):
 
 def test_run_execute_again_skips_what_is_saved(run):
     services.run_execute(run_id=run.pk, backend=ScriptedBackend())
-    GenerationRun.objects.filter(pk=run.pk).update(status="running")  # as if the task were delivered again
+    # As if the task were delivered again after its worker died (no heartbeat since).
+    GenerationRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=None)
     backend = ScriptedBackend()
     services.run_execute(run_id=run.pk, backend=backend)
     assert backend.calls == []
@@ -120,23 +122,87 @@ def test_a_cancelled_run_generates_nothing_more(run):
         services.run_cancel(run=run)
 
 
-def test_cancelling_a_running_run_stops_it_after_the_chunk_in_flight(run):
-    """The run has five items in chunks of two: cancelled during the first chunk, it keeps that chunk only."""
+def test_cancelling_a_running_run_stops_it_at_the_next_model_call_and_saves_nothing(run, monkeypatch):
+    """The run has five items in chunks of two: cancelled during the second model call of the first chunk, it makes
+    no third call and saves nothing, not even the chunk in flight."""
+    monkeypatch.setattr(runwatch, "CHECK_INTERVAL_S", 0)  # read the status back at every call
 
     def reply(prompt, call):
-        if call == 1 and GenerationRun.objects.filter(pk=run.pk, status="running").exists():
+        if call == 2 and GenerationRun.objects.filter(pk=run.pk, status="running").exists():
             services.run_cancel(run=GenerationRun.objects.get(pk=run.pk))
         return default_reply(prompt, call)
 
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    backend = ScriptedBackend(reply)
+    services.run_execute(run_id=run.pk, backend=backend)
     run.refresh_from_db()
     assert run.status == "cancelled"
-    assert run.done == 2
-    assert sorted(Candidate.objects.filter(run=run).values_list("run_index", flat=True)) == [0, 1]
+    assert len(backend.calls) == 2
+    assert (run.done, run.failed) == (0, 0)
+    assert not Candidate.objects.filter(run=run).exists()
     # A later delivery of the same task does nothing.
     backend = ScriptedBackend()
     assert services.run_execute(run_id=run.pk, backend=backend) is None
     assert backend.calls == []
+
+
+def test_a_cancel_between_two_status_reads_still_saves_nothing_of_the_chunk_in_flight(run):
+    """With the status read at most once a second, the chunk goes on to its end; saving it is refused under the
+    run's lock (run_record_chunk)."""
+
+    def reply(prompt, call):
+        if call == 2 and GenerationRun.objects.filter(pk=run.pk, status="running").exists():
+            services.run_cancel(run=GenerationRun.objects.get(pk=run.pk))
+        return default_reply(prompt, call)
+
+    backend = ScriptedBackend(reply)
+    services.run_execute(run_id=run.pk, backend=backend)
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert len(backend.calls) <= 6  # at most the first chunk: four turns, the supervisor, the classifier
+    assert (run.done, run.failed, run.prompt_tokens) == (0, 0, 0)
+    assert not Candidate.objects.filter(run=run).exists()
+
+
+def test_run_record_chunk_refuses_a_cancelled_run_and_writes_nothing(run):
+    services.run_claim(run_id=run.pk)
+    services.run_cancel(run=run)
+    candidate = services.candidate_build(
+        kind="dialogue", content=factories.dialogue_content(), sub_emotion=run.sub_emotion, run=run, run_index=0
+    )
+    with pytest.raises(services.RunClosed, match="cancelled"):
+        services.run_record_chunk(
+            run=run,
+            candidates=[candidate],
+            failures=[{"index": 1, "reason": "empty_turn", "raw": ""}],
+            prompt_tokens=10,
+            completion_tokens=5,
+        )
+    run.refresh_from_db()
+    assert (run.status, run.done, run.failed, run.errors, run.prompt_tokens) == ("cancelled", 0, 0, [], 0)
+    assert not Candidate.objects.filter(run=run).exists()
+
+
+def test_progress_moves_with_every_turn_of_the_chunk_in_flight(run, monkeypatch):
+    """What the run shows while its first chunk is still being written: the turn, the model calls, the tokens."""
+    monkeypatch.setattr(runwatch, "CHECK_INTERVAL_S", 0)
+    seen = {}
+
+    def reply(prompt, call):
+        if call <= 4 and call not in seen:  # once per call (a call has a prompt per dialogue)
+            row = GenerationRun.objects.get(pk=run.pk)
+            seen[call] = (row.chunk_progress["stage"], row.chunk_progress["calls"],
+                          row.chunk_progress["completion_tokens"], row.done)  # fmt: skip
+        return default_reply(prompt, call)
+
+    services.run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    # Two dialogues per call, five completion tokens each; nothing saved yet.
+    assert list(seen.values()) == [("turn 1 of 4", 0, 0, 0), ("turn 2 of 4", 1, 10, 0), ("turn 3 of 4", 2, 20, 0),
+                                   ("turn 4 of 4", 3, 30, 0)]  # fmt: skip
+    run.refresh_from_db()
+    # Saved chunks carry their tokens in the totals; nothing is in flight once the run has finished.
+    # Five dialogues of eleven prompts (four turns, six supervisor prompts, the classifier), five tokens each.
+    assert (run.status, run.chunk_progress, run.completion_tokens) == ("succeeded", {}, 5 * 11 * 5)
+    assert run.heartbeat_at is not None
 
 
 def test_a_backend_error_fails_the_run_with_its_message(run):

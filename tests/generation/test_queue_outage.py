@@ -6,8 +6,8 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from annotations import campaigns
 from annotations.models import AuditEvent
+from annotations.services import campaigns, queue
 from generation.models import GenerationRun
 from psyroom_admin.celery import app
 from tests import factories
@@ -62,7 +62,7 @@ def test_a_regeneration_says_so_and_keeps_no_run(broker_down, client, curator, c
     campaign = campaigns.campaign_create(
         creator=curator, name="k1", kind="dialogue", overlap=1, members=[counselor], candidate_ids=[candidate.pk]
     )
-    campaigns.queue_claim_next(campaign=campaign, counselor=counselor)
+    queue.queue_claim_next(campaign=campaign, counselor=counselor)
     client.force_login(counselor)
     url = reverse("annotations:campaign_regenerate", args=[campaign.pk, candidate.pk])
     response = client.post(url, {"critique": "Reflect her fear before asking questions."}, follow=True)

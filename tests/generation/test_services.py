@@ -17,6 +17,18 @@ def test_taxonomy_load_is_idempotent():
     assert SubEmotion.objects.get(key="anxiety.1").label_zh == "焦虑1-自我施加的压力"
 
 
+def test_taxonomy_load_puts_changed_labels_back_and_keeps_the_rows():
+    services.taxonomy_load()
+    sub = SubEmotion.objects.get(key="anxiety.1")
+    SubEmotion.objects.filter(pk=sub.pk).update(label_en="changed by hand")
+    EmotionCategory.objects.filter(key=sub.category.key).update(label_zh="改过")
+    assert services.taxonomy_load() == (0, 0)
+    reloaded = SubEmotion.objects.get(key="anxiety.1")
+    assert reloaded.pk == sub.pk
+    assert reloaded.label_en != "changed by hand"
+    assert reloaded.category.label_zh != "改过"
+
+
 def test_candidate_revise_keeps_the_original_and_bumps_the_version(candidate, counselor):
     content = factories.dialogue_content(prefix="edited ")
     revision = services.candidate_revise(

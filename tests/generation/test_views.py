@@ -1,7 +1,11 @@
 """The run console: who may use it, starting runs (and refusing bad ones), progress, failures and cancelling."""
 
+from datetime import timedelta
+
 import pytest
+from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from generation import services
 from generation.models import Candidate, ClientProfile, GenerationRun, ModelSpec, SubEmotion
@@ -103,6 +107,18 @@ def test_a_curator_starts_a_plan_run_for_dialogues(client, curator, taxonomy, qu
     assert (run.kind, run.count, run.targets) == ("plan", 2, [{"dialogue": first.pk}, {"dialogue": second.pk}])
 
 
+def test_the_run_form_says_when_the_curator_has_too_many_runs_waiting(client, curator, taxonomy, queued, settings):
+    settings.PSYROOM_RUNS_PER_USER = 1
+    first = factories.make_candidate()
+    client.force_login(curator)
+    data = {"kind": "plan", "dialogues": f"{first.pk}", "count": "1", "turns": "6", "seed": "0"}
+    assert client.post(reverse("generation:run-new"), data).status_code == 302
+    response = client.post(reverse("generation:run-new"), data)
+    assert response.status_code == 400
+    assert "1 runs waiting or running (at most 1)" in response.content.decode()
+    assert GenerationRun.objects.count() == 1
+
+
 def test_a_curator_starts_a_course_run_and_a_question_run(client, curator, taxonomy, queued):
     profile = ClientProfile.objects.create(name="Mei", background="A student before her final exams.")
     twin = ModelSpec.objects.create(name="twin", path="/models/twin")
@@ -189,6 +205,51 @@ def test_the_progress_partial_shows_the_numbers_and_stops_polling_when_finished(
     GenerationRun.objects.filter(pk=run.pk).update(status="succeeded")
     page = client.get(reverse("generation:run-progress", args=[run.pk])).content.decode()
     assert "hx-trigger" not in page
+
+
+def test_the_progress_partial_shows_the_chunk_in_flight(client, curator, run):
+    GenerationRun.objects.filter(pk=run.pk).update(
+        status="running", heartbeat_at=timezone.now(), completion_tokens=100, prompt_tokens=400,
+        chunk_progress={"stage": "turn 3 of 6", "calls": 2, "prompt_tokens": 50, "completion_tokens": 12,
+                        "updated_at": timezone.now().isoformat()},
+    )  # fmt: skip
+    client.force_login(curator)
+    page = client.get(reverse("generation:run-progress", args=[run.pk])).content.decode()
+    assert "Chunk in flight: turn 3 of 6, 2 model calls, 12 tokens written." in page
+    assert "450 in, 112 out" in page  # saved chunks and the chunk in flight
+    assert "Running" in page and 'id="resume-run"' not in page
+
+
+def test_a_stalled_run_says_so_and_a_curator_resumes_it(client, curator, run, monkeypatch):
+    enqueued = []
+
+    class Result:
+        id = "task-3"
+
+    monkeypatch.setattr(services, "_enqueue", lambda run_id: enqueued.append(run_id) or Result())
+    GenerationRun.objects.filter(pk=run.pk).update(
+        status="running", done=1, heartbeat_at=timezone.now() - timedelta(seconds=settings.PSYROOM_RUN_STALE_S + 1)
+    )
+    client.force_login(curator)
+    page = client.get(reverse("generation:run", args=[run.pk])).content.decode()
+    assert "Stalled" in page and "The worker stopped: no heartbeat since" in page and 'id="resume-run"' in page
+    assert "run-status-stalled" in client.get(reverse("generation:runs")).content.decode()
+    response = client.post(reverse("generation:run-resume", args=[run.pk]), follow=True)
+    assert f"Run {run.pk} queued again" in response.content.decode()
+    run.refresh_from_db()
+    assert (run.status, run.resumes, enqueued) == ("queued", 1, [run.pk])
+    response = client.post(reverse("generation:run-resume", args=[run.pk]), follow=True)
+    assert "is not stalled" in response.content.decode()
+    assert enqueued == [run.pk]
+
+
+def test_a_counselor_may_not_resume(client, counselor, run, monkeypatch):
+    monkeypatch.setattr(services, "_enqueue", lambda run_id: pytest.fail("queued"))
+    GenerationRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=None)
+    client.force_login(counselor)
+    assert client.post(reverse("generation:run-resume", args=[run.pk])).status_code == 403
+    run.refresh_from_db()
+    assert (run.status, run.resumes) == ("running", 0)
 
 
 def test_failures_show_their_raw_text_escaped(client, curator, run):

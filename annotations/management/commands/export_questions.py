@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from annotations.question_exports import questions_export
+from annotations.exports.questions import questions_export
 
 
 class Command(BaseCommand):

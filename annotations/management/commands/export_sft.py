@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from annotations.exports import sft_export
+from annotations.exports.sft import sft_export
 
 
 class Command(BaseCommand):

@@ -47,8 +47,8 @@ class Command(BaseCommand):
     def _demo_campaign(self, User) -> None:
         """A blind campaign (k=2) of the demo dialogues for the demo counselor and senior clinician: a counselor sees
         only the candidates of their campaigns, so without it the demo counselor would see nothing."""
-        from annotations import campaigns
         from annotations.models import Campaign, CampaignItem
+        from annotations.services import campaigns
         from generation import selectors as gen_selectors
 
         members = list(User.objects.filter(username__in=["counselor", "senior"]))

@@ -30,10 +30,12 @@ class Command(BaseCommand):
             result = course_import_muspsy(dialogues=dialogues, memories=memories, cards=cards)
         except ImportFormatError as error:
             raise CommandError(f"{error} (nothing was imported)") from error
-        sessions = result.course.children.count()
+        course = result.course
+        assert course is not None  # only a profile import has no course
+        sessions = course.children.count()
         verb = "Imported" if result.created else "Already imported:"
         self.stdout.write(
             self.style.SUCCESS(
-                f"{verb} course {result.course.pk} with {sessions} sessions for client profile {result.profile.pk}"
+                f"{verb} course {course.pk} with {sessions} sessions for client profile {result.profile.pk}"
             )
         )

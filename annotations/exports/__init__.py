@@ -1,0 +1,3 @@
+"""Exports of approved data: dialogues as chat-format JSONL for SFT (``sft``), questions for GRPO and SFT
+(``questions``).
+"""
