@@ -205,10 +205,9 @@ def _refresh_statistics() -> None:
     """
     if connection.vendor != "postgresql":
         return
-    table = Candidate._meta.db_table
-    columns = ", ".join(connection.ops.quote_name(Candidate._meta.get_field(f).column) for f in ("kind", "source_hash"))
+    quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {connection.ops.quote_name(table)} ({columns})")
+        cursor.execute(f"ANALYZE {quote(Candidate._meta.db_table)} ({quote('kind')}, {quote('source_hash')})")
 
 
 def candidates_save_unique(
@@ -221,7 +220,7 @@ def candidates_save_unique(
     database."""
     with transaction.atomic():
         hashes = list(dict.fromkeys(h for h, _ in built))
-        seen: set[str] = set()
+        seen: set[str | None] = set()
         for start in range(0, len(hashes), _HASH_QUERY_CHUNK):
             seen.update(
                 Candidate.objects.filter(

@@ -29,11 +29,11 @@ import tarfile
 import zipfile
 import zlib
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any, cast
 
 from django.conf import settings
 
@@ -172,7 +172,7 @@ def natural_key(name: str) -> list:
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 
 
-def sources(path: Path, *, suffix: str, limits: Limits) -> Iterator[Source]:
+def sources(path: Path, *, suffix: str, limits: Limits) -> Generator[Source, None, None]:
     """The files to import under ``path``: the file itself (whatever its suffix), the ``*suffix`` files of a folder
     (recursively, in natural order: case_2 before case_10) or of an archive (a zip in natural order, a tar in its
     own order). One pass: each call reads afresh, within its own limits. Raises ``ImportFormatError`` when there is
@@ -196,7 +196,7 @@ def sources(path: Path, *, suffix: str, limits: Limits) -> Iterator[Source]:
         raise ImportFormatError(f"{path.name}: {error}") from None
 
 
-def plain_source(path: Path, *, name: str | None = None, limits: Limits | None = None) -> Iterator[Source]:
+def plain_source(path: Path, *, name: str | None = None, limits: Limits | None = None) -> Generator[Source, None, None]:
     """One plain file (no archive), named ``name`` in messages (default: the path as given)."""
     limits = limits or Limits.from_settings()
     name = name or str(path)
@@ -348,7 +348,8 @@ def _tar_sources(path: Path, suffix: str, budget: _Budget) -> Iterator[Source]:
     with _open(path, path.name) as raw:
         stream = _TarStream(_decompressed(raw), budget)
         try:
-            archive = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 (closed by the with below)
+            # Closed by the with below; a stream-mode tarfile only ever calls read().
+            archive = tarfile.open(fileobj=cast(IO[bytes], stream), mode="r|")  # noqa: SIM115
         except tarfile.TarError as error:
             raise ImportFormatError(f"{path.name}: not a readable tar archive ({error})") from None
         found = False
@@ -361,8 +362,9 @@ def _tar_sources(path: Path, suffix: str, budget: _Budget) -> Iterator[Source]:
                     raise ImportFormatError(f"{path.name}: damaged or truncated archive ({error})") from None
                 if info is None:
                     break
-                # A stream has no index to go back to, but tarfile keeps every header it read: keep none.
-                archive.members.clear()
+                # A stream has no index to go back to, but tarfile keeps every header it read in its (undocumented)
+                # members list: keep none. getmembers() would read the whole archive.
+                archive.members.clear()  # type: ignore[attr-defined]
                 budget.add_file(path.name)
                 name = _member_name(info.name, path.name)
                 if info.isdir():
