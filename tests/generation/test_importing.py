@@ -242,9 +242,10 @@ def test_a_forged_tar_header_can_not_make_it_hold_megabytes(tmp_path):
     ("name", "data", "message"),
     [
         ("bad.tar.gz", b"not a tar", "bad.tar.gz: not a readable tar archive"),
-        ("bad.tar.gz", gzip.compress(b"x" * 2000), "bad.tar.gz: "),
+        ("bad.tar.gz", gzip.compress(b"x" * 2000, mtime=0), r"bad.tar.gz: not a readable tar archive \(invalid header"),
         ("bad.zip", b"PK not a zip", "bad.zip: not a readable zip archive"),
     ],
+    ids=["not-a-tar", "gzip-of-no-tar", "not-a-zip"],
 )
 def test_a_damaged_archive_is_refused(tmp_path, name, data, message):
     (tmp_path / name).write_bytes(data)
