@@ -30,7 +30,6 @@ import zipfile
 import zlib
 from array import array
 from collections.abc import Callable, Generator, Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
@@ -196,21 +195,15 @@ def sources(path: Path, *, suffix: str, limits: Limits) -> Generator[Source, Non
         raise ImportFormatError(f"{path.name}: {error}") from None
 
 
-def plain_source(path: Path, *, name: str | None = None, limits: Limits | None = None) -> Generator[Source, None, None]:
-    """One plain file (no archive), named ``name`` in messages (default: the path as given)."""
-    limits = limits or Limits.from_settings()
-    name = name or str(path)
+def file_text(path: Path) -> str:
+    """The whole text of one plain file (no archive), read with ``read_text``'s checks and limits and named by its
+    path as given."""
+    limits, name = Limits.from_settings(), str(path)
     _check_name(name, where="file")
     if not Path(path).is_file():
         raise ImportFormatError(f"{name}: no such file")
     with _open(Path(path), name) as raw:
-        yield Source(name, Path(path).name, None, _bounded(raw, limits, _Budget(limits)), limits)
-
-
-def file_text(path: Path) -> str:
-    """The whole text of one plain file, read with ``read_text``'s checks and named by its path as given."""
-    with closing(plain_source(path)) as found:
-        return read_text(next(found))
+        return read_text(Source(name, Path(path).name, None, _bounded(raw, limits, _Budget(limits)), limits))
 
 
 def _open(path: Path, name: str):
