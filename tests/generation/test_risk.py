@@ -121,3 +121,33 @@ def test_ordinary_content_has_no_flag_and_each_place_is_named_the_same_way_every
         "notes mentions 'end it all'",
     ]
     assert screen("course", content) == screen("course", content)
+
+
+RULES = {
+    "_DIRECT": ["_DIRECT_EN", "_DIRECT_ZH"],
+    "_MEANS": ["_MEANS_EN", "_MEANS_ZH"],
+    "_PLAN": ["_PLAN_EN", "_PLAN_ZH"],
+    "_INTENT": ["_INTENT_EN", "_INTENT_ZH"],
+    "_MEDICAL": ["_MEDICAL_EN", "_MEDICAL_ZH"],
+    "_NEGATION": ["_NEGATION_EN", "_NEGATION_ZH"],
+    "_NOT_A_DENIAL_RE": ["_NOT_A_DENIAL"],
+}
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_every_rule_has_a_gate_and_the_gate_changes_no_match(name):
+    """The look-ahead gate only lets the matcher give up early: on every sentence of the table, and on texts made to
+    tempt it (capitals, a boundary inside a word, a Kelvin sign that folds to k), the gated rule finds exactly the
+    matches the plain alternation finds."""
+    from generation import risk
+
+    rule = getattr(risk, name)
+    plain = risk._compile([p for part in RULES[name] for p in getattr(risk, part)], gate=False)
+    assert rule.pattern.startswith("(?=(?:") and rule.pattern.endswith(plain.pattern), "a rule lost its gate"
+    texts = [text for _, text, _ in SENTENCES] + [
+        "SUICIDE. Pills READY tonight, I'M NOT SURE I don't want to die",
+        "unsuicidal xkill myself; self-harmful; \u212aill myself; 我从来没有想过自杀，可是今晚想吃安眠药",
+        "the doctor prescribed tablets, I have enough of them until Monday; 医生开了安眠药，我攒了一整瓶",
+    ]
+    for text in texts:
+        assert [m.span() for m in rule.finditer(text)] == [m.span() for m in plain.finditer(text)], text
