@@ -30,7 +30,8 @@ REVIEWABLE = [Candidate.Status.GENERATED, Candidate.Status.IN_REVIEW, Candidate.
 
 
 def candidate_list(*, filters: dict | None = None) -> QuerySet[CandidateWithRisk]:
-    """Candidates with the filters the API and pages offer: kind, status, sub_emotion (key), run (id), language."""
+    """Candidates with the filters the API, pages and campaign selection offer: kind, status, sub_emotion (key),
+    sub_emotions (keys), scenarios (ids), run (id), language."""
     filters = filters or {}
     qs = with_risk(Candidate.objects.select_related("sub_emotion", "run").order_by("id"))
     if filters.get("kind"):
@@ -39,6 +40,10 @@ def candidate_list(*, filters: dict | None = None) -> QuerySet[CandidateWithRisk
         qs = qs.filter(status=filters["status"])
     if filters.get("sub_emotion"):
         qs = qs.filter(sub_emotion__key=filters["sub_emotion"])
+    if filters.get("sub_emotions"):
+        qs = qs.filter(sub_emotion__key__in=filters["sub_emotions"])
+    if filters.get("scenarios"):
+        qs = qs.filter(scenario_id__in=filters["scenarios"])
     if filters.get("run"):
         qs = qs.filter(run_id=filters["run"])
     if filters.get("language"):

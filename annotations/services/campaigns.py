@@ -63,16 +63,9 @@ def campaign_create(
             raise ValidationError({"candidate_ids": f"no {kind} candidate with id {', '.join(map(str, unknown[:20]))}"})
         qs = qs.filter(pk__in=ids)
     else:
-        if filters.get("sub_emotions"):
-            qs = qs.filter(sub_emotion__key__in=filters["sub_emotions"])
-        if filters.get("scenarios"):
-            qs = qs.filter(scenario_id__in=filters["scenarios"])
-        if filters.get("run"):
-            qs = qs.filter(run_id=filters["run"])
-        if filters.get("status"):
-            qs = qs.filter(status=filters["status"])
-        else:
-            qs = qs.filter(status__in=gen_selectors.REVIEWABLE)
+        # Without a status, what waits for a person's judgement.
+        listed = gen_selectors.candidate_list if filters.get("status") else gen_selectors.candidate_list_reviewable
+        qs = listed(filters={**filters, "kind": kind})
     selection = {"filters": filters} if candidate_ids is None else {"candidate_ids": len(candidate_ids)}
     with transaction.atomic():
         campaign = Campaign.objects.create(
