@@ -13,6 +13,9 @@ from . import factories
 # synchronous and safe.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
+# The API's world (``people``, ``world``), shared by the hostile-input, fuzz and idempotency tests.
+pytest_plugins = ["tests.api_world"]
+
 
 def pytest_configure(config):
     """A fast password hasher for the tests (only); in CI (PSYROOM_REQUIRE_SERVICES=1) the suite runs against

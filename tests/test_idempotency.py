@@ -29,15 +29,9 @@ from psyroom_admin import roles
 from psyroom_admin.idempotency import HEADER, KEY_TTL, REPLAYED_HEADER, keys_purge
 from psyroom_admin.models import IdempotencyKey
 from tests import factories
-from tests.annotations import test_hostile_input as hostile
-from tests.annotations.test_hostile_input import base_bodies
+from tests.api_world import base_bodies
 
 pytestmark = pytest.mark.django_db
-
-# The hostile-input tests' world (each role's user, a campaign with a claim, a loose candidate, a run, a course): a
-# valid body for every write operation is made from it.
-people = hostile.people
-world = hostile.world
 
 KEYS = [c["key"] for c in DIALOGUE_RUBRIC["criteria"]]
 MODELS = (Review, Revision, AuditEvent, GenerationRun, Campaign, Assignment, Adjudication, ClientProfile, Draft)

@@ -24,14 +24,10 @@ from schemathesis.core.failures import FailureGroup
 
 from generation import services
 from psyroom_admin import roles
-from tests.annotations import test_hostile_input as hostile
+from tests.api_world import ROLES, path_ids
 
 pytestmark = [pytest.mark.django_db, pytest.mark.fuzz]
 
-# The objects the hostile-input tests build (every role's user, a campaign, a claimed item, a run, a course).
-people = hostile.people
-world = hostile.world
-ROLES = hostile.ROLES
 
 EXAMPLES = int(os.environ.get("PSYROOM_FUZZ_EXAMPLES", "12"))
 # What every answer must pass. Not schemathesis' positive_data_acceptance: a request can fit the schema and still be
@@ -75,7 +71,7 @@ def _path_parameters(operation, world) -> dict:
         values["index"] = 0
     if "{id}" in path:
         pk = world["loose"].pk if "/turns/" in path else None
-        for prefix, value in hostile._path_ids(world).items():
+        for prefix, value in path_ids(world).items():
             if pk is None and path.startswith(prefix):
                 pk = value
         values["id"] = pk

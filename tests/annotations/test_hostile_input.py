@@ -8,7 +8,6 @@ NUL byte that reached the database would fail the query.
 """
 
 import json
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -18,25 +17,17 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from annotations.models import AuditEvent, Campaign, Review
-from annotations.rubrics import DIALOGUE_RUBRIC
-from annotations.services import campaigns, queue
-from generation import courses, services
+from generation import services
 from generation.models import (
-    Candidate,
-    CandidateKind,
     ClientProfile,
     GenerationRun,
     Revision,
-    SubEmotion,
 )
-from generation.schemas import MEMORY_FIELDS
 from psyroom_admin import roles
-from tests import factories
+from tests.api_world import ROLES, base_bodies, path_ids
 
 pytestmark = pytest.mark.django_db
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "muspsy"
-ROLES = [roles.COUNSELOR, roles.SENIOR_CLINICIAN, roles.CURATOR, roles.ADMIN]
 WRITTEN = (Review, Revision, AuditEvent, GenerationRun, Campaign)
 
 NUL = "a\x00b"
@@ -70,158 +61,15 @@ WHOLE_BODIES = {
 }
 
 
-@pytest.fixture
-def people(taxonomy, curator, senior):
-    """Each role's user, a candidate in an open campaign (claimed by the counselor), one in none, a run, a profile."""
-    counselor = factories.make_user(roles.COUNSELOR)
-    admin = factories.make_user(roles.ADMIN, is_staff=True)
-    candidate = factories.make_candidate()
-    loose = factories.make_candidate()  # in no campaign: reviewed and edited outside the queue
-    question = factories.make_candidate(sub_emotion_key=None)
-    campaign = campaigns.campaign_create(
-        creator=curator, name="Hostile", kind="dialogue", overlap=2, members=[counselor, senior],
-        candidate_ids=[candidate.pk, question.pk],
-    )  # fmt: skip
-    assignment = queue.queue_claim_next(campaign=campaign, counselor=counselor)
-    run = GenerationRun.objects.create(
-        kind="dialogue",
-        count=4,
-        model_spec=services.modelspec_get_default(),
-        prompt_version="v1",
-        sub_emotion=SubEmotion.objects.get(key="anxiety.1"),
-        targets=[{"sub_emotion": "anxiety.1", "scenario": None}],
-    )
-    profile = ClientProfile.objects.create(name="Li")
-    users = {
-        roles.COUNSELOR: counselor,
-        roles.SENIOR_CLINICIAN: senior,
-        roles.CURATOR: curator,
-        roles.ADMIN: admin,
-    }
-    return {
-        "users": users,
-        "candidate": candidate,
-        "loose": loose,
-        "campaign": campaign,
-        "assignment": assignment,
-        "run": run,
-        "profile": profile,
-    }
-
-
-@pytest.fixture
-def world(people, curator):
-    """``people`` and an imported MusPsy course with its sessions, in a campaign of the counselor."""
-    course = courses.course_import_muspsy(
-        dialogues=FIXTURES / "dialogues_1000.txt",
-        memories=FIXTURES / "memories_1000.txt",
-        cards=FIXTURES / "usercards_1000.txt",
-    ).course
-    campaigns.campaign_create(
-        creator=curator, name="Courses", kind="course", overlap=2, members=[people["users"][roles.COUNSELOR]],
-        candidate_ids=[course.pk],
-    )  # fmt: skip
-    session = Candidate.objects.filter(kind=CandidateKind.SESSION, parent=course).order_by("sequence").first()
-    return {**people, "course": course, "session": session}
-
-
-def _path_ids(world) -> dict[str, int]:
-    """The object each path's ``{id}`` names: one that exists, so that the body is read."""
-    return {
-        "/api/adjudications/": world["assignment"].item_id,
-        "/api/assignments/": world["assignment"].pk,
-        "/api/campaigns/": world["campaign"].pk,
-        "/api/candidates/": world["candidate"].pk,
-        "/api/courses/": world["course"].pk,
-        "/api/questions/": world["candidate"].pk,
-        "/api/runs/": world["run"].pk,
-        "/api/sessions/": world["session"].pk,
-    }
-
-
 def _url(template: str, world) -> str:
     url = template.replace("{index}", "0")
     if "/turns/" in url:
         return url.replace("{id}", str(world["loose"].pk))
-    for prefix, pk in _path_ids(world).items():
+    for prefix, pk in path_ids(world).items():
         if url.startswith(prefix):
             return url.replace("{id}", str(pk))
     assert "{" not in url, f"no object for {template}"
     return url
-
-
-def _scores(value=4) -> dict:
-    return {c["key"]: value for c in DIALOGUE_RUBRIC["criteria"]}
-
-
-def base_bodies(world) -> dict[str, dict]:
-    """A valid body for each operation that takes one: each hostile case changes one thing in it."""
-    for row in ("candidate", "loose", "session"):
-        if row in world:
-            world[row].refresh_from_db()
-    candidate, loose, session = world["candidate"], world["loose"], world.get("session")
-    return {
-        "adjudications_decide": {"decision": "approve", "reason": "Fine.", "version": candidate.version, "flags": []},
-        "assignments_review": {
-            "scores": _scores(),
-            "decision": "approve",
-            "comment": "Warm.",
-            "risk_flags": [],
-            "version": candidate.version,
-            "time_spent_s": 30,
-            "idempotency_key": "hostile-1",
-        },
-        "auth_token_create": {"username": "nobody", "password": "wrong"},
-        "campaigns_create": {
-            "name": "Spring",
-            "kind": "dialogue",
-            "overlap": 2,
-            "members": [world["users"][roles.COUNSELOR].pk],
-            "guidelines": "Be kind.",
-            "blind": True,
-            "policy": {"min_approvals": 1, "min_mean": 3.0, "no_risk": True},
-            "lease_seconds": 1800,
-            "filters": {"sub_emotions": ["anxiety.1"], "scenarios": [], "run": world["run"].pk, "status": "generated"},
-        },
-        "drafts_save": {"scores": _scores(3), "decision": "approve", "comment": "So far", "risk_flags": []},
-        "candidates_sign_off": {"note": "Handled.", "version": candidate.version, "flags": [1]},
-        "candidates_turn_edit": {"text": "Better.", "version": loose.version, "category": "wording", "reason": "r"},
-        "profiles_create": {
-            "name": "Ana",
-            "background": "A nurse.",
-            "personality": "Calm.",
-            "assessment": "Low mood.",
-            "goals": "Sleep.",
-            "language": "en",
-        },
-        "review_policy_update": {"min_senior_approvals": 1, "min_counselor_approvals": 2, "min_mean": 3.5},
-        "reviews_create": {
-            "candidate": loose.pk,
-            "version": loose.version,
-            "scores": _scores(),
-            "decision": "approve",
-            "comment": "Good.",
-            "risk_flags": [],
-            "started_at": "",
-        },
-        "runs_create": {
-            "kind": "dialogue",
-            "sub_emotions": ["anxiety.1"],
-            "scenarios": [],
-            "count": 1,
-            "turns": 2,
-            "sessions": 3,
-            "model_spec": "",
-            "seed": 7,
-            "parameters": {"temperature": 0.7, "max_new_tokens": 64},
-        },
-        "sessions_memory_edit": {
-            "memory": dict.fromkeys(MEMORY_FIELDS, "noted"),
-            "version": session.version if session else 1,
-            "category": "clinical",
-            "reason": "r",
-        },
-    }
 
 
 def _leaves(value, path=()):
