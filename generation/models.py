@@ -7,6 +7,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from .validators import modelspec_check
+
 
 class EmotionCategory(models.Model):
     """One of the 8 EmoPsy emotion categories (anger, anxiety, ...)."""
@@ -136,8 +138,6 @@ class ModelSpec(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from .validators import modelspec_check
-
         modelspec_check(backend=self.backend, base_url=self.base_url, api_key_env=self.api_key_env)
 
 
@@ -253,6 +253,11 @@ class Candidate(models.Model):
     approved_revision = models.ForeignKey("Revision", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Not fields: what a builder hangs on an unsaved candidate for ``candidates_save_new`` to save with it, the risk
+    # flags the screen (and an agent) found (``candidate_build``) and the children saved in the same transaction (a
+    # course's sessions).
+    new_flags: list[dict]
+    new_children: list["Candidate"]
 
     class Meta:
         ordering = ["id"]

@@ -6,10 +6,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from .models import Candidate, GenerationRun, Revision, RiskFlag, SubEmotion
+from .models import Candidate, CandidateKind, GenerationRun, Revision, RiskFlag, SubEmotion
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -169,3 +170,18 @@ def run_list(*, filters: dict | None = None) -> QuerySet[GenerationRun]:
     elif status:
         qs = qs.filter(status=status)
     return qs
+
+
+def course_sessions(*, course: Candidate) -> QuerySet[Candidate]:
+    """A course's sessions in order."""
+    return course.children.filter(kind=CandidateKind.SESSION).order_by("sequence")
+
+
+def question_list(*, difficulty: str | None = None) -> QuerySet[Candidate]:
+    """Question candidates, newest last; ``difficulty`` keeps the hard or the easy ones of cross-selection runs."""
+    qs = Candidate.objects.filter(kind=CandidateKind.QUESTION)
+    if difficulty is not None:
+        if difficulty not in ("hard", "easy"):
+            raise ValidationError(f"difficulty: must be hard or easy, not {difficulty!r}")
+        qs = qs.filter(content__difficulty=difficulty)
+    return qs.order_by("id")

@@ -11,15 +11,15 @@ goes on.
 
 from dataclasses import dataclass, field, replace
 
-from ..agents import AgentOutputError
-from ..backends import Backend, SamplingChange, SamplingParams
-from ..course_agents import (
+from ..agents.course import (
     course_client_messages,
     course_counselor_messages,
     memory_messages,
     memory_unparsed,
     parse_memory,
 )
+from ..agents.psyroom import AgentOutputError
+from ..backends.base import Backend, SamplingChange, SamplingParams
 from .dialogue import Usage, call_agents, report_stage, turn_parser
 
 PROMPT_VERSION = "v1"

@@ -6,8 +6,8 @@ A generated scenario is only a candidate: generation uses it once a reviewer app
 
 from dataclasses import dataclass, field, replace
 
-from ..agents import AgentOutputError, parse_scenario, scenario_messages
-from ..backends import Backend, SamplingParams
+from ..agents.psyroom import AgentOutputError, parse_scenario, scenario_messages
+from ..backends.base import Backend, SamplingParams
 from .dialogue import Usage, call_agents
 
 PROMPT_VERSION = "v1"

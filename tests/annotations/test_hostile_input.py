@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 from annotations.models import AuditEvent, Campaign, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
 from annotations.services import campaigns, queue
-from generation import courses, services
+from generation.importers.courses import course_import_muspsy
 from generation.models import (
     Candidate,
     CandidateKind,
@@ -30,6 +30,8 @@ from generation.models import (
     SubEmotion,
 )
 from generation.schemas import MEMORY_FIELDS
+from generation.services import runs as run_services
+from generation.services.modelspecs import modelspec_get_default
 from psyroom_admin import roles
 from tests import factories
 
@@ -86,7 +88,7 @@ def people(taxonomy, curator, senior):
     run = GenerationRun.objects.create(
         kind="dialogue",
         count=4,
-        model_spec=services.modelspec_get_default(),
+        model_spec=modelspec_get_default(),
         prompt_version="v1",
         sub_emotion=SubEmotion.objects.get(key="anxiety.1"),
         targets=[{"sub_emotion": "anxiety.1", "scenario": None}],
@@ -112,7 +114,7 @@ def people(taxonomy, curator, senior):
 @pytest.fixture
 def world(people, curator):
     """``people`` and an imported MusPsy course with its sessions, in a campaign of the counselor."""
-    course = courses.course_import_muspsy(
+    course = course_import_muspsy(
         dialogues=FIXTURES / "dialogues_1000.txt",
         memories=FIXTURES / "memories_1000.txt",
         cards=FIXTURES / "usercards_1000.txt",
@@ -373,7 +375,7 @@ ACCEPTED_BY = {
 
 
 def test_the_base_bodies_are_accepted(world, schema, monkeypatch):
-    monkeypatch.setattr(services, "_queue_run", lambda run_id: None)
+    monkeypatch.setattr(run_services, "run_queue", lambda run_id: None)
     for path, method, operation in _operations(schema):
         if "requestBody" not in operation:
             continue

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from generation.importing import (
+from generation.importers.reading import (
     IdLedger,
     ImportFormatError,
     Limits,

@@ -3,7 +3,7 @@ import time
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from generation import selectors, services
+from generation import selectors
 from generation.models import (
     Candidate,
     CandidateKind,
@@ -13,6 +13,7 @@ from generation.models import (
     Scenario,
     SubEmotion,
 )
+from generation.services.runs import run_create
 
 
 class Command(BaseCommand):
@@ -109,7 +110,7 @@ class Command(BaseCommand):
         if options["strategies"]:
             parameters["strategies"] = True
         try:
-            run = services.run_create(
+            run = run_create(
                 kind=options["kind"],
                 sub_emotions=sub_emotions,
                 scenarios=scenarios,
