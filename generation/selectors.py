@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -170,6 +171,14 @@ def run_list(*, filters: dict | None = None) -> QuerySet[GenerationRun]:
     elif status:
         qs = qs.filter(status=status)
     return qs
+
+
+def runs_waiting(*, user: User) -> QuerySet[GenerationRun]:
+    """A user's runs that wait for a worker or run: what the limits on a user's runs count (``PSYROOM_RUNS_PER_USER``,
+    ``PSYROOM_REGENERATIONS_PER_USER``), under a lock taken by ``services.runs.runs_waiting_lock_count``."""
+    return GenerationRun.objects.filter(
+        created_by=user, status__in=[GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING]
+    )
 
 
 def course_sessions(*, course: Candidate) -> QuerySet[Candidate]:

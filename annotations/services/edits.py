@@ -4,14 +4,13 @@ Candidates are changed only through ``generation.services.candidates``; each ser
 """
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from generation.models import Candidate, GenerationRun, Revision
+from generation.models import Candidate, Revision
 from generation.services.candidates import candidate_revise
 from generation.services.modelspecs import modelspec_get_default
-from generation.services.runs import run_create
+from generation.services.runs import run_create, runs_waiting_lock_count
 from psyroom_admin import roles
 
 from ..models import Campaign, CampaignItem
@@ -109,10 +108,7 @@ def candidate_regenerate_with_critique(
     limit = settings.PSYROOM_REGENERATIONS_PER_USER
     with transaction.atomic():
         # One reviewer's requests one at a time (their row locked), so that a burst cannot pass the limit together.
-        get_user_model().objects.select_for_update().filter(pk=reviewer.pk).first()
-        waiting = GenerationRun.objects.filter(
-            created_by=reviewer, status__in=[GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING]
-        ).count()
+        waiting = runs_waiting_lock_count(user=reviewer)
         if waiting >= limit:
             raise ValidationError(
                 {"critique": f"you have {waiting} regenerations waiting or running (at most {limit}): "

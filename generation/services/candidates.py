@@ -97,7 +97,7 @@ def _inherited_flags(candidates: list[Candidate]) -> dict[int, list[dict]]:
 
 
 # From this many rows, PostgreSQL gets them by COPY (see ``_insert``).
-_COPY_FROM_ROWS = 100
+COPY_FROM_ROWS = 100
 
 
 def _insert(objs: list) -> list:
@@ -111,7 +111,7 @@ def _insert(objs: list) -> list:
         return objs
     model = type(objs[0])
     connection = connections[router.db_for_write(model)]
-    if connection.vendor != "postgresql" or len(objs) < _COPY_FROM_ROWS:
+    if connection.vendor != "postgresql" or len(objs) < COPY_FROM_ROWS:
         return model.objects.bulk_create(objs, batch_size=500)
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]

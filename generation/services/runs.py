@@ -25,7 +25,7 @@ from ..models import Candidate, ClientProfile, GenerationRun, ModelSpec, Scenari
 from ..runs.inputs import RunInputs
 from ..runs.kinds import RUN_KINDS, run_kind
 from ..runwatch import RunClosed, RunWatch
-from ..selectors import stalled_q
+from ..selectors import runs_waiting, stalled_q
 from .candidates import candidates_save_new
 from .modelspecs import modelspec_get_default
 
@@ -163,14 +163,17 @@ def run_create(
     return run
 
 
-def run_limit_check(*, user: User) -> None:
-    """Refuse a user's run beyond ``PSYROOM_RUNS_PER_USER`` waiting or running: their row is locked first, so that
-    requests at once are counted one after the other. Call inside a transaction."""
+def runs_waiting_lock_count(*, user: User) -> int:
+    """How many of ``user``'s runs wait or run, counted under a lock of the user's row, so that requests at once
+    are counted one after the other (each limit on a user's runs counts here). Call inside a transaction."""
     get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    return runs_waiting(user=user).count()
+
+
+def run_limit_check(*, user: User) -> None:
+    """Refuse a user's run beyond ``PSYROOM_RUNS_PER_USER`` waiting or running. Call inside a transaction."""
     limit = settings.PSYROOM_RUNS_PER_USER
-    waiting = GenerationRun.objects.filter(
-        created_by=user, status__in=[GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING]
-    ).count()
+    waiting = runs_waiting_lock_count(user=user)
     if waiting >= limit:
         raise ValidationError(
             f"{user.get_username()} has {waiting} runs waiting or running (at most {limit}): wait until one is "

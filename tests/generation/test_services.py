@@ -2,10 +2,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from generation.models import Candidate, EmotionCategory, Revision, RiskFlag, SubEmotion
+from generation.models import Candidate, EmotionCategory, GenerationRun, Revision, RiskFlag, SubEmotion
 from generation.schemas import ContentError
+from generation.selectors import runs_waiting
 from generation.services.candidates import (
-    _COPY_FROM_ROWS,
+    COPY_FROM_ROWS,
     StaleVersion,
     candidate_build,
     candidate_revise,
@@ -13,7 +14,10 @@ from generation.services.candidates import (
     candidates_created,
     candidates_save_new,
 )
+from generation.services.modelspecs import modelspec_get_default
+from generation.services.runs import runs_waiting_lock_count
 from generation.services.taxonomy import taxonomy_load
+from psyroom_admin import roles
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -124,9 +128,9 @@ def _built(n: int, *, risky: set[int] = frozenset(), hashes: dict[int, str] | No
     ]
 
 
-@pytest.mark.parametrize("count", [3, _COPY_FROM_ROWS + 50])
+@pytest.mark.parametrize("count", [3, COPY_FROM_ROWS + 50])
 def test_candidates_save_new_saves_rows_revisions_and_flags_in_bulk(taxonomy, count):
-    # From _COPY_FROM_ROWS rows PostgreSQL gets them by COPY; below, and elsewhere, by bulk_create: the same rows.
+    # From COPY_FROM_ROWS rows PostgreSQL gets them by COPY; below, and elsewhere, by bulk_create: the same rows.
     received = []
     candidates_created.connect(lambda candidates, **kw: received.extend(candidates), weak=False, dispatch_uid="t")
     try:
@@ -153,7 +157,7 @@ def test_candidates_save_new_saves_rows_revisions_and_flags_in_bulk(taxonomy, co
     assert factories.make_candidate().pk > saved[-1].pk
 
 
-@pytest.mark.parametrize("count", [3, _COPY_FROM_ROWS + 50])
+@pytest.mark.parametrize("count", [3, COPY_FROM_ROWS + 50])
 def test_candidates_save_new_raises_integrity_error_on_a_duplicate_hash(taxonomy, count):
     factories.make_candidate(source_hash="f" * 64)
 
@@ -161,3 +165,20 @@ def test_candidates_save_new_raises_integrity_error_on_a_duplicate_hash(taxonomy
         candidates_save_new(candidates=_built(count, hashes={count // 2: "f" * 64}))
 
     assert Candidate.objects.count() == 1
+
+
+def test_runs_waiting_are_a_users_queued_and_running_runs(taxonomy):
+    curator, other = factories.make_user(roles.CURATOR), factories.make_user(roles.CURATOR)
+    spec = modelspec_get_default()
+    made = {
+        (user.pk, status): GenerationRun.objects.create(
+            kind="dialogue", count=1, model_spec=spec, prompt_version="v1", created_by=user, status=status,
+            targets=[{"sub_emotion": "anxiety.1"}],
+        )
+        for user in (curator, other)
+        for status in GenerationRun.Status.values
+    }  # fmt: skip
+    waiting = set(runs_waiting(user=curator))
+    assert waiting == {made[(curator.pk, "queued")], made[(curator.pk, "running")]}
+    with transaction.atomic():
+        assert runs_waiting_lock_count(user=curator) == 2
