@@ -197,7 +197,7 @@ class GenerationRun(models.Model):
     # The chunk in flight, not yet saved: {"stage": "turn 3 of 6", "calls", "prompt_tokens", "completion_tokens",
     # "updated_at"}; emptied when the chunk is saved (its tokens then count in prompt_tokens and completion_tokens).
     chunk_progress = models.JSONField(default=dict, blank=True)
-    # How many times the run was resumed after it stalled (services.run_resume).
+    # How many times the run was resumed after it stalled (services.runs.run_resume).
     resumes = models.PositiveIntegerField(default=0)
 
     class Meta:
@@ -330,8 +330,8 @@ class RiskFlag(models.Model):
     """One risk flag on a candidate: raised by the automatic screen, the risk agent, a reviewer or inherited from
     the item it was derived from, on the revision that was read; open until a senior clinician signs it off.
 
-    A sign-off names the flags it covers and the version its signer saw (``services.candidate_sign_off_risk``), so a
-    flag raised later is never covered by an earlier sign-off.
+    A sign-off names the flags it covers and the version its signer saw
+    (``services.candidates.candidate_sign_off_risk``), so a flag raised later is never covered by an earlier sign-off.
     """
 
     class Source(models.TextChoices):

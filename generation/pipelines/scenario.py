@@ -1,7 +1,7 @@
 """New scenarios for a sub-emotion, written by a model as candidates of kind ``scenario``.
 
 A generated scenario is only a candidate: generation uses it once a reviewer approves it (it then becomes a
-``Scenario`` row, see ``services.candidate_set_status``). All scenarios of a chunk are one batched call.
+``Scenario`` row, see ``services.candidates.candidate_set_status``). All scenarios of a chunk are one batched call.
 """
 
 from dataclasses import dataclass, field, replace

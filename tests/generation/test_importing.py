@@ -1,4 +1,4 @@
-"""The safe reading every importer shares (generation/importing.py): sources, archives, text, JSON and ids."""
+"""The safe reading every importer shares (generation/importers/reading.py): sources, archives, text, JSON and ids."""
 
 import gzip
 import io

@@ -1,4 +1,4 @@
-"""Import counseling dialogues from a dataset file or folder (see ``generation.importers``)."""
+"""Import counseling dialogues from a dataset file or folder (see ``generation.importers.dialogues``)."""
 
 from pathlib import Path
 
