@@ -12,20 +12,20 @@ from .inputs import RunInputs
 from .sampling import Chunks, chunk_seed, risk_agent_default, run_lineage, run_sampling
 
 
-def source_dialogue_targets(dialogues: list[Candidate], inputs: RunInputs) -> list[dict]:
+def source_dialogue_targets(inputs: RunInputs) -> list[dict]:
     """Targets naming source dialogues: a plan run writes a plan for each, a dialogue run reconstructs each."""
-    wrong = [d.pk for d in dialogues if d.kind != CandidateKind.DIALOGUE]
+    wrong = [d.pk for d in inputs.dialogues if d.kind != CandidateKind.DIALOGUE]
     if wrong:
         raise ValidationError(f"dialogues: candidate(s) {wrong} are not dialogues")
     if inputs.sub_emotions or inputs.scenarios:
         raise ValidationError("dialogues: give either source dialogues or sub-emotions and scenarios, not both")
-    return [{"dialogue": d.pk} for d in dialogues]
+    return [{"dialogue": d.pk} for d in inputs.dialogues]
 
 
 def dialogue_targets(inputs: RunInputs) -> list[dict]:
     """A dialogue run's targets: its source dialogues (reconstruction), else its scenarios, else its sub-emotions."""
     if inputs.dialogues:
-        return source_dialogue_targets(inputs.dialogues, inputs)
+        return source_dialogue_targets(inputs)
     if inputs.scenarios:
         return [{"sub_emotion": sc.sub_emotion.key, "scenario": sc.pk} for sc in inputs.scenarios]
     if not inputs.sub_emotions:

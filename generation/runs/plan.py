@@ -16,7 +16,7 @@ def plan_targets(inputs: RunInputs) -> list[dict]:
     """A plan run's targets: one per source dialogue."""
     if not inputs.dialogues:
         raise ValidationError("dialogues: a plan run needs at least one dialogue")
-    return source_dialogue_targets(inputs.dialogues, inputs)
+    return source_dialogue_targets(inputs)
 
 
 def plan_chunks(run: GenerationRun, backend: Backend, todo: list[int]) -> Chunks:
