@@ -11,7 +11,7 @@ from django.dispatch import receiver
 
 from accounts.services import otp_event
 from generation.models import Candidate
-from generation.services import candidates_created
+from generation.services.candidates import candidates_created
 
 from .models import AuditEvent, CampaignItem
 

@@ -5,7 +5,7 @@
 
 The last line printed is one JSON object: sequential_dialogues_per_min, batched_dialogues_per_min, ratio,
 tokens_per_s (batched), device, dtype, model. The dtype is the backend's automatic choice unless given: bfloat16 on
-CUDA and on CPUs with AMX, float32 elsewhere (``generation.backends.auto_dtype``); both sides run in the same one.
+CUDA and on CPUs with AMX, float32 elsewhere (``generation.backends.local.auto_dtype``); both sides run in the same one.
 """
 
 import argparse
@@ -25,7 +25,8 @@ django.setup()
 
 import torch  # noqa: E402
 
-from generation.backends import BUNDLED, SamplingParams, TransformersBackend, auto_dtype  # noqa: E402
+from generation.backends.base import SamplingParams  # noqa: E402
+from generation.backends.local import BUNDLED, TransformersBackend, auto_dtype  # noqa: E402
 from generation.pipelines.dialogue import generate_dialogues  # noqa: E402
 
 

@@ -105,8 +105,8 @@ def main() -> None:
         from django.core.management import call_command
         from django.db import connection
 
-        from generation.importers import dialogues_import
-        from generation.services import taxonomy_load
+        from generation.importers.dialogues import dialogues_import
+        from generation.services.taxonomy import taxonomy_load
 
         if own_database:
             call_command("migrate", verbosity=0)

@@ -36,23 +36,24 @@ def main() -> None:
         django.setup()
         from django.core.management import call_command
 
-        from generation import services
+        from generation.importers.questions import questions_import
         from generation.models import Candidate, CandidateKind, ModelSpec
-        from generation.questions import questions_import
+        from generation.services.modelspecs import modelspec_get_default
+        from generation.services.runs import run_create, run_execute
 
         call_command("migrate", verbosity=0)
         questions_import(path=args.archive, split=args.split, limit=args.questions)
         questions = list(Candidate.objects.filter(kind=CandidateKind.QUESTION).order_by("id"))
-        first = services.modelspec_get_default()
+        first = modelspec_get_default()
         ModelSpec.objects.create(
             name=f"{first.name}-twin", path=first.path, backend=first.backend, batch_size=first.batch_size
         )
         parameters = {"models": [first.name, f"{first.name}-twin"], "min_correct": 1}
         if args.max_new_tokens:
             parameters["max_new_tokens"] = args.max_new_tokens
-        run = services.run_create(kind="question", questions=questions, parameters=parameters)
+        run = run_create(kind="question", questions=questions, parameters=parameters)
         started = time.perf_counter()
-        services.run_execute(run_id=run.pk)
+        run_execute(run_id=run.pk)
         seconds = time.perf_counter() - started
         run.refresh_from_db()
         print(

@@ -11,7 +11,6 @@ from django.utils.html import format_html, format_html_join
 
 from psyroom_admin import roles
 
-from . import services
 from .models import (
     Candidate,
     ClientProfile,
@@ -23,6 +22,8 @@ from .models import (
     Scenario,
     SubEmotion,
 )
+from .services.modelspecs import modelspec_save
+from .services.runs import run_cancel
 
 
 class ReadOnlyAdminMixin:
@@ -87,7 +88,7 @@ class ClientProfileAdmin(admin.ModelAdmin):
 @admin.register(ModelSpec)
 class ModelSpecAdmin(admin.ModelAdmin):
     """Curators look; only admins add, change or delete: a spec says where the worker sends requests and with which
-    credential. Saving goes through ``services.modelspec_save``, which checks both against the operator's settings."""
+    credential. Saving goes through ``modelspec_save``, which checks both against the operator's settings."""
 
     list_display = ["name", "backend", "path", "base_url", "dtype", "device", "batch_size", "created_at"]
     list_filter = ["backend"]
@@ -104,7 +105,7 @@ class ModelSpecAdmin(admin.ModelAdmin):
         return roles.user_can_edit_model_specs(request.user) and super().has_delete_permission(request, obj)
 
     def save_model(self, request, obj, form, change):
-        services.modelspec_save(spec=obj, user=request.user)
+        modelspec_save(spec=obj, user=request.user)
 
 
 @admin.register(GenerationRun)
@@ -140,7 +141,7 @@ class GenerationRunAdmin(admin.ModelAdmin):
         return [*self.request_fields, *self.progress_fields]
 
     def has_add_permission(self, request):
-        # A run is started through generation.services.run_create (API, `manage.py generate`), which queues its task.
+        # A run is started through services.runs.run_create (API, `manage.py generate`), which queues its task.
         return False
 
     @admin.action(description="Cancel the selected runs", permissions=["change"])
@@ -148,7 +149,7 @@ class GenerationRunAdmin(admin.ModelAdmin):
         cancelled = 0
         for run in queryset:
             try:
-                services.run_cancel(run=run)
+                run_cancel(run=run)
                 cancelled += 1
             except ValidationError as error:
                 self.message_user(request, "; ".join(error.messages), messages.WARNING)

@@ -24,8 +24,10 @@ from psyroom_admin.api_permissions import (
 )
 from psyroom_admin.idempotency import idempotent
 
-from . import selectors, services
+from . import selectors
 from .models import ClientProfile, GenerationRun, ModelSpec, Scenario
+from .runs.kinds import RUN_KINDS
+from .services.runs import PARAMETER_BOUNDS, run_cancel, run_create, run_resume
 
 
 def _get_run(pk: int) -> GenerationRun:
@@ -115,7 +117,7 @@ class RunDetailOutput(RunSummaryOutput):
 
 
 class RunListFilter(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in services.RUN_KINDS], required=False)
+    kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in RUN_KINDS], required=False)
     status = serializers.ChoiceField(choices=selectors.RUN_STATUSES, required=False)
 
 
@@ -126,7 +128,7 @@ def _id_list(help_text: str) -> serializers.ListField:
 
 
 class RunCreateInput(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in services.RUN_KINDS])
+    kind = serializers.ChoiceField(choices=[(k.value, k.label) for k in RUN_KINDS])
     sub_emotions = serializers.SlugRelatedField(
         many=True,
         slug_field="key",
@@ -163,7 +165,7 @@ class RunCreateInput(serializers.Serializer):
     parameters = serializers.DictField(
         required=False,
         default=dict,
-        help_text=f"any of: {', '.join(services.PARAMETER_BOUNDS)}",
+        help_text=f"any of: {', '.join(PARAMETER_BOUNDS)}",
     )
 
     def validate_scenarios(self, ids: list[int]) -> list[Scenario]:
@@ -241,7 +243,7 @@ class RunsApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            run = services.run_create(
+            run = run_create(
                 kind=data["kind"],
                 sub_emotions=data.get("sub_emotions", []),
                 scenarios=data["scenarios"],
@@ -296,7 +298,7 @@ class RunCancelApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         run = _get_run(pk)
         try:
-            run = services.run_cancel(run=run, user=request.user)
+            run = run_cancel(run=run, user=request.user)
         except DjangoValidationError as error:
             body = {"detail": " ".join(error.messages), "status": run.status}
             return Response(RunCancelConflict(body).data, status=status.HTTP_409_CONFLICT)
@@ -326,7 +328,7 @@ class RunResumeApi(APIView):
     def post(self, request: Request, pk: int) -> Response:
         run = _get_run(pk)
         try:
-            run = services.run_resume(run=run, user=request.user)
+            run = run_resume(run=run, user=request.user)
         except DjangoValidationError as error:
             body = {"detail": " ".join(error.messages), "status": selectors.run_status(run)}
             return Response(RunResumeConflict(body).data, status=status.HTTP_409_CONFLICT)

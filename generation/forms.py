@@ -5,9 +5,10 @@ import re
 from django import forms
 
 from . import selectors
-from .courses import SESSIONS_RANGE
 from .models import Candidate, CandidateKind, ClientProfile, ModelSpec, Scenario
-from .services import PARAMETER_BOUNDS, RUN_KINDS
+from .runs.course import SESSIONS_RANGE
+from .runs.kinds import RUN_KINDS
+from .services.runs import PARAMETER_BOUNDS
 
 # The sampling and supervision parameters a curator may set, with their labels; the bounds are the service's.
 PARAMETER_FIELDS = {

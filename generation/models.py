@@ -7,6 +7,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from .validators import modelspec_check
+
 
 class EmotionCategory(models.Model):
     """One of the 8 EmoPsy emotion categories (anger, anxiety, ...)."""
@@ -136,8 +138,6 @@ class ModelSpec(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from .validators import modelspec_check
-
         modelspec_check(backend=self.backend, base_url=self.base_url, api_key_env=self.api_key_env)
 
 
@@ -197,7 +197,7 @@ class GenerationRun(models.Model):
     # The chunk in flight, not yet saved: {"stage": "turn 3 of 6", "calls", "prompt_tokens", "completion_tokens",
     # "updated_at"}; emptied when the chunk is saved (its tokens then count in prompt_tokens and completion_tokens).
     chunk_progress = models.JSONField(default=dict, blank=True)
-    # How many times the run was resumed after it stalled (services.run_resume).
+    # How many times the run was resumed after it stalled (services.runs.run_resume).
     resumes = models.PositiveIntegerField(default=0)
 
     class Meta:
@@ -253,6 +253,11 @@ class Candidate(models.Model):
     approved_revision = models.ForeignKey("Revision", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Not fields: what a builder hangs on an unsaved candidate for ``candidates_save_new`` to save with it, the risk
+    # flags the screen (and an agent) found (``candidate_build``) and the children saved in the same transaction (a
+    # course's sessions).
+    new_flags: list[dict]
+    new_children: list["Candidate"]
 
     class Meta:
         ordering = ["id"]
@@ -325,8 +330,8 @@ class RiskFlag(models.Model):
     """One risk flag on a candidate: raised by the automatic screen, the risk agent, a reviewer or inherited from
     the item it was derived from, on the revision that was read; open until a senior clinician signs it off.
 
-    A sign-off names the flags it covers and the version its signer saw (``services.candidate_sign_off_risk``), so a
-    flag raised later is never covered by an earlier sign-off.
+    A sign-off names the flags it covers and the version its signer saw
+    (``services.candidates.candidate_sign_off_risk``), so a flag raised later is never covered by an earlier sign-off.
     """
 
     class Source(models.TextChoices):

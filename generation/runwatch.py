@@ -1,8 +1,8 @@
 """What a worker tells about the run it executes, while it executes it: a heartbeat, progress per model call, and
 whether it should stop.
 
-``services.run_execute`` opens a ``RunWatch`` around its work and hands the pipelines ``watch.wrap(backend)``: every
-batched model call (one turn of every dialogue of a chunk, one round of the supervisor...) then goes through
+``services.runs.run_execute`` opens a ``RunWatch`` around its work and hands the pipelines ``watch.wrap(backend)``:
+every batched model call (one turn of every dialogue of a chunk, one round of the supervisor...) then goes through
 ``WatchedBackend.generate``, which
 
 - before the call, and between decode steps or while waiting for a model server (``SamplingParams.interrupt``),
@@ -112,7 +112,7 @@ class RunWatch:
         self.completion_tokens += sum(c.completion_tokens for c in completions)
 
     def chunk_saved(self) -> None:
-        """The chunk in flight was saved with its tokens (``services.run_record_chunk``): start the next one at 0."""
+        """The chunk in flight was saved with its tokens (``services.runs.run_record_chunk``): start the next at 0."""
         self.stage = ""
         self.calls = self.prompt_tokens = self.completion_tokens = 0
 

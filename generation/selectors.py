@@ -6,10 +6,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from .models import Candidate, GenerationRun, Revision, RiskFlag, SubEmotion
+from .models import Candidate, CandidateKind, GenerationRun, Revision, RiskFlag, SubEmotion
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -174,3 +176,26 @@ def run_list(*, filters: dict | None = None) -> QuerySet[GenerationRun]:
     elif status:
         qs = qs.filter(status=status)
     return qs
+
+
+def runs_waiting(*, user: User) -> QuerySet[GenerationRun]:
+    """A user's runs that wait for a worker or run: what the limits on a user's runs count (``PSYROOM_RUNS_PER_USER``,
+    ``PSYROOM_REGENERATIONS_PER_USER``), under a lock taken by ``services.runs.runs_waiting_lock_count``."""
+    return GenerationRun.objects.filter(
+        created_by=user, status__in=[GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING]
+    )
+
+
+def course_sessions(*, course: Candidate) -> QuerySet[Candidate]:
+    """A course's sessions in order."""
+    return course.children.filter(kind=CandidateKind.SESSION).order_by("sequence")
+
+
+def question_list(*, difficulty: str | None = None) -> QuerySet[Candidate]:
+    """Question candidates, newest last; ``difficulty`` keeps the hard or the easy ones of cross-selection runs."""
+    qs = Candidate.objects.filter(kind=CandidateKind.QUESTION)
+    if difficulty is not None:
+        if difficulty not in ("hard", "easy"):
+            raise ValidationError(f"difficulty: must be hard or easy, not {difficulty!r}")
+        qs = qs.filter(content__difficulty=difficulty)
+    return qs.order_by("id")

@@ -3,9 +3,9 @@
 A model spec is a database row; the servers it may reach (``PSYROOM_MODEL_SERVERS``) and the credentials it may
 name (``PSYROOM_MODEL_CREDENTIALS``) are settings. Without these checks whoever edits a spec could point the worker
 at any address it can reach and have it send any variable of its environment (``SECRET_KEY``, ``DATABASE_URL``) as
-a Bearer token. The same functions run when a spec is saved (``ModelSpec.clean``, ``services.modelspec_save``) and
-again when a worker loads one (``backends.backend_for``), for rows written before these rules or straight into the
-database.
+a Bearer token. The same functions run when a spec is saved (``ModelSpec.clean``,
+``services.modelspecs.modelspec_save``) and again when a worker loads one (``backends.loading.backend_for``), for rows
+written before these rules or straight into the database.
 """
 
 from urllib.parse import unquote, urlsplit

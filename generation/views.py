@@ -14,9 +14,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from psyroom_admin import roles
 
-from . import selectors, services
+from . import selectors
 from .forms import RunForm
 from .models import GenerationRun
+from .services import runs as run_services
 
 RUNS_PAGE_SIZE = 50
 
@@ -75,7 +76,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            run = services.run_create(
+            run = run_services.run_create(
                 kind=data["kind"],
                 count=data["count"],
                 sub_emotions=list(data["sub_emotions"]),
@@ -96,7 +97,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 field, _, _ = message.partition(":")
                 field = field.split(".")[-1] if field.startswith("parameters.") else field
                 form.add_error(field if field in form.fields else None, message)
-        except services.QueueUnavailable as error:
+        except run_services.QueueUnavailable as error:
             form.add_error(None, str(error))
             return render(request, "generation/run_form.html", {"form": form}, status=503)
         else:
@@ -126,7 +127,7 @@ def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
 def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     run = _get_run(request, pk)
     try:
-        services.run_cancel(run=run, user=request.user)
+        run_services.run_cancel(run=run, user=request.user)
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
@@ -142,10 +143,10 @@ def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
     """Queue a stalled run again: what was saved is kept, the rest is generated."""
     run = _get_run(request, pk)
     try:
-        services.run_resume(run=run, user=request.user)
+        run_services.run_resume(run=run, user=request.user)
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
-    except services.QueueUnavailable as error:
+    except run_services.QueueUnavailable as error:
         messages.error(request, str(error))
     else:
         messages.success(request, f"Run {run.pk} queued again: a worker goes on from the items saved.")

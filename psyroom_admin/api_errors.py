@@ -1,7 +1,7 @@
 """The API's one exception handler: a service's refusal becomes the same JSON answer on every endpoint.
 
 - ``django.core.exceptions.ValidationError`` (a service refusing input or a rule) -> 400 ``{field: [messages]}``;
-- ``generation.services.StaleVersion`` (a write based on a version someone changed since) -> 409
+- ``generation.services.candidates.StaleVersion`` (a write based on a version someone changed since) -> 409
   ``{"detail", "code": "stale_version", "version"}``;
 - ``generation.schemas.ContentError`` (content that does not fit its kind's schema) -> 400 ``{"content": [message]}``;
 - ``PermissionDenied`` -> 403 and ``Http404`` -> 404, as DRF already answers them;
@@ -19,7 +19,8 @@ from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from generation.schemas import ContentError
-from generation.services import QueueUnavailable, StaleVersion
+from generation.services.candidates import StaleVersion
+from generation.services.runs import QueueUnavailable
 
 
 def validation_detail(error: DjangoValidationError) -> dict[str, list[str]]:

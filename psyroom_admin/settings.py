@@ -391,7 +391,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # A task that a killed worker never acknowledged is delivered again after this many seconds; it must outlast
     # the longest task (one chunk). A run whose worker died shows `stalled` much sooner (PSYROOM_RUN_STALE_S) and
-    # can be resumed at once; a delivery of a run whose worker is alive is dropped (services.run_claim).
+    # can be resumed at once; a delivery of a run whose worker is alive is dropped (services.runs.run_claim).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 600, minimum=1),
     }
@@ -445,7 +445,7 @@ PSYROOM_MODEL_SERVERS = env_url_prefixes("PSYROOM_MODEL_SERVERS")
 
 # --- Imports -------------------------------------------------------------------------------------------------------
 
-# What one import may read (generation/importing.py; docs/operations.md#imports). Files and archives are read as
+# What one import may read (generation/importers/reading.py; docs/operations.md#imports). Files and archives are read as
 # streams: these bound memory and work, whatever an archive claims about itself.
 # The most bytes in memory at once: a JSONL line, or a whole file of a format read whole (a JSON list, a case file).
 PSYROOM_IMPORT_MAX_RECORD_BYTES = env_int("PSYROOM_IMPORT_MAX_RECORD_BYTES", 16 * 2**20, minimum=1024)

@@ -8,9 +8,10 @@ import pytest
 
 from annotations.rubrics import DIALOGUE_RUBRIC
 from annotations.services import campaigns, queue
-from generation import courses, services
+from generation.importers.courses import course_import_muspsy
 from generation.models import Candidate, CandidateKind, ClientProfile, GenerationRun, SubEmotion
 from generation.schemas import MEMORY_FIELDS
+from generation.services.modelspecs import modelspec_get_default
 from psyroom_admin import roles
 from tests import factories
 
@@ -34,7 +35,7 @@ def people(taxonomy, curator, senior):
     run = GenerationRun.objects.create(
         kind="dialogue",
         count=4,
-        model_spec=services.modelspec_get_default(),
+        model_spec=modelspec_get_default(),
         prompt_version="v1",
         sub_emotion=SubEmotion.objects.get(key="anxiety.1"),
         targets=[{"sub_emotion": "anxiety.1", "scenario": None}],
@@ -60,7 +61,7 @@ def people(taxonomy, curator, senior):
 @pytest.fixture
 def world(people, curator):
     """``people`` and an imported MusPsy course with its sessions, in a campaign of the counselor."""
-    course = courses.course_import_muspsy(
+    course = course_import_muspsy(
         dialogues=FIXTURES / "dialogues_1000.txt",
         memories=FIXTURES / "memories_1000.txt",
         cards=FIXTURES / "usercards_1000.txt",

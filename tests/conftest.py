@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from generation.services import taxonomy_load
+from generation.services.taxonomy import taxonomy_load
 from psyroom_admin import roles
 
 from . import factories

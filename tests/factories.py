@@ -4,8 +4,8 @@ import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
-from generation import services
 from generation.models import Candidate, CandidateKind, SubEmotion
+from generation.services.candidates import candidate_create
 from psyroom_admin import roles
 
 PASSWORD = "correct-horse-battery-staple"
@@ -49,7 +49,7 @@ def make_candidate(
     *, content: dict | None = None, sub_emotion_key: str | None = "anxiety.1", status: str | None = None, **kwargs
 ) -> Candidate:
     sub_emotion = SubEmotion.objects.get(key=sub_emotion_key) if sub_emotion_key else None
-    candidate = services.candidate_create(
+    candidate = candidate_create(
         kind=CandidateKind.DIALOGUE, content=content or dialogue_content(), sub_emotion=sub_emotion, **kwargs
     )
     return set_status(candidate, status)

@@ -23,8 +23,10 @@ from accounts.services import token_create
 from annotations.models import Adjudication, Assignment, AuditEvent, Campaign, Draft, Review, ReviewPolicy
 from annotations.rubrics import DIALOGUE_RUBRIC
 from annotations.services import campaigns, queue, reviews
-from generation import services as gen_services
 from generation.models import Candidate, ClientProfile, GenerationRun, Revision, RiskFlag
+from generation.services import runs as run_services
+from generation.services.runs import QueueUnavailable
+from generation.services.taxonomy import taxonomy_load
 from psyroom_admin import roles
 from psyroom_admin.idempotency import HEADER, KEY_TTL, REPLAYED_HEADER, keys_purge
 from psyroom_admin.models import IdempotencyKey
@@ -200,7 +202,7 @@ def _changed(body: dict) -> dict:
 
 @pytest.fixture
 def operations(world, curator, senior, monkeypatch):
-    monkeypatch.setattr(gen_services, "_queue_run", lambda run_id: None)
+    monkeypatch.setattr(run_services, "run_queue", lambda run_id: None)
     return write_operations(world, curator, senior)
 
 
@@ -316,7 +318,7 @@ def test_keys_are_per_user(world):
 
 
 def test_a_key_used_on_another_endpoint_is_a_422_naming_it(world, monkeypatch):
-    monkeypatch.setattr(gen_services, "_queue_run", lambda run_id: None)
+    monkeypatch.setattr(run_services, "run_queue", lambda run_id: None)
     curator = world["users"][roles.CURATOR]
     bodies = base_bodies(world)
     assert _send(curator, "post", reverse("api:profile-list"), bodies["profiles_create"], key="k").status_code == 201
@@ -394,10 +396,10 @@ def test_a_run_that_could_not_be_queued_keeps_no_answer(monkeypatch):
 
     def unreachable(run_id):
         GenerationRun.objects.filter(pk=run_id).delete()
-        raise gen_services.QueueUnavailable("The task queue is unreachable.")
+        raise QueueUnavailable("The task queue is unreachable.")
 
-    gen_services.taxonomy_load()
-    monkeypatch.setattr(gen_services, "_queue_run", unreachable)
+    taxonomy_load()
+    monkeypatch.setattr(run_services, "run_queue", unreachable)
     curator = factories.make_user(roles.CURATOR)
     body = {"kind": "dialogue", "sub_emotions": ["anxiety.1"], "count": 1, "turns": 2, "seed": 7}
     for _ in range(2):
@@ -435,7 +437,7 @@ def _race(url: str, token: str, body: dict, key: str) -> list[tuple[int, object]
 
 def _race_world(curator):
     """Users and rows made in the test's own committed transaction (the live server's threads read them)."""
-    taxonomy_rows = gen_services.taxonomy_load
+    taxonomy_rows = taxonomy_load
     taxonomy_rows()
     counselor = factories.counselor()
     senior = factories.make_user(roles.SENIOR_CLINICIAN)

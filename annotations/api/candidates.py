@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from generation import selectors as gen_selectors
 from generation.models import Candidate, CandidateKind, Language, Revision
 from generation.schemas import ContentError
-from generation.services import StaleVersion
+from generation.services.candidates import StaleVersion
 from psyroom_admin import roles
 from psyroom_admin.api_permissions import (
     MAX_ID,
@@ -553,12 +553,10 @@ class QuestionListApi(APIView):
         tags=["questions"],
     )
     def get(self, request: Request) -> Response:
-        from generation.questions import question_list
-
         filters = QuestionListFilter(data=request.query_params)
         filters.is_valid(raise_exception=True)
         queryset = visibility.candidate_scope(
-            user=request.user, queryset=question_list(difficulty=filters.validated_data.get("difficulty"))
+            user=request.user, queryset=gen_selectors.question_list(difficulty=filters.validated_data.get("difficulty"))
         )
         if filters.validated_data.get("status"):
             queryset = queryset.filter(status=filters.validated_data["status"])

@@ -1,7 +1,7 @@
 """The API of courses and client profiles (see docs/api.md): the same rules as the course pages.
 
 Anyone with a role reads profiles and courses (with every session's turns and memory); curators and admins create
-and change profiles (``generation.courses.profile_save``, which checks the role again); counselors and senior
+and change profiles (``generation.services.courses.profile_save``, which checks the role again); counselors and senior
 clinicians edit a session's memory (``course_services.session_memory_edit``: 409 on a stale version). Reviews of
 sessions and courses go through ``POST /api/reviews/`` with the session and course rubrics.
 """
@@ -14,9 +14,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from generation import courses as gen_courses
 from generation.models import CandidateKind, ClientProfile, Language, Revision
 from generation.schemas import MEMORY_FIELDS
+from generation.selectors import course_sessions
+from generation.services.courses import profile_save
 from psyroom_admin.api_permissions import (
     MAX_INT,
     PAGE_PARAMETERS,
@@ -78,7 +79,7 @@ class ProfilesApi(APIView):
         serializer = ProfileInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            profile = gen_courses.profile_save(user=request.user, data=serializer.validated_data)
+            profile = profile_save(user=request.user, data=serializer.validated_data)
         except DjangoValidationError as error:
             raise service_error(error, fields=ProfileInput().fields) from None
         return Response(ProfileOutput(profile).data, status=status.HTTP_201_CREATED)
@@ -108,7 +109,7 @@ class CourseDetailApi(APIView):
     @extend_schema(operation_id="courses_read", responses=CourseOutput, tags=["courses"])
     def get(self, request: Request, pk: int) -> Response:
         course = get_object_or_404(visibility.course_scope(user=request.user, kind=CandidateKind.COURSE), pk=pk)
-        course.sessions = list(gen_courses.course_sessions(course=course))  # type: ignore[attr-defined]  # for CourseOutput
+        course.sessions = list(course_sessions(course=course))  # type: ignore[attr-defined]  # for CourseOutput
         return Response(CourseOutput(course).data)
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generation import selectors as gen_selectors
+from generation.agents.question import answer_messages
 from generation.models import CandidateKind
 from generation.pipelines.question import PROMPT_VERSION
-from generation.question_agents import answer_messages
 
 from ..models import AuditEvent
 from ..services.audit import audit_record

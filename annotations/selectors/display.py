@@ -3,10 +3,10 @@
 What a user may see is decided in ``annotations.visibility``; this module only lays it out for the templates.
 """
 
-from generation import courses as gen_courses
 from generation import selectors as gen_selectors
 from generation.models import Candidate, Revision
 from generation.schemas import MEMORY_FIELDS
+from generation.selectors import course_sessions
 from psyroom_admin import roles
 
 from ..forms.courses import MEMORY_FIELD_LABELS
@@ -46,7 +46,7 @@ def course_rows(course: Candidate) -> dict:
     the profile as edited since), its goals and notes, and each session's turns and memory, in order."""
     content = course.content
     sessions = []
-    for session in gen_courses.course_sessions(course=course):
+    for session in course_sessions(course=course):
         original = _original_content(session)
         memory = session.content.get("memory", {})
         sessions.append(

@@ -7,8 +7,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from generation import selectors as gen_selectors
-from generation import services as gen_services
 from generation.models import Candidate
+from generation.services.candidates import StaleVersion, candidate_set_status, candidate_sign_off_risk
 from psyroom_admin import roles
 
 from ..models import Adjudication, CampaignItem, Review
@@ -47,7 +47,7 @@ def adjudicate(
             )  # fmt: skip
         candidate = Candidate.objects.select_for_update().get(pk=locked_item.candidate_id)
         if candidate.version != base_version:
-            raise gen_services.StaleVersion(candidate)
+            raise StaleVersion(candidate)
         if Review.objects.filter(candidate=candidate, reviewer=clinician).exists():
             raise ValidationError(
                 {"item": "you rated this item: another senior clinician, who did not, must adjudicate it"}
@@ -66,7 +66,7 @@ def adjudicate(
                      "read them, then decide again"}
                 )  # fmt: skip
             if open_ids:
-                gen_services.candidate_sign_off_risk(
+                candidate_sign_off_risk(
                     candidate=candidate, clinician=clinician, flag_ids=sorted(open_ids), base_version=base_version,
                     note=reason,
                 )  # fmt: skip
@@ -76,7 +76,7 @@ def adjudicate(
                     candidate=candidate,
                     data={"note": reason, "flags": sorted(open_ids), "version": base_version, "adjudication": True},
                 )
-        gen_services.candidate_set_status(
+        candidate_set_status(
             candidate=candidate,
             status=DECISION_STATUS[decision],
             revision=revision if decision == Review.Decision.APPROVE else None,
@@ -117,7 +117,7 @@ def risk_sign_off(*, candidate: Candidate, clinician, note: str, flag_ids: list[
     if not note:
         raise ValidationError({"note": "say why the risk is handled acceptably"})
     with transaction.atomic():
-        flags = gen_services.candidate_sign_off_risk(
+        flags = candidate_sign_off_risk(
             candidate=candidate, clinician=clinician, flag_ids=flag_ids, base_version=base_version, note=note
         )
         audit_record(

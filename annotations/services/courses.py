@@ -7,9 +7,9 @@ through ``reviews.review_submit`` with the session and course rubrics. Every edi
 
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from generation import services as gen_services
 from generation.models import Candidate, CandidateKind, Revision
 from generation.schemas import MEMORY_FIELDS
+from generation.services.candidates import StaleVersion
 from psyroom_admin import roles
 
 from .edits import candidate_edit
@@ -33,7 +33,7 @@ def session_memory_edit(
         raise ValidationError(f"{session} is not a session of a course")
     if session.version != base_version:
         # Checked before "nothing changed": an edit of an old version is stale even if it matches the new one.
-        raise gen_services.StaleVersion(session)
+        raise StaleVersion(session)
     clean = {name: str(memory.get(name) or "").strip() for name in MEMORY_FIELDS}
     empty = [name for name, text in clean.items() if not text]
     if empty:
@@ -54,7 +54,7 @@ def course_edit(
     if course.kind != CandidateKind.COURSE:
         raise ValidationError(f"{course} is not a course")
     if course.version != base_version:
-        raise gen_services.StaleVersion(course)
+        raise StaleVersion(course)
     content = {**course.content, "goals": goals.strip(), "notes": notes.strip()}
     if content == course.content:
         raise ValidationError({"goals": "nothing changed"})

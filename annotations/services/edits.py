@@ -1,15 +1,16 @@
 """People's edits of candidates (every kind, through ``candidate_edit``) and regeneration with a critique.
 
-Candidates are changed only through ``generation.services``; each service here records its audit event.
+Candidates are changed only through ``generation.services.candidates``; each service here records its audit event.
 """
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from generation import services as gen_services
-from generation.models import Candidate, GenerationRun, Revision
+from generation.models import Candidate, Revision
+from generation.services.candidates import candidate_revise
+from generation.services.modelspecs import modelspec_get_default
+from generation.services.runs import run_create, runs_waiting_lock_count
 from psyroom_admin import roles
 
 from ..models import Campaign, CampaignItem
@@ -29,15 +30,15 @@ def candidate_edit(
 ) -> Revision:
     """Every person's edit of a candidate, of any kind: a new revision, screened for risk, and its audit event.
 
-    An edit of an approved candidate sends it back to review (``generation.services.candidate_revise``), and each
-    campaign item that had decided it waits for a senior clinician's adjudication of the edit. Raises
+    An edit of an approved candidate sends it back to review (``generation.services.candidates.candidate_revise``),
+    and each campaign item that had decided it waits for a senior clinician's adjudication of the edit. Raises
     ``StaleVersion`` (409) when the candidate changed since ``base_version``.
     """
     if not roles.user_can_review(editor):
         raise PermissionDenied("Only counselors and senior clinicians may edit.")
     with transaction.atomic():
         was_approved = Candidate.objects.filter(pk=candidate.pk, status=Candidate.Status.APPROVED).exists()
-        revision = gen_services.candidate_revise(
+        revision = candidate_revise(
             candidate=candidate, author=editor, content=content, base_version=base_version, category=category,
             reason=reason,
         )  # fmt: skip
@@ -107,10 +108,7 @@ def candidate_regenerate_with_critique(
     limit = settings.PSYROOM_REGENERATIONS_PER_USER
     with transaction.atomic():
         # One reviewer's requests one at a time (their row locked), so that a burst cannot pass the limit together.
-        get_user_model().objects.select_for_update().filter(pk=reviewer.pk).first()
-        waiting = GenerationRun.objects.filter(
-            created_by=reviewer, status__in=[GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING]
-        ).count()
+        waiting = runs_waiting_lock_count(user=reviewer)
         if waiting >= limit:
             raise ValidationError(
                 {"critique": f"you have {waiting} regenerations waiting or running (at most {limit}): "
@@ -118,10 +116,10 @@ def candidate_regenerate_with_critique(
             )  # fmt: skip
         # The run is started for the reviewer, who may not start runs of their own: it is theirs (created_by) for
         # the limit and the record, and the audit event below says what they asked.
-        run = gen_services.run_create(
+        run = run_create(
             kind="dialogue",
             critiques=[critique_target],
-            model_spec=gen_services.modelspec_get_default(),
+            model_spec=modelspec_get_default(),
             created_by=reviewer,
         )
     audit_record(

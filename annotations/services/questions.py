@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from generation.models import Candidate, Revision
-from generation.questions import question_rescore
+from generation.services.questions import question_rescore
 from psyroom_admin import roles
 
 from ..models import AuditEvent

@@ -13,8 +13,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from generation import selectors as gen_selectors
-from generation import services as gen_services
 from generation.models import Candidate
+from generation.services.candidates import StaleVersion, candidate_flag_risk, candidate_set_status
 from psyroom_admin import roles
 
 from ..models import Assignment, Campaign, CampaignItem, Draft, Review, RiskCode, Rubric
@@ -150,7 +150,7 @@ def review_submit(
                 assert locked_assignment is not None and campaign is not None  # an item comes with both
                 _check_slot(item, locked_assignment, campaign, now)
             if locked.version != base_version:
-                raise gen_services.StaleVersion(locked)
+                raise StaleVersion(locked)
             if decision == Review.Decision.APPROVE and (risk_flags or locked.open_risk_flags().exists()):
                 raise ValidationError({"decision": RISK_BLOCKS_APPROVAL})
             revision = gen_selectors.candidate_latest_revision(candidate=locked)
@@ -177,7 +177,7 @@ def review_submit(
                 idempotency_key=idempotency_key or None,
             )
             if risk_flags:
-                gen_services.candidate_flag_risk(
+                candidate_flag_risk(
                     candidate=locked,
                     flags=[{"code": code, "detail": comment} for code in risk_flags],
                     raised_by=reviewer,
@@ -188,14 +188,12 @@ def review_submit(
             else:
                 outcome = policy_decide(candidate=locked)
                 if outcome == "approve":
-                    gen_services.candidate_set_status(
-                        candidate=locked, status=Candidate.Status.APPROVED, revision=revision
-                    )
+                    candidate_set_status(candidate=locked, status=Candidate.Status.APPROVED, revision=revision)
                 else:
                     status = DECISION_STATUS[decision]
                     if status == Candidate.Status.APPROVED:
                         status = Candidate.Status.IN_REVIEW  # an approval the policy still waits on
-                    gen_services.candidate_set_status(candidate=locked, status=status)
+                    candidate_set_status(candidate=locked, status=status)
             Draft.objects.filter(user=reviewer, candidate=locked).delete()
             audit_record(
                 actor=reviewer,
@@ -242,11 +240,11 @@ def _campaign_outcome(item, assignment, candidate, campaign, revision, now) -> s
     if item.reviews_done >= campaign.overlap:
         outcome = policy_decide(candidate=candidate, campaign=campaign)
         if outcome == "approve":
-            gen_services.candidate_set_status(candidate=candidate, status=Candidate.Status.APPROVED, revision=revision)
+            candidate_set_status(candidate=candidate, status=Candidate.Status.APPROVED, revision=revision)
             item.state = CampaignItem.State.DECIDED
         else:
             item.state = CampaignItem.State.ADJUDICATION
     elif candidate.status in (Candidate.Status.GENERATED, Candidate.Status.APPROVED):
-        gen_services.candidate_set_status(candidate=candidate, status=Candidate.Status.IN_REVIEW)
+        candidate_set_status(candidate=candidate, status=Candidate.Status.IN_REVIEW)
     item.save(update_fields=["reviews_done", "state"])
     return outcome

@@ -18,7 +18,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from generation.models import Candidate, CandidateKind
-from generation.services import QueueUnavailable, StaleVersion
+from generation.services.candidates import StaleVersion
+from generation.services.runs import QueueUnavailable
 from psyroom_admin import roles
 
 from ..forms.reviews import IdListField, ReviewForm, SignOffForm

@@ -17,7 +17,7 @@ from django_htmx.middleware import HtmxDetails
 from generation import selectors as gen_selectors
 from generation.models import Candidate
 from generation.schemas import ContentError
-from generation.services import StaleVersion
+from generation.services.candidates import StaleVersion
 from psyroom_admin import roles
 
 from ..forms.reviews import QueueFilterForm, ReviewForm, SignOffForm, TurnEditForm, started_at_token

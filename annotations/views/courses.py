@@ -13,11 +13,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from generation import courses as gen_courses
 from generation import selectors as gen_selectors
 from generation.models import Candidate, CandidateKind, ClientProfile, Revision
 from generation.schemas import MEMORY_FIELDS, ContentError
-from generation.services import StaleVersion
+from generation.selectors import course_sessions
+from generation.services.candidates import StaleVersion
+from generation.services.courses import profile_save
 from psyroom_admin import roles
 
 from ..forms.courses import MEMORY_FIELD_LABELS, CourseEditForm, MemoryEditForm, ProfileForm, SessionTurnEditForm
@@ -93,7 +94,7 @@ def _session_row(session: Candidate, bound: dict) -> dict:
 def _render_course(request: HttpRequest, course: Candidate, *, bound: dict | None = None, status: int = 200):
     bound = bound or {}
     course.refresh_from_db()
-    sessions = gen_courses.course_sessions(course=course)
+    sessions = course_sessions(course=course)
     context = {
         "course": course,
         "profile": course.content.get("profile", {}),
@@ -262,7 +263,7 @@ def profile_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         form = ProfileForm(request.POST)
         if form.is_valid():
             try:
-                profile = gen_courses.profile_save(user=request.user, data=form.cleaned_data, profile=profile)
+                profile = profile_save(user=request.user, data=form.cleaned_data, profile=profile)
             except ValidationError as error:
                 form.add_error(None, "; ".join(_error_messages(error)))
             else:

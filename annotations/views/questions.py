@@ -11,8 +11,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
 from generation import selectors as gen_selectors
-from generation import services as gen_services
 from generation.models import Candidate, CandidateKind
+from generation.services.candidates import StaleVersion
 from psyroom_admin import roles
 
 from ..selectors import visibility
@@ -57,7 +57,7 @@ def question_answer(request: HttpRequest, pk: int) -> HttpResponse:
             base_version=_version(request),
             reason=request.POST.get("reason", ""),
         )
-    except gen_services.StaleVersion:
+    except StaleVersion:
         messages.error(request, "Someone changed this question meanwhile: look again before correcting it.")
         return redirect("annotations:candidate", pk=pk)
     except ValidationError as error:
@@ -88,7 +88,7 @@ def question_rate(request: HttpRequest, pk: int) -> HttpResponse:
             edited=request.POST.get("edited", ""),
             base_version=_version(request),
         )
-    except gen_services.StaleVersion:
+    except StaleVersion:
         messages.error(request, "Someone changed this question meanwhile: look again before editing it.")
         return redirect("annotations:candidate", pk=pk)
     except ValidationError as error:

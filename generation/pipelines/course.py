@@ -1,8 +1,8 @@
 """MusPsy courses: N sessions with the same client, each followed by a memory that the next session builds on.
 
 Every course of a chunk runs in lockstep, as dialogues do: turn t of session s of every live course is one batched
-call (``dialogue.call_agents``, with ``agents.parse_turn``), and after each session the memory writer runs once for
-all of them. Session s's agents see the profile and the memories of sessions 1..s-1.
+call (``dialogue.call_agents``, with ``agents.psyroom.parse_turn``), and after each session the memory writer runs
+once for all of them. Session s's agents see the profile and the memories of sessions 1..s-1.
 
 A course whose client or counselor fails twice on one turn leaves the batch with its raw text and reason. A memory
 that cannot be parsed does not: it is kept unparsed (raw text as its summary), counted in the stats, and the course
@@ -11,15 +11,15 @@ goes on.
 
 from dataclasses import dataclass, field, replace
 
-from ..agents import AgentOutputError
-from ..backends import Backend, SamplingChange, SamplingParams
-from ..course_agents import (
+from ..agents.course import (
     course_client_messages,
     course_counselor_messages,
     memory_messages,
     memory_unparsed,
     parse_memory,
 )
+from ..agents.psyroom import AgentOutputError
+from ..backends.base import Backend, SamplingChange, SamplingParams
 from .dialogue import Usage, call_agents, report_stage, turn_parser
 
 PROMPT_VERSION = "v1"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..agents import (
+from ..agents.psyroom import (
     SUPERVISOR_DIMENSIONS,
     AgentOutputError,
     ParsedTurn,
@@ -34,7 +34,7 @@ from ..agents import (
     supervisor_feedback_messages,
     supervisor_score_messages,
 )
-from ..backends import Backend, Completion, SamplingChange, SamplingParams
+from ..backends.base import Backend, Completion, SamplingChange, SamplingParams
 
 PROMPT_VERSION = "v1"
 PIPELINE = "dialogue"

@@ -7,8 +7,8 @@ JSON document, above all from small models. All sections of all plans in a chunk
 
 from dataclasses import dataclass, field, replace
 
-from ..agents import PLAN_SECTIONS, AgentOutputError, answer_start, parse_plan_section, plan_messages
-from ..backends import Backend, SamplingParams
+from ..agents.psyroom import PLAN_SECTIONS, AgentOutputError, answer_start, parse_plan_section, plan_messages
+from ..backends.base import Backend, SamplingParams
 from ..schemas import ContentError, validate_content
 from .dialogue import Usage, call_agents
 

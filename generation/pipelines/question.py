@@ -9,9 +9,9 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..agents import AgentOutputError
-from ..backends import Backend, SamplingParams
-from ..question_agents import answer_is_correct, answer_messages, parse_answer
+from ..agents.psyroom import AgentOutputError
+from ..agents.question import answer_is_correct, answer_messages, parse_answer
+from ..backends.base import Backend, SamplingParams
 
 PROMPT_VERSION = "v1"
 PIPELINE = "question"

@@ -1,13 +1,13 @@
 """New scenarios for a sub-emotion, written by a model as candidates of kind ``scenario``.
 
 A generated scenario is only a candidate: generation uses it once a reviewer approves it (it then becomes a
-``Scenario`` row, see ``services.candidate_set_status``). All scenarios of a chunk are one batched call.
+``Scenario`` row, see ``services.candidates.candidate_set_status``). All scenarios of a chunk are one batched call.
 """
 
 from dataclasses import dataclass, field, replace
 
-from ..agents import AgentOutputError, parse_scenario, scenario_messages
-from ..backends import Backend, SamplingParams
+from ..agents.psyroom import AgentOutputError, parse_scenario, scenario_messages
+from ..backends.base import Backend, SamplingParams
 from .dialogue import Usage, call_agents
 
 PROMPT_VERSION = "v1"

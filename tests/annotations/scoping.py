@@ -7,7 +7,7 @@ from django.db.models.signals import post_save
 from annotations.models import Campaign, CampaignItem
 from annotations.services.rubrics import rubric_get_default
 from generation.models import Candidate
-from generation.services import candidates_created
+from generation.services.candidates import candidates_created
 from psyroom_admin import roles
 from tests import factories
 

@@ -4,8 +4,8 @@ import pytest
 from django.urls import reverse
 
 from annotations.rubrics import PLAN_RUBRIC
-from generation import services
 from generation.models import Candidate, CandidateKind, Scenario
+from generation.services.candidates import candidate_create
 from tests import factories
 
 from . import scoping
@@ -61,7 +61,7 @@ def test_the_supervisor_attempts_and_the_emotion_label_are_shown(client, counsel
 
 
 def test_a_plan_is_shown_by_section_with_its_dialogue_and_reviewed_on_the_plan_rubric(client, senior, candidate):
-    plan = services.candidate_create(kind=CandidateKind.PLAN, content=PLAN, sub_emotion=candidate.sub_emotion)
+    plan = candidate_create(kind=CandidateKind.PLAN, content=PLAN, sub_emotion=candidate.sub_emotion)
     Candidate.objects.filter(pk=plan.pk).update(parent=candidate)
     client.force_login(senior)
     page = client.get(reverse("annotations:candidate", args=[plan.pk])).content.decode()
@@ -79,7 +79,7 @@ def test_a_plan_is_shown_by_section_with_its_dialogue_and_reviewed_on_the_plan_r
 
 
 def test_a_scenario_candidate_is_shown_and_approving_it_makes_a_scenario(client, senior, taxonomy):
-    scenario = services.candidate_create(
+    scenario = candidate_create(
         kind=CandidateKind.SCENARIO,
         content={"title": "Night shifts", "description": "A nurse on night shifts fears every call about her mother."},
         sub_emotion=factories.SubEmotion.objects.get(key="fear.1"),

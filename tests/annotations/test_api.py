@@ -14,7 +14,7 @@ from annotations.models import AuditEvent, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
 from annotations.services import adjudication, edits, reviews
 from generation.models import Candidate, GenerationRun, Revision, RiskFlag
-from generation.services import modelspec_get_default
+from generation.services.modelspecs import modelspec_get_default
 from psyroom_admin import roles
 from tests import factories
 

@@ -22,7 +22,7 @@ from rest_framework.test import APIClient
 from schemathesis import GenerationMode, checks
 from schemathesis.core.failures import FailureGroup
 
-from generation import services
+from generation.services import runs as run_services
 from psyroom_admin import roles
 from tests.api_world import ROLES, path_ids
 
@@ -113,7 +113,7 @@ def _fuzz(operation, headers: dict, world, *, mode: GenerationMode) -> list[str]
 @pytest.mark.parametrize("role", ROLES)
 def test_every_operation_passes_schemathesis_for_every_role(role, world, api_schema, monkeypatch):
     # A run that is accepted is queued: no worker is running, and nothing here needs the task.
-    monkeypatch.setattr(services, "_queue_run", lambda run_id: None)
+    monkeypatch.setattr(run_services, "run_queue", lambda run_id: None)
     _, token = AuthToken.objects.create(world["users"][role])
     headers = {"Authorization": f"Token {token}"}
     failures = []

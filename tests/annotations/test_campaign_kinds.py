@@ -12,7 +12,7 @@ from django.utils.html import escape
 from annotations.models import Campaign, Review
 from annotations.rubrics import COURSE_RUBRIC, QUESTION_RUBRIC, SESSION_RUBRIC
 from annotations.services import campaigns
-from generation import courses
+from generation.importers.courses import course_import_muspsy
 from generation.models import Candidate
 from tests.annotations.test_question_review import OPTIONS, make_question
 
@@ -33,7 +33,7 @@ COMMENT = "Counselor A thinks the third option is a trap."
 
 
 def _import_course() -> Candidate:
-    return courses.course_import_muspsy(
+    return course_import_muspsy(
         dialogues=FIXTURES / "dialogues_1000.txt",
         memories=FIXTURES / "memories_1000.txt",
         cards=FIXTURES / "usercards_1000.txt",

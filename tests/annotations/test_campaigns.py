@@ -11,6 +11,7 @@ from annotations.selectors import queues, visibility
 from annotations.services import adjudication, campaigns, drafts, edits, queue, reviews
 from annotations.services.rubrics import rubric_get_default
 from generation.models import Candidate
+from generation.services import runs as run_services
 from psyroom_admin import roles
 from tests import factories
 
@@ -330,7 +331,7 @@ def test_permission_change_audited(counselor, curator, role_groups):
 
 
 def test_regenerate_with_critique_joins_campaign(campaign, counselor, dialogues):
-    from generation import services as gen_services
+    from generation.services.runs import run_execute
     from tests.generation.scripted import ScriptedBackend
 
     run = edits.candidate_regenerate_with_critique(
@@ -340,7 +341,7 @@ def test_regenerate_with_critique_joins_campaign(campaign, counselor, dialogues)
     assert run.targets[0]["parent"] == dialogues[0].pk
     assert AuditEvent.objects.filter(action="candidate.regenerate", actor=counselor, data__run=run.pk).exists()
     backend = ScriptedBackend()
-    gen_services.run_execute(run_id=run.pk, backend=backend)
+    run_execute(run_id=run.pk, backend=backend)
     new = Candidate.objects.get(run=run)
     assert new.parent_id == dialogues[0].pk
     assert CampaignItem.objects.filter(campaign=campaign, candidate=new).exists()
@@ -367,10 +368,10 @@ def test_seed_demo_puts_demo_dialogues_in_a_campaign(taxonomy, settings, tmp_pat
 
 
 def test_a_reviewer_has_at_most_a_few_regenerations_waiting(campaign, counselor, dialogues, settings, monkeypatch):
-    from generation import services as gen_services
+    # @@ALIAS gen_services
     from generation.models import GenerationRun
 
-    monkeypatch.setattr(gen_services, "_queue_run", lambda run_id: None)
+    monkeypatch.setattr(run_services, "run_queue", lambda run_id: None)
     settings.PSYROOM_REGENERATIONS_PER_USER = 2
     for candidate in dialogues[:2]:
         run = edits.candidate_regenerate_with_critique(

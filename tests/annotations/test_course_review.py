@@ -8,8 +8,9 @@ from django.urls import reverse
 from annotations.models import AuditEvent, Campaign, Review
 from annotations.rubrics import COURSE_RUBRIC, SESSION_RUBRIC
 from annotations.services import campaigns
-from generation import courses
+from generation.importers.courses import course_import_muspsy
 from generation.models import Candidate, ClientProfile, Revision
+from generation.selectors import course_sessions
 from psyroom_admin import roles
 from tests import factories
 
@@ -28,7 +29,7 @@ NEW_MEMORY = {
 @pytest.fixture
 def course(curator, counselor, other_counselor):
     """The imported MusPsy course, in a campaign of the two counselors (counselors see only their campaigns)."""
-    course = courses.course_import_muspsy(
+    course = course_import_muspsy(
         dialogues=FIXTURES / "dialogues_1000.txt",
         memories=FIXTURES / "memories_1000.txt",
         cards=FIXTURES / "usercards_1000.txt",
@@ -50,7 +51,7 @@ def test_a_counselor_outside_the_course_campaign_does_not_see_it(client, course)
 
 
 def _session(course, n: int = 1) -> Candidate:
-    return courses.course_sessions(course=course).get(sequence=n)
+    return course_sessions(course=course).get(sequence=n)
 
 
 def _review_data(rubric: dict, prefix: str, version: int, decision: str = "approve") -> dict:
@@ -299,12 +300,12 @@ def test_the_api_lets_only_curators_create_profiles(client, counselor, curator):
 
 
 def test_an_unparsed_memory_shows_its_raw_text_and_a_reviewer_writes_it(client, senior):
-    from generation import services
+    from generation.services.runs import run_create, run_execute
     from tests.generation.scripted import ScriptedBackend
 
     profile = ClientProfile.objects.create(name="Mei", background="A student before her exams.")
-    run = services.run_create(kind="course", profiles=[profile], sessions=2, count=1, turns=2)
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend(lambda prompt, call: "Some words without labels."))
+    run = run_create(kind="course", profiles=[profile], sessions=2, count=1, turns=2)
+    run_execute(run_id=run.pk, backend=ScriptedBackend(lambda prompt, call: "Some words without labels."))
     course = Candidate.objects.get(kind="course", run=run)
     session = _session(course)
     assert session.content["memory"]["unparsed"] is True

@@ -17,7 +17,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from annotations.models import AuditEvent, Campaign, Review
-from generation import services
+from generation.services import runs as run_services
 from generation.models import (
     ClientProfile,
     GenerationRun,
@@ -221,7 +221,7 @@ ACCEPTED_BY = {
 
 
 def test_the_base_bodies_are_accepted(world, schema, monkeypatch):
-    monkeypatch.setattr(services, "_queue_run", lambda run_id: None)
+    monkeypatch.setattr(run_services, "run_queue", lambda run_id: None)
     for path, method, operation in _operations(schema):
         if "requestBody" not in operation:
             continue

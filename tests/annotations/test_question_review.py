@@ -10,8 +10,8 @@ from annotations.exports.questions import questions_export
 from annotations.models import AuditEvent
 from annotations.rubrics import QUESTION_RUBRIC
 from annotations.services import audit
-from generation import services as gen_services
 from generation.models import Candidate, CandidateKind, Revision
+from generation.services.candidates import candidate_create, candidate_flag_risk
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +45,7 @@ def make_question(*, answer="B", given=("B", "C"), min_correct=1, status=None, q
         "difficulty": "hard" if correct < min_correct else "easy",
         "selection": {"models": ["model-a", "model-b"], "min_correct": min_correct, "correct": correct},
     }
-    candidate = gen_services.candidate_create(
+    candidate = candidate_create(
         kind=CandidateKind.QUESTION,
         content=content,
         language="zh",
@@ -196,7 +196,7 @@ def test_export_splits_hard_to_grpo_and_easy_to_sft(tmp_path, counselor, other_c
     make_question(answer="B", given=("B", "B"), question="Not approved")
     make_question(answer="A", given=("B", "C"), status="rejected", question="Rejected")
     flagged = make_question(answer="B", given=("B", "B"), status="approved", question="Flagged")
-    gen_services.candidate_flag_risk(candidate=flagged, flags=[{"code": "other", "detail": "x"}])
+    candidate_flag_risk(candidate=flagged, flags=[{"code": "other", "detail": "x"}])
     # Ratings pick model-b's rationale for the easy question; the edited one uses the reviewer's text.
     audit.audit_record(
         actor=counselor, action="question.rate", candidate=easy,

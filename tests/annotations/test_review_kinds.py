@@ -5,8 +5,8 @@ from django.core.exceptions import ValidationError
 
 from annotations.rubrics import PLAN_RUBRIC, SCENARIO_RUBRIC
 from annotations.services import reviews
-from generation import services as gen_services
 from generation.models import Candidate, CandidateKind, Scenario, SubEmotion
+from generation.services.candidates import candidate_create
 
 SCENARIO = {
     "title": "A first year far from home",
@@ -19,7 +19,7 @@ def scores(rubric: dict, value: int = 4) -> dict:
 
 
 def test_an_approved_scenario_candidate_becomes_a_scenario(taxonomy, senior):
-    candidate = gen_services.candidate_create(
+    candidate = candidate_create(
         kind=CandidateKind.SCENARIO, content=SCENARIO, sub_emotion=SubEmotion.objects.get(key="anxiety.0")
     )
     assert not Scenario.objects.filter(title=SCENARIO["title"]).exists()
@@ -33,7 +33,7 @@ def test_an_approved_scenario_candidate_becomes_a_scenario(taxonomy, senior):
 
 
 def test_a_rejected_scenario_candidate_does_not(taxonomy, counselor):
-    candidate = gen_services.candidate_create(
+    candidate = candidate_create(
         kind=CandidateKind.SCENARIO, content=SCENARIO, sub_emotion=SubEmotion.objects.get(key="anxiety.0")
     )
     reviews.review_submit(
@@ -44,7 +44,7 @@ def test_a_rejected_scenario_candidate_does_not(taxonomy, counselor):
 
 
 def test_a_plan_is_scored_on_the_plan_rubric(taxonomy, senior, candidate):
-    plan = gen_services.candidate_create(
+    plan = candidate_create(
         kind=CandidateKind.PLAN,
         content={
             "case_formulation": "The client pressures herself before exams; perfectionism keeps it going.",

@@ -16,8 +16,8 @@ from annotations.rubrics import DIALOGUE_RUBRIC
 from annotations.selectors import queues
 from annotations.services import adjudication, campaigns, edits, queue, reviews
 from annotations.services import questions as question_services
-from generation import services as gen_services
 from generation.models import Candidate, CandidateKind, ClientProfile, RiskFlag
+from generation.services.candidates import candidate_create
 from psyroom_admin import roles
 from tests import factories
 
@@ -220,9 +220,7 @@ def test_a_plan_or_session_derived_from_a_flagged_item_inherits_an_open_flag(tax
     content = factories.dialogue_content()
     content["turns"][0]["text"] = "I want to kill myself."
     dialogue = factories.make_candidate(content=content)
-    plan = gen_services.candidate_create(
-        kind=CandidateKind.PLAN, content=PLAN, parent=dialogue, sub_emotion=dialogue.sub_emotion
-    )
+    plan = candidate_create(kind=CandidateKind.PLAN, content=PLAN, parent=dialogue, sub_emotion=dialogue.sub_emotion)
     [flag] = plan.flags.all()
     assert (flag.source, flag.is_open) == (RiskFlag.Source.INHERITED, True)
     assert str(dialogue.pk) in flag.detail
@@ -290,16 +288,17 @@ def test_a_curator_sets_the_policy_and_only_a_curator(curator, counselor, taxono
 
 
 def test_a_session_with_an_open_flag_blocks_its_course(curator, senior, taxonomy):
-    from generation import courses
+    from generation.importers.courses import course_import_muspsy
+    from generation.selectors import course_sessions
 
     from .test_course_review import FIXTURES
 
-    course = courses.course_import_muspsy(
+    course = course_import_muspsy(
         dialogues=FIXTURES / "dialogues_1000.txt",
         memories=FIXTURES / "memories_1000.txt",
         cards=FIXTURES / "usercards_1000.txt",
     ).course
-    session = courses.course_sessions(course=course).get(sequence=2)
+    session = course_sessions(course=course).get(sequence=2)
     edits.candidate_edit(
         candidate=session, editor=senior, content={**session.content, "turns": [
             *session.content["turns"][:1], {"role": "client", "text": "I want to kill myself tonight."},

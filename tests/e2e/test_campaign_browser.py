@@ -10,7 +10,7 @@ from annotations.models import Draft, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
 from annotations.services import campaigns
 from generation.models import Candidate
-from generation.services import taxonomy_load
+from generation.services.taxonomy import taxonomy_load
 from psyroom_admin import roles
 from tests import factories
 

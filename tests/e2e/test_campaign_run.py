@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from annotations.models import Adjudication, Assignment, CampaignItem, Review
 from annotations.services import campaigns
 from generation.models import Candidate
-from generation.services import taxonomy_load
+from generation.services.taxonomy import taxonomy_load
 from psyroom_admin import roles
 from tests import factories
 

@@ -10,9 +10,12 @@ import redis
 from django.conf import settings
 from kombu import Connection
 
-from generation import schemas, selectors, services
-from generation.backends import auto_dtype
+from generation import schemas, selectors
+from generation.backends.local import auto_dtype
 from generation.models import Candidate, CandidateKind, GenerationRun
+from generation.services import runs as run_services
+from generation.services.modelspecs import modelspec_get_default
+from generation.services.runs import run_create
 from generation.tasks import generate_run
 from tests import factories
 from tests.worker import celery_worker
@@ -52,7 +55,7 @@ def test_a_worker_supervises_regenerates_labels_and_writes_plans(taxonomy, tmp_p
     log = tmp_path / "worker.log"
     with celery_worker(log):
         # A threshold of 5 sends every dialogue whose scores parse back to the counselor with the feedback.
-        run = services.run_create(
+        run = run_create(
             kind="dialogue",
             sub_emotion=selectors.sub_emotion_get(key="anxiety.1"),
             count=2,
@@ -88,7 +91,7 @@ def test_a_worker_supervises_regenerates_labels_and_writes_plans(taxonomy, tmp_p
         # Plans are written for dialogues that passed review: two coherent ones (the 135M model's own dialogues give it
         # little to plan from).
         reviewed = [factories.make_candidate(content={"turns": turns}) for turns in REVIEWED_DIALOGUES]
-        plans = services.run_create(kind="plan", dialogues=reviewed, seed=0, parameters={"max_new_tokens": 96})
+        plans = run_create(kind="plan", dialogues=reviewed, seed=0, parameters={"max_new_tokens": 96})
         wait_for(lambda: finished(plans.pk), timeout=900, log=log)
     plans.refresh_from_db()
     assert plans.done + plans.failed == 2 and plans.done >= 1, (plans.errors, log.read_text())
@@ -121,11 +124,11 @@ def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(taxonomy, 
     beats = {"PSYROOM_RUN_HEARTBEAT_S": "1", "PSYROOM_RUN_STALE_S": "3"}
     settings.PSYROOM_RUN_STALE_S = 3
     redis.Redis.from_url(url).delete("generation", "unacked", "unacked_index")
-    spec = services.modelspec_get_default()
+    spec = modelspec_get_default()
     spec.batch_size = 1  # one dialogue per chunk: the kill falls between saved chunks
     spec.save()
-    monkeypatch.setattr(services, "_queue_run", lambda run_id: None)
-    run = services.run_create(
+    monkeypatch.setattr(run_services, "run_queue", lambda run_id: None)
+    run = run_create(
         kind="dialogue",
         sub_emotion=selectors.sub_emotion_get(key="depression.1"),
         count=4,

@@ -12,7 +12,7 @@ from annotations.models import AuditEvent, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
 from annotations.services.policy import review_policy_set
 from generation.models import Candidate, GenerationRun
-from generation.services import taxonomy_load
+from generation.services.taxonomy import taxonomy_load
 from psyroom_admin import roles
 from tests import factories
 from tests.annotations.scoping import put_in_campaign

@@ -7,7 +7,7 @@ from annotations.models import AuditEvent, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
 from annotations.services import edits
 from generation.models import Candidate
-from generation.services import taxonomy_load
+from generation.services.taxonomy import taxonomy_load
 from tests import factories
 from tests.annotations.scoping import put_in_campaign
 

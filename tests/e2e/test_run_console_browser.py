@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from generation.models import Candidate, GenerationRun
-from generation.services import taxonomy_load
+from generation.services.taxonomy import taxonomy_load
 from psyroom_admin import roles
 from tests import factories
 from tests.worker import celery_worker

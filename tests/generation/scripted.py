@@ -1,6 +1,6 @@
 """A scripted backend for unit tests of agent logic: it answers from a function and records every call."""
 
-from generation.backends import Completion, SamplingParams
+from generation.backends.base import Completion, SamplingParams
 
 
 class ScriptedBackend:

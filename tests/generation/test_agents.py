@@ -1,6 +1,6 @@
 import pytest
 
-from generation.agents import AgentOutputError, client_messages, counselor_messages, parse_turn
+from generation.agents.psyroom import AgentOutputError, client_messages, counselor_messages, parse_turn
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.services import token_create
-from generation import services
 from generation.models import Candidate, ClientProfile, GenerationRun, ModelSpec, Scenario, SubEmotion
+from generation.services import runs as run_services
+from generation.services.modelspecs import BUNDLED_MODEL, modelspec_get_default
 from psyroom_admin import roles
 from tests import factories
 
@@ -28,7 +29,7 @@ def api():
 def queued(monkeypatch):
     """Run ids queued for a worker: no task is sent."""
     ids = []
-    monkeypatch.setattr(services, "_queue_run", ids.append)
+    monkeypatch.setattr(run_services, "run_queue", ids.append)
     return ids
 
 
@@ -48,7 +49,7 @@ def run(taxonomy):
     return GenerationRun.objects.create(
         kind="dialogue",
         count=4,
-        model_spec=services.modelspec_get_default(),
+        model_spec=modelspec_get_default(),
         prompt_version="v1",
         sub_emotion=SubEmotion.objects.get(key="anxiety.1"),
         targets=[{"sub_emotion": "anxiety.1", "scenario": None}],
@@ -145,7 +146,7 @@ def test_create_a_dialogue_run_writes_it_and_queues_it_once(api, curator, taxono
         0,
     )
     assert body["progress"] == 0.0
-    assert body["model_spec"]["name"] == services.BUNDLED_MODEL
+    assert body["model_spec"]["name"] == BUNDLED_MODEL
     assert body["created_by"] == curator.username
     assert body["targets"] == [
         {"sub_emotion": "anxiety.1", "scenario": None},
@@ -398,7 +399,7 @@ def enqueued(monkeypatch):
     class Result:
         id = "task-2"
 
-    monkeypatch.setattr(services, "_enqueue", lambda run_id: ids.append(run_id) or Result())
+    monkeypatch.setattr(run_services, "run_task_send", lambda run_id: ids.append(run_id) or Result())
     return ids
 
 
@@ -439,7 +440,7 @@ def test_a_resume_with_the_broker_down_is_503_json(api, curator, run, monkeypatc
     def down(run_id):
         raise OperationalError("Connection refused")
 
-    monkeypatch.setattr(services, "_enqueue", down)
+    monkeypatch.setattr(run_services, "run_task_send", down)
     GenerationRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=None)
     _as(api, curator)
     response = api.post(reverse("api:run-resume", args=[run.pk]))

@@ -8,8 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from generation import backends
-from generation.backends import BackendError, Completion, ModelLoadError, OpenAIBackend, SamplingParams
+from generation.backends import loading, server
+from generation.backends.base import Completion, ModelLoadError, SamplingParams
+from generation.backends.loading import backend_for
+from generation.backends.server import BackendError, OpenAIBackend
 from generation.models import ModelSpec
 
 PROMPT = [{"role": "system", "content": "You are a counselor."}, {"role": "user", "content": "I can't sleep."}]
@@ -93,8 +95,8 @@ class ScriptedServer:
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(backends, "RETRY_BASE_DELAY_S", 0.001)
-    monkeypatch.setattr(backends, "RETRY_MAX_DELAY_S", 0.01)
+    monkeypatch.setattr(server, "RETRY_BASE_DELAY_S", 0.001)
+    monkeypatch.setattr(server, "RETRY_MAX_DELAY_S", 0.01)
 
 
 def backend(server, **options):
@@ -272,18 +274,18 @@ def spec(**fields):
 
 
 def test_backend_for_builds_the_http_backend_from_a_spec(serve, monkeypatch, settings):
-    monkeypatch.setattr(backends, "_loaded", {})
+    monkeypatch.setattr(loading, "_loaded", {})
     monkeypatch.setenv("VLLM_KEY", "sk-env")
     server = serve(ok("From the spec."))
     settings.PSYROOM_MODEL_SERVERS = [server.base_url]
     settings.PSYROOM_MODEL_CREDENTIALS = {"vllm": "VLLM_KEY"}
     model_spec = spec(base_url=server.base_url + "/", api_key_env="vllm", timeout_s=5, max_retries=1, batch_size=4)
 
-    remote = backends.backend_for(model_spec)
+    remote = backend_for(model_spec)
 
     assert isinstance(remote, OpenAIBackend)
     assert (remote.timeout_s, remote.max_retries, remote.batch_size) == (5, 1, 4)
-    assert backends.backend_for(model_spec) is remote
+    assert backend_for(model_spec) is remote
     assert remote.generate([PROMPT], SamplingParams())[0].text == "From the spec."
     assert server.requests[0]["path"] == "/v1/chat/completions"
     assert server.requests[0]["headers"]["Authorization"] == "Bearer sk-env"
@@ -291,15 +293,15 @@ def test_backend_for_builds_the_http_backend_from_a_spec(serve, monkeypatch, set
 
 
 def test_backend_for_refuses_a_spec_whose_key_variable_is_unset(monkeypatch, settings):
-    monkeypatch.setattr(backends, "_loaded", {})
+    monkeypatch.setattr(loading, "_loaded", {})
     monkeypatch.delenv("VLLM_KEY", raising=False)
     settings.PSYROOM_MODEL_SERVERS = ["http://127.0.0.1:1/v1"]
     settings.PSYROOM_MODEL_CREDENTIALS = {"vllm": "VLLM_KEY"}
     with pytest.raises(ModelLoadError, match="VLLM_KEY of credential 'vllm' is not set"):
-        backends.backend_for(spec(base_url="http://127.0.0.1:1/v1", api_key_env="vllm"))
+        backend_for(spec(base_url="http://127.0.0.1:1/v1", api_key_env="vllm"))
 
 
 def test_backend_for_refuses_a_spec_without_a_base_url(monkeypatch):
-    monkeypatch.setattr(backends, "_loaded", {})
+    monkeypatch.setattr(loading, "_loaded", {})
     with pytest.raises(ModelLoadError, match="needs a base_url"):
-        backends.backend_for(spec())
+        backend_for(spec())

@@ -4,9 +4,10 @@ prompt were alone."""
 import pytest
 import torch
 
-from generation import backends, decoding
-from generation.agents import client_messages
-from generation.backends import SamplingParams, TransformersBackend
+from generation.agents.psyroom import client_messages
+from generation.backends.base import SamplingParams
+from generation.backends.decoding import KV_STORE_TOKENS, SHARED_START_MIN_TOKENS, KVStore, layout, shared_start
+from generation.backends.local import TransformersBackend, auto_dtype
 
 
 @pytest.mark.parametrize(
@@ -20,7 +21,7 @@ from generation.backends import SamplingParams, TransformersBackend
     ],
 )
 def test_shared_start(rows, expected):
-    assert decoding.shared_start(rows) == expected
+    assert shared_start(rows) == expected
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def _client(situation: str, turns: list[dict]) -> list[dict]:
 
 def _plain(backend, prompts) -> list:
     """Each prompt alone, with nothing reused."""
-    store, backend._store = backend._store, decoding.KVStore(0)
+    store, backend._store = backend._store, KVStore(0)
     try:
         return [backend.generate([prompt], GREEDY)[0] for prompt in prompts]
     finally:
@@ -54,12 +55,12 @@ def _plain(backend, prompts) -> list:
 
 @pytest.mark.e2e
 def test_reused_keys_and_values_give_the_answers_each_prompt_gets_alone(bundled):
-    bundled._store = decoding.KVStore(decoding.KV_STORE_TOKENS)
+    bundled._store = KVStore(KV_STORE_TOKENS)
     first = [_client(s, []) for s in SITUATIONS]
 
     # The first turn: the rows share their system prompt's start, which is run once and stored.
     shared = bundled.generate(first, GREEDY)
-    assert bundled._store.rows[0].ids.shape[0] >= decoding.SHARED_START_MIN_TOKENS
+    assert bundled._store.rows[0].ids.shape[0] >= SHARED_START_MIN_TOKENS
     alone = _plain(bundled, first)
     assert [c.text for c in shared] == [c.text for c in alone]
     assert [c.prompt_tokens for c in shared] == [c.prompt_tokens for c in alone]
@@ -74,7 +75,7 @@ def test_reused_keys_and_values_give_the_answers_each_prompt_gets_alone(bundled)
         for p in second
     ]
     with torch.inference_mode():
-        batch = decoding.layout(bundled.model, bundled._store, rows, pad=bundled.tokenizer.pad_token_id, room=16)
+        batch = layout(bundled.model, bundled._store, rows, pad=bundled.tokenizer.pad_token_id, room=16)
     assert batch.cache.get_seq_length() > max(c.prompt_tokens for c in shared)
     again = bundled.generate(second, GREEDY)
     assert [c.text for c in again] == [c.text for c in _plain(bundled, second)]
@@ -82,20 +83,20 @@ def test_reused_keys_and_values_give_the_answers_each_prompt_gets_alone(bundled)
 
 @pytest.mark.e2e
 def test_the_store_keeps_within_its_budget(bundled):
-    bundled._store = decoding.KVStore(400)
+    bundled._store = KVStore(400)
     for situation in SITUATIONS:
         bundled.generate([_client(situation, [])], GREEDY)
     assert 0 < sum(len(row.ids) for row in bundled._store.rows) <= 400
 
 
 def test_auto_dtype_is_bfloat16_where_the_hardware_multiplies_it(monkeypatch):
-    assert backends.auto_dtype("cuda") == "bfloat16"
-    assert backends.auto_dtype("cuda:1") == "bfloat16"
+    assert auto_dtype("cuda") == "bfloat16"
+    assert auto_dtype("cuda:1") == "bfloat16"
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    assert backends.auto_dtype("cpu") == "bfloat16"
+    assert auto_dtype("cpu") == "bfloat16"
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    assert backends.auto_dtype("cpu") == "float32"
-    assert backends.auto_dtype("mps") == "float32"
+    assert auto_dtype("cpu") == "float32"
+    assert auto_dtype("mps") == "float32"
 
 
 @pytest.mark.e2e
@@ -103,8 +104,8 @@ def test_the_backend_runs_in_the_dtype_it_reports(bundled):
     assert bundled.runtime == {"device": "cpu", "dtype": "float32"}
     assert bundled.model.dtype == torch.float32
     auto = TransformersBackend(name="smollm2-135m-instruct", path="bundled:smollm2-135m-instruct", device="cpu")
-    assert auto.runtime == {"device": "cpu", "dtype": backends.auto_dtype("cpu")}
-    assert auto.model.dtype == getattr(torch, backends.auto_dtype("cpu"))
+    assert auto.runtime == {"device": "cpu", "dtype": auto_dtype("cpu")}
+    assert auto.model.dtype == getattr(torch, auto_dtype("cpu"))
     assert auto.generate([_client(SITUATIONS[0], [])], GREEDY)[0].completion_tokens > 0
 
 

@@ -6,11 +6,15 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
-from generation import courses, services
-from generation.agents import AgentOutputError
-from generation.course_agents import memory_text, parse_memory
-from generation.importers import ImportFormatError
+from generation.agents.course import memory_text, parse_memory
+from generation.agents.psyroom import AgentOutputError
+from generation.importers.courses import course_import_muspsy, profile_import_muspsy
+from generation.importers.reading import ImportFormatError
 from generation.models import Candidate, CandidateKind, ClientProfile, GenerationRun, Revision
+from generation.selectors import course_sessions
+from generation.services.courses import profile_save
+from generation.services.modelspecs import modelspec_get_default
+from generation.services.runs import run_create, run_execute
 from tests.generation.scripted import ScriptedBackend
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +37,7 @@ GOOD_MEMORY = (
 
 
 def test_cards_and_memories_make_one_profile_with_its_history():
-    profile, created = courses.profile_import_muspsy(memories=MEMORIES, cards=CARDS)
+    profile, created = profile_import_muspsy(memories=MEMORIES, cards=CARDS)
     assert created
     assert profile.name == "李某"
     assert profile.background.startswith("Li is an older gentleman living in a retirement home")
@@ -46,18 +50,18 @@ def test_cards_and_memories_make_one_profile_with_its_history():
     assert first["memory"]["summary"].startswith("Explored Mr. Li's anxiety")
     assert first["card"]["Recent Life Events"].startswith("最近参加了养老院中的一次追思活动")
     assert profile.source["license"] == "MIT" and "Wang Junzhe" in profile.source["attribution"]
-    again, created = courses.profile_import_muspsy(memories=MEMORIES, cards=CARDS)
+    again, created = profile_import_muspsy(memories=MEMORIES, cards=CARDS)
     assert not created and again.pk == profile.pk
     assert ClientProfile.objects.count() == 1
 
 
 def test_a_whole_course_is_imported_with_its_sessions_and_not_duplicated():
-    result = courses.course_import_muspsy(dialogues=DIALOGUES, memories=MEMORIES, cards=CARDS)
+    result = course_import_muspsy(dialogues=DIALOGUES, memories=MEMORIES, cards=CARDS)
     assert result.created
     course = result.course
     assert course.kind == CandidateKind.COURSE and course.profile == result.profile
     assert course.content["sessions"] == 6 and course.content["profile"]["name"] == "李某"
-    sessions = list(courses.course_sessions(course=course))
+    sessions = list(course_sessions(course=course))
     assert [s.sequence for s in sessions] == [1, 2, 3, 4, 5, 6]
     assert all(s.parent_id == course.pk and s.profile_id == result.profile.pk for s in sessions)
     assert sessions[0].content["turns"][0] == {
@@ -69,7 +73,7 @@ def test_a_whole_course_is_imported_with_its_sessions_and_not_duplicated():
     assert Revision.objects.filter(candidate__in=[course, *sessions], number=0).count() == 7
     assert course.source["dataset"] == "MusPsy"
 
-    again = courses.course_import_muspsy(dialogues=DIALOGUES, memories=MEMORIES, cards=CARDS)
+    again = course_import_muspsy(dialogues=DIALOGUES, memories=MEMORIES, cards=CARDS)
     assert not again.created and again.course.pk == course.pk
     assert Candidate.objects.count() == 7 and ClientProfile.objects.count() == 1
 
@@ -93,7 +97,7 @@ def test_a_memory_numbered_out_of_order_names_the_line_and_keeps_nothing(tmp_pat
     bad = _write(tmp_path, "memories.txt", text)
     line = text.splitlines().index("The 3th Counseling") + 1
     with pytest.raises(ImportFormatError, match=rf"memories.txt:{line}: session 3 where session 2 was expected"):
-        courses.course_import_muspsy(dialogues=DIALOGUES, memories=bad, cards=CARDS)
+        course_import_muspsy(dialogues=DIALOGUES, memories=bad, cards=CARDS)
     assert ClientProfile.objects.count() == 0 and Candidate.objects.count() == 0
 
 
@@ -105,7 +109,7 @@ def test_a_memory_missing_a_field_is_named(tmp_path):
     del lines[goal]
     bad = _write(tmp_path, "memories.txt", "\n".join(lines))
     with pytest.raises(ImportFormatError, match=rf"memories.txt:{start + 1}: session 2 has no \[Session Goal:\]"):
-        courses.profile_import_muspsy(memories=bad)
+        profile_import_muspsy(memories=bad)
     assert ClientProfile.objects.count() == 0
 
 
@@ -122,10 +126,10 @@ def test_sessions_and_memories_must_match_one_to_one(tmp_path):
     text = DIALOGUES.read_text(encoding="utf-8")
     bad = _write(tmp_path, "dialogues.txt", text.rsplit("#######", 1)[0])
     with pytest.raises(ImportFormatError, match="5 sessions, but .*memories_1000.txt has 6 memories"):
-        courses.course_import_muspsy(dialogues=bad, memories=MEMORIES)
+        course_import_muspsy(dialogues=bad, memories=MEMORIES)
     empty = _write(tmp_path, "empty.txt", "User: hello\nConsultant: hi\n#######\n#######\nUser: x\nConsultant: y\n")
     with pytest.raises(ImportFormatError, match="empty.txt:4: session 2 is empty"):
-        courses.course_import_muspsy(dialogues=empty, memories=MEMORIES)
+        course_import_muspsy(dialogues=empty, memories=MEMORIES)
     assert Candidate.objects.count() == 0
 
 
@@ -133,7 +137,7 @@ def test_a_card_without_goals_is_named(tmp_path):
     text = CARDS.read_text(encoding="utf-8").replace("Counseling Goals:", "", 1)
     bad = _write(tmp_path, "cards.txt", text)
     with pytest.raises(ImportFormatError, match="cards.txt:10: unexpected line in a client card: '帮助李某"):
-        courses.profile_import_muspsy(memories=MEMORIES, cards=bad)
+        profile_import_muspsy(memories=MEMORIES, cards=bad)
     assert ClientProfile.objects.count() == 0
 
 
@@ -214,16 +218,16 @@ def _course_reply(bad_memory_for_profile: str | None = None):
 
 def test_a_course_run_saves_a_course_with_its_sessions_and_each_session_sees_the_earlier_memories():
     profile = _profile()
-    run = services.run_create(kind="course", profiles=[profile], sessions=3, count=1, turns=2)
+    run = run_create(kind="course", profiles=[profile], sessions=3, count=1, turns=2)
     assert run.parameters["sessions"] == 3 and run.targets == [{"profile": profile.pk}]
     backend = ScriptedBackend(_course_reply())
-    run = services.run_execute(run_id=run.pk, backend=backend)
+    run = run_execute(run_id=run.pk, backend=backend)
     assert run.status == GenerationRun.Status.SUCCEEDED and run.done == 1
     assert run.stats["memory_parsed"] == 3
     course = run.candidates.get()
     assert course.kind == CandidateKind.COURSE and course.profile == profile
     assert course.content["profile"]["name"] == "Mei" and course.content["sessions"] == 3
-    sessions = list(courses.course_sessions(course=course))
+    sessions = list(course_sessions(course=course))
     assert [s.sequence for s in sessions] == [1, 2, 3]
     assert all(s.revisions.filter(number=0).exists() for s in sessions)
     assert sessions[0].content["memory"]["assignments"] == "keep a thought record 1"
@@ -239,9 +243,9 @@ def test_a_course_run_saves_a_course_with_its_sessions_and_each_session_sees_the
 
 def test_turns_of_all_courses_are_one_batched_call():
     profiles = [_profile(), ClientProfile.objects.create(name="Li", background="A retired worker.")]
-    run = services.run_create(kind="course", profiles=profiles, sessions=2, count=2, turns=2)
+    run = run_create(kind="course", profiles=profiles, sessions=2, count=2, turns=2)
     backend = ScriptedBackend(_course_reply())
-    services.run_execute(run_id=run.pk, backend=backend)
+    run_execute(run_id=run.pk, backend=backend)
     # Two sessions of two turns and one memory call each: 6 calls, each for both courses.
     assert [len(call) for call in backend.calls] == [2] * 6
     assert Candidate.objects.filter(kind=CandidateKind.SESSION).count() == 4
@@ -249,24 +253,24 @@ def test_turns_of_all_courses_are_one_batched_call():
 
 def test_a_malformed_memory_is_counted_kept_raw_and_the_course_goes_on():
     good, bad = _profile(), ClientProfile.objects.create(name="Zed", background="Unreadable memories.")
-    run = services.run_create(kind="course", profiles=[good, bad], sessions=2, count=2, turns=2)
-    run = services.run_execute(run_id=run.pk, backend=ScriptedBackend(_course_reply("Zed")))
+    run = run_create(kind="course", profiles=[good, bad], sessions=2, count=2, turns=2)
+    run = run_execute(run_id=run.pk, backend=ScriptedBackend(_course_reply("Zed")))
     assert run.status == GenerationRun.Status.SUCCEEDED and run.done == 2
     # Each of Zed's two memories failed twice (the answer and its retry), then was kept unparsed.
     assert run.stats["memory_unparsed"] == 2 and run.stats["memory_unlabelled"] == 4
     assert run.stats["memory_parsed"] == 2
     zed = Candidate.objects.get(kind=CandidateKind.COURSE, profile=bad)
-    memory = courses.course_sessions(course=zed).first().content["memory"]
+    memory = course_sessions(course=zed).first().content["memory"]
     assert memory["unparsed"] is True and memory["error"] == "memory_unlabelled"
     assert memory["raw"] == "I cannot write that." and memory["summary"] == "I cannot write that."
 
 
 def test_running_a_course_run_again_duplicates_nothing():
-    run = services.run_create(kind="course", profiles=[_profile()], sessions=2, count=2, turns=2)
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend(_course_reply()))
+    run = run_create(kind="course", profiles=[_profile()], sessions=2, count=2, turns=2)
+    run_execute(run_id=run.pk, backend=ScriptedBackend(_course_reply()))
     GenerationRun.objects.filter(pk=run.pk).update(status=GenerationRun.Status.RUNNING, heartbeat_at=None)
     backend = ScriptedBackend(_course_reply())
-    run = services.run_execute(run_id=run.pk, backend=backend)
+    run = run_execute(run_id=run.pk, backend=backend)
     assert backend.calls == []
     assert run.done == 2
     assert Candidate.objects.filter(kind=CandidateKind.COURSE).count() == 2
@@ -284,7 +288,7 @@ def test_running_a_course_run_again_duplicates_nothing():
 def test_run_create_refuses_bad_course_requests(kwargs, message):
     args = {"kind": "course", "profiles": [_profile()], "count": 1, **kwargs}
     with pytest.raises(ValidationError, match=message):
-        services.run_create(**args)
+        run_create(**args)
     assert GenerationRun.objects.count() == 0
 
 
@@ -301,10 +305,10 @@ def test_the_generate_command_queues_a_course_run(capsys):
 def test_a_profile_is_edited_by_curators_only(curator, counselor):
     from django.core.exceptions import PermissionDenied
 
-    profile = courses.profile_save(user=curator, data={"name": "Ana", "background": "A nurse.", "language": "en"})
+    profile = profile_save(user=curator, data={"name": "Ana", "background": "A nurse.", "language": "en"})
     assert ClientProfile.objects.get(pk=profile.pk).background == "A nurse."
     with pytest.raises(PermissionDenied):
-        courses.profile_save(user=counselor, profile=profile, data={"name": "Changed"})
+        profile_save(user=counselor, profile=profile, data={"name": "Changed"})
     assert ClientProfile.objects.get(pk=profile.pk).name == "Ana"
 
 
@@ -326,17 +330,15 @@ class RecordingBackend:
 
 @pytest.mark.e2e
 def test_bundled_model_writes_a_three_session_course_whose_memories_reach_the_next_session():
-    from generation.backends import backend_for
+    from generation.backends.loading import backend_for
 
     profile = _profile()
-    run = services.run_create(
-        kind="course", profiles=[profile], sessions=3, count=1, turns=2, parameters={"max_new_tokens": 32}
-    )
-    recorder = RecordingBackend(backend_for(services.modelspec_get_default()))
-    run = services.run_execute(run_id=run.pk, backend=recorder)
+    run = run_create(kind="course", profiles=[profile], sessions=3, count=1, turns=2, parameters={"max_new_tokens": 32})
+    recorder = RecordingBackend(backend_for(modelspec_get_default()))
+    run = run_execute(run_id=run.pk, backend=recorder)
     assert run.status == GenerationRun.Status.SUCCEEDED, (run.error, run.errors)
     course = run.candidates.get()
-    sessions = list(courses.course_sessions(course=course))
+    sessions = list(course_sessions(course=course))
     assert [s.sequence for s in sessions] == [1, 2, 3]
     assert run.stats.get("memory_parsed", 0) + run.stats.get("memory_unparsed", 0) == 3
     saved = sessions[0].content["memory"]["summary"]
@@ -350,23 +352,23 @@ def test_a_nul_an_empty_file_a_repeated_card_field_and_a_file_over_the_limit_are
     text = MEMORIES.read_text(encoding="utf-8").split("\n")
     nul = _write(tmp_path, "memories.txt", "\n".join([*text[:2], text[2] + "\x00", *text[3:]]))
     with pytest.raises(ImportFormatError, match=rf"^{nul}:3: a NUL character \(U\+0000\), which can't be stored"):
-        courses.profile_import_muspsy(memories=nul)
+        profile_import_muspsy(memories=nul)
 
     empty = _write(tmp_path, "dialogues.txt", "")
     with pytest.raises(ImportFormatError, match=rf"^{empty}: no dialogue found"):
-        courses.course_import_muspsy(dialogues=empty, memories=MEMORIES)
+        course_import_muspsy(dialogues=empty, memories=MEMORIES)
 
     lines = CARDS.read_text(encoding="utf-8").split("\n")
     at = next(n for n, line in enumerate(lines) if line.startswith("[Basic Info]"))
     twice = _write(tmp_path, "cards.txt", "\n".join([*lines[: at + 1], lines[at], *lines[at + 1 :]]))
     with pytest.raises(ImportFormatError, match=rf"^{twice}:{at + 2}: \[Basic Info\] given twice in the card of sess"):
-        courses.profile_import_muspsy(memories=MEMORIES, cards=twice)
+        profile_import_muspsy(memories=MEMORIES, cards=twice)
 
     settings.PSYROOM_IMPORT_MAX_RECORD_BYTES = 1024
     with pytest.raises(
         ImportFormatError, match=r"memories_1000.txt: more than 1,024 bytes, the most a file read whole"
     ):
-        courses.profile_import_muspsy(memories=MEMORIES)
+        profile_import_muspsy(memories=MEMORIES)
     assert ClientProfile.objects.count() == 0 and Candidate.objects.count() == 0
 
 
@@ -376,5 +378,5 @@ def test_a_card_without_goals_after_a_separator_is_named(tmp_path):
     end = next(i for i in range(start, len(lines)) if lines[i].startswith("===="))
     bad = _write(tmp_path, "cards.txt", "\n".join(lines[:start] + lines[end:]))
     with pytest.raises(ImportFormatError, match="cards.txt:1: the card of session 1 has no Counseling Goals"):
-        courses.profile_import_muspsy(memories=MEMORIES, cards=bad)
+        profile_import_muspsy(memories=MEMORIES, cards=bad)
     assert ClientProfile.objects.count() == 0

@@ -3,8 +3,8 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from generation import selectors, services
-from generation.agents import (
+from generation import selectors
+from generation.agents.psyroom import (
     AgentOutputError,
     parse_emotion,
     parse_feedback,
@@ -15,6 +15,9 @@ from generation.agents import (
     plan_messages,
 )
 from generation.models import Candidate, GenerationRun, Scenario
+from generation.services import runs as run_services
+from generation.services.candidates import candidate_set_status
+from generation.services.runs import run_create, run_execute
 from tests import factories
 
 from .scripted import ScriptedBackend, default_reply, question_of, speaker
@@ -102,7 +105,7 @@ def test_plan_v2_starts_the_risk_answer_and_reads_it_whole():
 
 @pytest.fixture
 def make_run(taxonomy, monkeypatch, django_capture_on_commit_callbacks):
-    monkeypatch.setattr(services, "_queue_run", lambda run_id: None)
+    monkeypatch.setattr(run_services, "run_queue", lambda run_id: None)
 
     def make(**kwargs):
         kwargs.setdefault("kind", "dialogue")
@@ -111,7 +114,7 @@ def make_run(taxonomy, monkeypatch, django_capture_on_commit_callbacks):
             kwargs.setdefault("count", 2)
             kwargs.setdefault("turns", 2)
         with django_capture_on_commit_callbacks(execute=True):
-            return services.run_create(**kwargs)
+            return run_create(**kwargs)
 
     return make
 
@@ -128,7 +131,7 @@ def test_a_dialogue_under_the_threshold_is_regenerated_with_the_feedback(make_ru
 
     run = make_run(count=1, parameters={"threshold": 3.5, "max_attempts": 3})
     backend = ScriptedBackend(reply)
-    services.run_execute(run_id=run.pk, backend=backend)
+    run_execute(run_id=run.pk, backend=backend)
     run.refresh_from_db()
     candidate = Candidate.objects.get(run=run)
     attempts = candidate.ai_review["supervisor"]["attempts"]
@@ -149,7 +152,7 @@ def test_regeneration_stops_at_the_limit_and_keeps_the_best_attempt(make_run):
         return default_reply(prompt, call)
 
     run = make_run(count=1, parameters={"threshold": 4, "max_attempts": 2})
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
     candidate = Candidate.objects.get(run=run)
     assert [a["mean"] for a in candidate.ai_review["supervisor"]["attempts"]] == [2.0, 1.0]
     assert candidate.ai_review["supervisor"]["score"] == 2.0
@@ -160,7 +163,7 @@ def test_unparseable_scores_are_kept_raw_and_counted(make_run):
         return "Great session!" if speaker(prompt) == "supervisor_score" else default_reply(prompt, call)
 
     run = make_run(count=1)
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
     run.refresh_from_db()
     review = Candidate.objects.get(run=run).ai_review["supervisor"]["attempts"][0]
     assert review["mean"] is None and review["scores"] == {}
@@ -171,7 +174,7 @@ def test_unparseable_scores_are_kept_raw_and_counted(make_run):
 
 def test_the_emotion_label_is_recorded_with_agreement_and_a_label_outside_the_taxonomy_is_caught(make_run):
     run = make_run(count=1)
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend())
+    run_execute(run_id=run.pk, backend=ScriptedBackend())
     emotion = Candidate.objects.get(run=run).ai_review["emotion"]
     assert emotion == {
         "label": "anxiety.1",
@@ -184,7 +187,7 @@ def test_the_emotion_label_is_recorded_with_agreement_and_a_label_outside_the_ta
         return "happiness.7" if speaker(prompt) == "classifier" else default_reply(prompt, call)
 
     run = make_run(count=1, seed=2)
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
     run.refresh_from_db()
     emotion = Candidate.objects.get(run=run).ai_review["emotion"]
     assert emotion["label"] is None and emotion["error"] == "label_outside_taxonomy" and emotion["raw"] == "happiness.7"
@@ -193,7 +196,7 @@ def test_the_emotion_label_is_recorded_with_agreement_and_a_label_outside_the_ta
 
 def test_strategies_label_every_counselor_turn(make_run):
     run = make_run(count=1, turns=4, parameters={"strategies": True})
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend())
+    run_execute(run_id=run.pk, backend=ScriptedBackend())
     turns = Candidate.objects.get(run=run).content["turns"]
     assert [t.get("strategy") for t in turns] == [None, "Question", None, "Question"]
 
@@ -201,18 +204,18 @@ def test_strategies_label_every_counselor_turn(make_run):
 def test_a_run_cycles_through_its_sub_emotions(make_run):
     subs = [selectors.sub_emotion_get(key=k) for k in ("anxiety.1", "guilt.0")]
     run = make_run(sub_emotion=None, sub_emotions=subs, count=4)
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend())
+    run_execute(run_id=run.pk, backend=ScriptedBackend())
     got = dict(Candidate.objects.filter(run=run).values_list("run_index", "sub_emotion__key"))
     assert got == {0: "anxiety.1", 1: "guilt.0", 2: "anxiety.1", 3: "guilt.0"}
 
 
 def test_a_plan_run_writes_a_valid_plan_linked_to_its_dialogue(make_run):
     dialogue_run = make_run(count=2)
-    services.run_execute(run_id=dialogue_run.pk, backend=ScriptedBackend())
+    run_execute(run_id=dialogue_run.pk, backend=ScriptedBackend())
     dialogues = list(Candidate.objects.filter(run=dialogue_run))
     run = make_run(kind="plan", dialogues=dialogues)
     assert run.count == 2
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend())
+    run_execute(run_id=run.pk, backend=ScriptedBackend())
     run.refresh_from_db()
     assert (run.status, run.done, run.failed) == ("succeeded", 2, 0)
     plan = Candidate.objects.get(run=run, run_index=0)
@@ -228,7 +231,7 @@ def test_a_plan_run_writes_a_valid_plan_linked_to_its_dialogue(make_run):
 
 def test_a_plan_with_high_risk_is_flagged_and_a_bad_section_fails_only_its_plan(make_run):
     dialogue_run = make_run(count=2)
-    services.run_execute(run_id=dialogue_run.pk, backend=ScriptedBackend())
+    run_execute(run_id=dialogue_run.pk, backend=ScriptedBackend())
     dialogues = list(Candidate.objects.filter(run=dialogue_run).order_by("run_index"))
     first_turn = dialogues[1].content["turns"][0]["text"]
 
@@ -246,7 +249,7 @@ def test_a_plan_with_high_risk_is_flagged_and_a_bad_section_fails_only_its_plan(
     )
     first_turn = "Unique opening."
     run = make_run(kind="plan", dialogues=dialogues)
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
     run.refresh_from_db()
     assert (run.done, run.failed) == (1, 1)
     assert run.errors[0]["index"] == 1 and run.errors[0]["section"] == "homework"
@@ -290,7 +293,7 @@ def test_reconstruction_keeps_the_real_client_turns_and_rewrites_and_labels_the_
     run = make_run(dialogues=[source, unclassifiable], sub_emotion=None, parameters={"supervisor": False})
     assert (run.kind, run.count) == ("dialogue", 2)
     backend = ScriptedBackend(reply)
-    services.run_execute(run_id=run.pk, backend=backend)
+    run_execute(run_id=run.pk, backend=backend)
     run.refresh_from_db()
     assert (run.status, run.done, run.failed) == ("succeeded", 1, 1)
     assert run.errors[0]["reason"] == "label_outside_taxonomy" and "Happiness" in run.errors[0]["raw"]
@@ -326,7 +329,7 @@ def test_a_scenario_run_writes_candidates_that_become_scenarios_only_once_approv
     sub = selectors.sub_emotion_get(key="anxiety.1")
     backend = ScriptedBackend()
     run = make_run(kind="scenario", sub_emotion=sub, count=1)
-    services.run_execute(run_id=run.pk, backend=backend)
+    run_execute(run_id=run.pk, backend=backend)
     run.refresh_from_db()
     assert (run.status, run.done) == ("succeeded", 1)
     candidate = Candidate.objects.get(run=run)
@@ -336,18 +339,18 @@ def test_a_scenario_run_writes_candidates_that_become_scenarios_only_once_approv
     # Not usable before approval.
     assert not Scenario.objects.filter(title="Exams after a move 1").exists()
 
-    services.candidate_set_status(candidate=candidate, status="approved", revision=candidate.revisions.get())
+    candidate_set_status(candidate=candidate, status="approved", revision=candidate.revisions.get())
     scenario = Scenario.objects.get(title="Exams after a move 1")
     assert (scenario.sub_emotion, scenario.source) == (sub, "generated")
     assert scenario.description.startswith("A 17-year-old moved cities")
     # Approving again does not make a second scenario.
-    services.candidate_set_status(candidate=candidate, status="approved", revision=candidate.revisions.get())
+    candidate_set_status(candidate=candidate, status="approved", revision=candidate.revisions.get())
     assert Scenario.objects.filter(title="Exams after a move 1").count() == 1
 
     # The writer was told the titles in use; an answer that repeats one is refused.
     second = make_run(kind="scenario", sub_emotion=sub, count=2)
     writer = ScriptedBackend(same_title)
-    services.run_execute(run_id=second.pk, backend=writer)
+    run_execute(run_id=second.pk, backend=writer)
     second.refresh_from_db()
     assert (second.done, second.failed) == (0, 2), second.errors
     assert [e["reason"] for e in second.errors] == ["scenario_duplicate", "scenario_duplicate"]

@@ -5,15 +5,15 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from generation import services
 from generation.models import GenerationRun
+from generation.services import runs as run_services
 from tests import factories
 
 
 @pytest.fixture
 def queued(monkeypatch):
     ids = []
-    monkeypatch.setattr(services, "_queue_run", ids.append)
+    monkeypatch.setattr(run_services, "run_queue", ids.append)
     return ids
 
 

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from generation import importers, services
-from generation.importers import ImportFormatError, ImportResult, dialogues_import
+from generation.importers import dialogues
+from generation.importers.dialogues import ImportResult, candidates_save_unique, dialogues_import
+from generation.importers.reading import ImportFormatError
 from generation.models import Candidate, Revision
+from generation.services.candidates import candidates_save_new, content_hash
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -71,7 +73,7 @@ def test_psyroom_imports_each_record_as_a_chinese_dialogue(taxonomy):
             "file": "psyroom-example.json",
             "record": index,
         }
-        assert candidate.source_hash == services.content_hash(candidate.content)
+        assert candidate.source_hash == content_hash(candidate.content)
         assert Revision.objects.get(candidate=candidate, number=0).content == candidate.content
     assert [len(c.content["turns"]) for c in candidates] == [36, 36, 28]
 
@@ -344,13 +346,13 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path):
 
 
 def test_a_failure_while_saving_rolls_back_the_whole_import(monkeypatch):
-    real_save = services.candidates_save_new
+    real_save = candidates_save_new
 
     def save_then_fail(*, candidates):
         real_save(candidates=candidates)
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(importers.services, "candidates_save_new", save_then_fail)
+    monkeypatch.setattr(dialogues, "candidates_save_new", save_then_fail)
 
     with pytest.raises(RuntimeError, match="disk full"):
         dialogues_import(path=CPSYCOUN, format="cpsycoun")
@@ -633,15 +635,15 @@ def test_an_empty_file_among_good_ones_is_refused(tmp_path):
 
 
 def test_batches_skip_duplicates_across_them_and_count_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(importers, "BATCH_SIZE", 2)
+    monkeypatch.setattr(dialogues, "BATCH_SIZE", 2)
     saved_per_batch = []
-    real_save = importers.candidates_save_unique
+    real_save = candidates_save_unique
 
     def spy(*, built, **options):
         saved_per_batch.append(len(built))
         return real_save(built=built, **options)
 
-    monkeypatch.setattr(importers, "candidates_save_unique", spy)
+    monkeypatch.setattr(dialogues, "candidates_save_unique", spy)
     lines = [messages_line(("user", f"Line {n}."), ("assistant", "Go on.")) for n in range(5)]
     write(tmp_path / "a.jsonl", "\n".join(lines[:3] + [lines[0]]))
     write(tmp_path / "b.jsonl", "\n".join([lines[1], lines[3], lines[4]]))
@@ -654,8 +656,8 @@ def test_batches_skip_duplicates_across_them_and_count_files(tmp_path, monkeypat
 
 
 def test_a_failure_in_a_later_batch_keeps_nothing_of_the_earlier_ones(tmp_path, monkeypatch):
-    monkeypatch.setattr(importers, "BATCH_SIZE", 2)
-    real_save = services.candidates_save_new
+    monkeypatch.setattr(dialogues, "BATCH_SIZE", 2)
+    real_save = candidates_save_new
     calls = []
 
     def fail_on_third(*, candidates):
@@ -664,7 +666,7 @@ def test_a_failure_in_a_later_batch_keeps_nothing_of_the_earlier_ones(tmp_path, 
             raise RuntimeError("connection lost")
         return real_save(candidates=candidates)
 
-    monkeypatch.setattr(importers.services, "candidates_save_new", fail_on_third)
+    monkeypatch.setattr(dialogues, "candidates_save_new", fail_on_third)
     lines = [messages_line(("user", f"Line {n}."), ("assistant", "Go on.")) for n in range(6)]
 
     with pytest.raises(RuntimeError, match="connection lost"):
@@ -676,7 +678,7 @@ def test_a_failure_in_a_later_batch_keeps_nothing_of_the_earlier_ones(tmp_path, 
 
 def test_a_bad_line_after_many_good_ones_is_found_before_anything_is_written(tmp_path, monkeypatch):
     saves = []
-    monkeypatch.setattr(importers, "candidates_save_unique", lambda **kwargs: saves.append(kwargs))
+    monkeypatch.setattr(dialogues, "candidates_save_unique", lambda **kwargs: saves.append(kwargs))
     lines = [messages_line(("user", f"Line {n}."), ("assistant", "Go on.")) for n in range(3000)]
     path = write(tmp_path / "chat.jsonl", "\n".join([*lines, '{"messages": "oops"}']))
 
@@ -685,15 +687,15 @@ def test_a_bad_line_after_many_good_ones_is_found_before_anything_is_written(tmp
 
 
 def test_the_planner_statistics_are_refreshed_at_the_start_and_as_the_import_grows_tenfold(tmp_path, monkeypatch):
-    monkeypatch.setattr(importers, "BATCH_SIZE", 2)
+    monkeypatch.setattr(dialogues, "BATCH_SIZE", 2)
     refreshed = []
-    real_refresh = importers._refresh_statistics
+    real_refresh = dialogues._refresh_statistics
 
     def spy():
         refreshed.append(Candidate.objects.count())
         real_refresh()  # on PostgreSQL an ANALYZE inside the import's transaction; elsewhere nothing
 
-    monkeypatch.setattr(importers, "_refresh_statistics", spy)
+    monkeypatch.setattr(dialogues, "_refresh_statistics", spy)
     lines = [messages_line(("user", f"Line {n}."), ("assistant", "Go on.")) for n in range(45)]
 
     dialogues_import(path=write(tmp_path / "chat.jsonl", "\n".join(lines)), format="messages")

@@ -1,4 +1,4 @@
-"""The safe reading every importer shares (generation/importing.py): sources, archives, text, JSON and ids."""
+"""The safe reading every importer shares (generation/importers/reading.py): sources, archives, text, JSON and ids."""
 
 import gzip
 import io
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from generation.importing import (
+from generation.importers.reading import (
     IdLedger,
     ImportFormatError,
     Limits,

@@ -11,10 +11,16 @@ from django.core.exceptions import ImproperlyConfigured, PermissionDenied, Valid
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from generation import backends, services
-from generation.backends import BackendError, ModelLoadError, OpenAIBackend, SamplingParams
+from generation.backends import loading
+from generation.backends import server as server_backend
+from generation.backends.base import ModelLoadError, SamplingParams
+from generation.backends.loading import backend_for
+from generation.backends.server import BackendError, OpenAIBackend
 from generation.forms import RunForm
 from generation.models import GenerationRun, ModelSpec
+from generation.services import runs as run_services
+from generation.services.modelspecs import modelspec_save
+from generation.services.runs import run_execute
 from generation.validators import model_server_check
 from psyroom_admin import roles
 from psyroom_admin import settings as project_settings
@@ -30,9 +36,9 @@ API_KEY = "sk-allowed-credential"
 
 @pytest.fixture(autouse=True)
 def fresh_backends(monkeypatch):
-    monkeypatch.setattr(backends, "_loaded", {})
-    monkeypatch.setattr(backends, "RETRY_BASE_DELAY_S", 0.001)
-    monkeypatch.setattr(backends, "RETRY_MAX_DELAY_S", 0.01)
+    monkeypatch.setattr(loading, "_loaded", {})
+    monkeypatch.setattr(server_backend, "RETRY_BASE_DELAY_S", 0.001)
+    monkeypatch.setattr(server_backend, "RETRY_MAX_DELAY_S", 0.01)
 
 
 @pytest.fixture
@@ -62,7 +68,7 @@ def _run_with(spec: ModelSpec) -> GenerationRun:
     run = GenerationRun.objects.create(
         kind="dialogue", count=1, model_spec=spec, prompt_version="v1", targets=[{"sub_emotion": "anxiety.1"}]
     )
-    return services.run_execute(run_id=run.pk)
+    return run_execute(run_id=run.pk)
 
 
 def _sent_the_secret(*servers) -> bool:
@@ -74,7 +80,7 @@ def _sent_the_secret(*servers) -> bool:
 
 def test_a_spec_naming_secret_key_is_refused_on_save(server):
     with pytest.raises(ValidationError) as caught:
-        services.modelspec_save(spec=_spec(base_url=server.base_url, api_key_env="SECRET_KEY"))
+        modelspec_save(spec=_spec(base_url=server.base_url, api_key_env="SECRET_KEY"))
 
     assert "PSYROOM_MODEL_CREDENTIALS" in " ".join(caught.value.message_dict["api_key_env"])
     assert not ModelSpec.objects.filter(name="vllm-qwen").exists()
@@ -94,14 +100,14 @@ def test_a_spec_naming_secret_key_in_the_database_fails_its_run_and_sends_nothin
 @pytest.mark.parametrize("variable", ["SECRET_KEY", "DATABASE_URL", "PSYROOM_TEST_VLLM_KEY"])
 def test_backend_for_refuses_a_variable_name_in_place_of_a_credential_name(server, variable):
     with pytest.raises(ModelLoadError, match="PSYROOM_MODEL_CREDENTIALS"):
-        backends.backend_for(_spec(base_url=server.base_url, api_key_env=variable))
+        backend_for(_spec(base_url=server.base_url, api_key_env=variable))
     assert server.requests == []
 
 
 def test_no_credential_is_allowed_when_the_setting_is_empty(server, settings):
     settings.PSYROOM_MODEL_CREDENTIALS = {}
     with pytest.raises(ModelLoadError, match=r"\(known: none are set\)"):
-        backends.backend_for(_spec(base_url=server.base_url, api_key_env="vllm"))
+        backend_for(_spec(base_url=server.base_url, api_key_env="vllm"))
 
 
 # --- Servers: under a prefix of PSYROOM_MODEL_SERVERS, compared parsed -------------------------------------------
@@ -110,7 +116,7 @@ def test_no_credential_is_allowed_when_the_setting_is_empty(server, settings):
 def test_a_base_url_outside_the_allowed_servers_is_refused_on_save(server, serve):
     elsewhere = serve(ok())
     with pytest.raises(ValidationError) as caught:
-        services.modelspec_save(spec=_spec(base_url=elsewhere.base_url, api_key_env="vllm"))
+        modelspec_save(spec=_spec(base_url=elsewhere.base_url, api_key_env="vllm"))
 
     assert "PSYROOM_MODEL_SERVERS" in " ".join(caught.value.message_dict["base_url"])
     assert not ModelSpec.objects.exists()
@@ -130,7 +136,7 @@ def test_a_base_url_outside_the_allowed_servers_fails_its_run_and_sends_nothing(
 def test_no_server_is_allowed_when_the_setting_is_empty(server, settings):
     settings.PSYROOM_MODEL_SERVERS = []
     with pytest.raises(ModelLoadError, match=r"\(allowed: none are set\)"):
-        backends.backend_for(_spec(base_url=server.base_url))
+        backend_for(_spec(base_url=server.base_url))
     assert server.requests == []
 
 
@@ -184,7 +190,7 @@ def test_a_url_under_an_allowed_server_passes(settings, url):
 def test_a_redirect_is_not_followed_with_the_key(server, serve):
     elsewhere = serve(ok("Followed."))
     server.script[:] = [(307, b"", {"Location": elsewhere.base_url + "/chat/completions"})]
-    remote = backends.backend_for(_written_directly(base_url=server.base_url, api_key_env="vllm"))
+    remote = backend_for(_written_directly(base_url=server.base_url, api_key_env="vllm"))
 
     with pytest.raises(BackendError, match="HTTP 307") as caught:
         remote.generate([PROMPT], SamplingParams())
@@ -197,9 +203,9 @@ def test_a_redirect_is_not_followed_with_the_key(server, serve):
 
 
 def test_an_allowed_credential_and_server_are_saved_and_used(server):
-    spec = services.modelspec_save(spec=_spec(base_url=server.base_url + "/", api_key_env="vllm"))
+    spec = modelspec_save(spec=_spec(base_url=server.base_url + "/", api_key_env="vllm"))
 
-    remote = backends.backend_for(ModelSpec.objects.get(pk=spec.pk))
+    remote = backend_for(ModelSpec.objects.get(pk=spec.pk))
 
     assert remote.generate([PROMPT], SamplingParams())[0].text == "From the allowed server."
     [request] = server.requests
@@ -208,16 +214,16 @@ def test_an_allowed_credential_and_server_are_saved_and_used(server):
 
 
 def test_a_spec_without_a_credential_sends_no_authorization(server):
-    remote = backends.backend_for(services.modelspec_save(spec=_spec(base_url=server.base_url)))
+    remote = backend_for(modelspec_save(spec=_spec(base_url=server.base_url)))
     remote.generate([PROMPT], SamplingParams())
     assert "Authorization" not in server.requests[0]["headers"]
 
 
 def test_an_http_spec_needs_a_base_url_and_a_local_spec_needs_no_server(server):
     with pytest.raises(ValidationError) as caught:
-        services.modelspec_save(spec=_spec())
+        modelspec_save(spec=_spec())
     assert "base_url" in caught.value.message_dict
-    services.modelspec_save(spec=_spec(name="local", backend=ModelSpec.Backend.TRANSFORMERS, path="/models/tiny"))
+    modelspec_save(spec=_spec(name="local", backend=ModelSpec.Backend.TRANSFORMERS, path="/models/tiny"))
 
 
 # --- Remote error bodies: a bounded, sanitised excerpt in the run; the body in the worker's log -----------------
@@ -269,7 +275,7 @@ def test_a_malformed_answer_is_excerpted_too(serve):
 
 @pytest.fixture
 def stored_spec(server):
-    return services.modelspec_save(spec=_spec(base_url=server.base_url, api_key_env="vllm"))
+    return modelspec_save(spec=_spec(base_url=server.base_url, api_key_env="vllm"))
 
 
 def _admin_form(**fields) -> dict:
@@ -331,13 +337,13 @@ def test_an_admin_adds_a_spec_in_the_admin_and_a_secret_key_spec_is_refused(admi
 
 def test_the_service_refuses_a_curator(curator, server):
     with pytest.raises(PermissionDenied):
-        services.modelspec_save(spec=_spec(base_url=server.base_url), user=curator)
+        modelspec_save(spec=_spec(base_url=server.base_url), user=curator)
     assert not ModelSpec.objects.exists()
 
 
 def test_the_service_lets_an_admin_save(server):
     admin = factories.make_user(roles.ADMIN)
-    assert services.modelspec_save(spec=_spec(base_url=server.base_url), user=admin).pk
+    assert modelspec_save(spec=_spec(base_url=server.base_url), user=admin).pk
 
 
 # --- Runs pick an existing spec by id or name, nothing more -----------------------------------------------------
@@ -345,7 +351,7 @@ def test_the_service_lets_an_admin_save(server):
 
 @pytest.mark.parametrize("value", ["¹", "٣", "abc", "9" * 30, str(2**63), "http://evil.example/v1", "x" * 101])
 def test_the_runs_api_answers_400_for_a_model_spec_that_is_not_one(taxonomy, curator, monkeypatch, value):
-    monkeypatch.setattr(services, "_queue_run", lambda run_id: None)
+    monkeypatch.setattr(run_services, "run_queue", lambda run_id: None)
     api = APIClient()
     api.force_login(curator)
 

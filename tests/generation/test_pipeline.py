@@ -1,10 +1,15 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from generation import runwatch, selectors, services
-from generation.backends import SamplingParams
+from generation import runwatch, selectors
+from generation.backends.base import SamplingParams
 from generation.models import Candidate, GenerationRun, Revision
 from generation.pipelines.dialogue import generate_dialogues
+from generation.runwatch import RunClosed
+from generation.services import runs as run_services
+from generation.services.candidates import candidate_build
+from generation.services.modelspecs import modelspec_get_default
+from generation.services.runs import run_cancel, run_claim, run_create, run_execute, run_record_chunk
 from tests import factories
 
 from .scripted import ScriptedBackend, default_reply, speaker
@@ -57,17 +62,17 @@ def test_a_bad_turn_is_retried_once_then_only_that_dialogue_fails():
 def queued(monkeypatch):
     """Run ids queued for a worker; unit tests run the service themselves."""
     ids = []
-    monkeypatch.setattr(services, "_queue_run", ids.append)
+    monkeypatch.setattr(run_services, "run_queue", ids.append)
     return ids
 
 
 @pytest.fixture
 def run(taxonomy, queued, django_capture_on_commit_callbacks):
-    spec = services.modelspec_get_default()
+    spec = modelspec_get_default()
     spec.batch_size = 2
     spec.save()
     with django_capture_on_commit_callbacks(execute=True):
-        run = services.run_create(
+        run = run_create(
             kind="dialogue", sub_emotion=selectors.sub_emotion_get(key="anxiety.1"), count=5, turns=4, seed=7
         )
     assert queued == [run.pk]
@@ -76,11 +81,11 @@ def run(taxonomy, queued, django_capture_on_commit_callbacks):
 
 def test_run_execute_saves_candidates_with_lineage_and_revision_zero(run):
     backend = ScriptedBackend()
-    services.run_execute(run_id=run.pk, backend=backend)
+    run_execute(run_id=run.pk, backend=backend)
     run.refresh_from_db()
     assert (run.status, run.done, run.failed) == ("succeeded", 5, 0)
     # chunks of 2, 2, 1: four turns, one supervisor call and one classifier call each (the bundled model's run does
-    # not ask the risk agent unless told: services.risk_agent_default)
+    # not ask the risk agent unless told: risk_agent_default)
     assert len(backend.calls) == 3 * (4 + 1 + 1)
     candidates = list(run.candidates.order_by("run_index"))
     assert [c.run_index for c in candidates] == [0, 1, 2, 3, 4]
@@ -91,11 +96,11 @@ def test_run_execute_saves_candidates_with_lineage_and_revision_zero(run):
 
 
 def test_run_execute_again_skips_what_is_saved(run):
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend())
+    run_execute(run_id=run.pk, backend=ScriptedBackend())
     # As if the task were delivered again after its worker died (no heartbeat since).
     GenerationRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=None)
     backend = ScriptedBackend()
-    services.run_execute(run_id=run.pk, backend=backend)
+    run_execute(run_id=run.pk, backend=backend)
     assert backend.calls == []
     assert Candidate.objects.filter(run=run).count() == 5
 
@@ -104,7 +109,7 @@ def test_a_failed_item_keeps_its_raw_text_and_the_run_goes_on(run):
     def reply(prompt, call):
         return "" if speaker(prompt) == "counselor" and call <= 4 else default_reply(prompt, call)
 
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
     run.refresh_from_db()
     assert run.status == "succeeded"
     assert run.failed == 2 and run.done == 3
@@ -113,13 +118,13 @@ def test_a_failed_item_keeps_its_raw_text_and_the_run_goes_on(run):
 
 
 def test_a_cancelled_run_generates_nothing_more(run):
-    services.run_cancel(run=run)
+    run_cancel(run=run)
     backend = ScriptedBackend()
-    assert services.run_execute(run_id=run.pk, backend=backend) is None
+    assert run_execute(run_id=run.pk, backend=backend) is None
     assert backend.calls == []
     assert not Candidate.objects.filter(run=run).exists()
     with pytest.raises(ValidationError, match="already finished"):
-        services.run_cancel(run=run)
+        run_cancel(run=run)
 
 
 def test_cancelling_a_running_run_stops_it_at_the_next_model_call_and_saves_nothing(run, monkeypatch):
@@ -129,11 +134,11 @@ def test_cancelling_a_running_run_stops_it_at_the_next_model_call_and_saves_noth
 
     def reply(prompt, call):
         if call == 2 and GenerationRun.objects.filter(pk=run.pk, status="running").exists():
-            services.run_cancel(run=GenerationRun.objects.get(pk=run.pk))
+            run_cancel(run=GenerationRun.objects.get(pk=run.pk))
         return default_reply(prompt, call)
 
     backend = ScriptedBackend(reply)
-    services.run_execute(run_id=run.pk, backend=backend)
+    run_execute(run_id=run.pk, backend=backend)
     run.refresh_from_db()
     assert run.status == "cancelled"
     assert len(backend.calls) == 2
@@ -141,7 +146,7 @@ def test_cancelling_a_running_run_stops_it_at_the_next_model_call_and_saves_noth
     assert not Candidate.objects.filter(run=run).exists()
     # A later delivery of the same task does nothing.
     backend = ScriptedBackend()
-    assert services.run_execute(run_id=run.pk, backend=backend) is None
+    assert run_execute(run_id=run.pk, backend=backend) is None
     assert backend.calls == []
 
 
@@ -151,11 +156,11 @@ def test_a_cancel_between_two_status_reads_still_saves_nothing_of_the_chunk_in_f
 
     def reply(prompt, call):
         if call == 2 and GenerationRun.objects.filter(pk=run.pk, status="running").exists():
-            services.run_cancel(run=GenerationRun.objects.get(pk=run.pk))
+            run_cancel(run=GenerationRun.objects.get(pk=run.pk))
         return default_reply(prompt, call)
 
     backend = ScriptedBackend(reply)
-    services.run_execute(run_id=run.pk, backend=backend)
+    run_execute(run_id=run.pk, backend=backend)
     run.refresh_from_db()
     assert run.status == "cancelled"
     assert len(backend.calls) <= 6  # at most the first chunk: four turns, the supervisor, the classifier
@@ -164,13 +169,13 @@ def test_a_cancel_between_two_status_reads_still_saves_nothing_of_the_chunk_in_f
 
 
 def test_run_record_chunk_refuses_a_cancelled_run_and_writes_nothing(run):
-    services.run_claim(run_id=run.pk)
-    services.run_cancel(run=run)
-    candidate = services.candidate_build(
+    run_claim(run_id=run.pk)
+    run_cancel(run=run)
+    candidate = candidate_build(
         kind="dialogue", content=factories.dialogue_content(), sub_emotion=run.sub_emotion, run=run, run_index=0
     )
-    with pytest.raises(services.RunClosed, match="cancelled"):
-        services.run_record_chunk(
+    with pytest.raises(RunClosed, match="cancelled"):
+        run_record_chunk(
             run=run,
             candidates=[candidate],
             failures=[{"index": 1, "reason": "empty_turn", "raw": ""}],
@@ -194,7 +199,7 @@ def test_progress_moves_with_every_turn_of_the_chunk_in_flight(run, monkeypatch)
                           row.chunk_progress["completion_tokens"], row.done)  # fmt: skip
         return default_reply(prompt, call)
 
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
     # Two dialogues per call, five completion tokens each; nothing saved yet.
     assert list(seen.values()) == [("turn 1 of 4", 0, 0, 0), ("turn 2 of 4", 1, 10, 0), ("turn 3 of 4", 2, 20, 0),
                                    ("turn 4 of 4", 3, 30, 0)]  # fmt: skip
@@ -209,7 +214,7 @@ def test_a_backend_error_fails_the_run_with_its_message(run):
     def reply(prompt, call):
         raise RuntimeError("CUDA out of memory")
 
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
     run.refresh_from_db()
     assert run.status == "failed"
     assert "CUDA out of memory" in run.error
@@ -228,5 +233,5 @@ def test_a_backend_error_fails_the_run_with_its_message(run):
 def test_run_create_refuses_bad_requests_and_writes_nothing(taxonomy, kwargs, message):
     args = {"kind": "dialogue", "sub_emotion": selectors.sub_emotion_get(key="anxiety.1"), "count": 1, **kwargs}
     with pytest.raises(ValidationError, match=message):
-        services.run_create(**args)
+        run_create(**args)
     assert not GenerationRun.objects.exists()

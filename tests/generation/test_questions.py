@@ -8,11 +8,13 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
-from generation import services
-from generation.importers import ImportFormatError
+from generation.agents.question import parse_answer
+from generation.importers.questions import questions_import
+from generation.importers.reading import ImportFormatError
 from generation.models import Candidate, CandidateKind, GenerationRun, ModelSpec, Revision
-from generation.question_agents import parse_answer
-from generation.questions import question_rescore, questions_import
+from generation.services.modelspecs import modelspec_get_default
+from generation.services.questions import question_rescore
+from generation.services.runs import run_create, run_execute
 from tests.generation.scripted import ScriptedBackend
 
 pytestmark = pytest.mark.django_db
@@ -186,7 +188,7 @@ OPTIONS = {"A": "one", "B": "two", "C": "three", "D": "four"}
     ],
 )
 def test_parse_answer(raw, qtype, expected):
-    from generation.agents import AgentOutputError
+    from generation.agents.psyroom import AgentOutputError
 
     if expected.isupper():
         parsed = parse_answer(raw, options=OPTIONS, question_type=qtype)
@@ -255,14 +257,14 @@ def _model_b(content):
 def test_cross_selection_sets_difficulty_from_hand_set_answers(five_questions, min_correct, expected):
     _spec("model-a"), _spec("model-b")
     a, b = _answering(_model_a), _answering(_model_b)
-    run = services.run_create(
+    run = run_create(
         kind="question",
         questions=five_questions,
         parameters={"models": ["model-a", "model-b"], "min_correct": min_correct},
     )
     assert run.targets == [{"question": q.pk} for q in five_questions]
     assert run.model_spec.name == "model-a"
-    services.run_execute(run_id=run.pk, backend={"model-a": a, "model-b": b})
+    run_execute(run_id=run.pk, backend={"model-a": a, "model-b": b})
     run.refresh_from_db()
     assert run.status == GenerationRun.Status.SUCCEEDED
     assert (run.done, run.failed) == (5, 0)
@@ -297,7 +299,7 @@ def test_cross_selection_sets_difficulty_from_hand_set_answers(five_questions, m
     assert run.stats.get("hard", 0) == expected.count("hard")
     # Re-executing the run changes nothing (idempotent).
     GenerationRun.objects.filter(pk=run.pk).update(status=GenerationRun.Status.QUEUED)
-    services.run_execute(run_id=run.pk, backend={"model-a": a, "model-b": b})
+    run_execute(run_id=run.pk, backend={"model-a": a, "model-b": b})
     assert run.candidates.count() == 5
 
 
@@ -308,8 +310,8 @@ def test_multiple_choice_is_checked_as_a_set():
     _spec("model-a")
     # The reference letters reversed and comma-separated: the same set.
     backend = _answering(lambda c: f"<think>Each applies.</think>\nAnswer: {', '.join(reversed(c['answer']))}")
-    run = services.run_create(kind="question", questions=questions, parameters={"models": ["model-a"]})
-    services.run_execute(run_id=run.pk, backend={"model-a": backend})
+    run = run_create(kind="question", questions=questions, parameters={"models": ["model-a"]})
+    run_execute(run_id=run.pk, backend={"model-a": backend})
     assert [c.content["difficulty"] for c in run.candidates.order_by("run_index")] == ["easy", "easy"]
 
 
@@ -326,7 +328,7 @@ def test_run_create_refuses_bad_question_runs(five_questions):
     ]
     for parameters, questions, message in cases:
         with pytest.raises(ValidationError, match=message):
-            services.run_create(kind="question", questions=questions, parameters=parameters)
+            run_create(kind="question", questions=questions, parameters=parameters)
     assert GenerationRun.objects.count() == before
 
 
@@ -362,14 +364,14 @@ def test_bundled_model_answers_through_run_execute():
     # Short knowledge questions: the case questions run to 2,600 prompt tokens, slow on a CPU.
     questions_import(path=MCQ / "dev" / "KG-GEE-普通心理学-单项选择题.json", limit=2)
     questions = list(Candidate.objects.filter(kind=CandidateKind.QUESTION).order_by("id"))
-    first = services.modelspec_get_default()
+    first = modelspec_get_default()
     ModelSpec.objects.create(name="smollm2-twin", path=first.path, backend=first.backend, batch_size=8)
-    run = services.run_create(
+    run = run_create(
         kind="question",
         questions=questions,
         parameters={"models": [first.name, "smollm2-twin"], "min_correct": 1, "max_new_tokens": 48},
     )
-    services.run_execute(run_id=run.pk)
+    run_execute(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == GenerationRun.Status.SUCCEEDED, run.error
     assert run.done == 2

@@ -9,6 +9,8 @@ from rest_framework.test import APIClient
 from annotations.models import AuditEvent
 from annotations.services import campaigns, queue
 from generation.models import GenerationRun
+from generation.services import runs as run_services
+from generation.tasks import generate_run
 from psyroom_admin.celery import app
 from tests import factories
 
@@ -69,3 +71,9 @@ def test_a_regeneration_says_so_and_keeps_no_run(broker_down, client, curator, c
     assert "The task queue is unreachable" in response.content.decode()
     assert not GenerationRun.objects.exists()
     assert not AuditEvent.objects.filter(action="candidate.regenerate").exists()
+
+
+def test_a_run_task_is_sent_by_the_name_of_the_task_and_routed_to_the_generation_queue():
+    # services.runs sends the task by name (it does not import the task module that calls it).
+    assert generate_run.name == run_services.GENERATE_TASK
+    assert app.amqp.router.route({}, run_services.GENERATE_TASK, (1,), {})["queue"].name == "generation"

@@ -4,11 +4,16 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from generation import selectors, services
-from generation.agents import AgentOutputError, parse_risk, risk_messages
+from generation import selectors
+from generation.agents.psyroom import AgentOutputError, parse_risk, risk_messages
 from generation.models import Candidate
 from generation.pipelines.dialogue import RISK_UNREAD_DETAIL, risk_flags
 from generation.risk import screen
+from generation.runs.sampling import risk_agent_default
+from generation.services import runs as run_services
+from generation.services.candidates import candidate_set_status
+from generation.services.modelspecs import modelspec_get_default
+from generation.services.runs import run_create, run_execute
 from tests import factories
 
 from .scripted import ScriptedBackend, default_reply, speaker
@@ -87,7 +92,7 @@ def test_risk_flags_are_deterministic_and_short():
 
 @pytest.fixture
 def make_run(taxonomy, monkeypatch, django_capture_on_commit_callbacks):
-    monkeypatch.setattr(services, "_queue_run", lambda run_id: None)
+    monkeypatch.setattr(run_services, "run_queue", lambda run_id: None)
 
     def make(**kwargs):
         kwargs.setdefault("kind", "dialogue")
@@ -97,7 +102,7 @@ def make_run(taxonomy, monkeypatch, django_capture_on_commit_callbacks):
         # The bundled model does not ask its risk agent unless told (risk_agent_default): these runs tell it.
         kwargs["parameters"] = {"risk_agent": True, **kwargs.get("parameters", {})}
         with django_capture_on_commit_callbacks(execute=True):
-            return services.run_create(**kwargs)
+            return run_create(**kwargs)
 
     return make
 
@@ -117,7 +122,7 @@ def test_a_yes_on_risk_the_rules_miss_opens_one_agent_flag_and_blocks_approval(m
 
     run = make_run()
     backend = ScriptedBackend(reply)
-    services.run_execute(run_id=run.pk, backend=backend)
+    run_execute(run_id=run.pk, backend=backend)
     run.refresh_from_db()
     assert (run.status, run.done) == ("succeeded", 1)
     candidate = Candidate.objects.get(run=run)
@@ -129,9 +134,7 @@ def test_a_yes_on_risk_the_rules_miss_opens_one_agent_flag_and_blocks_approval(m
     assert flag.detail == f'risk agent: The client says "{UNSEEN}"'
     assert candidate.has_open_risk
     with pytest.raises(ValidationError, match="senior clinician"):
-        services.candidate_set_status(
-            candidate=candidate, status=Candidate.Status.APPROVED, revision=candidate.revisions.get()
-        )
+        candidate_set_status(candidate=candidate, status=Candidate.Status.APPROVED, revision=candidate.revisions.get())
     candidate.refresh_from_db()
     assert candidate.status == Candidate.Status.GENERATED
     # What the agent said is kept for the reviewers.
@@ -145,7 +148,7 @@ def test_a_yes_on_risk_the_rules_miss_opens_one_agent_flag_and_blocks_approval(m
 def test_a_no_with_no_rule_hit_opens_no_flag(make_run):
     run = make_run(count=2, turns=4)
     backend = ScriptedBackend()
-    services.run_execute(run_id=run.pk, backend=backend)
+    run_execute(run_id=run.pk, backend=backend)
     candidates = list(Candidate.objects.filter(run=run))
     assert len(candidates) == 2
     for candidate in candidates:
@@ -164,7 +167,7 @@ def test_an_unreadable_answer_is_retried_then_opens_a_flag(make_run):
 
     run = make_run()
     backend = ScriptedBackend(reply)
-    services.run_execute(run_id=run.pk, backend=backend)
+    run_execute(run_id=run.pk, backend=backend)
     run.refresh_from_db()
     candidate = Candidate.objects.get(run=run)
     assert candidate.ai_review["risk_agent"] == {
@@ -186,7 +189,7 @@ def test_risk_agent_false_skips_the_step(make_run):
     run = make_run(parameters={"risk_agent": False})
     assert run.parameters["risk_agent"] is False
     backend = ScriptedBackend(reply)
-    services.run_execute(run_id=run.pk, backend=backend)
+    run_execute(run_id=run.pk, backend=backend)
     candidate = Candidate.objects.get(run=run)
     assert _risk_prompts(backend) == []
     assert "risk_agent" not in candidate.ai_review
@@ -203,7 +206,7 @@ def test_the_rules_still_flag_when_the_agent_says_no(make_run):
         return "Sometimes I think about killing myself." if speaker(prompt) == "client" else default_reply(prompt, call)
 
     run = make_run()
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
     candidate = Candidate.objects.get(run=run)
     assert candidate.ai_review["risk_agent"]["answer"] == "no"
     assert [(f.source, f.code) for f in candidate.flags.all()] == [("screen", "self_harm")]
@@ -227,7 +230,7 @@ def test_a_reconstructed_chinese_dialogue_is_asked_about_too(make_run):
         return default_reply(prompt, call)
 
     run = make_run(dialogues=[source], sub_emotion=None, parameters={"supervisor": False})
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
     rewritten = Candidate.objects.get(run=run)
     assert rewritten.parent == source
     assert rewritten.ai_review["risk_agent"]["answer"] == "yes"
@@ -243,7 +246,7 @@ def test_a_senior_sees_what_the_agent_said_and_its_flag(make_run, client, senior
         return YES if agent == "risk" else default_reply(prompt, call)
 
     run = make_run()
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
     candidate = Candidate.objects.get(run=run)
     client.force_login(senior)
     page = client.get(reverse("annotations:candidate", args=[candidate.pk])).content.decode()
@@ -254,6 +257,6 @@ def test_a_senior_sees_what_the_agent_said_and_its_flag(make_run, client, senior
 def test_the_agent_is_asked_by_default_except_with_the_bundled_model(taxonomy):
     from generation.models import ModelSpec
 
-    assert services.risk_agent_default(services.modelspec_get_default()) is False
+    assert risk_agent_default(modelspec_get_default()) is False
     served = ModelSpec(name="qwen", backend="openai", path="Qwen/Qwen2.5-7B-Instruct", base_url="http://gpu-1:8000/v1")
-    assert services.risk_agent_default(served) is True
+    assert risk_agent_default(served) is True

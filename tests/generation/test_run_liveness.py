@@ -9,9 +9,23 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from generation import runwatch, selectors, services
-from generation.backends import BackendError, OpenAIBackend, SamplingParams
+from generation import runwatch, selectors
+from generation.backends.base import SamplingParams
+from generation.backends.server import BackendError, OpenAIBackend
 from generation.models import Candidate, GenerationRun, SubEmotion
+from generation.runwatch import RunClosed
+from generation.services import runs as run_services
+from generation.services.candidates import candidate_build
+from generation.services.modelspecs import modelspec_get_default
+from generation.services.runs import (
+    QueueUnavailable,
+    run_cancel,
+    run_claim,
+    run_execute,
+    run_record_chunk,
+    run_resume,
+    runs_resume_stalled,
+)
 from tests import factories
 
 from .scripted import ScriptedBackend
@@ -40,7 +54,7 @@ def enqueued(monkeypatch):
         ids.append(run_id)
         return Result()
 
-    monkeypatch.setattr(services, "_enqueue", enqueue)
+    monkeypatch.setattr(run_services, "run_task_send", enqueue)
     return ids
 
 
@@ -49,12 +63,12 @@ def broker_down(monkeypatch):
     def enqueue(run_id):
         raise OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
 
-    monkeypatch.setattr(services, "_enqueue", enqueue)
+    monkeypatch.setattr(run_services, "run_task_send", enqueue)
 
 
 @pytest.fixture
 def run(taxonomy):
-    spec = services.modelspec_get_default()
+    spec = modelspec_get_default()
     spec.batch_size = 2
     spec.save()
     return GenerationRun.objects.create(
@@ -108,7 +122,7 @@ def test_a_running_run_without_a_recent_heartbeat_shows_as_stalled(run, status, 
 def test_a_delivery_of_a_run_whose_worker_is_alive_is_dropped(run):
     started = _ago(30)
     run = _set(run, status="running", heartbeat_at=_ago(2), started_at=started)
-    assert services.run_claim(run_id=run.pk) is None
+    assert run_claim(run_id=run.pk) is None
     run.refresh_from_db()
     assert (run.status, run.started_at) == ("running", started)
 
@@ -116,7 +130,7 @@ def test_a_delivery_of_a_run_whose_worker_is_alive_is_dropped(run):
 def test_a_delivery_of_a_stalled_run_takes_it_over_and_keeps_its_start(run):
     started = _ago(3600)
     _set(run, status="running", heartbeat_at=_ago(STALE + 1), started_at=started)
-    claimed = services.run_claim(run_id=run.pk)
+    claimed = run_claim(run_id=run.pk)
     assert claimed.status == "running" and claimed.started_at == started
     assert not selectors.run_is_stalled(claimed)
 
@@ -126,19 +140,19 @@ def test_a_delivery_of_a_stalled_run_takes_it_over_and_keeps_its_start(run):
 
 def test_a_task_generates_one_chunk_then_queues_the_run_again(run, enqueued):
     backend = ScriptedBackend()
-    services.run_execute(run_id=run.pk, backend=backend, max_chunks=1)
+    run_execute(run_id=run.pk, backend=backend, max_chunks=1)
     run.refresh_from_db()
     # Chunks of two: one chunk (two turns, one call each) saved, the run queued again for the rest.
     assert (run.status, run.done, len(backend.calls), enqueued, run.task_id) == ("queued", 2, 2, [run.pk], "task-1")
-    services.run_execute(run_id=run.pk, backend=backend, max_chunks=1)
-    services.run_execute(run_id=run.pk, backend=backend, max_chunks=1)
+    run_execute(run_id=run.pk, backend=backend, max_chunks=1)
+    run_execute(run_id=run.pk, backend=backend, max_chunks=1)
     run.refresh_from_db()
     assert (run.status, run.done, enqueued) == ("succeeded", 5, [run.pk, run.pk])
     assert sorted(Candidate.objects.filter(run=run).values_list("run_index", flat=True)) == [0, 1, 2, 3, 4]
 
 
 def test_a_next_chunk_that_cannot_be_queued_leaves_the_run_to_show_as_stalled(run, broker_down):
-    services.run_execute(run_id=run.pk, backend=ScriptedBackend(), max_chunks=1)
+    run_execute(run_id=run.pk, backend=ScriptedBackend(), max_chunks=1)
     run.refresh_from_db()
     assert (run.status, run.done) == ("running", 2)
     assert selectors.run_status(run, now=timezone.now() + timedelta(seconds=STALE + 1)) == "stalled"
@@ -149,11 +163,11 @@ def test_a_next_chunk_that_cannot_be_queued_leaves_the_run_to_show_as_stalled(ru
 
 def test_a_curator_resumes_a_stalled_run_once(run, curator, enqueued):
     run = _set(run, status="running", done=2, heartbeat_at=_ago(STALE + 5), chunk_progress={"calls": 3})
-    run = services.run_resume(run=run, user=curator)
+    run = run_resume(run=run, user=curator)
     assert (run.status, run.resumes, run.chunk_progress, run.done, run.task_id) == ("queued", 1, {}, 2, "task-1")
     assert enqueued == [run.pk]
     with pytest.raises(ValidationError, match="is not stalled"):
-        services.run_resume(run=run, user=curator)
+        run_resume(run=run, user=curator)
     assert enqueued == [run.pk]
 
 
@@ -161,7 +175,7 @@ def test_a_curator_resumes_a_stalled_run_once(run, curator, enqueued):
 def test_only_a_stalled_run_is_resumed(run, curator, enqueued, status):
     run = _set(run, status=status, heartbeat_at=_ago(5))
     with pytest.raises(ValidationError, match="is not stalled"):
-        services.run_resume(run=run, user=curator)
+        run_resume(run=run, user=curator)
     run.refresh_from_db()
     assert (run.status, run.resumes, enqueued) == (status, 0, [])
 
@@ -169,15 +183,15 @@ def test_only_a_stalled_run_is_resumed(run, curator, enqueued, status):
 def test_a_counselor_may_not_resume(run, counselor, enqueued):
     run = _set(run, status="running", heartbeat_at=None)
     with pytest.raises(PermissionDenied):
-        services.run_resume(run=run, user=counselor)
+        run_resume(run=run, user=counselor)
     run.refresh_from_db()
     assert (run.status, run.resumes, enqueued) == ("running", 0, [])
 
 
 def test_a_resume_with_the_broker_down_leaves_the_run_stalled(run, curator, broker_down):
     run = _set(run, status="running", heartbeat_at=_ago(STALE + 5))
-    with pytest.raises(services.QueueUnavailable, match="the run was not resumed"):
-        services.run_resume(run=run, user=curator)
+    with pytest.raises(QueueUnavailable, match="the run was not resumed"):
+        run_resume(run=run, user=curator)
     run.refresh_from_db()
     assert selectors.run_status(run) == "stalled"
 
@@ -188,12 +202,12 @@ def test_workers_resume_stalled_runs_a_limited_number_of_times(run, enqueued, ta
         heartbeat_at=timezone.now(),
     )  # fmt: skip
     run = _set(run, status="running", heartbeat_at=_ago(STALE + 5), resumes=1)
-    assert services.runs_resume_stalled() == [run.pk]
+    assert runs_resume_stalled() == [run.pk]
     run.refresh_from_db()
     assert (run.status, run.resumes) == ("queued", 2)
     # Stalled again: two automatic resumes are all it gets; a curator may still resume it.
     run = _set(run, status="running", heartbeat_at=_ago(STALE + 5))
-    assert services.runs_resume_stalled() == []
+    assert runs_resume_stalled() == []
     assert selectors.run_status(run) == "stalled"
     assert enqueued == [run.pk]
     alive.refresh_from_db()
@@ -205,11 +219,11 @@ def test_workers_resume_stalled_runs_a_limited_number_of_times(run, enqueued, ta
 
 def test_run_record_chunk_saves_nothing_into_a_finished_run(run):
     run = _set(run, status="succeeded", done=0)
-    candidate = services.candidate_build(
+    candidate = candidate_build(
         kind="dialogue", content=factories.dialogue_content(), sub_emotion=run.sub_emotion, run=run, run_index=0
     )
-    with pytest.raises(services.RunClosed):
-        services.run_record_chunk(run=run, candidates=[candidate], failures=[], prompt_tokens=1, completion_tokens=1)
+    with pytest.raises(RunClosed):
+        run_record_chunk(run=run, candidates=[candidate], failures=[], prompt_tokens=1, completion_tokens=1)
     assert not Candidate.objects.filter(run=run).exists()
 
 
@@ -249,7 +263,7 @@ def test_the_heartbeat_thread_beats_while_the_run_runs_and_stops_with_it(run):
         run.refresh_from_db()
         assert timezone.now() - run.heartbeat_at < timedelta(seconds=1)
         # Once the run is cancelled, nothing is written any more.
-        services.run_cancel(run=run)
+        run_cancel(run=run)
         time.sleep(0.5)
         run.refresh_from_db()
         cancelled_beat = run.heartbeat_at

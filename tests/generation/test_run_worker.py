@@ -19,8 +19,9 @@ from django.conf import settings as django_settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from generation import selectors, services
+from generation import selectors
 from generation.models import Candidate, GenerationRun, ModelSpec
+from generation.services.runs import run_cancel, run_create
 from tests.worker import celery_worker
 
 from .scripted import default_reply
@@ -119,7 +120,7 @@ def _run(server: AgentServer, *, count: int, batch_size: int, turns: int) -> Gen
         name="slow-server", backend=ModelSpec.Backend.OPENAI, path="scripted", base_url=server.base_url,
         batch_size=batch_size, max_retries=0, timeout_s=30,
     )  # fmt: skip
-    return services.run_create(
+    return run_create(
         kind="dialogue",
         sub_emotion=selectors.sub_emotion_get(key="anxiety.1"),
         count=count,
@@ -192,7 +193,7 @@ def test_a_cancelled_run_stops_its_worker_within_one_model_call_and_saves_nothin
     log = tmp_path / "worker.log"
     with celery_worker(log, env=_worker_env(server)):
         wait_for(lambda: _row(run).chunk_progress.get("calls", 0) >= 2, timeout=60, what="two turns", log=log)
-        services.run_cancel(run=run)
+        run_cancel(run=run)
         cancelled, requests_then = time.monotonic(), server.count()
         stopped = wait_for(lambda: f"run {run.pk} stopped" in log.read_text(), timeout=10, what="a stop", log=log)
         time.sleep(2.5)  # what the worker would have asked for next, had it gone on

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from generation.models import Scenario, SubEmotion
-from generation.scenarios import SCENARIOS_FILE, ScenarioLoadError, scenarios_load
+from generation.services.scenarios import SCENARIOS_FILE, ScenarioLoadError, scenarios_load
 
 pytestmark = pytest.mark.django_db
 

@@ -2,27 +2,41 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from generation import services
-from generation.models import Candidate, EmotionCategory, Revision, RiskFlag, SubEmotion
+from generation.models import Candidate, EmotionCategory, GenerationRun, Revision, RiskFlag, SubEmotion
+from generation.schemas import ContentError
+from generation.selectors import runs_waiting
+from generation.services.candidates import (
+    COPY_FROM_ROWS,
+    StaleVersion,
+    candidate_build,
+    candidate_revise,
+    candidate_set_status,
+    candidates_created,
+    candidates_save_new,
+)
+from generation.services.modelspecs import modelspec_get_default
+from generation.services.runs import runs_waiting_lock_count
+from generation.services.taxonomy import taxonomy_load
+from psyroom_admin import roles
 from tests import factories
 
 pytestmark = pytest.mark.django_db
 
 
 def test_taxonomy_load_is_idempotent():
-    assert services.taxonomy_load() == (8, 35)
-    assert services.taxonomy_load() == (0, 0)
+    assert taxonomy_load() == (8, 35)
+    assert taxonomy_load() == (0, 0)
     assert EmotionCategory.objects.count() == 8
     assert SubEmotion.objects.count() == 35
     assert SubEmotion.objects.get(key="anxiety.1").label_zh == "焦虑1-自我施加的压力"
 
 
 def test_taxonomy_load_puts_changed_labels_back_and_keeps_the_rows():
-    services.taxonomy_load()
+    taxonomy_load()
     sub = SubEmotion.objects.get(key="anxiety.1")
     SubEmotion.objects.filter(pk=sub.pk).update(label_en="changed by hand")
     EmotionCategory.objects.filter(key=sub.category.key).update(label_zh="改过")
-    assert services.taxonomy_load() == (0, 0)
+    assert taxonomy_load() == (0, 0)
     reloaded = SubEmotion.objects.get(key="anxiety.1")
     assert reloaded.pk == sub.pk
     assert reloaded.label_en != "changed by hand"
@@ -31,7 +45,7 @@ def test_taxonomy_load_puts_changed_labels_back_and_keeps_the_rows():
 
 def test_candidate_revise_keeps_the_original_and_bumps_the_version(candidate, counselor):
     content = factories.dialogue_content(prefix="edited ")
-    revision = services.candidate_revise(
+    revision = candidate_revise(
         candidate=candidate, author=counselor, content=content, base_version=1, category="wording"
     )
     candidate.refresh_from_db()
@@ -40,15 +54,15 @@ def test_candidate_revise_keeps_the_original_and_bumps_the_version(candidate, co
 
 
 def test_candidate_revise_on_a_stale_version_writes_nothing(candidate, counselor):
-    services.candidate_revise(
+    candidate_revise(
         candidate=candidate,
         author=counselor,
         content=factories.dialogue_content(prefix="a "),
         base_version=1,
         category="wording",
     )
-    with pytest.raises(services.StaleVersion):
-        services.candidate_revise(
+    with pytest.raises(StaleVersion):
+        candidate_revise(
             candidate=candidate,
             author=counselor,
             content=factories.dialogue_content(prefix="b "),
@@ -61,8 +75,8 @@ def test_candidate_revise_on_a_stale_version_writes_nothing(candidate, counselor
 
 
 def test_candidate_revise_rejects_invalid_content(candidate, counselor):
-    with pytest.raises(services.ContentError, match=r"turns\[0\]\.text"):
-        services.candidate_revise(
+    with pytest.raises(ContentError, match=r"turns\[0\]\.text"):
+        candidate_revise(
             candidate=candidate,
             author=counselor,
             content={"turns": [{"role": "client", "text": " "}]},
@@ -85,9 +99,7 @@ def test_risk_screen_flags_self_harm_and_blocks_approval(taxonomy):
     flag = flagged.flags.get()
     assert (flag.code, flag.source, flag.revision.number, flag.is_open) == ("self_harm", "screen", 0, True)
     with pytest.raises(ValidationError, match="senior clinician"):
-        services.candidate_set_status(
-            candidate=flagged, status=Candidate.Status.APPROVED, revision=flagged.revisions.get()
-        )
+        candidate_set_status(candidate=flagged, status=Candidate.Status.APPROVED, revision=flagged.revisions.get())
     flagged.refresh_from_db()
     assert flagged.status == Candidate.Status.GENERATED
 
@@ -101,7 +113,7 @@ def test_chinese_self_harm_mention_is_flagged(taxonomy):
 
 def _built(n: int, *, risky: set[int] = frozenset(), hashes: dict[int, str] | None = None) -> list[Candidate]:
     return [
-        services.candidate_build(
+        candidate_build(
             kind="dialogue",
             content={
                 "turns": [
@@ -116,18 +128,16 @@ def _built(n: int, *, risky: set[int] = frozenset(), hashes: dict[int, str] | No
     ]
 
 
-@pytest.mark.parametrize("count", [3, services._COPY_FROM_ROWS + 50])
+@pytest.mark.parametrize("count", [3, COPY_FROM_ROWS + 50])
 def test_candidates_save_new_saves_rows_revisions_and_flags_in_bulk(taxonomy, count):
-    # From _COPY_FROM_ROWS rows PostgreSQL gets them by COPY; below, and elsewhere, by bulk_create: the same rows.
+    # From COPY_FROM_ROWS rows PostgreSQL gets them by COPY; below, and elsewhere, by bulk_create: the same rows.
     received = []
-    services.candidates_created.connect(
-        lambda candidates, **kw: received.extend(candidates), weak=False, dispatch_uid="t"
-    )
+    candidates_created.connect(lambda candidates, **kw: received.extend(candidates), weak=False, dispatch_uid="t")
     try:
         with transaction.atomic():
-            saved = services.candidates_save_new(candidates=_built(count, risky={1, count - 1}))
+            saved = candidates_save_new(candidates=_built(count, risky={1, count - 1}))
     finally:
-        services.candidates_created.disconnect(dispatch_uid="t")
+        candidates_created.disconnect(dispatch_uid="t")
 
     assert [c.pk for c in saved] == list(Candidate.objects.order_by("id").values_list("id", flat=True))
     assert received == saved and all(not c._state.adding for c in saved)
@@ -147,11 +157,28 @@ def test_candidates_save_new_saves_rows_revisions_and_flags_in_bulk(taxonomy, co
     assert factories.make_candidate().pk > saved[-1].pk
 
 
-@pytest.mark.parametrize("count", [3, services._COPY_FROM_ROWS + 50])
+@pytest.mark.parametrize("count", [3, COPY_FROM_ROWS + 50])
 def test_candidates_save_new_raises_integrity_error_on_a_duplicate_hash(taxonomy, count):
     factories.make_candidate(source_hash="f" * 64)
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        services.candidates_save_new(candidates=_built(count, hashes={count // 2: "f" * 64}))
+        candidates_save_new(candidates=_built(count, hashes={count // 2: "f" * 64}))
 
     assert Candidate.objects.count() == 1
+
+
+def test_runs_waiting_are_a_users_queued_and_running_runs(taxonomy):
+    curator, other = factories.make_user(roles.CURATOR), factories.make_user(roles.CURATOR)
+    spec = modelspec_get_default()
+    made = {
+        (user.pk, status): GenerationRun.objects.create(
+            kind="dialogue", count=1, model_spec=spec, prompt_version="v1", created_by=user, status=status,
+            targets=[{"sub_emotion": "anxiety.1"}],
+        )
+        for user in (curator, other)
+        for status in GenerationRun.Status.values
+    }  # fmt: skip
+    waiting = set(runs_waiting(user=curator))
+    assert waiting == {made[(curator.pk, "queued")], made[(curator.pk, "running")]}
+    with transaction.atomic():
+        assert runs_waiting_lock_count(user=curator) == 2

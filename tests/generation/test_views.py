@@ -7,8 +7,10 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from generation import services
 from generation.models import Candidate, ClientProfile, GenerationRun, ModelSpec, SubEmotion
+from generation.services import runs as run_services
+from generation.services.modelspecs import modelspec_get_default
+from generation.services.runs import run_cancel, run_create
 from psyroom_admin import roles
 from tests import factories
 
@@ -18,14 +20,14 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def queued(monkeypatch):
     ids = []
-    monkeypatch.setattr(services, "_queue_run", ids.append)
+    monkeypatch.setattr(run_services, "run_queue", ids.append)
     return ids
 
 
 @pytest.fixture
 def run(taxonomy, queued, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        return services.run_create(kind="dialogue", sub_emotions=[SubEmotion.objects.get(key="anxiety.1")], count=3)
+        return run_create(kind="dialogue", sub_emotions=[SubEmotion.objects.get(key="anxiety.1")], count=3)
 
 
 def urls(run) -> dict[str, tuple[str, str]]:
@@ -127,7 +129,7 @@ def test_a_curator_starts_a_course_run_and_a_question_run(client, curator, taxon
         kind="question", sub_emotion=None,
         content={"question_type": "single", "question": "Q?", "options": {"A": "a", "B": "b"}, "answer": ["A"]},
     )  # fmt: skip
-    default = services.modelspec_get_default()
+    default = modelspec_get_default()
     client.force_login(curator)
 
     form = client.get(reverse("generation:run-new")).content.decode()
@@ -226,7 +228,7 @@ def test_a_stalled_run_says_so_and_a_curator_resumes_it(client, curator, run, mo
     class Result:
         id = "task-3"
 
-    monkeypatch.setattr(services, "_enqueue", lambda run_id: enqueued.append(run_id) or Result())
+    monkeypatch.setattr(run_services, "run_task_send", lambda run_id: enqueued.append(run_id) or Result())
     GenerationRun.objects.filter(pk=run.pk).update(
         status="running", done=1, heartbeat_at=timezone.now() - timedelta(seconds=settings.PSYROOM_RUN_STALE_S + 1)
     )
@@ -244,7 +246,7 @@ def test_a_stalled_run_says_so_and_a_curator_resumes_it(client, curator, run, mo
 
 
 def test_a_counselor_may_not_resume(client, counselor, run, monkeypatch):
-    monkeypatch.setattr(services, "_enqueue", lambda run_id: pytest.fail("queued"))
+    monkeypatch.setattr(run_services, "run_task_send", lambda run_id: pytest.fail("queued"))
     GenerationRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=None)
     client.force_login(counselor)
     assert client.post(reverse("generation:run-resume", args=[run.pk])).status_code == 403
@@ -279,8 +281,8 @@ def test_services_refuse_runs_from_users_without_the_role(taxonomy, counselor, r
     from django.core.exceptions import PermissionDenied
 
     with pytest.raises(PermissionDenied):
-        services.run_create(kind="scenario", sub_emotions=[run.sub_emotion], count=1, created_by=counselor)
+        run_create(kind="scenario", sub_emotions=[run.sub_emotion], count=1, created_by=counselor)
     with pytest.raises(PermissionDenied):
-        services.run_cancel(run=run, user=counselor)
+        run_cancel(run=run, user=counselor)
     run.refresh_from_db()
     assert run.status == "queued" and GenerationRun.objects.count() == 1

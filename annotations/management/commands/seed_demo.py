@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 
-from generation.importers import dialogues_import
+from generation.importers.dialogues import dialogues_import
 from psyroom_admin import roles
 
 DEMO_DIALOGUES = Path(settings.BASE_DIR) / "generation" / "data" / "demo" / "psyroom-example-sample.json"

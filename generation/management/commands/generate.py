@@ -3,7 +3,7 @@ import time
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from generation import selectors, services
+from generation import selectors
 from generation.models import (
     Candidate,
     CandidateKind,
@@ -13,6 +13,7 @@ from generation.models import (
     Scenario,
     SubEmotion,
 )
+from generation.services.runs import run_create
 
 
 class Command(BaseCommand):
@@ -33,14 +34,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dialogue", action="append", type=int, default=[], help="plans: a dialogue candidate id (repeatable)"
         )
-        # Questions (Psyche-R1 cross-selection), see generation/questions.py.
+        # Questions (Psyche-R1 cross-selection), see generation/runs/question.py.
         parser.add_argument("--question", action="append", type=int, default=[], help="a question id (repeatable)")
         parser.add_argument(
             "--questions-from-import", action="store_true", help="every imported single or multiple choice question"
         )
         parser.add_argument("--models", help="questions: the K model spec names, comma-separated")
         parser.add_argument("--min-correct", type=int, help="questions: M; hard when fewer than M models are right")
-        # Courses (MusPsy), see generation/courses.py.
+        # Courses (MusPsy), see generation/runs/course.py.
         parser.add_argument("--profile", action="append", type=int, default=[], help="courses: a client profile id")
         parser.add_argument("--sessions", type=int, default=3, help="courses: sessions per course (2 to 10)")
         parser.add_argument("--count", type=int, default=1, help="dialogues: how many (plans: one per dialogue)")
@@ -109,7 +110,7 @@ class Command(BaseCommand):
         if options["strategies"]:
             parameters["strategies"] = True
         try:
-            run = services.run_create(
+            run = run_create(
                 kind=options["kind"],
                 sub_emotions=sub_emotions,
                 scenarios=scenarios,

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from generation.courses import course_import_muspsy, profile_import_muspsy
-from generation.importers import ImportFormatError
+from generation.importers.courses import course_import_muspsy, profile_import_muspsy
+from generation.importers.reading import ImportFormatError
 
 
 class Command(BaseCommand):

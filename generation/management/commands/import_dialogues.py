@@ -1,11 +1,12 @@
-"""Import counseling dialogues from a dataset file or folder (see ``generation.importers``)."""
+"""Import counseling dialogues from a dataset file or folder (see ``generation.importers.dialogues``)."""
 
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from generation.importers import FORMATS, ImportFormatError, dialogues_import
+from generation.importers.dialogues import FORMATS, dialogues_import
+from generation.importers.reading import ImportFormatError
 
 
 class Command(BaseCommand):

@@ -5,8 +5,8 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from generation.importers import ImportFormatError
-from generation.questions import FORMATS, SPLITS, questions_import
+from generation.importers.questions import FORMATS, SPLITS, questions_import
+from generation.importers.reading import ImportFormatError
 
 
 class Command(BaseCommand):

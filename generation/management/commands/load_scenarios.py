@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from generation.scenarios import SCENARIOS_FILE, ScenarioLoadError, scenarios_load
+from generation.services.scenarios import SCENARIOS_FILE, ScenarioLoadError, scenarios_load
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from generation.services import taxonomy_load
+from generation.services.taxonomy import taxonomy_load
 
 
 class Command(BaseCommand):

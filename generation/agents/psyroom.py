@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .backends import continues_answer
+from ..backends.base import continues_answer
 
-PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 # Labels a model puts in front of a turn ("Counselor: ..."): the one of its own side is dropped, one of the
 # other side means the model went on to write the other side's turn.

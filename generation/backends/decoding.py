@@ -6,7 +6,7 @@
 - ``RoomyLayer`` writes each step's keys and values into room kept free, instead of copying the cache every step.
 - ``pack_output_layer``: on the CPU in float32, the output layer's weight is laid out once for oneDNN.
 
-This module imports torch and transformers; ``generation.backends`` imports it only when a model is loaded.
+This module imports torch and transformers; ``generation.backends.local`` imports it only when a model is loaded.
 """
 
 from dataclasses import dataclass

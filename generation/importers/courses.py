@@ -1,166 +1,28 @@
-"""Multi-session courses with one client (MusPsy): profiles, course runs, importers and the services around them.
+"""The MusPsy importers: client profiles and whole courses.
 
-A ``course`` run writes, for each of its items, a course candidate (the profile as it was, the number of sessions)
-and one child ``session`` candidate per session (``parent`` the course, ``sequence`` 1..N, content: the turns and
-the memory written after the session). A course and its sessions are saved in one transaction with the run's
-progress (``generation.services.run_record_chunk``); re-running skips saved items.
-
-The MusPsy importers read every file and check every line before they write anything, then save in one
-transaction: a malformed line stops the import with an error naming the file, the line and what is wrong, and
-nothing is kept. The sha256 of what was read makes a re-import find what the first one made instead of duplicating.
+They read every file and check every line before they write anything, then save in one transaction: a malformed
+line stops the import with an error naming the file, the line and what is wrong, and nothing is kept. The sha256 of
+what was read makes a re-import find what the first one made instead of duplicating.
 """
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from psyroom_admin import roles
+from ..models import Candidate, CandidateKind, ClientProfile, Language
+from ..schemas import MEMORY_FIELDS, ContentError
+from ..services.candidates import candidate_build, candidates_save_new, content_hash
+from ..services.courses import profile_snapshot, session_build
+from .reading import ImportFormatError, file_text
 
-from . import services
-from .importing import ImportFormatError, file_text
-from .models import Candidate, CandidateKind, ClientProfile, GenerationRun, Language
-from .schemas import MEMORY_FIELDS, ContentError
-
-SESSIONS_RANGE = (2, 10)
 SOURCE = {
     "dataset": "MusPsy",
     "license": "MIT",
     "attribution": "MusPsy-Dataset (arXiv 2506.06626), Rener2005/MusPsy, MIT License, Copyright (c) 2026 Wang Junzhe",
 }
-PROFILE_FIELDS = ("name", "background", "personality", "assessment", "goals", "language")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-
-
-# --- Profiles ----------------------------------------------------------------------------------------------------
-
-
-def profile_snapshot(profile: ClientProfile) -> dict:
-    """The profile as a course was written for it: later edits of the profile do not change the course."""
-    return {"id": profile.pk, **{f: getattr(profile, f) for f in PROFILE_FIELDS}}
-
-
-def profile_save(*, user, data: dict, profile: ClientProfile | None = None) -> ClientProfile:
-    """Create a profile, or change one, from the editor. Only curators and admins may (checked here, not only in
-    the view: the API and commands call this too)."""
-    if not roles.user_has_role(user, roles.CURATOR, roles.ADMIN):
-        raise PermissionDenied("Only curators and admins may edit client profiles.")
-    unknown = set(data) - set(PROFILE_FIELDS)
-    if unknown:
-        raise ValidationError(f"profile: unknown field(s) {', '.join(sorted(unknown))}")
-    name = (data.get("name", profile.name if profile else "") or "").strip()
-    if not name:
-        raise ValidationError({"name": "a profile needs a name"})
-    if data.get("language", "en") not in Language.values:
-        raise ValidationError({"language": f"must be one of {', '.join(Language.values)}"})
-    profile = profile or ClientProfile()
-    for key, value in data.items():
-        setattr(profile, key, value.strip() if isinstance(value, str) else value)
-    profile.name = name
-    with transaction.atomic():
-        profile.save()
-    return profile
-
-
-# --- Course runs -------------------------------------------------------------------------------------------------
-
-
-def course_targets(*, profiles: list[ClientProfile]) -> list[dict]:
-    """A course run's targets: one per profile; item i is written for profile i modulo their number."""
-    if not profiles:
-        raise ValidationError("profiles: a course run needs at least one client profile")
-    return [{"profile": p.pk} for p in profiles]
-
-
-def course_run_parameters(*, sessions: int, turns: int) -> dict:
-    low, high = SESSIONS_RANGE
-    if isinstance(sessions, bool) or not isinstance(sessions, int) or not low <= sessions <= high:
-        raise ValidationError(f"sessions: must be between {low} and {high}, not {sessions!r}")
-    return {"sessions": sessions, "turns": turns}
-
-
-def course_chunks(run: GenerationRun, backend, todo: list[int]):
-    """Generate the courses of ``todo`` chunk by chunk; yields (courses with their sessions, failures, usage)."""
-    from .pipelines.course import course_chunk
-
-    params = run.parameters
-    profiles = ClientProfile.objects.in_bulk([t["profile"] for t in run.targets])
-    size = max(1, run.model_spec.batch_size)
-    for start in range(0, len(todo), size):
-        chunk = todo[start : start + size]
-        items, failures = [], []
-        for i in chunk:
-            profile = profiles.get(run.targets[i % len(run.targets)]["profile"])
-            if profile is None:
-                failures.append(
-                    {"index": i, "reason": "profile_missing", "raw": str(run.targets[i % len(run.targets)])}
-                )
-            else:
-                items.append((i, profile_snapshot(profile)))
-        batch = course_chunk(
-            backend,
-            items=items,
-            sessions=int(params["sessions"]),
-            turns=int(params.get("turns", 6)),
-            sampling=services.run_sampling(run, run.seed * 100_003 + chunk[0]),
-            version=run.prompt_version,
-        )
-        courses = []
-        for state in batch.courses:
-            if state.failure:
-                failures.append(state.failure)
-                continue
-            profile = profiles[state.profile["id"]]
-            extra = {
-                "repairs": state.repairs,
-                "input_hash": services.content_hash({"profile": state.profile, "index": state.index}),
-            }
-            lineage = services.run_lineage(run, backend, pipeline="course", chunk=chunk, extra=extra)
-            try:
-                course = services.candidate_build(
-                    kind=CandidateKind.COURSE,
-                    content={"profile": state.profile, "sessions": len(state.sessions), "goals": profile.goals},
-                    language=profile.language,
-                    run=run,
-                    run_index=state.index,
-                    lineage=lineage,
-                )
-                course.profile = profile
-                course.new_children = [
-                    _session_build(course, n, session, language=profile.language, lineage=lineage)
-                    for n, session in enumerate(state.sessions, start=1)
-                ]
-            except ContentError as error:
-                failures.append({"index": state.index, "reason": "invalid_content", "raw": str(error)})
-                continue
-            courses.append(course)
-        yield courses, failures, batch.usage
-
-
-def _session_build(
-    course: Candidate, sequence: int, session: dict, *, language: str, lineage: dict | None = None, **fields
-) -> Candidate:
-    candidate = services.candidate_build(
-        kind=CandidateKind.SESSION,
-        content={"turns": session["turns"], "memory": session["memory"]},
-        language=language,
-        lineage=lineage,
-        **fields,
-    )
-    candidate.parent = course
-    candidate.sequence = sequence
-    candidate.profile = course.profile
-    return candidate
-
-
-def course_sessions(*, course: Candidate):
-    """A course's sessions in order."""
-    return course.children.filter(kind=CandidateKind.SESSION).order_by("sequence")
-
-
-# --- MusPsy import -----------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -219,7 +81,7 @@ def parse_memories(path: Path) -> tuple[dict, list[dict]]:
     for expected, (number, start, body) in enumerate(blocks, start=1):
         if number != expected:
             raise ImportFormatError(f"{path}:{start}: session {number} where session {expected} was expected")
-        section, where, block_traits, memory = None, None, {}, {}
+        section, where, block_traits, memory = None, "", {}, {}
         for n, line in body:
             text = line.strip()
             field = _MEMORY_FIELD.match(text)
@@ -379,7 +241,7 @@ def _profile_from(*, traits: dict, memories: list[dict], cards: list[dict], file
         language=Language.CHINESE if _CJK.search(traits.get("background", "")) else Language.ENGLISH,
         history=history,
         source={**SOURCE, "files": files},
-        source_hash=services.content_hash(data),
+        source_hash=content_hash(data),
     )
 
 
@@ -422,15 +284,16 @@ def course_import_muspsy(*, dialogues: Path, memories: Path, cards: Path | None 
     profile = _profile_from(traits=traits, memories=parsed, cards=card_list, files=files)
     bodies = [{"turns": turns, "memory": memory} for turns, memory in zip(sessions, parsed, strict=True)]
     # A course is its sessions: the same dialogues and memories, with or without the cards, are the same course.
-    course_hash = services.content_hash({"sessions": bodies})
+    course_hash = content_hash({"sessions": bodies})
     language = Language.CHINESE if _CJK.search(str(sessions[0])) else Language.ENGLISH
     with transaction.atomic():
         existing = Candidate.objects.filter(kind=CandidateKind.COURSE, source_hash=course_hash).first()
         if existing:
+            assert existing.profile is not None  # an imported course is saved with its profile
             return CourseImportResult(course=existing, profile=existing.profile, created=False)
         profile, _ = _profile_get_or_create(profile)
         try:
-            course = services.candidate_build(
+            course = candidate_build(
                 kind=CandidateKind.COURSE,
                 content={"profile": profile_snapshot(profile), "sessions": len(bodies), "goals": profile.goals},
                 language=language,
@@ -439,33 +302,27 @@ def course_import_muspsy(*, dialogues: Path, memories: Path, cards: Path | None 
             )
             course.profile = profile
             course.new_children = [
-                _session_build(
+                session_build(
                     course,
                     n,
                     body,
                     language=language,
                     source={**SOURCE, "files": files, "session": n},
-                    source_hash=services.content_hash({"course": course_hash, "session": n}),
+                    source_hash=content_hash({"course": course_hash, "session": n}),
                 )
                 for n, body in enumerate(bodies, start=1)
             ]
         except ContentError as error:
             raise ImportFormatError(f"{dialogues}: {error}") from None
-        services.candidates_save_new(candidates=[course])
+        candidates_save_new(candidates=[course])
     return CourseImportResult(course=course, profile=profile, created=True)
 
 
 __all__ = [
     "CourseImportResult",
-    "course_chunks",
     "course_import_muspsy",
-    "course_run_parameters",
-    "course_sessions",
-    "course_targets",
     "parse_cards",
     "parse_dialogues",
     "parse_memories",
     "profile_import_muspsy",
-    "profile_save",
-    "profile_snapshot",
 ]

@@ -1,7 +1,7 @@
 """Importers for counseling dialogues from public datasets and chat-style JSONL.
 
-An import reads the whole input twice, as a stream (``generation.importing``: files, folders and archives, within
-the operator's limits). The first pass checks every record and writes nothing; the second saves the dialogues in
+An import reads the whole input twice, as a stream (``reading.py``: files, folders and archives, within the
+operator's limits). The first pass checks every record and writes nothing; the second saves the dialogues in
 batches, all in one transaction: a bad line anywhere means nothing from that import is kept, and memory stays flat
 however many dialogues there are. Each imported candidate remembers where it came from (dataset, licence,
 attribution, file, archive, record, id) and the sha256 of its content, so that importing the same data again adds
@@ -23,8 +23,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import connection, reset_queries, transaction
 
-from . import services
-from .importing import (
+from ..models import Candidate, CandidateKind, Language, SubEmotion
+from ..schemas import ContentError, validate_content
+from ..services.candidates import candidate_build, candidates_save_new, content_hash
+from .reading import (
     IdLedger,
     ImportFormatError,
     Limits,
@@ -35,8 +37,6 @@ from .importing import (
     read_text,
     sources,
 )
-from .models import Candidate, CandidateKind, Language, SubEmotion
-from .schemas import ContentError, validate_content
 
 FORMATS = ("psyroom", "cpsycoun", "messages")
 
@@ -153,7 +153,7 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
         if rec.id is not None:
             source["id"] = rec.id
         try:
-            candidate = services.candidate_build(
+            candidate = candidate_build(
                 kind=CandidateKind.DIALOGUE,
                 content=content,
                 language=rec.language,
@@ -175,7 +175,7 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
         files, name = files + (rec.name != name), rec.name
         record_id = _id_of(format, rec)
         if record_id is not None:
-            ids.add(record_id, content_hash=services.content_hash(content), name=rec.name, record=rec.record)
+            ids.add(record_id, content_hash=content_hash(content), name=rec.name, record=rec.record)
     ids.check(lambda name, record: _where(format, name, record))
 
     # Pass 2: the same records again, saved a batch at a time in one transaction.
@@ -187,7 +187,7 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
             if total >= next_analyze:
                 _refresh_statistics()
                 next_analyze = max(BATCH_SIZE, total * 10)
-            hashed = [(services.content_hash({"turns": rec.turns}), rec) for rec in batch]
+            hashed = [(content_hash({"turns": rec.turns}), rec) for rec in batch]
             created += candidates_save_unique(kind=CandidateKind.DIALOGUE, built=hashed, build=build)
             total += len(batch)
             # With DEBUG on, Django keeps every query's SQL: thousands of batches of it would not be flat memory.
@@ -234,7 +234,7 @@ def candidates_save_unique(
                 new.append(build(source_hash, item) if build else item)
         # A concurrent import of the same data can still collide on the unique (kind, source_hash) constraint; the
         # IntegrityError then rolls this import back whole, which is the rule anyway.
-        services.candidates_save_new(candidates=new)
+        candidates_save_new(candidates=new)
     return len(new)
 
 

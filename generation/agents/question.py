@@ -8,7 +8,7 @@ the options, or a single-choice question gets more than one letter.
 import re
 from dataclasses import dataclass
 
-from .agents import AgentOutputError, load_prompt
+from .psyroom import AgentOutputError, load_prompt
 
 PIPELINE = "question"
 MAX_RATIONALE_CHARS = 20_000

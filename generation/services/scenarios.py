@@ -9,9 +9,9 @@ from pathlib import Path
 
 from django.db import transaction
 
-from .models import Language, Scenario, SubEmotion
+from ..models import Language, Scenario, SubEmotion
 
-SCENARIOS_FILE = Path(__file__).resolve().parent / "data" / "scenarios.json"
+SCENARIOS_FILE = Path(__file__).resolve().parent.parent / "data" / "scenarios.json"
 FIELDS = ("sub_emotion", "title", "description", "language")
 REQUIRED = ("sub_emotion", "title", "description")
 _title_max = Scenario._meta.get_field("title").max_length

@@ -8,8 +8,8 @@ goal and a summary. Its output is untrusted: ``parse_memory`` reads exactly thos
 
 import re
 
-from .agents import AgentOutputError, dialogue_text, load_prompt
-from .schemas import MEMORY_FIELDS
+from ..schemas import MEMORY_FIELDS
+from .psyroom import AgentOutputError, dialogue_text, load_prompt
 
 PIPELINE = "course"
 
