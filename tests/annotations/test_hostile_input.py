@@ -17,12 +17,12 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from annotations.models import AuditEvent, Campaign, Review
-from generation.services import runs as run_services
 from generation.models import (
     ClientProfile,
     GenerationRun,
     Revision,
 )
+from generation.services import runs as run_services
 from psyroom_admin import roles
 from tests.api_world import ROLES, base_bodies, path_ids
 
