@@ -14,6 +14,8 @@ REVIEWERS = (COUNSELOR, SENIOR_CLINICIAN)
 SIGNERS = (SENIOR_CLINICIAN,)
 # Who may start and cancel generation runs.
 RUNNERS = (CURATOR, ADMIN)
+# Who may create, build and download dataset releases (releases/).
+RELEASE_MANAGERS = (CURATOR, ADMIN)
 # Who may add, change and delete model specs: a spec says which server the worker sends requests to, and with which
 # credential, so curators only look at them.
 MODEL_SPEC_EDITORS = (ADMIN,)

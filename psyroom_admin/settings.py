@@ -168,6 +168,8 @@ INSTALLED_APPS = [
     "generation",
     "annotations",
     "accounts",
+    # Dataset releases: reads generation and annotations; nothing imports it back.
+    "releases",
     # The project's own models: the answers kept for the API's idempotency keys (psyroom_admin.idempotency).
     "psyroom_admin",
 ]
@@ -417,6 +419,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The model spec (by name) that runs use when none is given; the bundled model by default.
 PSYROOM_MODEL = env_str("PSYROOM_MODEL", "smollm2-135m-instruct")
 # Where weights converted from GGUF are kept so that a worker's second start does not convert again.
+# Where built dataset releases are kept, one folder per release (releases/services.py); a build writes into a
+# temporary folder beside it and renames it into place only when complete.
+PSYROOM_RELEASES_DIR = Path(env_str("PSYROOM_RELEASES_DIR", str(VAR_DIR / "releases")))
 PSYROOM_MODEL_CACHE = Path(env_str("PSYROOM_MODEL_CACHE", str(VAR_DIR / "model-cache")))
 # "auto" picks CUDA when present.
 PSYROOM_DEVICE = env_str("PSYROOM_DEVICE", "auto")

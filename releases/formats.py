@@ -1,0 +1,146 @@
+"""The rows of each format, from one candidate's approved revision, and the writer that streams them to a file.
+
+Rows are JSON objects with sorted keys, one a line, UTF-8, with no timestamps: the same candidates give the same
+bytes. The SFT and GRPO rows are the ones ``annotations.exports`` writes (their row builders are reused here).
+"""
+
+import difflib
+import hashlib
+import json
+import re
+import unicodedata
+from pathlib import Path
+
+from annotations.exports import questions as question_export
+from annotations.exports import sft as sft_export
+
+SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
+
+
+def dumps(row: dict) -> str:
+    return json.dumps(row, ensure_ascii=False, sort_keys=True)
+
+
+def normalize(text: str) -> str:
+    """Text as compared for duplicates: NFKC, case folded, runs of white space as one space."""
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(normalize(text).encode("utf-8")).hexdigest()
+
+
+def dialogue_text(content: dict) -> str:
+    return "\n".join(f"{t['role']}: {t['text']}" for t in content.get("turns", []))
+
+
+def question_text(content: dict) -> str:
+    options = content.get("options") or {}
+    listed = [f"{k}. {options[k]}" for k in sorted(options)] if isinstance(options, dict) else [str(options)]
+    return "\n".join([str(content.get("question", "")), *listed])
+
+
+def sft_row(*, candidate, revision, reviewer_ids: list[int]) -> dict:
+    """Chat ``messages`` as TRL's SFTTrainer and OpenAI fine-tuning read them (what ``export_sft`` writes)."""
+    return sft_export.sft_record(candidate=candidate, revision=revision, reviewer_ids=reviewer_ids)
+
+
+def sharegpt_row(sft: dict) -> dict:
+    """The same example as ShareGPT ``conversations`` (``from``: system, human, gpt)."""
+    conversations = [{"from": SHAREGPT_FROM[m["role"]], "value": m["content"]} for m in sft["messages"]]
+    return {"conversations": conversations, "metadata": sft["metadata"]}
+
+
+def dpo_rows(*, candidate, revision, original, max_similarity: float) -> tuple[list[dict], dict[str, int]]:
+    """Preference pairs from the counselor turns people changed, in TRL DPOTrainer's conversational format.
+
+    ``prompt`` is the system message and the approved dialogue up to the edited turn, ``chosen`` the approved
+    (clinician's) text, ``rejected`` the model's (revision 0). Only a dialogue whose turns still line up with the
+    model's (same number, same roles) gives pairs; a pair whose sides are equal after normalization, or more alike
+    than ``max_similarity`` (difflib's ratio), is dropped. Returns the rows and the drops counted by reason.
+    """
+    dropped: dict[str, int] = {}
+    if original is None or revision.number == 0:
+        return [], dropped
+    turns, model_turns = revision.content.get("turns", []), original.content.get("turns", [])
+    if len(turns) != len(model_turns) or any(a["role"] != b["role"] for a, b in zip(turns, model_turns, strict=True)):
+        dropped["dpo_turns_realigned"] = 1
+        return [], dropped
+    rows = []
+    for index, (turn, model_turn) in enumerate(zip(turns, model_turns, strict=True)):
+        if turn["role"] != "counselor" or turn["text"] == model_turn["text"]:
+            continue
+        chosen, rejected = normalize(turn["text"]), normalize(model_turn["text"])
+        if chosen == rejected:
+            dropped["dpo_identical"] = dropped.get("dpo_identical", 0) + 1
+            continue
+        if difflib.SequenceMatcher(None, chosen, rejected, autojunk=False).ratio() > max_similarity:
+            dropped["dpo_near_identical"] = dropped.get("dpo_near_identical", 0) + 1
+            continue
+        prompt = [{"role": "system", "content": sft_export.SFT_SYSTEM_PROMPT}]
+        prompt += [{"role": sft_export.ROLE_TO_CHAT[t["role"]], "content": t["text"]} for t in turns[:index]]
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": [{"role": "assistant", "content": turn["text"]}],
+                "rejected": [{"role": "assistant", "content": model_turn["text"]}],
+                "metadata": {
+                    "candidate_id": candidate.pk,
+                    "turn": index,
+                    "revision": revision.number,
+                    "sub_emotion": candidate.sub_emotion.key if candidate.sub_emotion else None,
+                    "language": candidate.language,
+                },
+            }
+        )
+    return rows, dropped
+
+
+def question_target(content: dict) -> str | None:
+    """The format a question trains in: hard ones with a closed answer in GRPO, easy ones in reasoning SFT."""
+    if content.get("difficulty") == "hard" and content.get("question_type") != "open":
+        return "grpo"
+    if content.get("difficulty") == "easy":
+        return "reasoning-sft"
+    return None
+
+
+def grpo_row(candidate) -> dict:
+    """Prompt and verified answer (what ``export_questions`` writes to grpo.jsonl); ``candidate.content`` must be
+    the approved revision's."""
+    return question_export.grpo_record(candidate)
+
+
+def reasoning_sft_row(candidate, best: dict) -> dict:
+    """``<think>`` reasoning, then the answer (what ``export_questions`` writes to sft.jsonl)."""
+    return question_export.sft_record(candidate, best)
+
+
+def best_rationale(candidate) -> dict | None:
+    return question_export.best_rationale(candidate)
+
+
+class JsonlWriter:
+    """One file of a release, written a line at a time: its rows, bytes and sha256 counted as it goes."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.rows = 0
+        self.bytes = 0
+        self._digest = hashlib.sha256()
+        self._file = path.open("wb")
+
+    def write(self, row: dict) -> None:
+        data = (dumps(row) + "\n").encode("utf-8")
+        self._file.write(data)
+        self._digest.update(data)
+        self.rows += 1
+        self.bytes += len(data)
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()

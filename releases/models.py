@@ -1,0 +1,36 @@
+"""A release: a named, versioned set of training files built from a spec. Changed only through
+``releases.services``; once ready it never changes (a new version is a new release)."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Release(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        BUILDING = "building", "Building"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    name = models.SlugField(max_length=100)
+    version = models.CharField(max_length=32)
+    # The validated spec (releases.spec.spec_validate), as stored: what the build selects and writes.
+    spec = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    # [{"name": "sft/train.jsonl", "rows", "sha256", "bytes"}], sorted by name.
+    files = models.JSONField(default=list, blank=True)
+    # What manifest.json in the release holds (counts, drops, reviewers, sources, software, files).
+    manifest = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    built_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="release_unique_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"

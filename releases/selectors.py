@@ -1,0 +1,49 @@
+"""Reads of the releases app: who sees which release, and what a spec selects."""
+
+from django.db.models import QuerySet
+
+from annotations.models import CampaignItem
+from generation import selectors as gen_selectors
+from generation.models import Candidate
+from psyroom_admin import roles
+
+from .models import Release
+
+
+def release_list_for(*, user) -> QuerySet[Release]:
+    """The releases ``user`` may see: all of them for curators and admins, none for anyone else (a release they
+    may not see is then a 404, not a 403 that says it exists)."""
+    if not roles.user_has_role(user, *roles.RELEASE_MANAGERS):
+        return Release.objects.none()
+    return Release.objects.select_related("created_by").order_by("-id")
+
+
+def release_selection(*, spec: dict, kind: str) -> QuerySet[Candidate]:
+    """The candidates of ``kind`` that ``spec`` selects, by id: only approved ones with no open risk flag
+    (``candidate_list_exportable``, checked when this runs, so at build time), with the spec's database filters.
+    ``min_approvals`` and ``min_mean`` are applied by the build, on the reviews of the approved revision."""
+    qs = gen_selectors.candidate_list_exportable(kind=kind)
+    if spec["campaigns"]:
+        qs = qs.filter(pk__in=CampaignItem.objects.filter(campaign_id__in=spec["campaigns"]).values("candidate_id"))
+    if spec["sub_emotions"]:
+        qs = qs.filter(sub_emotion__key__in=spec["sub_emotions"])
+    if spec["categories"]:
+        qs = qs.filter(sub_emotion__category__key__in=spec["categories"])
+    if spec["languages"]:
+        qs = qs.filter(language__in=spec["languages"])
+    if "from" in spec["dates"]:
+        qs = qs.filter(created_at__date__gte=spec["dates"]["from"])
+    if "to" in spec["dates"]:
+        qs = qs.filter(created_at__date__lte=spec["dates"]["to"])
+    if spec["edited_only"]:
+        qs = qs.filter(approved_revision__number__gt=0)
+    if spec["model_specs"]:
+        qs = qs.filter(run__model_spec__name__in=spec["model_specs"])
+    if spec["prompt_versions"]:
+        qs = qs.filter(run__prompt_version__in=spec["prompt_versions"])
+    return qs.order_by("id")
+
+
+def release_selection_count(*, spec: dict) -> dict[str, int]:
+    """How many candidates of each kind the spec's database filters select (before the review thresholds)."""
+    return {kind: release_selection(spec=spec, kind=kind).count() for kind in spec["kinds"]}

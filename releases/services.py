@@ -1,0 +1,395 @@
+"""Writes of the releases app: create a release from a spec, build it, verify it.
+
+A build reads the candidates twice, streaming both times (``.iterator``): first their ids, group keys, review
+figures and text hashes, to choose what goes in and where (dedup, grouped splits); then their approved content, a
+row at a time, into one JSONL file per format and split. The files are written into a temporary folder beside the
+release's and renamed into place only when all are complete, so a failed build leaves no partial release.
+"""
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections import Counter
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Prefetch
+from django.utils import timezone
+
+from annotations.models import Review
+from annotations.services.audit import audit_record
+from generation.models import CandidateKind, Revision
+from psyroom_admin import roles
+
+from . import formats, selectors, splits
+from .models import Release
+from .spec import spec_validate
+
+logger = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
+VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+CHUNK = 500
+
+
+class ReleaseBuildError(Exception):
+    """The build cannot go on (the spec selects nothing once the reviews are counted, say); the release fails."""
+
+
+def release_dir(release: Release) -> Path:
+    return Path(settings.PSYROOM_RELEASES_DIR) / str(release.pk)
+
+
+@functools.cache
+def software_version() -> str:
+    """The git commit the code runs from, or "unknown" outside a checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+# --- Create ------------------------------------------------------------------------------------------------------
+
+
+def release_create(*, name: str, version: str, spec, user, queue: bool = True) -> Release:
+    """A queued release of ``spec`` (validated and completed here), and its audit event; its build is queued once
+    the row is committed (``queue=False``: the caller builds it, as ``manage.py release build`` does).
+
+    ``user`` is None only for an operator at the shell. Refuses an unknown field, kind, sub-emotion or campaign, a
+    spec that selects nothing, and a name and version that exist (a ready release never changes: a new version is
+    a new release).
+    """
+    if user is not None and not roles.user_has_role(user, *roles.RELEASE_MANAGERS):
+        raise PermissionDenied("Only curators and administrators create releases.")
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise ValidationError({"name": ["lower-case letters, digits, - and _ (at most 100), starting with one"]})
+    if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
+        raise ValidationError({"version": ["letters, digits, '.', '-' and '_' (at most 32), e.g. 1.0.0"]})
+    spec = spec_validate(spec)
+    counts = selectors.release_selection_count(spec=spec)
+    if not any(counts.values()):
+        raise ValidationError(
+            {"spec": [f"selects nothing: no approved {' or '.join(spec['kinds'])} without an open risk flag matches"]}
+        )
+    try:
+        with transaction.atomic():
+            release = Release.objects.create(name=name, version=version, spec=spec, created_by=user)
+            audit_record(
+                actor=user,
+                action="release.create",
+                data={"release": release.pk, "name": name, "version": version, "selected": counts},
+            )
+            if queue:
+                pk = release.pk
+                transaction.on_commit(lambda: _enqueue(pk))
+    except IntegrityError:
+        raise ValidationError({"version": [f"{name} {version} exists: a new build is a new version"]}) from None
+    return release
+
+
+def _enqueue(release_id: int) -> None:
+    from .tasks import release_build_task
+
+    try:
+        release_build_task.delay(release_id)
+    except Exception as error:
+        # The broker is unreachable: the release is not left queued for a task that does not exist.
+        logger.exception("release %s could not be queued", release_id)
+        Release.objects.filter(pk=release_id, status=Release.Status.QUEUED).update(
+            status=Release.Status.FAILED, error=f"the task queue could not be reached: {error}"
+        )
+
+
+# --- Build -------------------------------------------------------------------------------------------------------
+
+
+def release_build(*, release: Release) -> Release:
+    """Build a queued release: select, dedup, split and write its files, then mark it ready with its manifest.
+
+    The gates are checked now, whatever was true when the release was created: approved candidates only, none
+    with an open risk flag, each as the revision people approved, never a later edit. A build that fails marks the
+    release failed with the error and leaves no folder behind. Only a queued release is built (the claim is a
+    conditional update, so two workers never build one release).
+    """
+    claimed = Release.objects.filter(pk=release.pk, status=Release.Status.QUEUED).update(status=Release.Status.BUILDING)
+    if claimed != 1:
+        release.refresh_from_db()
+        raise ValidationError({"status": [f"release {release.pk} is {release.status}: only a queued one is built"]})
+    final = release_dir(release)
+    tmp = final.parent / f".tmp-{release.pk}-{uuid.uuid4().hex}"
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            raise ReleaseBuildError(f"{final} exists already")
+        tmp.mkdir()
+        manifest = _build_into(tmp, release.spec)
+        manifest["release"] = {"name": release.name, "version": release.version}
+        (tmp / "manifest.json").write_text(
+            json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n", encoding="utf-8"
+        )
+        os.replace(tmp, final)
+    except Exception as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        message = f"{type(error).__name__}: {error}" if not isinstance(error, ReleaseBuildError) else str(error)
+        with transaction.atomic():
+            Release.objects.filter(pk=release.pk).update(status=Release.Status.FAILED, error=message)
+            audit_record(
+                actor=release.created_by, action="release.build_failed", data={"release": release.pk, "error": message}
+            )
+        release.refresh_from_db()
+        return release
+    try:
+        with transaction.atomic():
+            Release.objects.filter(pk=release.pk).update(
+                status=Release.Status.READY, files=manifest["files"], manifest=manifest, built_at=timezone.now()
+            )
+            audit_record(
+                actor=release.created_by,
+                action="release.build",
+                data={"release": release.pk, "files": {f["name"]: f["sha256"] for f in manifest["files"]}},
+            )
+    except BaseException:
+        shutil.rmtree(final, ignore_errors=True)
+        raise
+    release.refresh_from_db()
+    return release
+
+
+def _reviews_prefetch() -> Prefetch:
+    fields = ("id", "candidate_id", "revision_id", "reviewer_id", "scores", "decision")
+    return Prefetch("reviews", queryset=Review.objects.only(*fields))
+
+
+def _approving(candidate) -> tuple[list[Review], list[int]]:
+    """The reviews of the approved revision, and the ids of their reviewers."""
+    reviews = [r for r in candidate.reviews.all() if r.revision_id == candidate.approved_revision_id]
+    return reviews, sorted({r.reviewer_id for r in reviews})
+
+
+def _passes_reviews(reviews: list[Review], spec: dict) -> str | None:
+    """Why the approved revision's reviews fall short of the spec, or None."""
+    approvals = sum(r.decision == Review.Decision.APPROVE for r in reviews)
+    if approvals < spec["min_approvals"]:
+        return "below_min_approvals"
+    for criterion, floor in spec["min_mean"].items():
+        scores = [r.scores[criterion] for r in reviews if isinstance(r.scores.get(criterion), int | float)]
+        if not scores or sum(scores) / len(scores) < floor:
+            return "below_min_mean"
+    return None
+
+
+def _build_into(folder: Path, spec: dict) -> dict:
+    """Write the release's files into ``folder``; returns the manifest (without the release's name)."""
+    dropped: Counter[str] = Counter()
+    reviewers: set[int] = set()
+    items: list[splits.Item] = []
+    seen_hashes: set[tuple[str, str]] = set()
+    question_targets: dict[int, str] = {}
+
+    # Pass 1: what goes in, and in which group.
+    for kind in spec["kinds"]:
+        qs = selectors.release_selection(spec=spec, kind=kind).prefetch_related(_reviews_prefetch())
+        for candidate in qs.iterator(chunk_size=CHUNK):
+            approved = candidate.approved_revision
+            assert approved is not None  # candidate_list_exportable keeps only candidates with one
+            reviews, reviewer_ids = _approving(candidate)
+            reason = _passes_reviews(reviews, spec)
+            if reason:
+                dropped[reason] += 1
+                continue
+            content = approved.content
+            if kind == CandidateKind.QUESTION:
+                target = formats.question_target(content)
+                if target is None or target not in spec["formats"]:
+                    dropped["question_not_in_formats"] += 1
+                    continue
+                if target == "reasoning-sft":
+                    candidate.content = content
+                    if formats.best_rationale(candidate) is None:
+                        dropped["question_no_correct_rationale"] += 1
+                        continue
+                question_targets[candidate.pk] = target
+                text = formats.question_text(content)
+            else:
+                text = formats.dialogue_text(content)
+            if spec["dedup"]["exact"]:
+                digest = (kind, formats.text_hash(text))
+                if digest in seen_hashes:
+                    dropped["exact_duplicate"] += 1
+                    continue
+                seen_hashes.add(digest)
+            reviewers.update(reviewer_ids)
+            items.append(
+                splits.Item(
+                    id=candidate.pk,
+                    keys=splits.item_keys(
+                        id=candidate.pk,
+                        scenario_id=candidate.scenario_id,
+                        profile_id=candidate.profile_id,
+                        parent_id=candidate.parent_id,
+                    ),
+                    stratum=candidate.sub_emotion.key if candidate.sub_emotion else "none",
+                )
+            )
+    del seen_hashes
+    if not items:
+        raise ReleaseBuildError(
+            "the spec selects nothing: "
+            + (", ".join(f"{n} {r}" for r, n in sorted(dropped.items())) or "no approved candidate matches")
+        )
+    ratios = {name: spec["splits"][name] for name in splits.SPLITS}
+    assigned, group_count = splits.assign_splits(items, ratios=ratios, seed=spec["splits"]["seed"])
+    strata = {item.id: item.stratum for item in items}
+    del items
+
+    # Pass 2: the rows, a candidate at a time, in id order.
+    writers: dict[tuple[str, str], formats.JsonlWriter] = {}
+    for fmt in spec["formats"]:
+        for split in splits.SPLITS:
+            if ratios[split] > 0:
+                writers[fmt, split] = formats.JsonlWriter(folder / fmt / f"{split}.jsonl")
+    counts: dict[str, dict[str, Counter[str]]] = {s: {} for s in splits.SPLITS}
+    sources: dict[str, dict] = {}
+    models: Counter[str] = Counter()
+    try:
+        for kind in spec["kinds"]:
+            qs = selectors.release_selection(spec=spec, kind=kind)
+            qs = qs.select_related("run__model_spec").prefetch_related(
+                _reviews_prefetch(),
+                Prefetch("revisions", queryset=Revision.objects.filter(number=0), to_attr="model_revisions"),
+            )
+            for candidate in qs.iterator(chunk_size=CHUNK):
+                where = assigned.get(candidate.pk)
+                if where is None:  # approved or unflagged after pass 1 was read: not in this build
+                    continue
+                split = where
+                approved = candidate.approved_revision
+                assert approved is not None
+                candidate.content = approved.content
+                counts[split].setdefault(kind, Counter())[strata[candidate.pk]] += 1
+                _count_source(sources, candidate)
+                run = candidate.run
+                if run is not None:
+                    models[f"{run.model_spec.name} {run.prompt_version}"] += 1
+                if kind == CandidateKind.QUESTION:
+                    target = question_targets[candidate.pk]
+                    if target == "grpo":
+                        writers["grpo", split].write(formats.grpo_row(candidate))
+                    else:
+                        best = formats.best_rationale(candidate)
+                        assert best is not None  # checked in pass 1
+                        writers["reasoning-sft", split].write(formats.reasoning_sft_row(candidate, best))
+                    continue
+                _, reviewer_ids = _approving(candidate)
+                sft = formats.sft_row(candidate=candidate, revision=approved, reviewer_ids=reviewer_ids)
+                if "sft" in spec["formats"]:
+                    writers["sft", split].write(sft)
+                if "sharegpt" in spec["formats"]:
+                    writers["sharegpt", split].write(formats.sharegpt_row(sft))
+                if "dpo" in spec["formats"]:
+                    original = candidate.model_revisions[0] if candidate.model_revisions else None
+                    rows, pair_drops = formats.dpo_rows(
+                        candidate=candidate,
+                        revision=approved,
+                        original=original,
+                        max_similarity=spec["dpo"]["max_similarity"],
+                    )
+                    dropped.update(pair_drops)
+                    for row in rows:
+                        writers["dpo", split].write(row)
+    finally:
+        for writer in writers.values():
+            writer.close()
+
+    files = sorted(
+        (
+            {"name": f"{fmt}/{split}.jsonl", "rows": w.rows, "bytes": w.bytes, "sha256": w.sha256}
+            for (fmt, split), w in writers.items()
+        ),
+        key=lambda f: str(f["name"]),
+    )
+    return {
+        "spec": spec,
+        "counts": {
+            split: {kind: dict(sorted(c.items())) for kind, c in sorted(by_kind.items())}
+            for split, by_kind in counts.items()
+        },
+        "candidates": len(assigned),
+        "groups": group_count,
+        "dropped": dict(sorted(dropped.items())),
+        "reviewers": len(reviewers),
+        "sources": dict(sorted(sources.items())),
+        "models": [
+            {"model_spec": k.split(" ", 1)[0], "prompt_version": k.split(" ", 1)[1], "candidates": n}
+            for k, n in sorted(models.items())
+        ],  # fmt: skip
+        "software": software_version(),
+        "files": files,
+    }
+
+
+def _count_source(sources: dict[str, dict], candidate) -> None:
+    source = candidate.source or {}
+    name = source.get("dataset") or "generated"
+    entry = sources.setdefault(
+        name, {"license": source.get("license"), "attribution": source.get("attribution"), "candidates": 0}
+    )
+    entry["candidates"] += 1
+
+
+# --- Verify ------------------------------------------------------------------------------------------------------
+
+
+def release_verify(*, release: Release) -> list[str]:
+    """Recompute every file's sha256 and size against the manifest; the problems, each naming its file (empty
+    when the release is intact)."""
+    if release.status != Release.Status.READY:
+        return [f"release {release.pk} is {release.status}, not ready"]
+    folder = release_dir(release)
+    problems = []
+    for entry in release.files:
+        path = folder / entry["name"]
+        if not path.is_file():
+            problems.append(f"{entry['name']}: missing")
+            continue
+        digest = hashlib.sha256()
+        size = 0
+        with path.open("rb") as handle:
+            for block in iter(functools.partial(handle.read, 1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+        if digest.hexdigest() != entry["sha256"] or size != entry["bytes"]:
+            problems.append(f"{entry['name']}: sha256 {digest.hexdigest()} ({size} bytes), expected {entry['sha256']}")
+    return problems
+
+
+def release_file_path(*, release: Release, name: str) -> Path | None:
+    """The path of one file of a ready release (``manifest.json`` or a name in its files), or None: a name that
+    is not one of them never reaches the file system."""
+    if release.status != Release.Status.READY:
+        return None
+    names = {f["name"] for f in release.files} | {"manifest.json"}
+    if name not in names:
+        return None
+    return release_dir(release) / name
+
+
+def release_download(*, release: Release, name: str, user) -> Path | None:
+    """The path to send for a download, recorded in the audit log; None when there is no such file."""
+    path = release_file_path(release=release, name=name)
+    if path is None or not path.is_file():
+        return None
+    audit_record(actor=user, action="release.download", data={"release": release.pk, "file": name})
+    return path
