@@ -13,6 +13,7 @@ urlpatterns = [
         SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api_docs.html"),
         name="api-docs",
     ),
+    path("api/releases/", include("releases.urls")),
     path("api/", include("annotations.api.urls")),
     path("runs/", include("generation.urls")),
     path("", include("annotations.urls")),

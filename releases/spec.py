@@ -69,7 +69,7 @@ def _unknown(path: str, names) -> ValidationError:
 
 def _object(value, path: str, allowed: set[str]) -> dict:
     if not isinstance(value, dict):
-        raise _refuse(path, "must be an object")
+        raise _refuse(path or "spec", "must be an object")
     extra = set(value) - allowed
     if extra:
         name = str(sorted(extra, key=str)[0])

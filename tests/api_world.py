@@ -13,6 +13,7 @@ from generation.models import Candidate, CandidateKind, ClientProfile, Generatio
 from generation.schemas import MEMORY_FIELDS
 from generation.services.modelspecs import modelspec_get_default
 from psyroom_admin import roles
+from releases.models import Release
 from tests import factories
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "muspsy"
@@ -71,7 +72,10 @@ def world(people, curator):
         candidate_ids=[course.pk],
     )  # fmt: skip
     session = Candidate.objects.filter(kind=CandidateKind.SESSION, parent=course).order_by("sequence").first()
-    return {**people, "course": course, "session": session}
+    # An approved dialogue for a release to select, and a release (queued: nothing is built in these tests).
+    factories.make_candidate(content=factories.dialogue_content(prefix="Approved. "), status="approved")
+    release = Release.objects.create(name="world", version="1", spec={"formats": ["sft"]}, created_by=curator)
+    return {**people, "course": course, "session": session, "release": release}
 
 
 def path_ids(world) -> dict[str, int]:
@@ -83,6 +87,7 @@ def path_ids(world) -> dict[str, int]:
         "/api/candidates/": world["candidate"].pk,
         "/api/courses/": world["course"].pk,
         "/api/questions/": world["candidate"].pk,
+        "/api/releases/": world["release"].pk if "release" in world else 1,
         "/api/runs/": world["run"].pk,
         "/api/sessions/": world["session"].pk,
     }
@@ -131,6 +136,19 @@ def base_bodies(world) -> dict[str, dict]:
             "assessment": "Low mood.",
             "goals": "Sleep.",
             "language": "en",
+        },
+        "releases_create": {
+            "name": "hostile",
+            "version": "1.0",
+            "spec": {
+                "formats": ["sft", "dpo"],
+                "sub_emotions": ["anxiety.1"],
+                "min_approvals": 0,
+                "min_mean": {"empathy": 1.0},
+                "edited_only": False,
+                "splits": {"train": 1, "validation": 0, "test": 0, "seed": 7},
+                "dedup": {"exact": True},
+            },
         },
         "review_policy_update": {"min_senior_approvals": 1, "min_counselor_approvals": 2, "min_mean": 3.5},
         "reviews_create": {

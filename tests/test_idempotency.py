@@ -30,13 +30,16 @@ from generation.services.taxonomy import taxonomy_load
 from psyroom_admin import roles
 from psyroom_admin.idempotency import HEADER, KEY_TTL, REPLAYED_HEADER, keys_purge
 from psyroom_admin.models import IdempotencyKey
+from releases.models import Release
 from tests import factories
 from tests.api_world import base_bodies
 
 pytestmark = pytest.mark.django_db
 
 KEYS = [c["key"] for c in DIALOGUE_RUBRIC["criteria"]]
-MODELS = (Review, Revision, AuditEvent, GenerationRun, Campaign, Assignment, Adjudication, ClientProfile, Draft)
+MODELS = (
+    Review, Revision, AuditEvent, GenerationRun, Campaign, Assignment, Adjudication, ClientProfile, Draft, Release
+)  # fmt: skip
 
 
 def _scores(value=4) -> dict:
@@ -161,6 +164,7 @@ def write_operations(world, curator, senior) -> dict[str, tuple[str, str, str, d
             bodies["candidates_turn_edit"],
         ),
         "profiles_create": (roles.CURATOR, "post", reverse("api:profile-list"), bodies["profiles_create"]),
+        "releases_create": (roles.CURATOR, "post", reverse("releases:release-list"), bodies["releases_create"]),
         "sessions_memory_edit": (
             roles.COUNSELOR,
             "post",
@@ -216,6 +220,7 @@ OPERATION_IDS = [
     "candidates_turn_edit",
     "drafts_save",
     "profiles_create",
+    "releases_create",
     "review_policy_update",
     "reviews_create",
     "runs_cancel",

@@ -24,11 +24,12 @@ from generation.models import (
 )
 from generation.services import runs as run_services
 from psyroom_admin import roles
+from releases.models import Release
 from tests.api_world import ROLES, base_bodies, path_ids
 
 pytestmark = pytest.mark.django_db
 
-WRITTEN = (Review, Revision, AuditEvent, GenerationRun, Campaign)
+WRITTEN = (Review, Revision, AuditEvent, GenerationRun, Campaign, Release)
 
 NUL = "a\x00b"
 SURROGATE = "\ud800"
@@ -62,7 +63,7 @@ WHOLE_BODIES = {
 
 
 def _url(template: str, world) -> str:
-    url = template.replace("{index}", "0")
+    url = template.replace("{index}", "0").replace("{path}", "manifest.json")
     if "/turns/" in url:
         return url.replace("{id}", str(world["loose"].pk))
     for prefix, pk in path_ids(world).items():
@@ -213,6 +214,7 @@ ACCEPTED_BY = {
     "candidates_sign_off": None,  # no open flag 1: a 400 from the service
     "candidates_turn_edit": roles.SENIOR_CLINICIAN,
     "profiles_create": roles.CURATOR,
+    "releases_create": roles.CURATOR,
     "review_policy_update": roles.ADMIN,
     "reviews_create": roles.SENIOR_CLINICIAN,
     "runs_create": roles.CURATOR,
