@@ -26,8 +26,9 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
-def text_hash(text: str) -> str:
-    return hashlib.sha256(normalize(text).encode("utf-8")).hexdigest()
+def text_hash(text: str) -> bytes:
+    """The normalized text's sha256, as 32 bytes (a set of a million of them stays small)."""
+    return hashlib.sha256(normalize(text).encode("utf-8")).digest()
 
 
 def dialogue_text(content: dict) -> str:

@@ -25,6 +25,9 @@ class Release(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # When a worker claimed the build: a build still "building" past the task's hard time limit lost its worker
+    # (services.releases_fail_stale).
+    started_at = models.DateTimeField(null=True, blank=True)
     built_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
 

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import uuid
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -123,7 +124,9 @@ def release_build(*, release: Release) -> Release:
     release failed with the error and leaves no folder behind. Only a queued release is built (the claim is a
     conditional update, so two workers never build one release).
     """
-    claimed = Release.objects.filter(pk=release.pk, status=Release.Status.QUEUED).update(status=Release.Status.BUILDING)
+    claimed = Release.objects.filter(pk=release.pk, status=Release.Status.QUEUED).update(
+        status=Release.Status.BUILDING, started_at=timezone.now()
+    )
     if claimed != 1:
         release.refresh_from_db()
         raise ValidationError({"status": [f"release {release.pk} is {release.status}: only a queued one is built"]})
@@ -167,6 +170,27 @@ def release_build(*, release: Release) -> Release:
     return release
 
 
+def releases_fail_stale() -> list[int]:
+    """Mark failed the builds whose worker died (still "building" past the task's hard time limit, which no live
+    build outlives) and remove the temporary folders that no build in progress owns. Run before each build."""
+    cutoff = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    stale = list(
+        Release.objects.filter(status=Release.Status.BUILDING, started_at__lt=cutoff).values_list("pk", flat=True)
+    )
+    for pk in stale:
+        if Release.objects.filter(pk=pk, status=Release.Status.BUILDING).update(
+            status=Release.Status.FAILED, error="the build's worker stopped before it finished"
+        ):
+            audit_record(actor=None, action="release.build_failed", data={"release": pk, "error": "worker lost"})
+    root = Path(settings.PSYROOM_RELEASES_DIR)
+    building = {str(pk) for pk in Release.objects.filter(status=Release.Status.BUILDING).values_list("pk", flat=True)}
+    if root.is_dir():
+        for folder in root.glob(".tmp-*"):
+            if folder.name.split("-")[1] not in building:
+                shutil.rmtree(folder, ignore_errors=True)
+    return stale
+
+
 def _reviews_prefetch() -> Prefetch:
     fields = ("id", "candidate_id", "revision_id", "reviewer_id", "scores", "decision")
     return Prefetch("reviews", queryset=Review.objects.only(*fields))
@@ -195,7 +219,7 @@ def _build_into(folder: Path, spec: dict) -> dict:
     dropped: Counter[str] = Counter()
     reviewers: set[int] = set()
     items: list[splits.Item] = []
-    seen_hashes: set[tuple[str, str]] = set()
+    seen_hashes: dict[str, set[bytes]] = {}
     question_targets: dict[int, str] = {}
 
     # Pass 1: what goes in, and in which group.
@@ -225,11 +249,12 @@ def _build_into(folder: Path, spec: dict) -> dict:
             else:
                 text = formats.dialogue_text(content)
             if spec["dedup"]["exact"]:
-                digest = (kind, formats.text_hash(text))
-                if digest in seen_hashes:
+                digest = formats.text_hash(text)
+                seen = seen_hashes.setdefault(kind, set())
+                if digest in seen:
                     dropped["exact_duplicate"] += 1
                     continue
-                seen_hashes.add(digest)
+                seen.add(digest)
             reviewers.update(reviewer_ids)
             items.append(
                 splits.Item(

@@ -10,6 +10,7 @@ from .models import Release
 @shared_task
 def release_build_task(release_id: int) -> dict | None:
     """Build a queued release. A delivery for a release that is gone or no longer queued does nothing."""
+    services.releases_fail_stale()
     release = Release.objects.filter(pk=release_id, status=Release.Status.QUEUED).first()
     if release is None:
         return None

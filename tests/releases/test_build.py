@@ -284,3 +284,25 @@ def test_the_task_builds_a_queued_release(taxonomy, curator, django_capture_on_c
     assert queued == [release.pk]
     assert tasks.release_build_task(release.pk) == {"release": release.pk, "status": "ready"}
     assert tasks.release_build_task(release.pk) is None  # delivered again: nothing to do
+
+
+def test_a_build_whose_worker_died_is_failed_and_its_folder_removed(taxonomy, build, curator, releases_dir, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    approved()
+    dead = services.release_create(name="dead", version="1", spec=SFT, user=curator, queue=False)
+    Release.objects.filter(pk=dead.pk).update(
+        status=Release.Status.BUILDING,
+        started_at=timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 1),
+    )
+    live = services.release_create(name="live", version="1", spec=SFT, user=curator, queue=False)
+    Release.objects.filter(pk=live.pk).update(status=Release.Status.BUILDING, started_at=timezone.now())
+    releases_dir.mkdir(parents=True)
+    (releases_dir / f".tmp-{dead.pk}-abc").mkdir()
+    (releases_dir / f".tmp-{live.pk}-def").mkdir()
+    assert services.releases_fail_stale() == [dead.pk]
+    dead.refresh_from_db()
+    assert dead.status == Release.Status.FAILED and "worker stopped" in dead.error
+    assert [p.name for p in releases_dir.iterdir()] == [f".tmp-{live.pk}-def"]
