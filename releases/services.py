@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 CHUNK = 500
+# Candidate columns a build never reads: the content it writes is the approved revision's, not the latest.
+UNREAD = ("content", "ai_review", "lineage", "run__parameters", "run__targets", "run__errors", "run__stats")
 
 
 class ReleaseBuildError(Exception):
@@ -224,7 +226,7 @@ def _build_into(folder: Path, spec: dict) -> dict:
 
     # Pass 1: what goes in, and in which group.
     for kind in spec["kinds"]:
-        qs = selectors.release_selection(spec=spec, kind=kind).prefetch_related(_reviews_prefetch())
+        qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD).prefetch_related(_reviews_prefetch())
         for candidate in qs.iterator(chunk_size=CHUNK):
             approved = candidate.approved_revision
             assert approved is not None  # candidate_list_exportable keeps only candidates with one
@@ -290,11 +292,12 @@ def _build_into(folder: Path, spec: dict) -> dict:
     models: Counter[str] = Counter()
     try:
         for kind in spec["kinds"]:
-            qs = selectors.release_selection(spec=spec, kind=kind)
-            qs = qs.select_related("run__model_spec").prefetch_related(
-                _reviews_prefetch(),
-                Prefetch("revisions", queryset=Revision.objects.filter(number=0), to_attr="model_revisions"),
-            )
+            qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD).select_related("run__model_spec")
+            qs = qs.prefetch_related(_reviews_prefetch())
+            if "dpo" in spec["formats"] and kind == CandidateKind.DIALOGUE:
+                # Revision 0, the model's text, for the rejected side of a preference pair.
+                first = Revision.objects.filter(number=0, candidate__approved_revision__number__gt=0)
+                qs = qs.prefetch_related(Prefetch("revisions", queryset=first, to_attr="model_revisions"))
             for candidate in qs.iterator(chunk_size=CHUNK):
                 where = assigned.get(candidate.pk)
                 if where is None:  # approved or unflagged after pass 1 was read: not in this build
@@ -324,7 +327,8 @@ def _build_into(folder: Path, spec: dict) -> dict:
                 if "sharegpt" in spec["formats"]:
                     writers["sharegpt", split].write(formats.sharegpt_row(sft))
                 if "dpo" in spec["formats"]:
-                    original = candidate.model_revisions[0] if candidate.model_revisions else None
+                    models_text = getattr(candidate, "model_revisions", None)
+                    original = models_text[0] if models_text else None
                     rows, pair_drops = formats.dpo_rows(
                         candidate=candidate,
                         revision=approved,
