@@ -1,4 +1,3 @@
-import json
 from pathlib import Path
 
 import pytest
@@ -22,17 +21,3 @@ def build(db):
         return services.release_build(release=release)
 
     return make
-
-
-def rows(release, name: str) -> list[dict]:
-    path = services.release_dir(release) / name
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def all_rows(release, fmt: str) -> list[dict]:
-    return [row for split in ("train", "validation", "test") for row in _rows_if(release, f"{fmt}/{split}.jsonl")]
-
-
-def _rows_if(release, name):
-    path = services.release_dir(release) / name
-    return rows(release, name) if path.exists() else []

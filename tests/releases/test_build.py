@@ -7,14 +7,13 @@ import pytest
 from annotations.models import AuditEvent, Review
 from annotations.services.edits import turn_edit
 from annotations.services.rubrics import rubric_get_default
-from generation import services as gen_services
 from generation.models import Candidate, ClientProfile, Revision, Scenario, SubEmotion
+from generation.services import candidates as gen_candidates
 from releases import formats, services
 from releases.models import Release
 from tests import factories
-from tests.annotations.test_question_review import make_question
 
-from .conftest import all_rows, rows
+from .helpers import all_rows, make_question, rows
 
 pytestmark = pytest.mark.django_db
 
@@ -78,7 +77,7 @@ def test_only_approved_candidates_without_open_risk_ship(taxonomy, build, senior
     release = build(SFT)
     assert ids(rows(release, "sft/train.jsonl")) == [kept.pk]
 
-    gen_services.candidate_sign_off_risk(
+    gen_candidates.candidate_sign_off_risk(
         candidate=flagged, clinician=senior, flag_ids=list(flagged.open_risk_flags().values_list("pk", flat=True)),
         base_version=flagged.version, note="The counselor asks about safety.",
     )  # fmt: skip
