@@ -21,6 +21,7 @@ from generation.models import Candidate, CandidateKind, ClientProfile, RiskFlag
 from psyroom_admin import roles
 
 from ..models import AuditEvent, Campaign, CampaignItem, Review, RiskCode
+from .changes import content_changes
 
 # Who sees every candidate and every review (with names), blind campaign or not.
 SEE_ALL = (roles.SENIOR_CLINICIAN, roles.CURATOR, roles.ADMIN)
@@ -198,8 +199,12 @@ def _flag_rows(candidate: Candidate, viewer, blind: bool) -> list[dict]:
 
 def _revision_rows(candidate: Candidate, viewer, blind: bool) -> list[dict]:
     rows = []
+    previous: dict | None = None
     for revision in candidate.revisions.select_related("author").order_by("number"):
         hidden = blind and revision.author_id not in (None, viewer.pk)
+        # What this revision changed in the item (the content is the item's: every viewer of it may see it).
+        changes = [] if previous is None else content_changes(previous, revision.content)
+        previous = revision.content
         rows.append(
             {
                 "number": revision.number,
@@ -208,6 +213,7 @@ def _revision_rows(candidate: Candidate, viewer, blind: bool) -> list[dict]:
                 "author": _person(revision.author, viewer, blind),
                 "reason": "" if hidden else revision.reason,
                 "base_number": revision.base_number,
+                "changes": changes,
                 "created_at": revision.created_at,
             }
         )

@@ -1,4 +1,4 @@
-"""Template helpers of the campaign pages: a word-level diff of a turn, and the guidelines rendered from Markdown."""
+"""Template helpers of the campaign pages: the diff of an edited text, and the guidelines rendered from Markdown."""
 
 import difflib
 import re
@@ -13,17 +13,27 @@ register = template.Library()
 # Raw HTML in the guidelines is shown as text and unsafe links (javascript:) are refused: curators write them,
 # counselors read them, and neither should be able to run script in the other's session.
 _MARKDOWN = MarkdownIt("commonmark", {"html": False})
-_WORDS = re.compile(r"\s+|[^\s]+")
+# The units of a diff: a run of spaces, one CJK character (Chinese has no spaces, and a word-level diff of a
+# Chinese sentence shows the whole sentence deleted and written again for a one-character change), or a run of
+# anything else (a Latin-script word with its punctuation).
+_CJK = "\u2e80-\u2fff\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+_UNITS = re.compile(rf"\s+|[{_CJK}]|[^\s{_CJK}]+")
+
+
+def diff_units(text: str) -> list[str]:
+    """``text`` cut into what a diff compares: characters in Chinese (and Japanese), words in Latin scripts."""
+    return _UNITS.findall(text)
 
 
 @register.filter
-def word_diff(before: str | None, after: str | None) -> str:
-    """``before`` → ``after`` word by word, as escaped HTML with ``<del>`` and ``<ins>``.
+def text_diff(before: str | None, after: str | None) -> str:
+    """``before`` → ``after`` as escaped HTML with ``<del>`` and ``<ins>``: character by character in Chinese, word
+    by word in Latin scripts (``diff_units``).
 
     Server-side so that what the counselor sees is exactly what the revision holds (no client diff library).
     """
-    old = _WORDS.findall(before or "")
-    new = _WORDS.findall(after or "")
+    old = diff_units(before or "")
+    new = diff_units(after or "")
     parts: list[str] = []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
         if op == "equal":

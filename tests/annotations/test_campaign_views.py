@@ -550,3 +550,30 @@ def test_three_counselors_and_a_senior_clinician_work_a_blind_campaign_to_adjudi
         assert item.candidate.status == Candidate.Status.REJECTED
     assert Adjudication.objects.filter(campaign=campaign).count() == len(disputed)
     assert not client.get(reverse("annotations:adjudication_list")).context["items"]
+
+
+def test_a_one_character_edit_of_a_chinese_turn_shows_that_character_only():
+    """The diff of a real CPsyCounD client turn: two characters changed, not the sentence deleted and rewritten."""
+    from annotations.templatetags.campaign_tags import text_diff
+
+    turn = "我丈夫和我婆婆一起生活，我们之间有很多矛盾，我感到很压抑。"  # CPsyCounD case 10, the client's second turn
+    edited = "我丈夫和我公公一起生活，我们之间有很多矛盾，我感到很压抑。"
+    changed = "我丈夫和我<del>婆婆</del><ins>公公</ins>一起生活，我们之间有很多矛盾，我感到很压抑。"
+    assert text_diff(turn, edited) == changed
+    # Mixed text: Chinese by character, English by word, markup escaped.
+    assert text_diff("我用了CBT <b>方法", "我用过CBT <b>方法") == "我用<del>了</del><ins>过</ins>CBT &lt;b&gt;方法"
+    assert text_diff("What helps you?", "What helped you?") == "What <del>helps</del><ins>helped</ins> you?"
+
+
+def test_the_revisions_card_shows_what_each_edit_changed(client, setup, counselor):
+    candidate = setup["candidate"]
+    original = candidate.content["turns"][1]["text"]
+    edits.turn_edit(
+        candidate=candidate, editor=counselor, index=1, text=original + " 我们慢慢来。", base_version=1,
+        category="wording",
+    )  # fmt: skip
+    client.force_login(counselor)
+    html = client.get(reverse("annotations:campaign_item", args=[setup["campaign"].pk, candidate.pk])).content.decode()
+    revisions = html[html.index('id="revisions"') :]
+    assert '<span class="muted small">turn 2 (counselor)</span>' in revisions
+    assert f"{original}<ins> 我们慢慢来。</ins>" in revisions
