@@ -20,6 +20,7 @@ code is the index of the value in its domain (a 1-5 score is code 0-4; a decisio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -77,7 +78,7 @@ def value_counts(units: npt.ArrayLike, codes: npt.ArrayLike, *, n_units: int, n_
     return np.bincount(flat, minlength=n_units * n_values).reshape(n_units, n_values).astype(np.float64)
 
 
-def reliability_data_to_counts(data: npt.ArrayLike, domain: list[float]) -> np.ndarray:
+def reliability_data_to_counts(data: npt.ArrayLike, domain: Sequence[float]) -> np.ndarray:
     """Krippendorff's layout (raters x units, ``nan`` for missing) as value counts over ``domain``."""
     matrix = np.asarray(data, dtype=np.float64)
     counts = np.zeros((matrix.shape[1], len(domain)))
@@ -107,7 +108,7 @@ def _why_undefined(counts: np.ndarray) -> str:
 # --- Krippendorff's alpha ---------------------------------------------------------------------------------------
 
 
-def alpha(counts: np.ndarray, *, domain: list[float], level: Level) -> Estimate:
+def alpha(counts: np.ndarray, *, domain: Sequence[float], level: Level) -> Estimate:
     """Krippendorff's alpha of ``counts`` (units x values over ``domain``) at ``level`` of measurement."""
     reason = _why_undefined(counts)
     if reason:
@@ -166,7 +167,7 @@ def _percentile_interval(samples: np.ndarray, draws: int) -> Interval:
 
 
 def bootstrap(
-    counts: np.ndarray, *, domain: list[float], level: Level, draws: int = DRAWS, seed: int = SEED
+    counts: np.ndarray, *, domain: Sequence[float], level: Level, draws: int = DRAWS, seed: int = SEED
 ) -> tuple[Interval, Interval]:
     """95% percentile intervals of alpha and of percent agreement, resampling the items ``draws`` times (seeded)."""
     reason = _why_undefined(counts)
@@ -183,7 +184,7 @@ def bootstrap(
     return _percentile_interval(alphas, draws), _percentile_interval(agreement, draws)
 
 
-def alpha_from_patterns(counts: np.ndarray, *, domain: list[float], level: Level) -> Estimate:
+def alpha_from_patterns(counts: np.ndarray, *, domain: Sequence[float], level: Level) -> Estimate:
     """Alpha by the bootstrap's own formula on the data as it is (checks that the draws compute what the package
     computes)."""
     reason = _why_undefined(counts)

@@ -2,6 +2,7 @@
 see them."""
 
 import pytest
+from django.utils import timezone
 
 from annotations.models import Review
 from dashboards import selectors, stats
@@ -85,8 +86,8 @@ def test_pair_kappa_and_consensus(pair_campaign, senior, counselor, other_counse
 
 
 def test_date_filters(pair_campaign, senior):
-    earlier = Review.objects.order_by("created_at").first().created_at.date()
-    only_recent = AgreementFilters(since=earlier + (Review.objects.latest("created_at").created_at.date() - earlier))
+    earlier = timezone.localdate(Review.objects.earliest("created_at").created_at)
+    only_recent = AgreementFilters(since=timezone.localdate(Review.objects.latest("created_at").created_at))
     agreement = selectors.agreement_for(user=senior, campaign=pair_campaign, filters=only_recent)
     assert agreement.reviews == 24 and agreement.items == 12
     nothing = selectors.agreement_for(
