@@ -19,8 +19,8 @@ from datetime import date
 import numpy as np
 from django.contrib.auth import get_user_model
 from django.db.models import Count, QuerySet
+from django.db.models.functions import ExtractIsoYear, ExtractWeek
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 
 from annotations.models import Campaign, Review, RiskCode
 from annotations.selectors import visibility
@@ -170,77 +170,77 @@ class _Data:
 
 
 def _read(campaign: Campaign, filters: AgreementFilters) -> _Data | None:
-    rows = _reviews(campaign, filters).order_by("created_at", "id")
-    columns = rows.values_list(
-        "candidate_id", "revision_id", "reviewer_id", "scores", "decision", "risk_flags", "created_at"
+    # The ISO week is computed by the database, in the current time zone (as ``created_at__date`` filters).
+    rows = (
+        _reviews(campaign, filters)
+        .order_by("created_at", "id")
+        .values_list(
+            "candidate_id",
+            "revision_id",
+            "reviewer_id",
+            "scores",
+            "decision",
+            "risk_flags",
+            ExtractIsoYear("created_at"),
+            ExtractWeek("created_at"),
+        )
     )
-    latest: dict[tuple[int, int], tuple] = {}
-    units: dict[tuple[int, int], int] = {}
-    for row in columns.iterator(chunk_size=5000):
-        unit = units.setdefault((row[0], row[1]), len(units))
-        # A rater's latest review of an item counts (the order is by time).
-        latest[(unit, row[2])] = row
-    if not latest:
+    columns = list(zip(*rows.iterator(chunk_size=5000), strict=True))
+    if not columns:
         return None
-    criteria = [(c["key"], c.get("label", c["key"])) for c in campaign.rubric.criteria]
-    rater_ids = sorted({rater for _, rater in latest})
-    rater_index = {rater: i for i, rater in enumerate(rater_ids)}
-    week_index: dict[str, int] = {}
-    unit_arr, rater_arr, week_arr = [], [], []
-    score_rows: list[list[int]] = [[] for _ in criteria]
-    score_codes: list[list[int]] = [[] for _ in criteria]
-    decision_rows, decision_codes, flag_sets = [], [], []
+    candidate, revision, reviewer, scores, decisions, flag_lists, years, weeks = columns
+    _, unit = np.unique(np.column_stack([candidate, revision]), axis=0, return_inverse=True)
+    rater_ids, rater = np.unique(np.asarray(reviewer, dtype=np.int64), return_inverse=True)
+    unit, rater = unit.reshape(-1), rater.reshape(-1)
+    # A rater's latest review of an item counts: the last in time order of each (item, rater).
+    key = unit * len(rater_ids) + rater
+    _, last_from_end = np.unique(key[::-1], return_index=True)
+    keep = np.sort(len(key) - 1 - last_from_end)
+    week_keys, week = np.unique(
+        np.asarray(years, dtype=np.int64)[keep] * 100 + np.asarray(weeks)[keep], return_inverse=True
+    )
+    n_units = int(unit.max()) + 1
+    kept_scores = [scores[i] or {} for i in keep]
+    kept_flags = [flag_lists[i] or () for i in keep]
+    every = np.arange(len(keep))
+    criteria = []
+    score_code = {score: score - 1 for score in SCORES}
+    for criterion in campaign.rubric.criteria:
+        key = criterion["key"]
+        # review_submit keeps only whole scores of the scale (validate_scores); anything else is no score here.
+        codes = np.array([score_code.get(row.get(key), -1) for row in kept_scores], dtype=np.int64)
+        rated = codes >= 0
+        label = criterion.get("label", key)
+        criteria.append(_Dimension(key, label, "ordinal", SCORES, every[rated], codes[rated]))
     decision_code = {value: i for i, value in enumerate(DECISIONS)}
-    for i, ((unit, rater), row) in enumerate(latest.items()):
-        _, _, _, scores, decision, flags, created_at = row
-        iso = timezone.localtime(created_at).isocalendar()
-        week = week_index.setdefault(f"{iso.year}-W{iso.week:02d}", len(week_index))
-        unit_arr.append(unit)
-        rater_arr.append(rater_index[rater])
-        week_arr.append(week)
-        for c, (key, _) in enumerate(criteria):
-            score = (scores or {}).get(key)
-            if isinstance(score, int) and not isinstance(score, bool) and score in SCORES:
-                score_rows[c].append(i)
-                score_codes[c].append(score - 1)
-        if decision in decision_code:
-            decision_rows.append(i)
-            decision_codes.append(decision_code[decision])
-        flag_sets.append(set(flags or []))
-    n = len(latest)
-    every = np.arange(n)
-    dims = [
-        _Dimension(key, label, "ordinal", SCORES, np.asarray(score_rows[c], dtype=np.int64), np.asarray(score_codes[c]))
-        for c, (key, label) in enumerate(criteria)
-    ]
+    codes = np.array([decision_code.get(decisions[i], -1) for i in keep], dtype=np.int64)
+    decided = codes >= 0
+    decision = _Dimension(
+        "decision", "Decision", "nominal", list(range(len(DECISIONS))), every[decided], codes[decided]
+    )
     flag_labels = dict(RiskCode.choices)
     order = list(flag_labels)
-    used = sorted(set().union(*flag_sets), key=lambda code: (order.index(code) if code in order else len(order), code))
-    flags = [
+    used = sorted(
+        set(itertools.chain.from_iterable(kept_flags)),
+        key=lambda code: (order.index(code) if code in order else len(order), code),
+    )
+    any_flag = np.array([int(bool(f)) for f in kept_flags])
+    flags = [_Dimension(ANY_FLAG, "Any risk flag", "nominal", [0, 1], every, any_flag)]
+    flags += [
         _Dimension(
-            code, flag_labels.get(code, code), "nominal", [0, 1], every, np.array([int(code in f) for f in flag_sets])
+            code, flag_labels.get(code, code), "nominal", [0, 1], every, np.array([int(code in f) for f in kept_flags])
         )
         for code in used
     ]
-    any_flag = np.array([int(bool(f)) for f in flag_sets])
-    flags.insert(0, _Dimension(ANY_FLAG, "Any risk flag", "nominal", [0, 1], every, any_flag))
-    weeks = sorted(week_index, key=week_index.__getitem__)
     return _Data(
-        unit=np.asarray(unit_arr, dtype=np.int64),
-        rater=np.asarray(rater_arr, dtype=np.int64),
-        week=np.asarray(week_arr, dtype=np.int64),
-        rater_ids=rater_ids,
-        weeks=weeks,
-        n_units=len(units),
-        criteria=dims,
-        decision=_Dimension(
-            "decision",
-            "Decision",
-            "nominal",
-            list(range(len(DECISIONS))),
-            np.asarray(decision_rows, dtype=np.int64),
-            np.asarray(decision_codes),
-        ),
+        unit=unit[keep],
+        rater=rater[keep],
+        week=week.reshape(-1),
+        rater_ids=[int(pk) for pk in rater_ids],
+        weeks=[f"{k // 100}-W{k % 100:02d}" for k in week_keys],
+        n_units=n_units,
+        criteria=criteria,
+        decision=decision,
         flags=flags,
     )
 

@@ -147,8 +147,16 @@ def _alpha_from_coincidences(o: np.ndarray, domain: np.ndarray, level: Level) ->
 
 def _patterns(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct rows of the pairable units' counts, and how many units have each."""
-    patterns, freq = np.unique(_pairable(counts), axis=0, return_counts=True)
-    return patterns, freq
+    pairable = _pairable(counts)
+    base = int(pairable.max()) + 1 if pairable.size else 1
+    if base ** pairable.shape[1] >= 2**62:
+        patterns, freq = np.unique(pairable, axis=0, return_counts=True)
+        return patterns, freq
+    # Each row as one integer (its counts are digits in base max+1): unique on integers is ten times as fast as on
+    # rows.
+    keys = pairable.astype(np.int64) @ (base ** np.arange(pairable.shape[1], dtype=np.int64))
+    _, first, freq = np.unique(keys, return_index=True, return_counts=True)
+    return pairable[first], freq
 
 
 def _pattern_coincidences(patterns: np.ndarray) -> np.ndarray:
