@@ -193,9 +193,9 @@ def _read(campaign: Campaign, filters: AgreementFilters) -> _Data | None:
     rater_ids, rater = np.unique(np.asarray(reviewer, dtype=np.int64), return_inverse=True)
     unit, rater = unit.reshape(-1), rater.reshape(-1)
     # A rater's latest review of an item counts: the last in time order of each (item, rater).
-    key = unit * len(rater_ids) + rater
-    _, last_from_end = np.unique(key[::-1], return_index=True)
-    keep = np.sort(len(key) - 1 - last_from_end)
+    item_rater = unit * len(rater_ids) + rater
+    _, last_from_end = np.unique(item_rater[::-1], return_index=True)
+    keep = np.sort(len(item_rater) - 1 - last_from_end)
     week_keys, week = np.unique(
         np.asarray(years, dtype=np.int64)[keep] * 100 + np.asarray(weeks)[keep], return_inverse=True
     )
@@ -204,7 +204,7 @@ def _read(campaign: Campaign, filters: AgreementFilters) -> _Data | None:
     kept_flags = [flag_lists[i] or () for i in keep]
     every = np.arange(len(keep))
     criteria = []
-    score_code = {score: score - 1 for score in SCORES}
+    score_code: dict[object, int] = {score: score - 1 for score in SCORES}
     for criterion in campaign.rubric.criteria:
         key = criterion["key"]
         # review_submit keeps only whole scores of the scale (validate_scores); anything else is no score here.
