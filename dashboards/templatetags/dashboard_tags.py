@@ -24,3 +24,11 @@ def cell(value):
 @register.filter
 def is_number(value) -> bool:
     return isinstance(value, Estimate | int | float)
+
+
+@register.filter
+def sort_value(value) -> str:
+    """What a sortable table sorts a number by (static/js/dashboards.js); empty for an undefined value."""
+    if isinstance(value, Estimate):
+        return "" if value.value is None else repr(value.value)
+    return str(value)

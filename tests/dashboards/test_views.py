@@ -148,3 +148,11 @@ def test_empty_campaign_says_what_to_do_next(taxonomy, curator, counselor):
     assert 'id="agreement-empty"' in text and "No reviews" in text and "review next" in text
     text = _client(counselor).get(_url(campaign.pk)).content.decode()
     assert "You have no reviews in this campaign" in text
+
+
+def test_tables_are_sortable_by_value_with_undefined_empty(krippendorff_campaign, senior):
+    campaign, _ = krippendorff_campaign
+    text = _client(senior).get(_url(campaign.pk)).content.decode()
+    assert 'src="/static/js/dashboards.js"' in text and 'class="queue sortable"' in text
+    assert 'data-sort="0.81' in text  # alpha, by its full value
+    assert 'data-sort=""' in text  # an undefined value has an empty sort key: last, whatever the direction
