@@ -3,11 +3,21 @@
 from collections.abc import Iterable
 
 from django import forms
+from django.core.exceptions import ValidationError
+
+from generation.models import ModelSpec, SubEmotion
 
 from .selectors import AgreementFilters
 
-# The filters of the agreement page and endpoint; any other query parameter is refused, naming it.
-AGREEMENT_FILTERS = ("since", "until")
+
+def sub_emotion_exists(value: str) -> None:
+    if value and not SubEmotion.objects.filter(key=value).exists():
+        raise ValidationError(f"no sub-emotion with the key {value!r} (keys look like anxiety.1)")
+
+
+def model_exists(value: str) -> None:
+    if value and not ModelSpec.objects.filter(name=value).exists():
+        raise ValidationError(f"no model spec named {value!r}")
 
 
 def unknown_parameters(names: Iterable[str], allowed: Iterable[str]) -> list[str]:
@@ -18,6 +28,8 @@ def unknown_parameters(names: Iterable[str], allowed: Iterable[str]) -> list[str
 class AgreementFilterForm(forms.Form):
     since = forms.DateField(required=False, input_formats=["%Y-%m-%d"], help_text="YYYY-MM-DD")
     until = forms.DateField(required=False, input_formats=["%Y-%m-%d"], help_text="YYYY-MM-DD")
+    sub_emotion = forms.CharField(required=False, max_length=32, validators=[sub_emotion_exists])
+    model = forms.CharField(required=False, max_length=100, validators=[model_exists])
 
     def clean(self):
         data = super().clean()
@@ -27,4 +39,10 @@ class AgreementFilterForm(forms.Form):
         return data
 
     def filters(self) -> AgreementFilters:
-        return AgreementFilters(since=self.cleaned_data.get("since"), until=self.cleaned_data.get("until"))
+        data = self.cleaned_data
+        return AgreementFilters(
+            since=data.get("since"),
+            until=data.get("until"),
+            sub_emotion=data.get("sub_emotion") or None,
+            model=data.get("model") or None,
+        )

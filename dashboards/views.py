@@ -18,11 +18,12 @@ from django.views.decorators.http import require_GET
 from psyroom_admin import roles
 
 from . import selectors
-from .forms import AGREEMENT_FILTERS, AgreementFilterForm, unknown_parameters
+from .forms import AgreementFilterForm, unknown_parameters
 from .selectors import Agreement, MetricRow, RaterRow
 from .stats import Estimate
 
-PAGE_PARAMETERS = (*AGREEMENT_FILTERS, "format", "table")
+# What a page reads besides its filters: the CSV download.
+PAGE_PARAMETERS = ("format", "table")
 FORMATS = ("html", "csv")
 
 
@@ -146,17 +147,23 @@ def _csv_response(filename: str, table: Table) -> HttpResponse:
 def campaign_agreement(request: HttpRequest, campaign_id: int) -> HttpResponse:
     _check_role(request)
     campaign = selectors.campaign_get(user=request.user, campaign_id=campaign_id)
+    names = selectors.filter_names(user=request.user)
     errors = [
-        f'"{name}" is not a filter of this page: the filters are {", ".join(AGREEMENT_FILTERS)}.'
-        for name in unknown_parameters(request.GET, PAGE_PARAMETERS)
+        f'"{name}" is not a filter of this page: the filters are {", ".join(names)}.'
+        for name in unknown_parameters(request.GET, (*names, *PAGE_PARAMETERS))
     ]
-    form = AgreementFilterForm({name: request.GET[name] for name in AGREEMENT_FILTERS if request.GET.get(name)})
+    form = AgreementFilterForm({name: request.GET[name] for name in names if request.GET.get(name)})
     if not form.is_valid():
         errors += [f'"{name}": {" ".join(str(m) for m in messages)}' for name, messages in form.errors.items()]
     fmt = request.GET.get("format", "html")
     if fmt not in FORMATS:
         errors.append(f'"format": must be one of {", ".join(FORMATS)}.')
-    context = {"campaign": campaign, "form": form, "errors": errors}
+    context = {
+        "campaign": campaign,
+        "form": form,
+        "errors": errors,
+        "choices": selectors.filter_choices(user=request.user),
+    }
     if errors:
         return render(request, "dashboards/agreement.html", context, status=400)
     agreement = selectors.agreement_for(user=request.user, campaign=campaign, filters=form.filters())
@@ -171,7 +178,7 @@ def campaign_agreement(request: HttpRequest, campaign_id: int) -> HttpResponse:
     context.update(
         agreement=agreement,
         tables=[
-            (table, "?" + urlencode({**{k: v.isoformat() for k, v in kept.items()}, "format": "csv", "table": name}))
+            (table, "?" + urlencode({**{k: str(v) for k, v in kept.items()}, "format": "csv", "table": name}))
             for name, table in tables.items()
         ],
     )

@@ -1,11 +1,13 @@
 """The dashboard pages: each role, the counselor's own row, blind names, bad filters as a message, CSV downloads."""
 
 import csv
+import html
 import io
 
 import pytest
 from django.test import Client
 
+from generation.models import ModelSpec
 from tests import factories
 
 from .conftest import add_review, make_campaign
@@ -93,7 +95,9 @@ def test_counselor_page_has_own_rows_and_no_other_names(krippendorff_campaign):
     [
         ("since=yesterday", '"since": Enter a valid date.'),
         ("since=2026-05-02&until=2026-05-01", '"until": must be on or after since'),
-        ("model=x", '"model" is not a filter of this page'),
+        ("colour=x", '"colour" is not a filter of this page'),
+        ("model=x", "\"model\": no model spec named 'x'"),
+        ("sub_emotion=nope.9", "\"sub_emotion\": no sub-emotion with the key 'nope.9'"),
         ("format=xml", '"format": must be one of html, csv.'),
         ("format=csv&table=nope", '"table": must be one of'),
     ],
@@ -102,7 +106,7 @@ def test_bad_filters_are_a_message_on_the_page(krippendorff_campaign, senior, qu
     campaign, _ = krippendorff_campaign
     response = _client(senior).get(f"{_url(campaign.pk)}?{query}")
     assert response.status_code == 400
-    text = response.content.decode().replace("&quot;", '"')
+    text = html.unescape(response.content.decode())
     assert message in text and 'id="filter-errors"' in text
 
 
@@ -156,3 +160,14 @@ def test_tables_are_sortable_by_value_with_undefined_empty(krippendorff_campaign
     assert 'src="/static/js/dashboards.js"' in text and 'class="queue sortable"' in text
     assert 'data-sort="0.81' in text  # alpha, by its full value
     assert 'data-sort=""' in text  # an undefined value has an empty sort key: last, whatever the direction
+
+
+def test_filters_are_offered_and_kept(pair_campaign, senior, counselor):
+    ModelSpec.objects.create(name="other", path="bundled:x")
+    text = _client(senior).get(f"{_url(pair_campaign.pk)}?sub_emotion=anxiety.1").content.decode()
+    assert '<option value="anxiety.1" selected>' in text and 'name="model"' in text
+    assert "sub_emotion=anxiety.1&amp;format=csv&amp;table=criteria" in text
+    # Counselors are offered no model filter, and one in the URL is refused.
+    assert 'name="model"' not in _client(counselor).get(_url(pair_campaign.pk)).content.decode()
+    response = _client(counselor).get(f"{_url(pair_campaign.pk)}?model=x")
+    assert response.status_code == 400 and "is not a filter of this page" in response.content.decode()
