@@ -116,3 +116,16 @@ def test_counselors_may_not_filter_by_model(pair_campaign, counselor):
     ModelSpec.objects.create(name="other", path="bundled:x")
     response = _get(counselor, pair_campaign.pk, model="other")
     assert response.status_code == 400 and "model" in response.json()
+
+
+@pytest.mark.parametrize("name", ["since", "until", "sub_emotion", "model"])
+@pytest.mark.parametrize(
+    "bad", ["x\x00y", "¹", "١٢", str(2**70), "-1", "0", "0000-01-01", "9999-12-31", "2026-02-30", "x" * 500]
+)
+def test_hostile_filter_values_are_answered_never_500(pair_campaign, senior, name, bad):
+    api = APIClient(raise_request_exception=False)
+    api.force_authenticate(senior)
+    response = api.get(f"/api/dashboards/campaigns/{pair_campaign.pk}/agreement/", {name: bad})
+    assert response.status_code in (200, 400)
+    if response.status_code == 400 and "\x00" not in bad:
+        assert name in response.json()

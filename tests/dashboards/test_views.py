@@ -171,3 +171,10 @@ def test_filters_are_offered_and_kept(pair_campaign, senior, counselor):
     assert 'name="model"' not in _client(counselor).get(_url(pair_campaign.pk)).content.decode()
     response = _client(counselor).get(f"{_url(pair_campaign.pk)}?model=x")
     assert response.status_code == 400 and "is not a filter of this page" in response.content.decode()
+
+
+@pytest.mark.parametrize("query", ["since=%C2%B9", "until=0000-01-01", "since=9999-12-31", "sub_emotion=" + "x" * 500])
+def test_hostile_filter_values_are_a_page_never_500(pair_campaign, senior, query):
+    client = Client(raise_request_exception=False)
+    client.force_login(senior)
+    assert client.get(f"{_url(pair_campaign.pk)}?{query}").status_code in (200, 400)
