@@ -16,6 +16,8 @@ def user_roles(request) -> dict:
         "can_run_generation": roles.user_can_run_generation(request.user),
         # Campaigns (annotations/views/campaigns.py): everyone with a role sees the list; senior clinicians adjudicate.
         "can_see_campaigns": roles.user_can_see_candidates(request.user),
+        # Dashboards (dashboards/): everyone with a role; a counselor sees only their own numbers there.
+        "can_see_dashboards": roles.user_can_see_candidates(request.user),
         "can_adjudicate": roles.user_can_sign_off_risk(request.user),
         "can_enrol_otp": roles.user_can_enrol_otp(request.user),
         # A session still owing its two-factor code (or an enrolment) is shown no navigation: none of it would open.

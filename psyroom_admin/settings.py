@@ -170,6 +170,8 @@ INSTALLED_APPS = [
     "accounts",
     # Dataset releases: reads generation and annotations; nothing imports it back.
     "releases",
+    # Quality dashboards: read annotations and generation, write nothing.
+    "dashboards",
     # The project's own models: the answers kept for the API's idempotency keys (psyroom_admin.idempotency).
     "psyroom_admin",
 ]

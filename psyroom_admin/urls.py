@@ -14,7 +14,9 @@ urlpatterns = [
         name="api-docs",
     ),
     path("api/releases/", include("releases.urls")),
+    path("api/dashboards/", include("dashboards.api_urls")),
     path("api/", include("annotations.api.urls")),
     path("runs/", include("generation.urls")),
+    path("dashboards/", include("dashboards.urls")),
     path("", include("annotations.urls")),
 ]

@@ -86,6 +86,7 @@ def path_ids(world) -> dict[str, int]:
         "/api/campaigns/": world["campaign"].pk,
         "/api/candidates/": world["candidate"].pk,
         "/api/courses/": world["course"].pk,
+        "/api/dashboards/campaigns/": world["campaign"].pk,
         "/api/questions/": world["candidate"].pk,
         "/api/releases/": world["release"].pk if "release" in world else 1,
         "/api/runs/": world["run"].pk,

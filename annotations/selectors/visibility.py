@@ -75,12 +75,17 @@ def profile_scope(*, user, queryset: QuerySet[ClientProfile]) -> QuerySet[Client
     return queryset.none()
 
 
+def campaign_works_blind(*, user, campaign: Campaign) -> bool:
+    """Whether ``user`` reads ``campaign``'s reviews blind (others' names hidden): a counselor in a blind campaign."""
+    return campaign.blind and not roles.user_has_role(user, *SEE_ALL)
+
+
 def works_blind(*, user, candidate: Candidate, campaign: Campaign | None = None) -> bool:
     """Whether ``user`` reads ``candidate`` blind: in ``campaign`` if given, else in any blind campaign it is in."""
     if roles.user_has_role(user, *SEE_ALL):
         return False
     if campaign is not None:
-        return campaign.blind
+        return campaign_works_blind(user=user, campaign=campaign)
     return Campaign.objects.filter(blind=True, items__candidate=candidate).exists()
 
 

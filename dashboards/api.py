@@ -1,0 +1,144 @@
+"""The dashboards' numbers as JSON (see docs/api.md): ``GET /api/dashboards/campaigns/<id>/agreement/``.
+
+Who sees what is decided in ``dashboards.selectors`` (on ``annotations.selectors.visibility``); the view checks the
+role, validates the filters and serialises what the selector returns. An undefined number is ``{"value": null,
+"reason": "..."}``, never 0 or 1.
+"""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from psyroom_admin.api_permissions import CanSeeCandidates
+
+from . import selectors
+from .forms import model_exists, sub_emotion_exists, unknown_parameters
+from .selectors import AgreementFilters
+
+# DRF reads ?format= to choose a renderer (json, api): it is no filter, but no error either.
+RENDERER_PARAMETER = "format"
+
+
+class AgreementFilterInput(serializers.Serializer):
+    since = serializers.DateField(required=False, input_formats=["iso-8601"])
+    until = serializers.DateField(required=False, input_formats=["iso-8601"])
+    sub_emotion = serializers.CharField(required=False, max_length=32, validators=[sub_emotion_exists])
+    model = serializers.CharField(required=False, max_length=100, validators=[model_exists])
+
+    def validate(self, attrs):
+        since, until = attrs.get("since"), attrs.get("until")
+        if since and until and since > until:
+            raise serializers.ValidationError({"until": ["must be on or after since"]})
+        return attrs
+
+
+class EstimateOutput(serializers.Serializer):
+    value = serializers.FloatField(allow_null=True, help_text="null when the number is undefined")
+    reason = serializers.CharField(help_text="why the value is undefined; empty when it is defined")
+
+
+class IntervalOutput(serializers.Serializer):
+    low = EstimateOutput()
+    high = EstimateOutput()
+
+
+class AgreementMetricOutput(serializers.Serializer):
+    key = serializers.CharField(help_text="a rubric criterion's key, 'decision', or a risk-flag code ('any': any flag)")
+    label = serializers.CharField()  # type: ignore[assignment]  # an API field named like a DRF Field attribute
+    level = serializers.CharField(help_text="Krippendorff's level of measurement: ordinal or nominal")
+    items = serializers.IntegerField(help_text="items rated by two or more raters")
+    ratings = serializers.IntegerField()
+    alpha = EstimateOutput(help_text="Krippendorff's alpha")
+    alpha_ci = IntervalOutput(help_text="95% bootstrap interval of alpha (items resampled, 1,000 draws, seeded)")
+    percent_agreement = EstimateOutput(help_text="share of agreeing pairs of ratings of the same item")
+    agreement_ci = IntervalOutput(help_text="95% bootstrap interval of the percent agreement")
+
+
+class PairKappaOutput(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # an API field named like a DRF Field attribute
+    kappa = EstimateOutput(help_text="Cohen's kappa: quadratic weights for scores, unweighted for the decision")
+
+
+class RaterPairOutput(serializers.Serializer):
+    rater_a = serializers.CharField()
+    rater_b = serializers.CharField()
+    shared_items = serializers.IntegerField()
+    kappas = PairKappaOutput(many=True)
+
+
+class RaterConsensusOutput(serializers.Serializer):
+    rater = serializers.CharField(help_text='a name, or "Rater n" where you work blind')
+    own = serializers.BooleanField(help_text="this row is yours")
+    reviews = serializers.IntegerField()
+    shared_items = serializers.IntegerField(help_text="reviews of items another rater also rated")
+    mad = EstimateOutput(help_text="mean absolute difference from the others' mean score, all criteria")
+    kappa = EstimateOutput(help_text="quadratic kappa against the others' mean score rounded, all criteria")
+    decision_agreement = EstimateOutput(help_text="share of decisions equal to the others' majority")
+
+
+class RaterWeekOutput(RaterConsensusOutput):
+    week = serializers.CharField(help_text="ISO week, e.g. 2026-W49")
+
+
+class AgreementCampaignOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    blind = serializers.BooleanField()
+
+
+class AgreementFiltersOutput(serializers.Serializer):
+    since = serializers.DateField(allow_null=True)
+    until = serializers.DateField(allow_null=True)
+    sub_emotion = serializers.CharField(allow_null=True)
+    model = serializers.CharField(allow_null=True)
+
+
+class AgreementOutput(serializers.Serializer):
+    campaign = AgreementCampaignOutput()
+    filters = AgreementFiltersOutput()
+    scope = serializers.CharField(help_text='"all": every rater\'s numbers; "own": only your own rows')
+    reviews = serializers.IntegerField()
+    items = serializers.IntegerField()
+    raters = serializers.IntegerField()
+    criteria = AgreementMetricOutput(many=True)
+    decision = AgreementMetricOutput(allow_null=True)
+    risk_flags = AgreementMetricOutput(many=True)
+    pairs = RaterPairOutput(many=True, help_text=f"pairs with at least {selectors.MIN_SHARED_ITEMS} shared items")
+    per_rater = RaterConsensusOutput(many=True, source="rater_rows")
+    per_rater_weekly = RaterWeekOutput(many=True, source="weekly")
+
+
+class CampaignAgreementApi(APIView):
+    permission_classes = [CanSeeCandidates]
+
+    @extend_schema(
+        operation_id="dashboards_campaign_agreement",
+        parameters=[
+            OpenApiParameter("since", OpenApiTypes.DATE, description="reviews submitted on or after this date"),
+            OpenApiParameter("until", OpenApiTypes.DATE, description="reviews submitted on or before this date"),
+            OpenApiParameter("sub_emotion", OpenApiTypes.STR, description="candidates of this sub-emotion (its key)"),
+            OpenApiParameter(
+                "model",
+                OpenApiTypes.STR,
+                description="candidates generated by this model spec (its name); senior clinicians, curators, admins",
+            ),
+        ],
+        responses={200: AgreementOutput},
+        tags=["dashboards"],
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        campaign = selectors.campaign_get(user=request.user, campaign_id=pk)
+        allowed = selectors.filter_names(user=request.user)
+        unknown = unknown_parameters(request.query_params, (*allowed, RENDERER_PARAMETER))
+        if unknown:
+            message = f"unknown filter: the filters are {', '.join(allowed)}"
+            raise serializers.ValidationError({name: [message] for name in unknown})
+        params = AgreementFilterInput(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        filters = AgreementFilters(**params.validated_data)
+        agreement = selectors.agreement_for(user=request.user, campaign=campaign, filters=filters)
+        return Response(AgreementOutput(agreement).data)

@@ -1,0 +1,10 @@
+"""The dashboards' API routes, under /api/dashboards/."""
+
+from django.urls import path
+
+from . import api
+
+app_name = "dashboards-api"
+urlpatterns = [
+    path("campaigns/<int:pk>/agreement/", api.CampaignAgreementApi.as_view(), name="campaign-agreement"),
+]

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from . import views
+
+app_name = "dashboards"
+urlpatterns = [
+    path("", views.dashboard_index, name="index"),
+    path("campaigns/<int:campaign_id>/agreement/", views.campaign_agreement, name="agreement"),
+]
