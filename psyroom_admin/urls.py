@@ -16,5 +16,6 @@ urlpatterns = [
     path("api/releases/", include("releases.urls")),
     path("api/", include("annotations.api.urls")),
     path("runs/", include("generation.urls")),
+    path("releases/", include("releases.page_urls")),
     path("", include("annotations.urls")),
 ]

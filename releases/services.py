@@ -535,6 +535,22 @@ def release_file_path(*, release: Release, name: str) -> Path | None:
     return release_dir(release) / name
 
 
+def release_download_all(*, release: Release, user) -> list[tuple[str, int, Path]] | None:
+    """Every file of a ready release and its manifest, as (name, size, path) to send as one zip, recorded in the
+    audit log once; None when the release is not ready or a file is missing."""
+    if release.status != Release.Status.READY:
+        return None
+    folder = release_dir(release)
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return None
+    files = [(e["name"], e["bytes"], folder / e["name"]) for e in release.files]
+    if not all(path.is_file() for _, _, path in files):
+        return None
+    audit_record(actor=user, action="release.download", data={"release": release.pk, "file": "*.zip"})
+    return [("manifest.json", manifest.stat().st_size, manifest), *files]
+
+
 def release_download(*, release: Release, name: str, user) -> Path | None:
     """The path to send for a download, recorded in the audit log; None when there is no such file."""
     path = release_file_path(release=release, name=name)
