@@ -315,7 +315,9 @@ def _build_into(folder: Path, spec: dict) -> dict:
                     continue
                 seen[digest] = candidate.pk
             if spec["dedup"]["near"] is not None:
-                finder = near.setdefault(kind, dedup.NearDuplicates(spec["dedup"]["near"]))
+                if kind not in near:  # (one LSH a kind; building one chooses its bands, which takes a while)
+                    near[kind] = dedup.NearDuplicates(spec["dedup"]["near"])
+                finder = near[kind]
                 of = finder.offer(candidate.pk, text)
                 if of is not None:
                     dropped["near_duplicate"] += 1
