@@ -11,9 +11,6 @@ import re
 import unicodedata
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from annotations.exports import questions as question_export
 from annotations.exports import sft as sft_export
 
@@ -152,20 +149,32 @@ class JsonlWriter:
 
 # --- Parquet -----------------------------------------------------------------------------------------------------
 
-_MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-_CONVERSATIONS = pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))
 # One schema per format, fixed here rather than inferred from the rows, so that every file of a format has the same
 # columns whatever its first rows hold. ``metadata`` is a JSON string (the JSONL row's, with sorted keys): its shape
 # varies (a source is an object or null), and a JSON column reads the same in every Parquet reader.
-PARQUET_SCHEMAS: dict[str, pa.Schema] = {
-    "sft": pa.schema([("messages", _MESSAGES), ("metadata", pa.string())]),
-    "sharegpt": pa.schema([("conversations", _CONVERSATIONS), ("metadata", pa.string())]),
-    "dpo": pa.schema(
-        [("prompt", _MESSAGES), ("chosen", _MESSAGES), ("rejected", _MESSAGES), ("metadata", pa.string())]
-    ),
-    "grpo": pa.schema([("prompt", _MESSAGES), ("answer", pa.string()), ("metadata", pa.string())]),
-    "reasoning-sft": pa.schema([("messages", _MESSAGES), ("metadata", pa.string())]),
+PARQUET_COLUMNS: dict[str, tuple[str, ...]] = {
+    "sft": ("messages", "metadata"),
+    "sharegpt": ("conversations", "metadata"),
+    "dpo": ("prompt", "chosen", "rejected", "metadata"),
+    "grpo": ("prompt", "answer", "metadata"),
+    "reasoning-sft": ("messages", "metadata"),
 }
+
+
+def parquet_schema(fmt: str):
+    """The Parquet schema of a format. pyarrow is imported here, not with the module: the web and API processes
+    import this module and never write Parquet (pyarrow costs about 60 MB of memory in each)."""
+    import pyarrow as pa
+
+    message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    types = {
+        "conversations": pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())])),
+        "answer": pa.string(),
+        "metadata": pa.string(),
+    }
+    return pa.schema([(name, types.get(name, message)) for name in PARQUET_COLUMNS[fmt]])
+
+
 ROW_GROUP = 2_000
 
 
@@ -186,9 +195,11 @@ class ParquetWriter:
     """
 
     def __init__(self, path: Path, fmt: str):
+        import pyarrow.parquet as pq
+
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.schema = PARQUET_SCHEMAS[fmt]
+        self.schema = parquet_schema(fmt)
         self.rows = 0
         self.bytes = 0
         self.sha256 = ""
@@ -215,6 +226,8 @@ class ParquetWriter:
     def _flush(self) -> None:
         if not self._buffered:
             return
+        import pyarrow as pa
+
         batch = pa.RecordBatch.from_pydict(self._columns, schema=self.schema)
         self._writer.write_batch(batch, row_group_size=ROW_GROUP)
         self.rows += self._buffered

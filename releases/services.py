@@ -30,7 +30,7 @@ from annotations.services.audit import audit_record
 from generation.models import CandidateKind, Revision
 from psyroom_admin import roles
 
-from . import card, dedup, formats, pii, selectors, splits
+from . import card, formats, pii, selectors, splits
 from .models import Release
 from .spec import spec_validate
 
@@ -276,7 +276,7 @@ def _build_into(folder: Path, spec: dict) -> dict:
     reviewers: set[int] = set()
     items: list[splits.Item] = []
     seen_hashes: dict[str, dict[bytes, int]] = {}
-    near: dict[str, dedup.NearDuplicates] = {}
+    near: dict = {}  # kind -> dedup.NearDuplicates
     duplicates: list[dict] = []
     question_targets: dict[int, str] = {}
 
@@ -316,6 +316,9 @@ def _build_into(folder: Path, spec: dict) -> dict:
                 seen[digest] = candidate.pk
             if spec["dedup"]["near"] is not None:
                 if kind not in near:  # (one LSH a kind; building one chooses its bands, which takes a while)
+                    # Imported here: datasketch brings scipy (about 40 MB), which the web processes never need.
+                    from . import dedup
+
                     near[kind] = dedup.NearDuplicates(spec["dedup"]["near"])
                 finder = near[kind]
                 of = finder.offer(candidate.pk, text)

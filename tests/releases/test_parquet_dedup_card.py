@@ -129,3 +129,23 @@ def test_the_card_has_a_hub_header_and_a_datasheet(taxonomy, build, counselor):
     assert "CPsyExam" in text and "redacts" in text
     assert "README.md" in {f["name"] for f in release.manifest["files"]}
     assert counselor.username not in text
+
+
+def test_the_web_process_does_not_load_pyarrow_or_scipy():
+    """Pages and the API import releases; only a build writes Parquet and finds near-duplicates (pyarrow and
+    datasketch's scipy cost about 100 MB in every process that imports them)."""
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    code = (
+        "import sys, django; django.setup(); import releases.views, releases.api, releases.services; "
+        "print(sorted(m for m in ('pyarrow', 'scipy', 'datasketch') if m in sys.modules))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "psyroom_admin.settings", "SECRET_KEY": "x"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=settings.BASE_DIR, env=env, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]"
