@@ -149,3 +149,16 @@ def test_the_web_process_does_not_load_pyarrow_or_scipy():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=settings.BASE_DIR, env=env, check=True
     )
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_near_duplicates_on_their_own_chinese_included():
+    from releases.dedup import NearDuplicates
+
+    base = "我最近压力很大，晚上总是睡不着，工作上的事情让我很焦虑，每天都提心吊胆，觉得自己什么都做不好。" * 3
+    finder = NearDuplicates(0.8)
+    assert finder.offer(5, base) is None
+    assert finder.offer(6, base.replace("焦虑", "紧张", 1)) == 5  # one word changed
+    assert finder.offer(7, "父母总是拿我和别人比较，我和男朋友也总是吵架，不知道该怎么办才好。" * 3) is None
+    assert finder.offer(8, base) == 5  # a copy of a kept item names the first, not a dropped one
+    again = NearDuplicates(0.8)
+    assert [again.offer(i, t) for i, t in enumerate([base, base + "。"])] == [None, 0]
