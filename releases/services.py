@@ -406,12 +406,14 @@ def _build_into(folder: Path, spec: dict) -> dict:
                     models_text = getattr(candidate, "model_revisions", None)
                     original = models_text[0] if models_text else None
                     if original is not None:
-                        # The model's text is written only where people changed a turn (a pair's rejected side).
+                        # The model's text is written only where people changed a counselor turn (a pair's
+                        # rejected side): that is what is scanned of it.
                         turns = approved_raw.get("turns", [])
                         changed = {
                             f"turns[{i}].text"
                             for i, t in enumerate(original.content.get("turns", []))
-                            if i >= len(turns) or t.get("text") != turns[i].get("text")
+                            if t.get("role") == "counselor"
+                            and (i >= len(turns) or t.get("text") != turns[i].get("text"))
                         }
                         original.content = gate.clean(
                             candidate.pk, kind, original.content, prefix="revision 0 ", only=changed

@@ -94,10 +94,16 @@ def leaky(counselor):
     content = factories.dialogue_content(prefix="Leaky. ")
     content["turns"][0]["text"] = f"My phone is +86 138 0013 8000 and my ID {VALID_ID}."
     content["turns"][1]["text"] = "Write to me at help@clinic.example.com instead."
+    content["turns"][2]["text"] = "I work at www.example-office.com as a clerk."
     candidate = factories.make_candidate(content=content)
     turn_edit(
         candidate=candidate, editor=counselor, index=1, base_version=1, category="safety",
         text="Let us keep contact details out of our sessions. What brings you here today?",
+    )  # fmt: skip
+    candidate.refresh_from_db()
+    turn_edit(  # a client turn's model text is never written (a pair's prompt is the approved text): not a hit
+        candidate=candidate, editor=counselor, index=2, base_version=candidate.version, category="wording",
+        text="I would rather not say where I work.",
     )  # fmt: skip
     return factories.set_status(candidate, "approved")
 
