@@ -14,6 +14,7 @@ def _otp_step(request) -> str | None:
 def user_roles(request) -> dict:
     return {
         "can_run_generation": roles.user_can_run_generation(request.user),
+        "can_manage_releases": roles.user_has_role(request.user, *roles.RELEASE_MANAGERS),
         # Campaigns (annotations/views/campaigns.py): everyone with a role sees the list; senior clinicians adjudicate.
         "can_see_campaigns": roles.user_can_see_candidates(request.user),
         # Dashboards (dashboards/): everyone with a role; a counselor sees only their own numbers there.

@@ -18,5 +18,6 @@ urlpatterns = [
     path("api/", include("annotations.api.urls")),
     path("runs/", include("generation.urls")),
     path("dashboards/", include("dashboards.urls")),
+    path("releases/", include("releases.page_urls")),
     path("", include("annotations.urls")),
 ]

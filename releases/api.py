@@ -42,8 +42,9 @@ class ReleaseCreateInput(serializers.Serializer):
     spec = serializers.DictField(
         help_text="what the release selects and writes: formats (sft, sharegpt, dpo, grpo, reasoning-sft), kinds, "
         "campaigns, sub_emotions, categories, languages, dates {from, to}, min_approvals, min_mean {criterion: "
-        "1-5}, edited_only, model_specs, prompt_versions, splits {train, validation, test, seed}, dedup {exact}, "
-        "dpo {max_similarity} (see docs/architecture.md, Releases)"
+        "1-5}, edited_only, model_specs, prompt_versions, splits {train, validation, test, seed}, dedup {exact, "
+        "near}, dpo {max_similarity}, pii {action: block|redact, detectors}, parquet (see docs/architecture.md, "
+        "Releases)"
     )
 
 
@@ -64,11 +65,21 @@ class ReleaseSummaryOutput(serializers.Serializer):
     built_at = serializers.DateTimeField(allow_null=True)
 
 
+class PiiHitOutput(serializers.Serializer):
+    candidate = serializers.IntegerField()
+    where = serializers.CharField(
+        help_text="e.g. turns[3].text, or 'revision 0 turns[3].text' (a DPO pair's model side)"
+    )
+    detector = serializers.CharField()
+    match = serializers.CharField(help_text="the matched text, masked")
+
+
 class ReleaseDetailOutput(ReleaseSummaryOutput):
     spec = serializers.DictField()
     files = ReleaseFileOutput(many=True)
     manifest = serializers.DictField()
     error = serializers.CharField()
+    pii_hits = PiiHitOutput(many=True, help_text="a build the PII scan blocked: what it found")
 
 
 class ReleasesApi(APIView):

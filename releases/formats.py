@@ -145,3 +145,117 @@ class JsonlWriter:
     @property
     def sha256(self) -> str:
         return self._digest.hexdigest()
+
+
+# --- Parquet -----------------------------------------------------------------------------------------------------
+
+# One schema per format, fixed here rather than inferred from the rows, so that every file of a format has the same
+# columns whatever its first rows hold. ``metadata`` is a JSON string (the JSONL row's, with sorted keys): its shape
+# varies (a source is an object or null), and a JSON column reads the same in every Parquet reader.
+PARQUET_COLUMNS: dict[str, tuple[str, ...]] = {
+    "sft": ("messages", "metadata"),
+    "sharegpt": ("conversations", "metadata"),
+    "dpo": ("prompt", "chosen", "rejected", "metadata"),
+    "grpo": ("prompt", "answer", "metadata"),
+    "reasoning-sft": ("messages", "metadata"),
+}
+
+
+def parquet_schema(fmt: str):
+    """The Parquet schema of a format. pyarrow is imported here, not with the module: the web and API processes
+    import this module and never write Parquet (pyarrow costs about 60 MB of memory in each)."""
+    import pyarrow as pa
+
+    message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    types = {
+        "conversations": pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())])),
+        "answer": pa.string(),
+        "metadata": pa.string(),
+    }
+    return pa.schema([(name, types.get(name, message)) for name in PARQUET_COLUMNS[fmt]])
+
+
+ROW_GROUP = 2_000
+
+
+def parquet_cell(column: str, value):
+    """A JSONL row's value as its Parquet column holds it: lists of messages as they are, the rest as text (a
+    string as itself, anything else as JSON)."""
+    if column in ("messages", "conversations", "prompt", "chosen", "rejected"):
+        return value
+    return value if isinstance(value, str) else dumps(value)
+
+
+class ParquetWriter:
+    """One Parquet file of a release, written a row group at a time (``ROW_GROUP`` rows held, never more).
+
+    The bytes depend only on the rows: the schema is fixed, the compression and options are named here, and
+    pyarrow writes no time into the file (its ``created_by`` names the library's version, which requirements.txt
+    pins). The sha256 is taken once the file is closed.
+    """
+
+    def __init__(self, path: Path, fmt: str):
+        import pyarrow.parquet as pq
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.schema = parquet_schema(fmt)
+        self.rows = 0
+        self.bytes = 0
+        self.sha256 = ""
+        self._columns: dict[str, list] = {name: [] for name in self.schema.names}
+        self._buffered = 0
+        self._writer = pq.ParquetWriter(
+            path,
+            self.schema,
+            compression="zstd",
+            compression_level=3,
+            use_dictionary=True,
+            write_statistics=True,
+            write_page_index=False,
+            store_schema=True,
+        )
+
+    def write(self, row: dict) -> None:
+        for name, cells in self._columns.items():
+            cells.append(parquet_cell(name, row[name]))
+        self._buffered += 1
+        if self._buffered >= ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffered:
+            return
+        import pyarrow as pa
+
+        batch = pa.RecordBatch.from_pydict(self._columns, schema=self.schema)
+        self._writer.write_batch(batch, row_group_size=ROW_GROUP)
+        self.rows += self._buffered
+        self._columns = {name: [] for name in self.schema.names}
+        self._buffered = 0
+
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._flush()
+        finally:
+            self._writer.close()
+            self._writer = None
+        self.sha256, self.bytes = file_sha256(self.path)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    """A file's sha256 and size, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size

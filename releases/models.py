@@ -30,6 +30,9 @@ class Release(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     built_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # A build the PII scan blocked: its hits, for a curator to see ({candidate, where, detector, match}, the match
+    # masked); at most services.MAX_LISTED_HITS of them.
+    pii_hits = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -25,12 +25,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 from django.utils import timezone
 
-from annotations.models import Review
+from annotations.models import Review, ReviewPolicy
 from annotations.services.audit import audit_record
 from generation.models import CandidateKind, Revision
 from psyroom_admin import roles
 
-from . import formats, selectors, splits
+from . import card, formats, pii, selectors, splits
 from .models import Release
 from .spec import spec_validate
 
@@ -45,6 +45,21 @@ UNREAD = ("content", "ai_review", "lineage", "run__parameters", "run__targets", 
 
 class ReleaseBuildError(Exception):
     """The build cannot go on (the spec selects nothing once the reviews are counted, say); the release fails."""
+
+
+class PiiBlocked(ReleaseBuildError):
+    """The PII scan found personal data and the spec blocks: the hits (masked) go on the failed release."""
+
+    def __init__(self, hits: list[dict], total: int):
+        self.hits = hits
+        super().__init__(
+            f"the PII scan found {total} hit(s) and the spec blocks (pii.action: block): see the list of hits, "
+            "or build with pii.action: redact"
+        )
+
+
+# A blocked build lists at most this many hits on the release (the message gives the total).
+MAX_LISTED_HITS = 1_000
 
 
 def release_dir(release: Release) -> Path:
@@ -141,6 +156,12 @@ def release_build(*, release: Release) -> Release:
         tmp.mkdir()
         manifest = _build_into(tmp, release.spec)
         manifest["release"] = {"name": release.name, "version": release.version}
+        # The card is written from the manifest, then listed in it (its own hash is the one thing it cannot hold).
+        readme = card.card_text(manifest).encode("utf-8")
+        (tmp / "README.md").write_bytes(readme)
+        manifest["files"] = sorted(
+            [*manifest["files"], _entry("README.md", tmp / "README.md", rows=0)], key=lambda f: str(f["name"])
+        )
         (tmp / "manifest.json").write_text(
             json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n", encoding="utf-8"
         )
@@ -148,8 +169,9 @@ def release_build(*, release: Release) -> Release:
     except Exception as error:
         shutil.rmtree(tmp, ignore_errors=True)
         message = f"{type(error).__name__}: {error}" if not isinstance(error, ReleaseBuildError) else str(error)
+        hits = error.hits if isinstance(error, PiiBlocked) else []
         with transaction.atomic():
-            Release.objects.filter(pk=release.pk).update(status=Release.Status.FAILED, error=message)
+            Release.objects.filter(pk=release.pk).update(status=Release.Status.FAILED, error=message, pii_hits=hits)
             audit_record(
                 actor=release.created_by, action="release.build_failed", data={"release": release.pk, "error": message}
             )
@@ -216,12 +238,46 @@ def _passes_reviews(reviews: list[Review], spec: dict) -> str | None:
     return None
 
 
+def _entry(name: str, path: Path, *, rows: int) -> dict:
+    sha256, size = formats.file_sha256(path)
+    return {"name": name, "rows": rows, "bytes": size, "sha256": sha256}
+
+
+class _PiiGate:
+    """The PII scan of pass 2: each written text of a candidate scanned, its hits collected (masked, for a blocked
+    build's report; without the text, for a redacting build's manifest) and, when the spec redacts, replaced."""
+
+    def __init__(self, spec: dict):
+        self.action = spec["pii"]["action"]
+        self.detectors = spec["pii"]["detectors"]
+        self.hits: list[dict] = []
+        self.total = 0
+
+    def clean(self, candidate_id: int, kind: str, content: dict, *, prefix: str = "", only=None) -> dict:
+        """``content`` as it may be written (redacted, or as it is when blocking); ``only``: the places to scan
+        (all written texts when None)."""
+        found, redacted = pii.scan_content(kind, content, self.detectors)
+        for where, hit, text in found:
+            if only is not None and where not in only:
+                continue
+            self.total += 1
+            entry = {"candidate": candidate_id, "where": prefix + where, "detector": hit.detector}
+            if self.action == "block":
+                if len(self.hits) < MAX_LISTED_HITS:
+                    self.hits.append({**entry, "match": pii.mask(text)})
+            else:
+                self.hits.append(entry)
+        return redacted if self.action == "redact" else content
+
+
 def _build_into(folder: Path, spec: dict) -> dict:
     """Write the release's files into ``folder``; returns the manifest (without the release's name)."""
     dropped: Counter[str] = Counter()
     reviewers: set[int] = set()
     items: list[splits.Item] = []
-    seen_hashes: dict[str, set[bytes]] = {}
+    seen_hashes: dict[str, dict[bytes, int]] = {}
+    near: dict = {}  # kind -> dedup.NearDuplicates
+    duplicates: list[dict] = []
     question_targets: dict[int, str] = {}
 
     # Pass 1: what goes in, and in which group.
@@ -252,11 +308,24 @@ def _build_into(folder: Path, spec: dict) -> dict:
                 text = formats.dialogue_text(content)
             if spec["dedup"]["exact"]:
                 digest = formats.text_hash(text)
-                seen = seen_hashes.setdefault(kind, set())
+                seen = seen_hashes.setdefault(kind, {})
                 if digest in seen:
                     dropped["exact_duplicate"] += 1
+                    duplicates.append({"id": candidate.pk, "of": seen[digest], "why": "exact"})
                     continue
-                seen.add(digest)
+                seen[digest] = candidate.pk
+            if spec["dedup"]["near"] is not None:
+                if kind not in near:  # (one LSH a kind; building one chooses its bands, which takes a while)
+                    # Imported here: datasketch brings scipy (about 40 MB), which the web processes never need.
+                    from . import dedup
+
+                    near[kind] = dedup.NearDuplicates(spec["dedup"]["near"])
+                finder = near[kind]
+                of = finder.offer(candidate.pk, text)
+                if of is not None:
+                    dropped["near_duplicate"] += 1
+                    duplicates.append({"id": candidate.pk, "of": of, "why": "near"})
+                    continue
             reviewers.update(reviewer_ids)
             items.append(
                 splits.Item(
@@ -270,7 +339,7 @@ def _build_into(folder: Path, spec: dict) -> dict:
                     stratum=candidate.sub_emotion.key if candidate.sub_emotion else "none",
                 )
             )
-    del seen_hashes
+    del seen_hashes, near
     if not items:
         raise ReleaseBuildError(
             "the spec selects nothing: "
@@ -282,11 +351,13 @@ def _build_into(folder: Path, spec: dict) -> dict:
     del items
 
     # Pass 2: the rows, a candidate at a time, in id order.
-    writers: dict[tuple[str, str], formats.JsonlWriter] = {}
+    writers: dict[tuple[str, str], _Writers] = {}
     for fmt in spec["formats"]:
         for split in splits.SPLITS:
             if ratios[split] > 0:
-                writers[fmt, split] = formats.JsonlWriter(folder / fmt / f"{split}.jsonl")
+                writers[fmt, split] = _Writers(folder, fmt, split, parquet=spec["parquet"])
+    gate = _PiiGate(spec)
+    languages: set[str] = set()
     counts: dict[str, dict[str, Counter[str]]] = {s: {} for s in splits.SPLITS}
     sources: dict[str, dict] = {}
     models: Counter[str] = Counter()
@@ -305,7 +376,12 @@ def _build_into(folder: Path, spec: dict) -> dict:
                 split = where
                 approved = candidate.approved_revision
                 assert approved is not None
+                # The approved revision's text as it may be written (redacted when the spec says so); the instances
+                # are only read from here on, never saved.
+                approved_raw = approved.content
+                approved.content = gate.clean(candidate.pk, kind, approved.content)
                 candidate.content = approved.content
+                languages.add(candidate.language)
                 counts[split].setdefault(kind, Counter())[strata[candidate.pk]] += 1
                 _count_source(sources, candidate)
                 run = candidate.run
@@ -329,6 +405,19 @@ def _build_into(folder: Path, spec: dict) -> dict:
                 if "dpo" in spec["formats"]:
                     models_text = getattr(candidate, "model_revisions", None)
                     original = models_text[0] if models_text else None
+                    if original is not None:
+                        # The model's text is written only where people changed a counselor turn (a pair's
+                        # rejected side): that is what is scanned of it.
+                        turns = approved_raw.get("turns", [])
+                        changed = {
+                            f"turns[{i}].text"
+                            for i, t in enumerate(original.content.get("turns", []))
+                            if t.get("role") == "counselor"
+                            and (i >= len(turns) or t.get("text") != turns[i].get("text"))
+                        }
+                        original.content = gate.clean(
+                            candidate.pk, kind, original.content, prefix="revision 0 ", only=changed
+                        )
                     rows, pair_drops = formats.dpo_rows(
                         candidate=candidate,
                         revision=approved,
@@ -338,17 +427,17 @@ def _build_into(folder: Path, spec: dict) -> dict:
                     dropped.update(pair_drops)
                     for row in rows:
                         writers["dpo", split].write(row)
-    finally:
+    except BaseException:
         for writer in writers.values():
-            writer.close()
+            writer.abort()
+        raise
+    for writer in writers.values():
+        writer.close()
+    if gate.action == "block" and gate.total:
+        raise PiiBlocked(gate.hits, gate.total)
 
-    files = sorted(
-        (
-            {"name": f"{fmt}/{split}.jsonl", "rows": w.rows, "bytes": w.bytes, "sha256": w.sha256}
-            for (fmt, split), w in writers.items()
-        ),
-        key=lambda f: str(f["name"]),
-    )
+    files = sorted((entry for w in writers.values() for entry in w.entries()), key=lambda f: str(f["name"]))
+    policy = ReviewPolicy.objects.first() or ReviewPolicy()
     return {
         "spec": spec,
         "counts": {
@@ -358,6 +447,10 @@ def _build_into(folder: Path, spec: dict) -> dict:
         "candidates": len(assigned),
         "groups": group_count,
         "dropped": dict(sorted(dropped.items())),
+        "duplicates": sorted(duplicates, key=lambda d: d["id"]),
+        "pii": {"action": gate.action, "detectors": gate.detectors, "hits": gate.hits},
+        "languages": sorted(languages),
+        "policy": str(policy),
         "reviewers": len(reviewers),
         "sources": dict(sorted(sources.items())),
         "models": [
@@ -367,6 +460,40 @@ def _build_into(folder: Path, spec: dict) -> dict:
         "software": software_version(),
         "files": files,
     }
+
+
+class _Writers:
+    """The files of one format and split: JSONL, and Parquet when the spec asks for it (the same rows)."""
+
+    def __init__(self, folder: Path, fmt: str, split: str, *, parquet: bool):
+        self.jsonl = formats.JsonlWriter(folder / fmt / f"{split}.jsonl")
+        self.parquet = formats.ParquetWriter(folder / fmt / f"{split}.parquet", fmt) if parquet else None
+        self.base = f"{fmt}/{split}"
+
+    def write(self, row: dict) -> None:
+        self.jsonl.write(row)
+        if self.parquet is not None:
+            self.parquet.write(row)
+
+    def close(self) -> None:
+        self.jsonl.close()
+        if self.parquet is not None:
+            self.parquet.close()
+
+    def abort(self) -> None:
+        self.jsonl.close()
+        if self.parquet is not None:
+            self.parquet.abort()
+
+    def entries(self) -> list[dict]:
+        out = [{"name": f"{self.base}.jsonl", "rows": self.jsonl.rows, "bytes": self.jsonl.bytes,
+                "sha256": self.jsonl.sha256}]  # fmt: skip
+        if self.parquet is not None:
+            out.append(
+                {"name": f"{self.base}.parquet", "rows": self.parquet.rows, "bytes": self.parquet.bytes,
+                 "sha256": self.parquet.sha256}
+            )  # fmt: skip
+        return out
 
 
 def _count_source(sources: dict[str, dict], candidate) -> None:
@@ -413,6 +540,22 @@ def release_file_path(*, release: Release, name: str) -> Path | None:
     if name not in names:
         return None
     return release_dir(release) / name
+
+
+def release_download_all(*, release: Release, user) -> list[tuple[str, int, Path]] | None:
+    """Every file of a ready release and its manifest, as (name, size, path) to send as one zip, recorded in the
+    audit log once; None when the release is not ready or a file is missing."""
+    if release.status != Release.Status.READY:
+        return None
+    folder = release_dir(release)
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return None
+    files = [(e["name"], e["bytes"], folder / e["name"]) for e in release.files]
+    if not all(path.is_file() for _, _, path in files):
+        return None
+    audit_record(actor=user, action="release.download", data={"release": release.pk, "file": "*.zip"})
+    return [("manifest.json", manifest.stat().st_size, manifest), *files]
 
 
 def release_download(*, release: Release, name: str, user) -> Path | None:

@@ -17,6 +17,8 @@ from annotations.models import Campaign, Rubric
 from annotations.rubrics import DEFAULTS as DEFAULT_RUBRICS
 from generation.models import CandidateKind, EmotionCategory, Language, ModelSpec, SubEmotion
 
+from .pii import DETECTORS
+
 # The kinds a spec may name, and the kinds each format writes. Plans, courses and sessions are known kinds; the
 # formats that write them (``plans``, ``courses``) are not built yet, so a spec that asks for them is refused by name.
 KINDS = (
@@ -50,12 +52,15 @@ FIELDS = {
     "splits",
     "dedup",
     "dpo",
+    "pii",
+    "parquet",
 }
 MAX_LIST = 10_000
 MAX_ID = 2**63 - 1
 MAX_SEED = 2**32 - 1
 DEFAULT_SPLITS = {"train": 0.8, "validation": 0.1, "test": 0.1, "seed": 0}
 DEFAULT_DPO = {"max_similarity": 0.95}
+PII_ACTIONS = ("block", "redact")
 
 
 def _refuse(path: str, message: str) -> ValidationError:
@@ -199,10 +204,25 @@ def spec_validate(raw) -> dict:
     if not math.isclose(sum(ratios.values()), 1.0, abs_tol=1e-9):
         raise _refuse("splits", f"train, validation and test must sum to 1, not {sum(ratios.values()):g}")
     out["splits"] = {**ratios, "seed": _integer(splits.get("seed", 0), "splits.seed", 0, MAX_SEED)}
-    dedup = _object(spec.get("dedup", {"exact": True}), "dedup", {"exact"})
-    out["dedup"] = {"exact": _bool(dedup.get("exact", True), "dedup.exact")}
+    dedup = _object(spec.get("dedup", {"exact": True}), "dedup", {"exact", "near"})
+    near = dedup.get("near")
+    out["dedup"] = {
+        "exact": _bool(dedup.get("exact", True), "dedup.exact"),
+        # The MinHash Jaccard threshold above which a later item is a near-duplicate of an earlier one; None: off.
+        "near": None if near is None else _number(near, "dedup.near", 0.5, 1),
+    }
     dpo = _object(spec.get("dpo", DEFAULT_DPO), "dpo", {"max_similarity"})
     out["dpo"] = {"max_similarity": _number(dpo.get("max_similarity", 0.95), "dpo.max_similarity", 0, 1)}
+    pii = _object(spec.get("pii", {}), "pii", {"action", "detectors"})
+    action = pii.get("action", "block")
+    if action not in PII_ACTIONS:
+        raise _refuse("pii.action", f"must be one of {', '.join(PII_ACTIONS)}, not {action!r}")
+    detectors = _strings(pii.get("detectors", list(DETECTORS)), "pii.detectors", max_length=32)
+    unknown = set(detectors) - set(DETECTORS)
+    if unknown:
+        raise _unknown("pii.detectors", unknown)
+    out["pii"] = {"action": action, "detectors": detectors}
+    out["parquet"] = _bool(spec.get("parquet", True), "parquet")
     return out
 
 

@@ -165,3 +165,19 @@ def test_hostile_bodies_are_refused_without_a_500_or_a_write(world, monkeypatch)
             problems.append(f"{body[:200]}: {response.status_code}")
     assert not problems, "\n".join(problems)
     assert Release.objects.count() == before
+
+
+def test_a_blocked_build_names_its_masked_hits_and_parquet_and_the_card_download(ready, curator):
+    api = client_for(roles.CURATOR)
+    for name in ("sft/train.parquet", "README.md"):
+        assert api.get(reverse("releases:release-file", args=[ready.pk, name])).status_code == 200, name
+    content = factories.dialogue_content(prefix="Mail. ")
+    content["turns"][2]["text"] = "Write to li.wei@example.com"
+    candidate = factories.make_candidate(content=content, status="approved")
+    release = services.release_create(name="leaky", version="1", spec=SPEC, user=curator, queue=False)
+    services.release_build(release=release)
+    body = api.get(reverse("releases:release-detail", args=[release.pk])).json()
+    assert body["status"] == "failed" and "PII scan" in body["error"]
+    assert body["pii_hits"] == [
+        {"candidate": candidate.pk, "where": "turns[2].text", "detector": "email", "match": "li**************om"}
+    ]

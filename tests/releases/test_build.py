@@ -62,7 +62,10 @@ def test_sft_and_sharegpt_rows(taxonomy, build, counselor):
     assert manifest["counts"]["train"] == {"dialogue": {"anxiety.1": 1}}
     assert manifest["reviewers"] == 1
     assert manifest["software"]
-    assert {f["name"]: f["rows"] for f in manifest["files"]} == {"sft/train.jsonl": 1, "sharegpt/train.jsonl": 1}
+    assert {f["name"]: f["rows"] for f in manifest["files"]} == {
+        "README.md": 0, "sft/train.jsonl": 1, "sft/train.parquet": 1, "sharegpt/train.jsonl": 1,
+        "sharegpt/train.parquet": 1,
+    }  # fmt: skip
     assert AuditEvent.objects.filter(action="release.build", data__release=release.pk).exists()
 
 

@@ -22,7 +22,8 @@ def test_a_valid_spec_comes_back_complete(taxonomy):
         "kinds": ["dialogue"], "formats": ["dpo", "sft"], "campaigns": [], "sub_emotions": ["anxiety.1"],
         "categories": [], "languages": [], "dates": {}, "min_approvals": 0, "min_mean": {}, "edited_only": False,
         "model_specs": [], "prompt_versions": [], "splits": {"train": 0.8, "validation": 0.1, "test": 0.1, "seed": 0},
-        "dedup": {"exact": True}, "dpo": {"max_similarity": 0.95},
+        "dedup": {"exact": True, "near": None}, "dpo": {"max_similarity": 0.95},
+        "pii": {"action": "block", "detectors": ["cn_id", "email", "phone", "url"]}, "parquet": True,
     }  # fmt: skip
 
 
@@ -49,7 +50,11 @@ def test_a_valid_spec_comes_back_complete(taxonomy):
         ({"formats": ["sft"], "splits": {"train": 0.5, "test": 0.4, "seed": 1}}, "splits", "sum to 1"),
         ({"formats": ["sft"], "splits": {"train": 1, "seed": 10**30}}, "splits.seed", "whole number"),
         ({"formats": ["sft"], "splits": {"train": 1, "holdout": 0}}, "splits.holdout", "unknown field"),
-        ({"formats": ["sft"], "dedup": {"near": 0.8}}, "dedup.near", "unknown field"),
+        ({"formats": ["sft"], "dedup": {"fuzzy": 0.8}}, "dedup.fuzzy", "unknown field"),
+        ({"formats": ["sft"], "dedup": {"near": 1.5}}, "dedup.near", "from 0.5 to 1"),
+        ({"formats": ["sft"], "pii": {"action": "ignore"}}, "pii.action", "'ignore'"),
+        ({"formats": ["sft"], "pii": {"detectors": ["phone", "iban"]}}, "pii.detectors", "'iban'"),
+        ({"formats": ["sft"], "parquet": "yes"}, "parquet", "true or false"),
         ({"formats": ["sft"], "dates": {"from": "2026-13-01"}}, "dates.from", "YYYY-MM-DD"),
         ({"formats": ["sft"], "dates": {"from": "2026-02-01", "to": "2026-01-01"}}, "dates", "after"),
     ],

@@ -68,7 +68,7 @@ class Command(BaseCommand):
 
     def _list(self, options):
         for release in Release.objects.order_by("-id"):
-            rows = sum(f["rows"] for f in release.files)
+            rows = sum(f["rows"] for f in release.files if f["name"].endswith(".jsonl"))  # Parquet: the same rows
             self.stdout.write(f"{release.pk}\t{release.name}\t{release.version}\t{release.status}\t{rows} rows")
 
     def _verify(self, options):
