@@ -22,9 +22,19 @@ from .selectors import AgreementFilters
 RENDERER_PARAMETER = "format"
 
 
+class QueryDateField(serializers.DateField):
+    """A date filter that may be left out but not sent empty: DRF reads ``?since=`` from a query string as if the
+    parameter were absent, while the schema says a date, so an empty one is refused as the bad date it is."""
+
+    def get_value(self, dictionary):
+        if dictionary.get(self.field_name) == "":
+            return ""
+        return super().get_value(dictionary)
+
+
 class AgreementFilterInput(serializers.Serializer):
-    since = serializers.DateField(required=False, input_formats=["iso-8601"])
-    until = serializers.DateField(required=False, input_formats=["iso-8601"])
+    since = QueryDateField(required=False, input_formats=["iso-8601"])
+    until = QueryDateField(required=False, input_formats=["iso-8601"])
     sub_emotion = serializers.CharField(required=False, max_length=32, validators=[sub_emotion_exists])
     model = serializers.CharField(required=False, max_length=100, validators=[model_exists])
 

@@ -71,6 +71,7 @@ def test_a_campaign_not_yours_is_404(krippendorff_campaign, other_counselor, sen
     ("params", "field"),
     [
         ({"since": "yesterday"}, "since"),
+        ({"since": ""}, "since"),
         ({"until": "2026-13-01"}, "until"),
         ({"since": "2026-05-02", "until": "2026-05-01"}, "until"),
         ({"colour": "x"}, "colour"),
