@@ -26,12 +26,11 @@ from django.utils import timezone
 
 from annotations.models import Campaign, Review, RiskCode
 from annotations.selectors import visibility
+from dashboards import stats
+from dashboards.stats import Estimate, Interval
 from generation import selectors as gen_selectors
 from generation.models import ModelSpec
 from psyroom_admin import roles
-
-from . import stats
-from .stats import Estimate, Interval
 
 SCORES = [1, 2, 3, 4, 5]
 DECISIONS = list(Review.Decision.values)
