@@ -7,4 +7,5 @@ from . import api
 app_name = "dashboards-api"
 urlpatterns = [
     path("campaigns/<int:pk>/agreement/", api.CampaignAgreementApi.as_view(), name="campaign-agreement"),
+    path("calibration/", api.CalibrationApi.as_view(), name="calibration"),
 ]

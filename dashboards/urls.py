@@ -6,4 +6,5 @@ app_name = "dashboards"
 urlpatterns = [
     path("", views.dashboard_index, name="index"),
     path("campaigns/<int:campaign_id>/agreement/", views.campaign_agreement, name="agreement"),
+    path("calibration/", views.calibration, name="calibration"),
 ]

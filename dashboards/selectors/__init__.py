@@ -29,7 +29,7 @@ from annotations.selectors import visibility
 from dashboards import stats
 from dashboards.stats import Estimate, Interval
 from generation import selectors as gen_selectors
-from generation.models import ModelSpec
+from generation.models import EmotionCategory, GenerationRun, ModelSpec
 from psyroom_admin import roles
 
 SCORES = [1, 2, 3, 4, 5]
@@ -501,3 +501,12 @@ def _decision_alphas(reviews: QuerySet[Review]) -> dict[int, Estimate]:
         campaign: stats.alpha(np.array(list(units.values())), domain=domain, level="nominal")
         for campaign, units in cells.items()
     }
+
+
+def prompt_versions() -> list[str]:
+    """The prompt versions generation runs have used, for the filters."""
+    return list(GenerationRun.objects.order_by("prompt_version").values_list("prompt_version", flat=True).distinct())
+
+
+def categories() -> QuerySet[EmotionCategory]:
+    return EmotionCategory.objects.order_by("key")

@@ -24,9 +24,9 @@ from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, 
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 
 from annotations.models import Campaign, Review
+from annotations.rubrics import DIALOGUE_RUBRIC
 from dashboards import stats
 from dashboards.stats import Estimate, Interval
-from generation.agents.psyroom import SUPERVISOR_DIMENSIONS
 from generation.models import Candidate, EmotionCategory, SubEmotion
 
 SCORES = [1, 2, 3, 4, 5]
@@ -215,7 +215,8 @@ def _group(model: str, version: str, rows: list[tuple], means: dict, keys: list[
         if target and label is not _UNCLASSIFIED:
             targets.append(target)
             labels.append(label)
-    criteria = [_criterion(k, SUPERVISOR_DIMENSIONS[k][0], ai[:, i], people[:, i]) for i, k in enumerate(keys)]
+    labels_of = {c["key"]: c.get("label", c["key"]) for c in DIALOGUE_RUBRIC["criteria"]}
+    criteria = [_criterion(k, labels_of[k], ai[:, i], people[:, i]) for i, k in enumerate(keys)]
     subs = dict(SubEmotion.objects.values_list("key", "category__key"))
     right = sum(1 for t, label in zip(targets, labels, strict=True) if label == t)
     same_category = sum(
@@ -242,7 +243,9 @@ def _group(model: str, version: str, rows: list[tuple], means: dict, keys: list[
 def calibration_for(*, filters: CalibrationFilters) -> Calibration:
     """The AI against the clinicians under ``filters``: all models and prompt versions together first, then each
     (model spec, prompt version) that has candidates. The caller checks the role (``visibility.SEE_ALL``)."""
-    keys = list(SUPERVISOR_DIMENSIONS)
+    # The supervisor scores the dialogue rubric's criteria (generation.agents.psyroom.SUPERVISOR_DIMENSIONS has the
+    # same keys), so a clinician's score and the AI's of one key judge the same thing.
+    keys = [c["key"] for c in DIALOGUE_RUBRIC["criteria"]]
     candidates = _candidates(filters)
     reviewed = Review.objects.filter(candidate=OuterRef("pk"), revision__number=0)
     if filters.campaign:

@@ -69,3 +69,10 @@ def test_filters_narrow_the_items(calibration_world):
     assert empty[0].accuracy.value is None
     scoped = calibration_for(filters=CalibrationFilters(campaign=calibration_world["campaign"])).groups[0]
     assert scoped.scored_items == 5
+
+
+def test_the_supervisor_scores_the_dialogue_rubric_criteria():
+    from annotations.rubrics import DIALOGUE_RUBRIC
+    from generation.agents.psyroom import SUPERVISOR_DIMENSIONS
+
+    assert [c["key"] for c in DIALOGUE_RUBRIC["criteria"]] == list(SUPERVISOR_DIMENSIONS)
