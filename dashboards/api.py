@@ -20,6 +20,7 @@ from . import selectors
 from .forms import category_exists, model_exists, prompt_version_exists, sub_emotion_exists, unknown_parameters
 from .selectors import AgreementFilters
 from .selectors.calibration import CalibrationFilters, calibration_for
+from .selectors.coverage import coverage_get
 
 # DRF reads ?format= to choose a renderer (json, api): it is no filter, but no error either.
 RENDERER_PARAMETER = "format"
@@ -273,3 +274,39 @@ class CalibrationApi(APIView):
         params.is_valid(raise_exception=True)
         result = calibration_for(filters=CalibrationFilters(**params.validated_data))
         return Response(CalibrationOutput(result).data)
+
+
+# --- Coverage -------------------------------------------------------------------------------------------------------
+
+
+class SubEmotionCoverageOutput(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # an API field named like a DRF Field attribute
+    generated = serializers.IntegerField(help_text="dialogues of this sub-emotion, every status")
+    waiting = serializers.IntegerField(help_text="generated, in review or needing revision")
+    approved = serializers.IntegerField()
+    quota = serializers.IntegerField()
+    missing = serializers.IntegerField(help_text="max(0, quota - approved - waiting)")
+
+
+class CategoryCoverageOutput(serializers.Serializer):
+    key = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # an API field named like a DRF Field attribute
+    approved = serializers.IntegerField()
+    missing = serializers.IntegerField()
+    subs = SubEmotionCoverageOutput(many=True)
+
+
+class CoverageOutput(serializers.Serializer):
+    quota = serializers.IntegerField(help_text="approved dialogues each sub-emotion should have")
+    missing = serializers.IntegerField()
+    categories = CategoryCoverageOutput(many=True)
+
+
+class CoverageApi(APIView):
+    permission_classes = [SeesAll]
+
+    @extend_schema(operation_id="dashboards_coverage", responses={200: CoverageOutput}, tags=["dashboards"])
+    def get(self, request: Request) -> Response:
+        _check_unknown(request, ())
+        return Response(CoverageOutput(coverage_get()).data)

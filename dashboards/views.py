@@ -10,18 +10,20 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
 from psyroom_admin import roles
 
-from . import selectors
+from . import selectors, services
 from .forms import AgreementFilterForm, CalibrationFilterForm, unknown_parameters
 from .selectors import Agreement, MetricRow, RaterRow
 from .selectors.calibration import Calibration, CalibrationGroup, calibration_for
+from .selectors.coverage import Coverage, coverage_get
 from .stats import Estimate
 
 # What a page reads besides its filters: the CSV download.
@@ -62,8 +64,9 @@ def _check_sees_all(request: HttpRequest) -> None:
 
 def _filter_errors(request: HttpRequest, names: tuple[str, ...], form: forms.Form) -> list[str]:
     """What is wrong with the page's query: unknown parameters, bad filter values, an unknown format."""
+    known = f"the filters are {', '.join(names)}" if names else "it has none"
     errors = [
-        f'"{name}" is not a filter of this page: the filters are {", ".join(names)}.'
+        f'"{name}" is not a filter of this page: {known}.'
         for name in unknown_parameters(request.GET, (*names, *PAGE_PARAMETERS))
     ]
     if not form.is_valid():
@@ -345,3 +348,61 @@ def calibration(request: HttpRequest) -> HttpResponse:
     context.update(calibration=result, overall=result.groups[0])
     tables = calibration_tables(result, drill_url=lambda key: _query({**kept, "category": key}))
     return _tables_page(request, template, context, tables, filename="calibration", kept=kept)
+
+
+# --- Coverage -------------------------------------------------------------------------------------------------------
+
+
+def coverage_tables(coverage: Coverage) -> dict[str, Table]:
+    rows = [
+        [c.label, s.key, s.label, s.generated, s.waiting, s.approved, s.quota, s.missing]
+        for c in coverage.categories
+        for s in c.subs
+    ]
+    headers = ["Category", "Sub-emotion", "Label", "Generated", "Waiting", "Approved", "Quota", "Missing"]
+    return {"sub_emotions": Table("sub_emotions", "Every sub-emotion", headers, rows)}
+
+
+def _heat(share: float) -> int:
+    return min(4, int(share * 5))
+
+
+@login_required
+@require_GET
+def coverage(request: HttpRequest) -> HttpResponse:
+    _check_sees_all(request)
+    template = "dashboards/coverage.html"
+    form = forms.Form({})
+    errors = _filter_errors(request, (), form)
+    context: dict = {"errors": errors}
+    if errors:
+        return render(request, template, context, status=400)
+    result = coverage_get()
+    width = max((len(c.subs) for c in result.categories), default=0)
+    grid = [(c, [(s, _heat(s.share)) for s in c.subs] + [(None, 0)] * (width - len(c.subs))) for c in result.categories]
+    context.update(coverage=result, grid=grid, can_fill=roles.user_can_run_generation(request.user))
+    return _tables_page(request, template, context, coverage_tables(result), filename="coverage", kept={})
+
+
+@login_required
+@require_POST
+def coverage_fill(request: HttpRequest) -> HttpResponse:
+    """Start the runs that fill the gaps (all, or the ``sub_emotion`` keys posted), then show the run."""
+    if not roles.user_can_run_generation(request.user):
+        raise PermissionDenied("Only curators and admins may start generation runs.")
+    keys = [k for k in request.POST.getlist("sub_emotion") if k] or None
+    try:
+        fill = services.coverage_fill(user=request.user, keys=keys)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("dashboards:coverage")
+    except services.QueueUnavailable as error:
+        messages.error(request, str(error))
+        return redirect("dashboards:coverage")
+    total = sum(run.count for run in fill.runs)
+    messages.success(request, f"{len(fill.runs)} run(s) queued: {total} dialogues for the gaps.")
+    if fill.stopped:
+        messages.warning(request, f"Some gaps were left: {fill.stopped}")
+    if len(fill.runs) == 1:
+        return redirect("generation:run", pk=fill.runs[0].pk)
+    return redirect("generation:runs")
