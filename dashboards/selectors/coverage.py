@@ -69,8 +69,8 @@ class Coverage:
 def coverage_get(*, quota: int | None = None) -> Coverage:
     """The dialogues of each of the 8 categories x 35 sub-emotions against ``quota`` (default: the setting)."""
     quota = quota or settings.PSYROOM_COVERAGE_QUOTA
-    counts = {
-        row["sub_emotion"]: row
+    counts: dict[int, dict] = {
+        row["sub_emotion"]: dict(row)
         for row in Candidate.objects.filter(kind=CandidateKind.DIALOGUE, sub_emotion__isnull=False)
         .order_by()
         .values("sub_emotion")
@@ -82,7 +82,7 @@ def coverage_get(*, quota: int | None = None) -> Coverage:
     }
     categories = {c.pk: CategoryCoverage(c.key, c.label_en) for c in EmotionCategory.objects.order_by("key")}
     for sub in SubEmotion.objects.order_by("key"):
-        row: dict = counts.get(sub.pk, {})
+        row = counts.get(sub.pk, {})
         categories[sub.category_id].subs.append(
             SubEmotionCoverage(
                 key=sub.key,
