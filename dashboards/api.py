@@ -21,6 +21,7 @@ from .forms import category_exists, model_exists, prompt_version_exists, sub_emo
 from .selectors import AgreementFilters
 from .selectors.calibration import CalibrationFilters, calibration_for
 from .selectors.coverage import coverage_get
+from .selectors.funnel import GROUPS, STAGES, FunnelFilters, funnel_for
 
 # DRF reads ?format= to choose a renderer (json, api): it is no filter, but no error either.
 RENDERER_PARAMETER = "format"
@@ -310,3 +311,88 @@ class CoverageApi(APIView):
     def get(self, request: Request) -> Response:
         _check_unknown(request, ())
         return Response(CoverageOutput(coverage_get()).data)
+
+
+# --- Funnel and throughput --------------------------------------------------------------------------------------
+
+
+class FunnelFilterInput(serializers.Serializer):
+    since = serializers.DateField(required=False, input_formats=["iso-8601"])
+    until = serializers.DateField(required=False, input_formats=["iso-8601"])
+    campaign = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
+    by = serializers.ChoiceField(required=False, choices=list(GROUPS))
+
+    validate_campaign = CalibrationFilterInput.validate_campaign
+    validate = CalibrationFilterInput.validate
+
+
+class FunnelRowOutput(serializers.Serializer):
+    group = serializers.CharField()
+    counts = serializers.DictField(child=serializers.IntegerField(), help_text=f"by stage: {', '.join(STAGES)}")
+
+
+class CountOutput(serializers.Serializer):
+    name = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class ThroughputOutput(serializers.Serializer):
+    reviewer = serializers.CharField()
+    own = serializers.BooleanField()
+    reviews = serializers.IntegerField()
+    hours = serializers.FloatField(help_text="review time measured by the review form")
+    items_per_hour = serializers.FloatField(allow_null=True)
+    median_seconds = serializers.FloatField(allow_null=True)
+    edited_share = serializers.FloatField(allow_null=True, help_text="share of reviewed items the reviewer edited")
+    fast = serializers.IntegerField(help_text="reviews faster than floor_seconds")
+    suspicious = serializers.BooleanField()
+
+
+def _counts(pairs) -> list[dict]:
+    return [{"name": name, "count": n} for name, n in pairs]
+
+
+class FunnelOutput(serializers.Serializer):
+    scope = serializers.CharField(help_text='"all", or "own": only your throughput row')
+    by = serializers.CharField(source="filters.by")
+    floor_seconds = serializers.IntegerField()
+    stages = FunnelRowOutput(many=True)
+    rejection_criteria = serializers.SerializerMethodField()
+    risk_flags = serializers.SerializerMethodField()
+    edits = serializers.SerializerMethodField()
+    throughput = ThroughputOutput(many=True)
+
+    @extend_schema_field(CountOutput(many=True))
+    def get_rejection_criteria(self, funnel) -> list[dict]:
+        return _counts(funnel.rejection_criteria)
+
+    @extend_schema_field(CountOutput(many=True))
+    def get_risk_flags(self, funnel) -> list[dict]:
+        return _counts(funnel.risk_flags)
+
+    @extend_schema_field(CountOutput(many=True))
+    def get_edits(self, funnel) -> list[dict]:
+        return _counts(funnel.edits)
+
+
+class FunnelApi(APIView):
+    permission_classes = [CanSeeCandidates]
+
+    @extend_schema(
+        operation_id="dashboards_funnel",
+        parameters=[
+            OpenApiParameter("since", OpenApiTypes.DATE, description="candidates and reviews from this date"),
+            OpenApiParameter("until", OpenApiTypes.DATE, description="candidates and reviews until this date"),
+            OpenApiParameter("campaign", OpenApiTypes.INT, description="a campaign you may open"),
+            OpenApiParameter("by", OpenApiTypes.STR, enum=list(GROUPS), description="how the funnel is grouped"),
+        ],
+        responses={200: FunnelOutput},
+        tags=["dashboards"],
+    )
+    def get(self, request: Request) -> Response:
+        _check_unknown(request, tuple(FunnelFilterInput().fields))
+        params = FunnelFilterInput(data=request.query_params, context={"user": request.user})
+        params.is_valid(raise_exception=True)
+        filters = FunnelFilters(**{"by": "model", **params.validated_data})
+        result = funnel_for(user=request.user, filters=filters, everything=selectors.sees_all(request.user))
+        return Response(FunnelOutput(result).data)

@@ -11,6 +11,7 @@ from generation.models import EmotionCategory, GenerationRun, ModelSpec, SubEmot
 
 from .selectors import AgreementFilters
 from .selectors.calibration import CalibrationFilters
+from .selectors.funnel import GROUPS, FunnelFilters
 
 
 def sub_emotion_exists(value: str) -> None:
@@ -103,4 +104,24 @@ class CalibrationFilterForm(DateRangeForm):
             prompt_version=data.get("prompt_version") or None,
             campaign=data.get("campaign"),
             category=data.get("category") or None,
+        )
+
+
+class FunnelFilterForm(DateRangeForm):
+    campaign = forms.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
+    by = forms.ChoiceField(required=False, choices=[(name, name) for name in GROUPS])
+
+    def __init__(self, *args, campaigns: QuerySet[Campaign], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.campaigns = campaigns
+
+    clean_campaign = CalibrationFilterForm.clean_campaign
+
+    def filters(self) -> FunnelFilters:
+        data = self.cleaned_data
+        return FunnelFilters(
+            since=data.get("since"),
+            until=data.get("until"),
+            campaign=data.get("campaign"),
+            by=data.get("by") or "model",
         )

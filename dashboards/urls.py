@@ -9,4 +9,5 @@ urlpatterns = [
     path("calibration/", views.calibration, name="calibration"),
     path("coverage/", views.coverage, name="coverage"),
     path("coverage/fill/", views.coverage_fill, name="coverage-fill"),
+    path("funnel/", views.funnel, name="funnel"),
 ]

@@ -20,10 +20,11 @@ from django.views.decorators.http import require_GET, require_POST
 from psyroom_admin import roles
 
 from . import selectors, services
-from .forms import AgreementFilterForm, CalibrationFilterForm, unknown_parameters
+from .forms import AgreementFilterForm, CalibrationFilterForm, FunnelFilterForm, unknown_parameters
 from .selectors import Agreement, MetricRow, RaterRow
 from .selectors.calibration import Calibration, CalibrationGroup, calibration_for
 from .selectors.coverage import Coverage, coverage_get
+from .selectors.funnel import GROUPS, STAGES, Funnel, funnel_for
 from .stats import Estimate
 
 # What a page reads besides its filters: the CSV download.
@@ -406,3 +407,83 @@ def coverage_fill(request: HttpRequest) -> HttpResponse:
     if len(fill.runs) == 1:
         return redirect("generation:run", pk=fill.runs[0].pk)
     return redirect("generation:runs")
+
+
+# --- Funnel and throughput --------------------------------------------------------------------------------------
+
+FUNNEL_FILTERS = ("since", "until", "campaign", "by")
+STAGE_HEADERS = ["All", "Not yet reviewed", "In review", "Approved", "Rejected", "Needs revision", "Adjudicated"]
+
+
+def funnel_tables(result: Funnel) -> dict[str, Table]:
+    tables = []
+    if result.scope == "all":
+        tables += [
+            Table(
+                "stages",
+                f"Candidates by stage, per {result.filters.by.replace('_', ' ')}",
+                [result.filters.by.replace("_", " ").capitalize(), *STAGE_HEADERS],
+                [[row.group, *[row.counts[s] for s in STAGES]] for row in result.stages],
+            ),
+            Table(
+                "rejections",
+                "Rejecting reviews, and the criteria they scored 1 or 2",
+                ["What", "Reviews"],
+                [list(r) for r in result.rejection_criteria],
+            ),
+            Table("risk_flags", "Risk flags by code", ["Code", "Flags"], [list(r) for r in result.risk_flags]),
+            Table("edits", "Edits by category", ["Category", "Revisions"], [list(r) for r in result.edits]),
+        ]
+    tables.append(
+        Table(
+            "throughput",
+            f"Reviewers (a review under {result.floor_seconds} s is suspicious)",
+            [
+                "Reviewer",
+                "Reviews",
+                "Hours",
+                "Items per hour",
+                "Median seconds",
+                "Share of items edited",
+                "Fast reviews",
+                "Suspicious",
+            ],
+            [
+                [
+                    row.reviewer,
+                    row.reviews,
+                    row.hours,
+                    row.items_per_hour if row.items_per_hour is not None else "",
+                    row.median_seconds if row.median_seconds is not None else "",
+                    row.edited_share if row.edited_share is not None else "",
+                    row.fast,
+                    "yes" if row.suspicious else "",
+                ]
+                for row in result.throughput
+            ],
+        )
+    )
+    return {table.name: table for table in tables}
+
+
+@login_required
+@require_GET
+def funnel(request: HttpRequest) -> HttpResponse:
+    _check_role(request)
+    names = FUNNEL_FILTERS
+    campaigns = selectors.campaigns_for(user=request.user)
+    form = FunnelFilterForm({name: request.GET[name] for name in names if request.GET.get(name)}, campaigns=campaigns)
+    errors = _filter_errors(request, names, form)
+    context: dict = {
+        "form": form,
+        "errors": errors,
+        "choices": {"campaigns": [(str(c.pk), c.name) for c in campaigns], "by": list(GROUPS)},
+    }
+    template = "dashboards/funnel.html"
+    if errors:
+        return render(request, template, context, status=400)
+    everything = selectors.sees_all(request.user)
+    result = funnel_for(user=request.user, filters=form.filters(), everything=everything)
+    kept = {name: value for name, value in form.cleaned_data.items() if value}
+    context["funnel"] = result
+    return _tables_page(request, template, context, funnel_tables(result), filename="funnel", kept=kept)

@@ -439,6 +439,9 @@ PSYROOM_REGENERATIONS_PER_USER = env_int("PSYROOM_REGENERATIONS_PER_USER", 3, mi
 # How many approved dialogues each of the 35 sub-emotions should have: the coverage dashboard's quota, and what its
 # "fill the gap" button generates up to.
 PSYROOM_COVERAGE_QUOTA = env_int("PSYROOM_COVERAGE_QUOTA", 50, minimum=1)
+# A review that took fewer seconds than this is flagged as suspicious on the throughput dashboard (a campaign's
+# policy "min_seconds" overrides it for that campaign).
+PSYROOM_REVIEW_MIN_SECONDS = env_int("PSYROOM_REVIEW_MIN_SECONDS", 20, minimum=0)
 # A worker executing a run writes a heartbeat on it from a background thread every PSYROOM_RUN_HEARTBEAT_S seconds
 # (0: no thread, a heartbeat only with each model call), so that a long step or a model load still beats. A running
 # run whose heartbeat is older than PSYROOM_RUN_STALE_S shows as `stalled` (its worker died) and may be resumed; a
