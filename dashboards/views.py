@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from psyroom_admin import roles
 
-from . import selectors, services
+from . import charts, selectors, services
 from .forms import AgreementFilterForm, CalibrationFilterForm, FunnelFilterForm, unknown_parameters
 from .selectors import Agreement, MetricRow, RaterRow
 from .selectors.calibration import Calibration, CalibrationGroup, calibration_for
@@ -232,7 +232,9 @@ def campaign_agreement(request: HttpRequest, campaign_id: int) -> HttpResponse:
             return render(request, "dashboards/agreement.html", context, status=400)
         return _csv_response(f"campaign-{campaign.pk}-{name}.csv", tables[name])
     kept = {name: value for name, value in form.cleaned_data.items() if value}
+    drift = charts.drift_lines(agreement)
     context.update(
+        figures=[drift] if drift else [],
         agreement=agreement,
         tables=[
             (table, "?" + urlencode({**{k: str(v) for k, v in kept.items()}, "format": "csv", "table": name}))
@@ -346,7 +348,7 @@ def calibration(request: HttpRequest) -> HttpResponse:
     filters = form.filters()
     kept = {name: value for name, value in form.cleaned_data.items() if value}
     result = calibration_for(filters=filters)
-    context.update(calibration=result, overall=result.groups[0])
+    context.update(calibration=result, overall=result.groups[0], figures=charts.calibration_heatmaps(result.groups[0]))
     tables = calibration_tables(result, drill_url=lambda key: _query({**kept, "category": key}))
     return _tables_page(request, template, context, tables, filename="calibration", kept=kept)
 
@@ -381,7 +383,12 @@ def coverage(request: HttpRequest) -> HttpResponse:
     result = coverage_get()
     width = max((len(c.subs) for c in result.categories), default=0)
     grid = [(c, [(s, _heat(s.share)) for s in c.subs] + [(None, 0)] * (width - len(c.subs))) for c in result.categories]
-    context.update(coverage=result, grid=grid, can_fill=roles.user_can_run_generation(request.user))
+    context.update(
+        coverage=result,
+        grid=grid,
+        can_fill=roles.user_can_run_generation(request.user),
+        figures=[charts.coverage_heatmap(result)],
+    )
     return _tables_page(request, template, context, coverage_tables(result), filename="coverage", kept={})
 
 
