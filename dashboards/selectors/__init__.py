@@ -27,6 +27,7 @@ from django.utils import timezone
 from annotations.models import Campaign, Review, RiskCode
 from annotations.selectors import visibility
 from dashboards import stats
+from dashboards.cache import cached, version_of
 from dashboards.stats import Estimate, Interval
 from generation import selectors as gen_selectors
 from generation.models import EmotionCategory, GenerationRun, ModelSpec
@@ -427,6 +428,20 @@ def _labels(*, user, campaign: Campaign, rater_ids: list[int]) -> list[str]:
 
 
 def agreement_for(*, user, campaign: Campaign, filters: AgreementFilters) -> Agreement:
+    """``agreement_compute``, cached under the campaign's reviews as they are now (their count and largest id, in
+    the filters' scope): a submitted review makes a new key, so a warm page is never stale."""
+    everything = sees_all(user)
+    parts = [
+        campaign.pk,
+        filters,
+        "all" if everything else f"own:{user.pk}",
+        visibility.campaign_works_blind(user=user, campaign=campaign),
+        version_of(_reviews(campaign, filters)),
+    ]
+    return cached("agreement", parts, lambda: agreement_compute(user=user, campaign=campaign, filters=filters))
+
+
+def agreement_compute(*, user, campaign: Campaign, filters: AgreementFilters) -> Agreement:
     """The agreement of ``campaign``'s reviews as ``user`` may see it (``campaign`` comes from ``campaign_get``).
 
     Senior clinicians, curators and admins get everything: alpha per criterion, on the decision and on each risk

@@ -26,6 +26,7 @@ from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from annotations.models import Campaign, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
 from dashboards import stats
+from dashboards.cache import cached, version_of
 from dashboards.stats import Estimate, Interval
 from generation.models import Candidate, EmotionCategory, SubEmotion
 
@@ -241,6 +242,22 @@ def _group(model: str, version: str, rows: list[tuple], means: dict, keys: list[
 
 
 def calibration_for(*, filters: CalibrationFilters) -> Calibration:
+    """``calibration_compute``, cached under the generated candidates and the reviews as they are now."""
+    candidates = _candidates(filters)
+    parts = [
+        filters.since,
+        filters.until,
+        filters.model,
+        filters.prompt_version,
+        filters.campaign.pk if filters.campaign else None,
+        filters.category,
+        version_of(candidates, field="updated_at"),
+        version_of(Review.objects.filter(candidate__in=candidates)),
+    ]
+    return cached("calibration", parts, lambda: calibration_compute(filters=filters))
+
+
+def calibration_compute(*, filters: CalibrationFilters) -> Calibration:
     """The AI against the clinicians under ``filters``: all models and prompt versions together first, then each
     (model spec, prompt version) that has candidates. The caller checks the role (``visibility.SEE_ALL``)."""
     # The supervisor scores the dialogue rubric's criteria (generation.agents.psyroom.SUPERVISOR_DIMENSIONS has the

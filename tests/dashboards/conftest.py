@@ -125,3 +125,13 @@ def calibration_world(taxonomy, curator, counselor, other_counselor):
         add_review(campaign, dialogue, counselor, a)
         add_review(campaign, dialogue, other_counselor, b)
     return {"run": run, "campaign": campaign, "dialogues": dialogues}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Ids are reused after a rolled-back test on SQLite: no test may read another's cached result."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
