@@ -50,8 +50,9 @@ def _fill(*, n_candidates: int, k: int, users: list[int], rubric_id: int, runs: 
                    (ARRAY['generated','in_review','approved','approved','rejected','needs_revision'])[1 + i %% 6],
                    %s::jsonb, 'en', 1,
                    jsonb_build_object(
-                       'supervisor', jsonb_build_object('threshold', 3, 'score', base, 'attempts', jsonb_build_array(
-                           jsonb_build_object('mean', base, 'feedback', '', 'scores', jsonb_build_object({ai_scores})))),
+                       'supervisor', jsonb_build_object('threshold', 3, 'score', base, 'attempts',
+                           jsonb_build_array(jsonb_build_object('mean', base, 'feedback', '',
+                                                                'scores', jsonb_build_object({ai_scores})))),
                        'emotion', jsonb_build_object(
                            'label', CASE WHEN i %% 5 = 0 THEN (%s::text[])[1 + (i + 1) %% 35]
                                          ELSE (%s::text[])[1 + i %% 35] END,

@@ -480,8 +480,19 @@ def agreement_compute(*, user, campaign: Campaign, filters: AgreementFilters) ->
 
 def campaign_summaries(*, user) -> list[CampaignSummary]:
     """The campaigns whose dashboards ``user`` may open, with their review counts and alpha on the decision (a
-    counselor: their own counts, no alpha). Counted in SQL: reviews grouped by item and decision."""
+    counselor: their own counts, no alpha). Counted in SQL: reviews grouped by item and decision; cached under the
+    campaigns and their reviews as they are now."""
     campaigns = list(campaigns_for(user=user))
+    everything = sees_all(user)
+    parts = [
+        "all" if everything else f"own:{user.pk}",
+        [(c.pk, c.name, c.blind) for c in campaigns],
+        version_of(Review.objects.filter(campaign__in=campaigns)),
+    ]
+    return cached("summaries", parts, lambda: _summaries(user=user, campaigns=campaigns))
+
+
+def _summaries(*, user, campaigns: list[Campaign]) -> list[CampaignSummary]:
     everything = sees_all(user)
     reviews = Review.objects.filter(campaign__in=campaigns).order_by()
     if not everything:

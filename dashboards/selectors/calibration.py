@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
+from django.db import connections
 from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q, QuerySet
-from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.fields.json import KT
 
 from annotations.models import Campaign, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
@@ -108,41 +109,58 @@ def _candidates(filters: CalibrationFilters) -> QuerySet[Candidate]:
     return qs
 
 
-def best_attempt_scores(supervisor) -> dict[str, int]:
-    """The per-criterion scores of the attempt the pipeline kept: the best mean, the last one on a tie."""
-    attempts = supervisor.get("attempts") if isinstance(supervisor, dict) else None
-    scored = [a for a in attempts or [] if isinstance(a, dict) and a.get("mean") is not None]
-    if not scored:
-        return {}
-    best = max(reversed(scored), key=lambda a: a["mean"])
-    out = {}
-    for key, entry in (best.get("scores") or {}).items():
-        score = entry.get("score") if isinstance(entry, dict) else None
-        if score in SCORES:
-            out[key] = score
-    return out
+def _raw(queryset: QuerySet) -> list[tuple]:
+    """The rows of a ``values_list`` query without the ORM's per-value converters (every column here is a plain
+    number or string the database extracted from JSON; the converters decoded each JSON value again)."""
+    sql, params = queryset.query.sql_with_params()
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
-def _clinician_means(filters: CalibrationFilters, candidates: QuerySet[Candidate], keys: list[str]):
-    """Per candidate, the mean of the clinicians' scores of its revision 0 for each criterion (a reviewer's latest
-    review counts): ``{candidate_id: {key: mean}}``."""
+# A score as the database extracts it: PostgreSQL's ->> gives text, SQLite's json_extract a number.
+_SCORE: dict[object, float] = {**{s: float(s) for s in SCORES}, **{str(s): float(s) for s in SCORES}}
+
+
+def _number(value) -> float:
+    """A JSON number as the database extracted it (text, a number, ``None`` or the text ``null``), else ``nan``."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _scores(column) -> np.ndarray:
+    return np.array([_SCORE.get(v, np.nan) for v in column], dtype=np.float64)
+
+
+def _clinician_means(filters: CalibrationFilters, candidates: QuerySet[Candidate], keys: list[str], ids: np.ndarray):
+    """The mean of the clinicians' scores of revision 0 of each candidate in ``ids`` (sorted), per criterion (a
+    reviewer's latest review counts): an ``(len(ids), len(keys))`` array, ``nan`` where no one scored."""
     reviews = Review.objects.filter(candidate__in=candidates, revision__number=0).order_by("id")
     if filters.campaign:
         reviews = reviews.filter(campaign=filters.campaign)
-    latest: dict[tuple[int, int], tuple] = {}
-    for candidate_id, reviewer_id, *scores in reviews.values_list(
-        "candidate_id", "reviewer_id", *[KeyTransform(k, "scores") for k in keys]
-    ):
-        latest[(candidate_id, reviewer_id)] = scores
-    sums: dict[int, np.ndarray] = {}
-    counts: dict[int, np.ndarray] = {}
-    for (candidate_id, _), scores in latest.items():
-        values = np.array([s if s in SCORES else np.nan for s in scores], dtype=np.float64)
-        rated = ~np.isnan(values)
-        sums.setdefault(candidate_id, np.zeros(len(keys)))[rated] += values[rated]
-        counts.setdefault(candidate_id, np.zeros(len(keys)))[rated] += 1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return {pk: np.where(counts[pk] > 0, sums[pk] / counts[pk], np.nan) for pk in sums}
+    means = np.full((len(ids), len(keys)), np.nan)
+    rows = _raw(reviews.values_list("candidate_id", "reviewer_id", *[KT(f"scores__{k}") for k in keys]))
+    if not rows or not len(ids):
+        return means
+    candidate, reviewer, *columns = zip(*rows, strict=True)
+    candidate_ids = np.asarray(candidate, dtype=np.int64)
+    reviewer_ids = np.asarray(reviewer, dtype=np.int64)
+    # The last review of each (candidate, reviewer) in id order.
+    pairs = np.column_stack([candidate_ids, reviewer_ids])[::-1]
+    _, first_from_end = np.unique(pairs, axis=0, return_index=True)
+    keep = np.sort(len(rows) - 1 - first_from_end)
+    position = np.searchsorted(ids, candidate_ids[keep])
+    inside = (position < len(ids)) & (ids[np.minimum(position, len(ids) - 1)] == candidate_ids[keep])
+    for k, column in enumerate(columns):
+        values = _scores(column)[keep]
+        rated = inside & ~np.isnan(values)
+        sums = np.bincount(position[rated], weights=values[rated], minlength=len(ids))
+        counts = np.bincount(position[rated], minlength=len(ids))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            means[:, k] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return means
 
 
 def _criterion(key: str, label: str, ai: np.ndarray, people: np.ndarray) -> CriterionCalibration:
@@ -200,37 +218,27 @@ def _confusion(targets: list[str], labels: list[str | None], category: str | Non
     return Confusion(rows=rows, columns=columns, counts=counts.tolist())
 
 
-# A candidate the classifier never saw (no ``emotion`` in its ai_review), as opposed to one it could not label.
-_UNCLASSIFIED = object()
-
-
-def _group(model: str, version: str, rows: list[tuple], means: dict, keys: list[str], category: str | None):
-    ai = np.full((len(rows), len(keys)), np.nan)
-    people = np.full((len(rows), len(keys)), np.nan)
-    targets, labels = [], []
-    for n, (pk, _, _, target, supervisor, label) in enumerate(rows):
-        scores = best_attempt_scores(supervisor)
-        ai[n] = [scores.get(k, np.nan) for k in keys]
-        if pk in means:
-            people[n] = means[pk]
-        if target and label is not _UNCLASSIFIED:
-            targets.append(target)
-            labels.append(label)
+def _group(model: str, version: str, data: _Rows, mask: np.ndarray, subs: dict[str, str], category: str | None):
+    ai, people = data.ai[mask], data.people[mask]
+    classified = mask & data.classified & np.array([bool(t) for t in data.targets], dtype=bool)
+    targets: list[str] = [t for t, ok in zip(data.targets, classified, strict=True) if ok and t]
+    labels = [label for label, ok in zip(data.labels, classified, strict=True) if ok]
     labels_of = {c["key"]: c.get("label", c["key"]) for c in DIALOGUE_RUBRIC["criteria"]}
-    criteria = [_criterion(k, labels_of[k], ai[:, i], people[:, i]) for i, k in enumerate(keys)]
-    subs = dict(SubEmotion.objects.values_list("key", "category__key"))
+    criteria = [_criterion(k, labels_of[k], ai[:, i], people[:, i]) for i, k in enumerate(data.keys)]
     right = sum(1 for t, label in zip(targets, labels, strict=True) if label == t)
     same_category = sum(
-        1 for t, label in zip(targets, labels, strict=True) if label in subs and subs[label] == subs.get(t)
+        1
+        for t, label in zip(targets, labels, strict=True)
+        if label is not None and label in subs and subs[label] == subs.get(t)
     )
     none = "no candidate with a target sub-emotion was classified"
     accuracy, accuracy_ci = stats.proportion(right, len(targets), none=none)
     category_accuracy, category_ci = stats.proportion(same_category, len(targets), none=none)
-    scored = (~np.isnan(ai).all(axis=1) & ~np.isnan(people).all(axis=1)).sum() if len(rows) else 0
+    scored = int((~np.isnan(ai).all(axis=1) & ~np.isnan(people).all(axis=1)).sum()) if len(ai) else 0
     return CalibrationGroup(
         model=model,
         prompt_version=version,
-        scored_items=int(scored),
+        scored_items=scored,
         criteria=criteria,
         classified=len(targets),
         accuracy=accuracy,
@@ -238,6 +246,82 @@ def _group(model: str, version: str, rows: list[tuple], means: dict, keys: list[
         category_accuracy=category_accuracy,
         category_accuracy_ci=category_ci,
         confusion=_confusion(targets, labels, category),
+    )
+
+
+@dataclass
+class _Rows:
+    """The candidates compared, sorted by id: the AI's kept scores and the clinicians' means (``(n, criteria)``,
+    ``nan`` where none), the target, the classifier's label and whether the classifier saw the candidate."""
+
+    keys: list[str]
+    ids: np.ndarray
+    groups: list[tuple[str, str]]
+    ai: np.ndarray
+    people: np.ndarray
+    targets: list[str | None]
+    labels: list[str | None]
+    classified: np.ndarray
+
+
+# More attempts than the run parameter allows (max_attempts: 1 to 5) are never recorded.
+MAX_ATTEMPTS = 10
+
+
+def _read(filters: CalibrationFilters, keys: list[str]) -> _Rows:
+    candidates = _candidates(filters)
+    reviewed = Review.objects.filter(candidate=OuterRef("pk"), revision__number=0)
+    if filters.campaign:
+        reviewed = reviewed.filter(campaign=filters.campaign)
+    relevant = candidates.filter(Exists(reviewed) | Q(ai_review__has_key="emotion")).order_by("id")
+    # Each attempt's mean and scores are extracted by the database (a JSON path each): the attempts also hold the
+    # dialogue's turns, which need never leave the database.
+    attempts = 0
+    while (
+        attempts < MAX_ATTEMPTS
+        and relevant.filter(**{f"ai_review__supervisor__attempts__{attempts}__isnull": False}).exists()
+    ):
+        attempts += 1
+    columns = []
+    for a in range(attempts):
+        base = f"ai_review__supervisor__attempts__{a}"
+        columns += [KT(f"{base}__mean"), *[KT(f"{base}__scores__{k}__score") for k in keys]]
+    has_emotion = ExpressionWrapper(Q(ai_review__has_key="emotion"), output_field=BooleanField())
+    rows = _raw(
+        relevant.values_list(
+            "id",
+            "run__model_spec__name",
+            "run__prompt_version",
+            "sub_emotion__key",
+            KT("ai_review__emotion__label"),
+            has_emotion,
+            *columns,
+        )
+    )
+    n, width = len(rows), len(keys) + 1
+    ids, models, versions, targets, labels, seen, *attempt_columns = (
+        zip(*rows, strict=True) if rows else [()] * (6 + attempts * width)
+    )
+    ai = np.full((n, len(keys)), np.nan)
+    if attempts and n:
+        means = np.column_stack([np.array([_number(v) for v in attempt_columns[a * width]]) for a in range(attempts)])
+        # The attempt the pipeline kept: the best mean, the last one on a tie.
+        ranked = np.where(np.isnan(means), -np.inf, means)[:, ::-1]
+        best = attempts - 1 - ranked.argmax(axis=1)
+        scored = ~np.isnan(means).all(axis=1)
+        for k in range(len(keys)):
+            per_attempt = np.column_stack([_scores(attempt_columns[a * width + 1 + k]) for a in range(attempts)])
+            ai[:, k] = np.where(scored, per_attempt[np.arange(n), best], np.nan)
+    id_array = np.asarray(ids, dtype=np.int64)
+    return _Rows(
+        keys=keys,
+        ids=id_array,
+        groups=list(zip(models, versions, strict=True)),
+        ai=ai,
+        people=_clinician_means(filters, candidates, keys, id_array),
+        targets=list(targets),
+        labels=list(labels),
+        classified=np.array([bool(v) for v in seen], dtype=bool),
     )
 
 
@@ -263,29 +347,12 @@ def calibration_compute(*, filters: CalibrationFilters) -> Calibration:
     # The supervisor scores the dialogue rubric's criteria (generation.agents.psyroom.SUPERVISOR_DIMENSIONS has the
     # same keys), so a clinician's score and the AI's of one key judge the same thing.
     keys = [c["key"] for c in DIALOGUE_RUBRIC["criteria"]]
-    candidates = _candidates(filters)
-    reviewed = Review.objects.filter(candidate=OuterRef("pk"), revision__number=0)
-    if filters.campaign:
-        reviewed = reviewed.filter(campaign=filters.campaign)
-    has_emotion = ExpressionWrapper(Q(ai_review__has_key="emotion"), output_field=BooleanField())
-    relevant = candidates.filter(Exists(reviewed) | Q(ai_review__has_key="emotion"))
-    rows = []
-    for pk, model, version, target, supervisor, emotion, classified in relevant.values_list(
-        "id",
-        "run__model_spec__name",
-        "run__prompt_version",
-        "sub_emotion__key",
-        KeyTransform("supervisor", "ai_review"),
-        KeyTextTransform("label", KeyTransform("emotion", "ai_review")),
-        has_emotion,
-    ):
-        rows.append((pk, model, version, target, supervisor, emotion if classified else _UNCLASSIFIED))
-    means = _clinician_means(filters, candidates, keys)
+    data = _read(filters, keys)
+    subs = dict(SubEmotion.objects.values_list("key", "category__key"))
     result = Calibration(filters=filters)
-    result.groups.append(_group("", "", rows, means, keys, filters.category))
-    by_group: dict[tuple[str, str], list[tuple]] = {}
-    for row in rows:
-        by_group.setdefault((row[1], row[2]), []).append(row)
-    for (model, version), group_rows in sorted(by_group.items()):
-        result.groups.append(_group(model, version, group_rows, means, keys, filters.category))
+    everything = np.ones(len(data.ids), dtype=bool)
+    result.groups.append(_group("", "", data, everything, subs, filters.category))
+    for model, version in sorted(set(data.groups)):
+        mask = np.array([g == (model, version) for g in data.groups], dtype=bool)
+        result.groups.append(_group(model, version, data, mask, subs, filters.category))
     return result

@@ -25,6 +25,7 @@ from django.db.models.fields.json import KeyTextTransform
 
 from annotations.models import Adjudication, Campaign, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
+from dashboards.cache import cached, version_of
 from generation.models import Candidate, Revision, RiskFlag
 
 # What ``by`` may group the funnel by, and the column it groups on.
@@ -179,6 +180,26 @@ def _throughput(*, user, everything: bool, reviews: QuerySet[Review], floor: int
 
 
 def funnel_for(*, user, filters: FunnelFilters, everything: bool) -> Funnel:
+    """``funnel_compute``, cached under the candidates, reviews, revisions, adjudications and flags as they are now
+    (a status changes with a review, an adjudication or an edit, each of which makes a new key)."""
+    parts = [
+        filters.since,
+        filters.until,
+        filters.campaign.pk if filters.campaign else None,
+        filters.campaign.policy if filters.campaign else None,
+        filters.by,
+        "all" if everything else f"own:{user.pk}",
+        settings.PSYROOM_REVIEW_MIN_SECONDS,
+        version_of(Candidate.objects.all(), field="updated_at"),
+        version_of(Review.objects.all()),
+        version_of(Revision.objects.all()),
+        version_of(Adjudication.objects.all()),
+        version_of(RiskFlag.objects.all()),
+    ]
+    return cached("funnel", parts, lambda: funnel_compute(user=user, filters=filters, everything=everything))
+
+
+def funnel_compute(*, user, filters: FunnelFilters, everything: bool) -> Funnel:
     """The funnel and throughput as ``user`` may see them: ``everything`` (the roles that see every review) gets the
     whole pipeline and every reviewer; anyone else only their own throughput row."""
     policy = filters.campaign.policy if filters.campaign else {}

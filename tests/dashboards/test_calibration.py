@@ -2,19 +2,25 @@
 
 import pytest
 
-from dashboards.selectors.calibration import CalibrationFilters, best_attempt_scores, calibration_for
+from dashboards.selectors.calibration import CalibrationFilters, calibration_for
+
+from .conftest import SUPERVISOR_KEYS
 
 pytestmark = pytest.mark.django_db
 
 
-def test_best_attempt_is_the_best_mean_and_the_last_on_a_tie():
-    def attempt(mean, score):
-        return {"mean": mean, "scores": {"empathy": {"score": score}}}
+def test_the_kept_attempt_is_the_best_mean_and_the_last_on_a_tie(calibration_world):
+    from generation.models import Candidate
 
-    supervisor = {"attempts": [attempt(3.0, 1), {"failure": {}}, attempt(4.0, 2), attempt(4.0, 3), attempt(None, 5)]}
-    assert best_attempt_scores(supervisor) == {"empathy": 3}
-    assert best_attempt_scores({}) == {}
-    assert best_attempt_scores(None) == {}
+    def attempt(mean, score):
+        return {"mean": mean, "scores": {k: {"score": score} for k in SUPERVISOR_KEYS}}
+
+    attempts = [attempt(3.0, 1), {"failure": {}}, attempt(4.0, 2), attempt(4.0, 3), attempt(None, 5)]
+    first = calibration_world["dialogues"][0]
+    Candidate.objects.filter(pk=first.pk).update(ai_review={"supervisor": {"attempts": attempts}})
+    empathy = next(c for c in calibration_for(filters=CalibrationFilters()).groups[0].criteria if c.key == "empathy")
+    # The first dialogue's clinicians' mean is 2: its AI score is now 3 (the fourth attempt), not 1.
+    assert empathy.table[2][1] == 1 and empathy.table[0][1] == 0
 
 
 def test_supervisor_against_clinicians(calibration_world):
