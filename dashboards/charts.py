@@ -22,52 +22,71 @@ def _figure(chart_id: str, title: str, data: list[dict], layout: dict | None = N
     }
 
 
+# Five steps from none to full, as the coverage table's cells (static/css/app.css, .heat-0 to .heat-4), darker.
+STEPS = {
+    "coverage": ["#e57373", "#f0b45b", "#e8d86a", "#9ccc7a", "#43a047"],
+    "counts": ["#f1f5fb", "#c6dbef", "#9ecae1", "#4292c6", "#08519c"],
+}
+
+
+def _tiles(x: list, y: list, values: list, text: list, *, palette: str, top: float) -> dict:
+    """A heat map drawn as square markers, each coloured here in five steps of ``values`` (0 to ``top``): Plotly's
+    heatmap trace sets a style attribute on its image, which the CSP refuses; markers it styles through the DOM."""
+    colours = STEPS[palette]
+    steps = [min(len(colours) - 1, int(len(colours) * v / top)) if top else 0 for v in values]
+    return {
+        "type": "scatter",
+        "mode": "markers",
+        "x": x,
+        "y": y,
+        "text": text,
+        "hoverinfo": "text",
+        "marker": {"symbol": "square", "size": 22, "color": [colours[s] for s in steps], "line": {"width": 0}},
+    }
+
+
 def coverage_heatmap(coverage: Coverage) -> dict:
     """Approved of quota: a row per category, a column per sub-emotion position (categories have 3 to 6)."""
-    width = max((len(c.subs) for c in coverage.categories), default=0)
-    z, text = [], []
+    x, y, values, text = [], [], [], []
     for category in coverage.categories:
-        z.append([s.share for s in category.subs] + [None] * (width - len(category.subs)))
-        text.append(
-            [f"{s.key}: {s.approved}/{s.quota} approved, {s.missing} missing" for s in category.subs]
-            + [""] * (width - len(category.subs))
-        )
+        for i, s in enumerate(category.subs):
+            x.append(f"#{i}")
+            y.append(category.label)
+            values.append(s.share)
+            text.append(f"{s.key}: {s.approved}/{s.quota} approved, {s.missing} missing")
     return _figure(
         "coverage",
-        f"Approved share of the quota ({coverage.quota} per sub-emotion)",
-        [
-            {
-                "type": "heatmap",
-                "z": z,
-                "text": text,
-                "hoverinfo": "text",
-                "x": [f"#{i}" for i in range(width)],
-                "y": [c.label for c in coverage.categories],
-                "zmin": 0,
-                "zmax": 1,
-                "colorscale": "RdYlGn",
-            }
-        ],
+        f"Approved share of the quota ({coverage.quota} per sub-emotion; green: full)",
+        [_tiles(x, y, values, text, palette="coverage", top=1)],
+        {"height": 480, "xaxis": {"type": "category"}, "yaxis": {"type": "category", "autorange": "reversed"}},
     )
 
 
 def calibration_heatmaps(group: CalibrationGroup) -> list[dict]:
     """One calibration table per criterion: the AI's score against the clinicians' mean, rounded."""
-    scores = [str(s) for s in range(1, 6)]
-    return [
-        _figure(
-            f"calibration-{c.key}",
-            c.label,
-            [{"type": "heatmap", "z": c.table, "x": scores, "y": scores, "colorscale": "Blues"}],
-            {
-                "xaxis": {"title": {"text": "Clinicians' mean (rounded)"}},
-                "yaxis": {"title": {"text": "AI supervisor"}},
-                "height": 320,
-                "margin": {"t": 48, "l": 64},
-            },
+    figures = []
+    for c in group.criteria:
+        x, y, values, text = [], [], [], []
+        for ai, row in enumerate(c.table, start=1):
+            for people, n in enumerate(row, start=1):
+                x.append(people)
+                y.append(ai)
+                values.append(n)
+                text.append(f"AI {ai}, clinicians {people}: {n} items")
+        figures.append(
+            _figure(
+                f"calibration-{c.key}",
+                c.label,
+                [_tiles(x, y, values, text, palette="counts", top=max(values) or 1)],
+                {
+                    "xaxis": {"title": {"text": "Clinicians' mean (rounded)"}, "dtick": 1},
+                    "yaxis": {"title": {"text": "AI supervisor"}, "dtick": 1},
+                    "height": 320,
+                    "margin": {"t": 48, "l": 64},
+                },
+            )
         )
-        for c in group.criteria
-    ]
+    return figures
 
 
 def drift_lines(agreement: Agreement) -> dict | None:

@@ -38,7 +38,7 @@ def test_pages_carry_figures_as_data_and_no_inline_script(calibration_world, cur
     assert f'id="chart-{chart}"' in body
     block = re.search(rf'<script id="chart-data-{chart}" type="application/json">(.*?)</script>', body, re.S)
     assert block is not None
-    assert json.loads(block.group(1))["data"][0]["type"] == "heatmap"
+    assert json.loads(block.group(1))["data"][0]["marker"]["symbol"] == "square"
     assert 'id="plotly.js-style-global" class="no-inline-styles"' in body
     for tag in _scripts(body):
         assert "src=" in tag or 'type="application/json"' in tag, tag
