@@ -132,3 +132,14 @@ def test_index_links_each_role_to_its_dashboards(taxonomy, curator, counselor):
     assert all(url in links for url in ("/dashboards/calibration/", "/dashboards/coverage/", "/dashboards/funnel/"))
     mine = _client(counselor).get("/dashboards/").content.decode()
     assert "/dashboards/funnel/" in mine and "/dashboards/calibration/" not in mine
+
+
+@pytest.mark.parametrize("url", ["/dashboards/calibration/", "/dashboards/funnel/", "/dashboards/coverage/"])
+@pytest.mark.parametrize("name", ["model", "prompt_version", "campaign", "category", "by", "since"])
+def test_a_nul_or_a_huge_value_is_a_400_never_a_500(taxonomy, curator, url, name):
+    client = _client(curator)
+    api = url.replace("/dashboards/", "/api/dashboards/")
+    # A NUL, a huge number, and a lone surrogate's bytes (no valid UTF-8).
+    for value in ("a%00b", "9" * 5000, "%ED%A0%80"):
+        assert client.get(f"{url}?{name}={value}").status_code == 400
+        assert client.get(f"{api}?{name}={value}").status_code == 400
