@@ -7,4 +7,7 @@ from . import api
 app_name = "dashboards-api"
 urlpatterns = [
     path("campaigns/<int:pk>/agreement/", api.CampaignAgreementApi.as_view(), name="campaign-agreement"),
+    path("calibration/", api.CalibrationApi.as_view(), name="calibration"),
+    path("coverage/", api.CoverageApi.as_view(), name="coverage"),
+    path("funnel/", api.FunnelApi.as_view(), name="funnel"),
 ]

@@ -286,3 +286,81 @@ def majority_of_others(units: np.ndarray, codes: np.ndarray, *, n_units: int, n_
     top = others.max(axis=1)
     tied = (others == top[:, None]).sum(axis=1) > 1
     return np.where((top > 0) & ~tied, others.argmax(axis=1), -1)
+
+
+# --- AI against clinicians ----------------------------------------------------------------------------------------
+
+# At least this many pairs for a rank correlation: on fewer it is mostly noise and the bootstrap has nothing to draw.
+MIN_PAIRS = 3
+Z_95 = 1.959963984540054
+
+
+def _weighted_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mid-ranks of ``values`` (``(P,)`` distinct observations) weighted by how often each occurs, one row of ranks per
+    row of ``weights`` (``(B, P)``): tied observations share the mean of the ranks they span."""
+    levels, index = np.unique(values, return_inverse=True)
+    per_level = np.zeros((weights.shape[0], len(levels)))
+    np.add.at(per_level.T, index, weights.T)
+    before = np.cumsum(per_level, axis=1) - per_level
+    return (before + (per_level + 1) / 2)[:, index]
+
+
+def _weighted_pearson(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Pearson's r of ``x`` and ``y`` (``(B, P)``) weighted by ``weights`` (``(B, P)``); ``nan`` with no variation."""
+    total = weights.sum(axis=1, keepdims=True)
+    mx = (weights * x).sum(axis=1, keepdims=True) / total
+    my = (weights * y).sum(axis=1, keepdims=True) / total
+    cov = (weights * (x - mx) * (y - my)).sum(axis=1)
+    vx = (weights * (x - mx) ** 2).sum(axis=1)
+    vy = (weights * (y - my) ** 2).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((vx > 1e-12) & (vy > 1e-12), cov / np.sqrt(vx * vy), np.nan)
+
+
+def spearman(x: npt.ArrayLike, y: npt.ArrayLike, *, draws: int = DRAWS, seed: int = SEED) -> tuple[Estimate, Interval]:
+    """Spearman's rank correlation of paired observations (Pearson's r of their mid-ranks) and its 95% percentile
+    bootstrap interval (pairs resampled, ``draws`` times, seeded).
+
+    As for alpha, a draw is a multinomial over the distinct pairs (an AI score of 1-5 against a mean of k clinicians'
+    scores has a few dozen), so the interval costs the same at a hundred pairs or a million."""
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(a) < MIN_PAIRS:
+        reason = f"fewer than {MIN_PAIRS} items scored by both"
+        return undefined(reason), Interval.undefined(reason)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        reason = "no variation: one side gave the same score to every item"
+        return undefined(reason), Interval.undefined(reason)
+    pairs, freq = np.unique(np.column_stack([a, b]), axis=0, return_counts=True)
+    px, py = pairs[:, 0], pairs[:, 1]
+    w = freq[None, :].astype(np.float64)
+    rho = _weighted_pearson(_weighted_ranks(px, w), _weighted_ranks(py, w), w)[0]
+    total = int(freq.sum())
+    weights = np.random.default_rng(seed).multinomial(total, freq / total, size=draws).astype(np.float64)
+    samples = _weighted_pearson(_weighted_ranks(px, weights), _weighted_ranks(py, weights), weights)
+    return defined(rho), _percentile_interval(samples, draws)
+
+
+def mean_difference(x: npt.ArrayLike, y: npt.ArrayLike) -> Estimate:
+    """The mean of ``x - y`` (the AI's bias against the clinicians: positive when the AI scores higher)."""
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(a) == 0:
+        return undefined("no item scored by both")
+    return defined(float((a - b).mean()))
+
+
+def wilson_interval(successes: int, n: int) -> Interval:
+    """The 95% Wilson score interval of a proportion (exact enough at small n, never outside [0, 1])."""
+    if n == 0:
+        return Interval.undefined("no items")
+    p = successes / n
+    z2 = Z_95**2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z_95 * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return Interval(defined(max(0.0, centre - half)), defined(min(1.0, centre + half)))
+
+
+def proportion(successes: int, n: int, *, none: str = "no items") -> tuple[Estimate, Interval]:
+    """A share and its Wilson interval; undefined (with ``none`` as the reason) on no items."""
+    if n == 0:
+        return undefined(none), Interval.undefined(none)
+    return defined(successes / n), wilson_interval(successes, n)

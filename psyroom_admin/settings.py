@@ -238,6 +238,12 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Plotly's JavaScript comes from the installed wheel (psyroom_admin/staticfiles.py), not from a CDN or a copy in git.
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "psyroom_admin.staticfiles.PlotlyFinder",
+]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGIN_URL = "/accounts/login/"
@@ -436,6 +442,12 @@ PSYROOM_MODEL_CREDENTIALS = env_credentials("PSYROOM_MODEL_CREDENTIALS")
 # "regenerate with critique" runs of a reviewer.
 PSYROOM_RUNS_PER_USER = env_int("PSYROOM_RUNS_PER_USER", 20, minimum=1)
 PSYROOM_REGENERATIONS_PER_USER = env_int("PSYROOM_REGENERATIONS_PER_USER", 3, minimum=1)
+# How many approved dialogues each of the 35 sub-emotions should have: the coverage dashboard's quota, and what its
+# "fill the gap" button generates up to.
+PSYROOM_COVERAGE_QUOTA = env_int("PSYROOM_COVERAGE_QUOTA", 50, minimum=1)
+# A review that took fewer seconds than this is flagged as suspicious on the throughput dashboard (a campaign's
+# policy "min_seconds" overrides it for that campaign).
+PSYROOM_REVIEW_MIN_SECONDS = env_int("PSYROOM_REVIEW_MIN_SECONDS", 20, minimum=0)
 # A worker executing a run writes a heartbeat on it from a background thread every PSYROOM_RUN_HEARTBEAT_S seconds
 # (0: no thread, a heartbeat only with each model call), so that a long step or a model load still beats. A running
 # run whose heartbeat is older than PSYROOM_RUN_STALE_S shows as `stalled` (its worker died) and may be resumed; a

@@ -18,6 +18,9 @@ def cell(value):
                 value.reason,
             )
         return f"{value.value:.3f}"
+    # A drill-down (dashboards.views.Link).
+    if hasattr(value, "url") and hasattr(value, "text"):
+        return format_html('<a href="{}">{}</a>', value.url, value.text)
     return value
 
 

@@ -80,3 +80,58 @@ def pair_campaign(taxonomy, curator, counselor, other_counselor):
         add_review(campaign, dialogues[i], counselor, a, days_ago=days)
         add_review(campaign, dialogues[i], other_counselor, b, days_ago=days)
     return campaign
+
+
+# --- AI against clinicians ----------------------------------------------------------------------------------------
+
+SUPERVISOR_KEYS = ["problem_orientation", "expression", "empathy", "interactive_communication", "safety"]
+# Five generated dialogues: the supervisor's kept score (every criterion), the two counselors' scores, the
+# classifier's label (None: unreadable; "-": never classified). Spearman of AI [1..5] against the clinicians' means
+# [2, 1.5, 4, 3, 5] is 1 - 6 * 4 / (5 * 24) = 0.8; the mean bias is (-1 + 0.5 - 1 + 1 + 0) / 5 = -0.1.
+CALIBRATION_ITEMS = [
+    (1, 2, 2, "anxiety.1"),
+    (2, 1, 2, "anxiety.2"),
+    (3, 4, 4, "fear.0"),
+    (4, 3, 3, None),
+    (5, 5, 5, "-"),
+]
+
+
+def _attempt(score: int) -> dict:
+    return {"turns": [], "mean": float(score), "scores": {k: {"score": score, "reason": ""} for k in SUPERVISOR_KEYS}}
+
+
+@pytest.fixture
+def calibration_world(taxonomy, curator, counselor, other_counselor):
+    from generation.models import Candidate, GenerationRun, SubEmotion
+    from generation.services.modelspecs import modelspec_get_default
+
+    run = GenerationRun.objects.create(
+        kind="dialogue",
+        count=5,
+        model_spec=modelspec_get_default(),
+        prompt_version="v1",
+        sub_emotion=SubEmotion.objects.get(key="anxiety.1"),
+        targets=[{"sub_emotion": "anxiety.1", "scenario": None}],
+    )
+    campaign, dialogues = make_campaign(curator, [counselor, other_counselor], len(CALIBRATION_ITEMS))
+    for i, (dialogue, (ai, a, b, label)) in enumerate(zip(dialogues, CALIBRATION_ITEMS, strict=True)):
+        # The last item's kept attempt is its second (a better mean than the first).
+        attempts = [_attempt(2), _attempt(ai)] if i == 4 else [_attempt(ai)]
+        ai_review = {"supervisor": {"threshold": 3, "attempts": attempts, "score": float(ai)}}
+        if label != "-":
+            ai_review["emotion"] = {"label": label, "target": "anxiety.1"}
+        Candidate.objects.filter(pk=dialogue.pk).update(run=run, run_index=i, ai_review=ai_review)
+        add_review(campaign, dialogue, counselor, a)
+        add_review(campaign, dialogue, other_counselor, b)
+    return {"run": run, "campaign": campaign, "dialogues": dialogues}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Ids are reused after a rolled-back test on SQLite: no test may read another's cached result."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

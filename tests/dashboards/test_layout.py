@@ -27,10 +27,14 @@ def test_no_app_imports_dashboards():
 
 
 def test_dashboards_reads_generation_only_through_models_and_selectors():
+    # The one write: dashboards/services.py starts runs that fill the coverage gaps through the run service.
     for path in (ROOT / "dashboards").rglob("*.py"):
+        allowed = ("generation.models.", "generation.selectors")
+        if path == ROOT / "dashboards" / "services.py":
+            allowed += ("generation.services.runs",)
         for name in _imports(path):
             if name == "generation" or name.startswith("generation."):
-                assert name.startswith(("generation.models.", "generation.selectors")), f"{path}: {name}"
+                assert name.startswith(allowed), f"{path}: {name}"
 
 
 def test_stats_needs_no_django():

@@ -152,3 +152,46 @@ def test_majority_of_others_ties_and_lone_ratings():
     # no other.
     result = stats.majority_of_others(units, codes, n_units=3, n_values=3)
     assert result.tolist() == [-1, -1, 0, 1, 0, -1]
+
+
+# --- AI against clinicians ----------------------------------------------------------------------------------------
+
+
+def test_spearman_of_a_hand_computed_example():
+    # Ranks differ by 1, 1, 1, 1, 0: rho = 1 - 6 * 4 / (5 * (25 - 1)) = 0.8.
+    rho, ci = stats.spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5])
+    assert rho.value == pytest.approx(0.8)
+    assert ci.low.value is not None and ci.high.value is not None
+    assert -1 <= ci.low.value <= 0.8 <= ci.high.value <= 1
+
+
+def test_spearman_with_ties_uses_mid_ranks():
+    # x ranks 1.5, 1.5, 3, 4; y ranks 1, 2, 3.5, 3.5: covariance sum 4, each variance sum 4.5, r = 4 / 4.5.
+    rho, _ = stats.spearman([1, 1, 2, 3], [1, 2, 3, 3])
+    assert rho.value == pytest.approx(4.0 / 4.5)
+
+
+def test_spearman_interval_is_seeded():
+    x, y = [1, 2, 3, 4, 5] * 4, [2, 1, 4, 3, 5] * 4
+    assert stats.spearman(x, y)[1] == stats.spearman(x, y)[1]
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "reason"),
+    [([1, 2], [1, 2], "fewer than 3"), ([3, 3, 3], [1, 2, 3], "no variation"), ([], [], "fewer than 3")],
+)
+def test_spearman_undefined_with_reason(x, y, reason):
+    rho, ci = stats.spearman(x, y)
+    assert rho.value is None and reason in rho.reason
+    assert ci.low.value is None
+
+
+def test_mean_difference_and_wilson_interval():
+    assert stats.mean_difference([1, 2, 3], [2, 2, 2]).value == pytest.approx(0.0)
+    assert stats.mean_difference([], []).value is None
+    # Wilson's interval for 8 of 10: 0.4902 to 0.9433 (Newcombe 1998, method 3).
+    interval = stats.wilson_interval(8, 10)
+    assert interval.low.value == pytest.approx(0.4902, abs=1e-4)
+    assert interval.high.value == pytest.approx(0.9433, abs=1e-4)
+    share, ci = stats.proportion(0, 0)
+    assert share.value is None and ci.low.value is None

@@ -26,12 +26,12 @@ from django.utils import timezone
 
 from annotations.models import Campaign, Review, RiskCode
 from annotations.selectors import visibility
+from dashboards import stats
+from dashboards.cache import cached, version_of
+from dashboards.stats import Estimate, Interval
 from generation import selectors as gen_selectors
-from generation.models import ModelSpec
+from generation.models import EmotionCategory, GenerationRun, ModelSpec
 from psyroom_admin import roles
-
-from . import stats
-from .stats import Estimate, Interval
 
 SCORES = [1, 2, 3, 4, 5]
 DECISIONS = list(Review.Decision.values)
@@ -428,6 +428,20 @@ def _labels(*, user, campaign: Campaign, rater_ids: list[int]) -> list[str]:
 
 
 def agreement_for(*, user, campaign: Campaign, filters: AgreementFilters) -> Agreement:
+    """``agreement_compute``, cached under the campaign's reviews as they are now (their count and largest id, in
+    the filters' scope): a submitted review makes a new key, so a warm page is never stale."""
+    everything = sees_all(user)
+    parts = [
+        campaign.pk,
+        filters,
+        "all" if everything else f"own:{user.pk}",
+        visibility.campaign_works_blind(user=user, campaign=campaign),
+        version_of(_reviews(campaign, filters)),
+    ]
+    return cached("agreement", parts, lambda: agreement_compute(user=user, campaign=campaign, filters=filters))
+
+
+def agreement_compute(*, user, campaign: Campaign, filters: AgreementFilters) -> Agreement:
     """The agreement of ``campaign``'s reviews as ``user`` may see it (``campaign`` comes from ``campaign_get``).
 
     Senior clinicians, curators and admins get everything: alpha per criterion, on the decision and on each risk
@@ -466,8 +480,19 @@ def agreement_for(*, user, campaign: Campaign, filters: AgreementFilters) -> Agr
 
 def campaign_summaries(*, user) -> list[CampaignSummary]:
     """The campaigns whose dashboards ``user`` may open, with their review counts and alpha on the decision (a
-    counselor: their own counts, no alpha). Counted in SQL: reviews grouped by item and decision."""
+    counselor: their own counts, no alpha). Counted in SQL: reviews grouped by item and decision; cached under the
+    campaigns and their reviews as they are now."""
     campaigns = list(campaigns_for(user=user))
+    everything = sees_all(user)
+    parts = [
+        "all" if everything else f"own:{user.pk}",
+        [(c.pk, c.name, c.blind) for c in campaigns],
+        version_of(Review.objects.filter(campaign__in=campaigns)),
+    ]
+    return cached("summaries", parts, lambda: _summaries(user=user, campaigns=campaigns))
+
+
+def _summaries(*, user, campaigns: list[Campaign]) -> list[CampaignSummary]:
     everything = sees_all(user)
     reviews = Review.objects.filter(campaign__in=campaigns).order_by()
     if not everything:
@@ -502,3 +527,12 @@ def _decision_alphas(reviews: QuerySet[Review]) -> dict[int, Estimate]:
         campaign: stats.alpha(np.array(list(units.values())), domain=domain, level="nominal")
         for campaign, units in cells.items()
     }
+
+
+def prompt_versions() -> list[str]:
+    """The prompt versions generation runs have used, for the filters."""
+    return list(GenerationRun.objects.order_by("prompt_version").values_list("prompt_version", flat=True).distinct())
+
+
+def categories() -> QuerySet[EmotionCategory]:
+    return EmotionCategory.objects.order_by("key")
