@@ -27,19 +27,24 @@ from .selectors.funnel import GROUPS, STAGES, FunnelFilters, funnel_for
 RENDERER_PARAMETER = "format"
 
 
-class QueryDateField(serializers.DateField):
-    """A date filter that may be left out but not sent empty: DRF reads ``?since=`` from a query string as if the
-    parameter were absent, while the schema says a date, so an empty one is refused as the bad date it is."""
+class QueryFilterInput(serializers.Serializer):
+    """Filters read from a query string. DRF reads a parameter sent empty (``?since=``) as if it were absent; the
+    schema says a date, a number or a choice, so an empty one is refused by name (text filters may be empty)."""
 
-    def get_value(self, dictionary):
-        if dictionary.get(self.field_name) == "":
-            return ""
-        return super().get_value(dictionary)
+    def to_internal_value(self, data):
+        empty = {
+            name: ["may be left out, but not sent empty"]
+            for name, field in self.fields.items()
+            if data.get(name) == "" and not isinstance(field, serializers.CharField)
+        }
+        if empty:
+            raise serializers.ValidationError(empty)
+        return super().to_internal_value(data)
 
 
-class AgreementFilterInput(serializers.Serializer):
-    since = QueryDateField(required=False, input_formats=["iso-8601"])
-    until = QueryDateField(required=False, input_formats=["iso-8601"])
+class AgreementFilterInput(QueryFilterInput):
+    since = serializers.DateField(required=False, input_formats=["iso-8601"])
+    until = serializers.DateField(required=False, input_formats=["iso-8601"])
     sub_emotion = serializers.CharField(required=False, max_length=32, validators=[sub_emotion_exists])
     model = serializers.CharField(required=False, max_length=100, validators=[model_exists])
 
@@ -178,7 +183,7 @@ def _check_unknown(request: Request, allowed: tuple[str, ...]) -> None:
         raise serializers.ValidationError({name: [message] for name in unknown})
 
 
-class CalibrationFilterInput(serializers.Serializer):
+class CalibrationFilterInput(QueryFilterInput):
     since = serializers.DateField(required=False, input_formats=["iso-8601"])
     until = serializers.DateField(required=False, input_formats=["iso-8601"])
     model = serializers.CharField(required=False, max_length=100, validators=[model_exists])
@@ -326,7 +331,7 @@ class CoverageApi(APIView):
 # --- Funnel and throughput --------------------------------------------------------------------------------------
 
 
-class FunnelFilterInput(serializers.Serializer):
+class FunnelFilterInput(QueryFilterInput):
     since = serializers.DateField(required=False, input_formats=["iso-8601"])
     until = serializers.DateField(required=False, input_formats=["iso-8601"])
     campaign = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
