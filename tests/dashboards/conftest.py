@@ -82,6 +82,17 @@ def pair_campaign(taxonomy, curator, counselor, other_counselor):
     return campaign
 
 
+@pytest.fixture
+def small_campaign(taxonomy, curator, counselor, other_counselor):
+    """Two items, each rated by both counselors: rows for a filter to reach, at a twelfth of ``pair_campaign``'s cost
+    (for the many cases that only check how a filter value is answered)."""
+    campaign, dialogues = make_campaign(curator, [counselor, other_counselor], 2)
+    for dialogue, (a, b) in zip(dialogues, [(1, 2), (3, 3)], strict=True):
+        add_review(campaign, dialogue, counselor, a)
+        add_review(campaign, dialogue, other_counselor, b)
+    return campaign
+
+
 # --- AI against clinicians ----------------------------------------------------------------------------------------
 
 SUPERVISOR_KEYS = ["problem_orientation", "expression", "empathy", "interactive_communication", "safety"]

@@ -2,12 +2,13 @@
 prompt were alone."""
 
 import pytest
-import torch
 
 from generation.agents.psyroom import client_messages
 from generation.backends.base import SamplingParams
-from generation.backends.decoding import KV_STORE_TOKENS, SHARED_START_MIN_TOKENS, KVStore, layout, shared_start
 from generation.backends.local import TransformersBackend, auto_dtype
+
+# torch and the decoding module come as fixtures (tests/generation/conftest.py): imported by the first test that
+# needs them, not by collecting the suite, which every test process does.
 
 
 @pytest.mark.parametrize(
@@ -20,8 +21,8 @@ from generation.backends.local import TransformersBackend, auto_dtype
         ([[1], [1]], 0),
     ],
 )
-def test_shared_start(rows, expected):
-    assert shared_start(rows) == expected
+def test_shared_start(rows, expected, decoding):
+    assert decoding.shared_start(rows) == expected
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,9 @@ def _client(situation: str, turns: list[dict]) -> list[dict]:
 
 def _plain(backend, prompts) -> list:
     """Each prompt alone, with nothing reused."""
-    store, backend._store = backend._store, KVStore(0)
+    from generation.backends import decoding
+
+    store, backend._store = backend._store, decoding.KVStore(0)
     try:
         return [backend.generate([prompt], GREEDY)[0] for prompt in prompts]
     finally:
@@ -54,13 +57,13 @@ def _plain(backend, prompts) -> list:
 
 
 @pytest.mark.e2e
-def test_reused_keys_and_values_give_the_answers_each_prompt_gets_alone(bundled):
-    bundled._store = KVStore(KV_STORE_TOKENS)
+def test_reused_keys_and_values_give_the_answers_each_prompt_gets_alone(bundled, torch, decoding):
+    bundled._store = decoding.KVStore(decoding.KV_STORE_TOKENS)
     first = [_client(s, []) for s in SITUATIONS]
 
     # The first turn: the rows share their system prompt's start, which is run once and stored.
     shared = bundled.generate(first, GREEDY)
-    assert bundled._store.rows[0].ids.shape[0] >= SHARED_START_MIN_TOKENS
+    assert bundled._store.rows[0].ids.shape[0] >= decoding.SHARED_START_MIN_TOKENS
     alone = _plain(bundled, first)
     assert [c.text for c in shared] == [c.text for c in alone]
     assert [c.prompt_tokens for c in shared] == [c.prompt_tokens for c in alone]
@@ -75,21 +78,21 @@ def test_reused_keys_and_values_give_the_answers_each_prompt_gets_alone(bundled)
         for p in second
     ]
     with torch.inference_mode():
-        batch = layout(bundled.model, bundled._store, rows, pad=bundled.tokenizer.pad_token_id, room=16)
+        batch = decoding.layout(bundled.model, bundled._store, rows, pad=bundled.tokenizer.pad_token_id, room=16)
     assert batch.cache.get_seq_length() > max(c.prompt_tokens for c in shared)
     again = bundled.generate(second, GREEDY)
     assert [c.text for c in again] == [c.text for c in _plain(bundled, second)]
 
 
 @pytest.mark.e2e
-def test_the_store_keeps_within_its_budget(bundled):
-    bundled._store = KVStore(400)
+def test_the_store_keeps_within_its_budget(bundled, decoding):
+    bundled._store = decoding.KVStore(400)
     for situation in SITUATIONS:
         bundled.generate([_client(situation, [])], GREEDY)
     assert 0 < sum(len(row.ids) for row in bundled._store.rows) <= 400
 
 
-def test_auto_dtype_is_bfloat16_where_the_hardware_multiplies_it(monkeypatch):
+def test_auto_dtype_is_bfloat16_where_the_hardware_multiplies_it(monkeypatch, torch):
     assert auto_dtype("cuda") == "bfloat16"
     assert auto_dtype("cuda:1") == "bfloat16"
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
@@ -100,7 +103,7 @@ def test_auto_dtype_is_bfloat16_where_the_hardware_multiplies_it(monkeypatch):
 
 
 @pytest.mark.e2e
-def test_the_backend_runs_in_the_dtype_it_reports(bundled):
+def test_the_backend_runs_in_the_dtype_it_reports(bundled, torch):
     assert bundled.runtime == {"device": "cpu", "dtype": "float32"}
     assert bundled.model.dtype == torch.float32
     auto = TransformersBackend(name="smollm2-135m-instruct", path="bundled:smollm2-135m-instruct", device="cpu")
