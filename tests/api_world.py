@@ -2,6 +2,7 @@
 role's user, a campaign with a claimed item, a candidate in no campaign, a run, a profile and a MusPsy course, and a
 valid body for every write operation made from them."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,75 @@ def base_bodies(world) -> dict[str, dict]:
             "reason": "r",
         },
     }
+
+
+# --- Hostile bodies: a valid body with one value at a time made hostile, and bodies that are no object ---
+
+NUL = "a\x00b"
+SURROGATE = "\ud800"
+HUGE = 10**30
+# Values put in place of one leaf of a valid body. A string field is not sent a number (a number is a fine string).
+FOR_STRING = (NUL, SURROGATE)
+FOR_OTHER = (NUL, SURROGATE, HUGE, -HUGE, 935411043430640910336)
+
+
+def deep(depth: int):
+    """``"x"`` inside ``depth`` nested lists."""
+    value: object = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+WHOLE_BODIES = {
+    "a number": b"1",
+    "a list": b"[]",
+    "a string": b'"draft"',
+    "null": b"null",
+    "a list of objects": b'[{"a": 1}]',
+    "nested 64 deep": json.dumps({"a": deep(64)}).encode(),
+    "nested 100000 deep": b"[" * 100_000 + b"]" * 100_000,
+    "not JSON": b'{"a": ',
+    "NaN": b'{"a": NaN}',
+    "a NUL key": json.dumps({"\x00": 1}).encode(),
+    "a surrogate key": json.dumps({"\ud800": 1}).encode(),
+    "invalid UTF-8": b'{"a": "\xff\xfe"}',
+}
+
+
+def leaves(value, path=()):
+    """(path, value) of every leaf of a JSON value; an empty list or object is a leaf."""
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            yield from leaves(item, (*path, key))
+    elif isinstance(value, list) and value:
+        for i, item in enumerate(value):
+            yield from leaves(item, (*path, i))
+    else:
+        yield path, value
+
+
+def replace_leaf(value, path, new):
+    """A copy of the JSON ``value`` with the leaf at ``path`` made ``new``."""
+    if not path:
+        return new
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = replace_leaf(value[path[0]], path[1:], new)
+    return copy
+
+
+def body_cases(base: dict, properties) -> list[tuple[str, bytes]]:
+    """(what, raw body) for one operation: one hostile value at a time, then the whole-body cases."""
+    cases = []
+    for path, leaf in leaves(base):
+        where = ".".join(map(str, path))
+        for bad in FOR_STRING if isinstance(leaf, str) else FOR_OTHER:
+            cases.append((f"{where}={bad!r}", replace_leaf(base, path, bad)))
+        cases.append((f"{where}=[[...]] 40 deep", replace_leaf(base, path, deep(40))))
+    for name in properties:
+        if name not in base:
+            for bad in FOR_OTHER:
+                cases.append((f"{name}={bad!r}", {**base, name: bad}))
+    cases.append(("a NUL key", {**base, "\x00": 1}))
+    encoded = [(what, json.dumps(body).encode()) for what, body in cases]
+    return encoded + list(WHOLE_BODIES.items())

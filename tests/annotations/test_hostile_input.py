@@ -25,41 +25,11 @@ from generation.models import (
 from generation.services import runs as run_services
 from psyroom_admin import roles
 from releases.models import Release
-from tests.api_world import ROLES, base_bodies, path_ids
+from tests.api_world import HUGE, ROLES, base_bodies, body_cases, deep, path_ids
 
 pytestmark = pytest.mark.django_db
 
 WRITTEN = (Review, Revision, AuditEvent, GenerationRun, Campaign, Release)
-
-NUL = "a\x00b"
-SURROGATE = "\ud800"
-HUGE = 10**30
-# Values put in place of one leaf of a valid body. A string field is not sent a number (a number is a fine string).
-FOR_STRING = (NUL, SURROGATE)
-FOR_OTHER = (NUL, SURROGATE, HUGE, -HUGE, 935411043430640910336)
-
-
-def _deep(depth: int):
-    value: object = "x"
-    for _ in range(depth):
-        value = [value]
-    return value
-
-
-WHOLE_BODIES = {
-    "a number": b"1",
-    "a list": b"[]",
-    "a string": b'"draft"',
-    "null": b"null",
-    "a list of objects": b'[{"a": 1}]',
-    "nested 64 deep": json.dumps({"a": _deep(64)}).encode(),
-    "nested 100000 deep": b"[" * 100_000 + b"]" * 100_000,
-    "not JSON": b'{"a": ',
-    "NaN": b'{"a": NaN}',
-    "a NUL key": json.dumps({"\x00": 1}).encode(),
-    "a surrogate key": json.dumps({"\ud800": 1}).encode(),
-    "invalid UTF-8": b'{"a": "\xff\xfe"}',
-}
 
 
 def _url(template: str, world) -> str:
@@ -71,43 +41,6 @@ def _url(template: str, world) -> str:
             return url.replace("{id}", str(pk))
     assert "{" not in url, f"no object for {template}"
     return url
-
-
-def _leaves(value, path=()):
-    """(path, value) of every leaf of a JSON value; an empty list or object is a leaf."""
-    if isinstance(value, dict) and value:
-        for key, item in value.items():
-            yield from _leaves(item, (*path, key))
-    elif isinstance(value, list) and value:
-        for i, item in enumerate(value):
-            yield from _leaves(item, (*path, i))
-    else:
-        yield path, value
-
-
-def _replace(value, path, new):
-    if not path:
-        return new
-    copy = dict(value) if isinstance(value, dict) else list(value)
-    copy[path[0]] = _replace(value[path[0]], path[1:], new)
-    return copy
-
-
-def body_cases(base: dict, properties) -> list[tuple[str, bytes]]:
-    """(what, raw body) for one operation: one hostile value at a time, then the whole-body cases."""
-    cases = []
-    for path, leaf in _leaves(base):
-        where = ".".join(map(str, path))
-        for bad in FOR_STRING if isinstance(leaf, str) else FOR_OTHER:
-            cases.append((f"{where}={bad!r}", _replace(base, path, bad)))
-        cases.append((f"{where}=[[...]] 40 deep", _replace(base, path, _deep(40))))
-    for name in properties:
-        if name not in base:
-            for bad in FOR_OTHER:
-                cases.append((f"{name}={bad!r}", {**base, name: bad}))
-    cases.append(("a NUL key", {**base, "\x00": 1}))
-    encoded = [(what, json.dumps(body).encode()) for what, body in cases]
-    return encoded + list(WHOLE_BODIES.items())
 
 
 _SCHEMA: dict = {}
@@ -285,7 +218,7 @@ def test_a_nul_in_a_page_filter_is_a_400(client, people):
         ({"scores": {"empathy": "4\x00"}}, "at scores.empathy"),
         ({"risk_flags": ["self_harm", "\ud800"]}, "at risk_flags[1]"),
         ({"comment": {"\x00": 1}}, "in a key at comment"),
-        ({"scores": _deep(40)}, "nested more than 32 deep at scores[0]"),
+        ({"scores": deep(40)}, "nested more than 32 deep at scores[0]"),
     ],
 )
 def test_a_body_with_a_nul_a_surrogate_or_too_deep_is_a_400_naming_where(people, value, where):
@@ -302,9 +235,9 @@ def test_nesting_up_to_the_limit_is_read():
     from psyroom_admin.edge import MAX_DEPTH, value_problem
 
     # The body's object is level 1: {"a": 31 lists} is 32 deep.
-    assert value_problem({"a": _deep(MAX_DEPTH - 1)}) is None
+    assert value_problem({"a": deep(MAX_DEPTH - 1)}) is None
     deeper = f"nested more than {MAX_DEPTH} deep at a" + "[0]" * (MAX_DEPTH - 1)
-    assert value_problem({"a": _deep(MAX_DEPTH)}) == deeper
+    assert value_problem({"a": deep(MAX_DEPTH)}) == deeper
 
 
 @pytest.mark.parametrize("body", [b"1", b"[]", b'["scores"]', b"null", b'"text"'])
