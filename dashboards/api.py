@@ -28,8 +28,12 @@ RENDERER_PARAMETER = "format"
 
 
 class QueryFilterInput(serializers.Serializer):
-    """Filters read from a query string. DRF reads a parameter sent empty (``?since=``) as if it were absent; the
-    schema says a date, a number or a choice, so an empty one is refused by name (text filters may be empty)."""
+    """Filters read from a query string, each dashboard's starting with a date range. DRF reads a parameter sent
+    empty (``?since=``) as if it were absent; the schema says a date, a number or a choice, so an empty one is
+    refused by name (text filters may be empty)."""
+
+    since = serializers.DateField(required=False, input_formats=["iso-8601"])
+    until = serializers.DateField(required=False, input_formats=["iso-8601"])
 
     def to_internal_value(self, data):
         empty = {
@@ -41,18 +45,16 @@ class QueryFilterInput(serializers.Serializer):
             raise serializers.ValidationError(empty)
         return super().to_internal_value(data)
 
-
-class AgreementFilterInput(QueryFilterInput):
-    since = serializers.DateField(required=False, input_formats=["iso-8601"])
-    until = serializers.DateField(required=False, input_formats=["iso-8601"])
-    sub_emotion = serializers.CharField(required=False, max_length=32, validators=[sub_emotion_exists])
-    model = serializers.CharField(required=False, max_length=100, validators=[model_exists])
-
     def validate(self, attrs):
         since, until = attrs.get("since"), attrs.get("until")
         if since and until and since > until:
             raise serializers.ValidationError({"until": ["must be on or after since"]})
         return attrs
+
+
+class AgreementFilterInput(QueryFilterInput):
+    sub_emotion = serializers.CharField(required=False, max_length=32, validators=[sub_emotion_exists])
+    model = serializers.CharField(required=False, max_length=100, validators=[model_exists])
 
 
 class EstimateOutput(serializers.Serializer):
@@ -184,8 +186,6 @@ def _check_unknown(request: Request, allowed: tuple[str, ...]) -> None:
 
 
 class CalibrationFilterInput(QueryFilterInput):
-    since = serializers.DateField(required=False, input_formats=["iso-8601"])
-    until = serializers.DateField(required=False, input_formats=["iso-8601"])
     model = serializers.CharField(required=False, max_length=100, validators=[model_exists])
     prompt_version = serializers.CharField(required=False, max_length=32, validators=[prompt_version_exists])
     campaign = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
@@ -196,12 +196,6 @@ class CalibrationFilterInput(QueryFilterInput):
         if campaign is None:
             raise serializers.ValidationError(f"no campaign {value} that you may open")
         return campaign
-
-    def validate(self, attrs):
-        since, until = attrs.get("since"), attrs.get("until")
-        if since and until and since > until:
-            raise serializers.ValidationError({"until": ["must be on or after since"]})
-        return attrs
 
 
 class CriterionCalibrationOutput(serializers.Serializer):
@@ -332,13 +326,10 @@ class CoverageApi(APIView):
 
 
 class FunnelFilterInput(QueryFilterInput):
-    since = serializers.DateField(required=False, input_formats=["iso-8601"])
-    until = serializers.DateField(required=False, input_formats=["iso-8601"])
     campaign = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
     by = serializers.ChoiceField(required=False, choices=list(GROUPS))
 
     validate_campaign = CalibrationFilterInput.validate_campaign
-    validate = CalibrationFilterInput.validate
 
 
 class FunnelRowOutput(serializers.Serializer):

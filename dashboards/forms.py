@@ -29,11 +29,9 @@ def unknown_parameters(names: Iterable[str], allowed: Iterable[str]) -> list[str
     return sorted(set(names) - set(allowed))
 
 
-class AgreementFilterForm(forms.Form):
+class DateRangeForm(forms.Form):
     since = forms.DateField(required=False, input_formats=["%Y-%m-%d"], help_text="YYYY-MM-DD")
     until = forms.DateField(required=False, input_formats=["%Y-%m-%d"], help_text="YYYY-MM-DD")
-    sub_emotion = forms.CharField(required=False, max_length=32, validators=[sub_emotion_exists])
-    model = forms.CharField(required=False, max_length=100, validators=[model_exists])
 
     def clean(self):
         data = super().clean()
@@ -41,6 +39,11 @@ class AgreementFilterForm(forms.Form):
         if since and until and since > until:
             self.add_error("until", "must be on or after since")
         return data
+
+
+class AgreementFilterForm(DateRangeForm):
+    sub_emotion = forms.CharField(required=False, max_length=32, validators=[sub_emotion_exists])
+    model = forms.CharField(required=False, max_length=100, validators=[model_exists])
 
     def filters(self) -> AgreementFilters:
         data = self.cleaned_data
@@ -60,18 +63,6 @@ def prompt_version_exists(value: str) -> None:
 def category_exists(value: str) -> None:
     if value and not EmotionCategory.objects.filter(key=value).exists():
         raise ValidationError(f"no emotion category with the key {value!r} (keys look like anxiety)")
-
-
-class DateRangeForm(forms.Form):
-    since = forms.DateField(required=False, input_formats=["%Y-%m-%d"], help_text="YYYY-MM-DD")
-    until = forms.DateField(required=False, input_formats=["%Y-%m-%d"], help_text="YYYY-MM-DD")
-
-    def clean(self):
-        data = super().clean()
-        since, until = data.get("since"), data.get("until")
-        if since and until and since > until:
-            self.add_error("until", "must be on or after since")
-        return data
 
 
 class CalibrationFilterForm(DateRangeForm):
