@@ -24,6 +24,24 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class Structure:
+    """What an answer must be, for a backend to enforce while it decodes (never left to parsing luck).
+
+    Exactly one field is set: ``choices`` (the answer is one of these strings, exactly), ``regex`` (the answer
+    matches it whole) or ``json_schema`` (the answer is one JSON value valid against this schema, given as JSON
+    text so that the structure stays hashable and comparable).
+    """
+
+    choices: tuple[str, ...] = ()
+    regex: str = ""
+    json_schema: str = ""
+
+    def __post_init__(self):
+        if sum(map(bool, (self.choices, self.regex, self.json_schema))) != 1:
+            raise ValueError("a structure is exactly one of choices, regex or json_schema")
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     max_new_tokens: int = 96
     temperature: float = 0.7
@@ -31,6 +49,8 @@ class SamplingParams:
     # Small models loop on the same sentence without it.
     repetition_penalty: float = 1.0
     seed: int = 0
+    # What the answer must be (a label, a score, a JSON object), enforced while decoding; None for free text.
+    structure: Structure | None = None
     # Called between decode steps and while waiting for a model server; it raises to stop the call (a cancelled
     # run: generation.runwatch). Not a sampling parameter: never sent, never compared.
     interrupt: Callable[[], None] | None = field(default=None, compare=False, repr=False)
