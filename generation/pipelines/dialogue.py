@@ -244,14 +244,18 @@ def supervise(
             else:
                 scores[dim] = {"score": answer[0], "reason": answer[1]}
         feedback = chunk[-1]
+        # A supervision is whole or it failed: a mean of the scores that happened to be read would judge the
+        # dialogue on fewer criteria than it claims (one of five read would stand for all five).
         review = {
             "turns": state.turns,
             "scores": scores,
-            "mean": round(sum(s["score"] for s in scores.values()) / len(scores), 2) if scores else None,
+            "mean": None if unparsed else round(sum(s["score"] for s in scores.values()) / len(scores), 2),
             "feedback": "" if isinstance(feedback, AgentOutputError) else feedback,
         }
         if unparsed:
             review["unparsed"] = unparsed
+            review["error"] = "scores_unread"
+            usage.stats["supervision_failed"] += 1
         reviews.append(review)
     return reviews
 

@@ -235,3 +235,25 @@ def test_run_create_refuses_bad_requests_and_writes_nothing(taxonomy, kwargs, me
     with pytest.raises(ValidationError, match=message):
         run_create(**args)
     assert not GenerationRun.objects.exists()
+
+
+def test_a_supervision_with_any_score_unread_has_no_mean_and_regenerates_nothing(run):
+    """One score of five unread: the supervision failed. It keeps the four scores and the raw answer, but no mean
+    stands for the dialogue, none is below the threshold, and the candidate's supervisor score is None."""
+
+    def reply(prompt, call):
+        if speaker(prompt) == "supervisor_score" and "Empathy" in prompt[-1]["content"]:
+            return "I would rather not say."
+        return default_reply(prompt, call)
+
+    run_execute(run_id=run.pk, backend=ScriptedBackend(reply))
+    run.refresh_from_db()
+    assert (run.status, run.done) == ("succeeded", 5)
+    assert run.stats["supervision_failed"] == 5 and "regenerated" not in run.stats
+    for candidate in run.candidates.all():
+        supervisor = candidate.ai_review["supervisor"]
+        assert supervisor["score"] is None
+        [attempt] = supervisor["attempts"]
+        assert attempt["mean"] is None and attempt["error"] == "scores_unread"
+        assert list(attempt["unparsed"].values()) == ["I would rather not say."]
+        assert len(attempt["scores"]) == 4 and all(s["score"] == 4 for s in attempt["scores"].values())
