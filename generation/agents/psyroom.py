@@ -158,6 +158,12 @@ def parse_score(raw: str) -> tuple[int, str]:
     return int(match.group(1)), reason[:500]
 
 
+def parse_reason(raw: str) -> str:
+    """The reason the supervisor gives after its score (the score itself was a constrained choice); it may be empty:
+    the score stands without it."""
+    return _trim_to_sentence(raw.strip().lstrip(" -–—:.)").strip()[:500]) if raw.strip() else ""
+
+
 def parse_feedback(raw: str) -> str:
     text = raw.strip()
     if len(text) < 10:

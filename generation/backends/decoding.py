@@ -5,10 +5,12 @@
 - ``decode`` samples token by token; a row that has ended leaves the batch at once.
 - ``RoomyLayer`` writes each step's keys and values into room kept free, instead of copying the cache every step.
 - ``pack_output_layer``: on the CPU in float32, the output layer's weight is laid out once for oneDNN.
+- ``rank_choices``: a constrained choice, by the log-probability of each allowed answer.
 
 This module imports torch and transformers; ``generation.backends.local`` imports it only when a model is loaded.
 """
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,9 @@ SHARED_START_MIN_TOKENS = 32
 # The store keeps keys and values of this many tokens in all: about the last three calls of a lockstep batch of 8
 # dialogues (46 kB a token for the bundled model; about 128 kB for a 7B model with grouped-query attention).
 KV_STORE_TOKENS = 16_384
+# A constrained choice runs this many allowed answers at a time, each on its own copy of the prompt's keys and
+# values (the 35 sub-emotion keys at once would copy a classifier prompt's 46 MB, in float32, 35 times).
+CHOICE_ROWS = 8
 # Sampling keeps the k most likely tokens before the top-p cut, as transformers does by default.
 TOP_K = 50
 
@@ -168,6 +173,42 @@ def decode(model, batch: Batch, params, *, eos: int, vocabulary: int, store: KVS
             step_ids, step_positions = step_ids[stay], step_positions[stay]
     store.add_rows(tokens[:, :-1], mask[:, :-1], cache, list(range(len(live))))
     return answers
+
+
+def rank_choices(model, prompt: list[int], choices: list[list[int]], *, rows: int = CHOICE_ROWS) -> list[float]:
+    """The log-probability of each of ``choices`` (token ids, each ending with the end-of-turn token, so that a
+    label is scored whole: ``anxiety.1`` then the end, not the start of ``anxiety.10``) as the answer to
+    ``prompt``.
+
+    The prompt is run once; its keys and values are repeated for ``rows`` choices at a time, which run as one
+    right-padded batch on top of them (padding after a choice's end cannot change its own tokens' scores).
+    """
+    device = model.device
+    out = model(input_ids=torch.tensor([prompt], device=device), use_cache=True)
+    first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+    scores = []
+    for start in range(0, len(choices), rows):
+        group = choices[start : start + rows]
+        last = start + rows >= len(choices)
+        # The last group may take the prompt's own cache; the others take a copy (a group's tokens are written
+        # into the cache it runs on).
+        cache = out.past_key_values if last else copy.deepcopy(out.past_key_values)
+        cache.batch_repeat_interleave(len(group))
+        width = max(len(c) for c in group)
+        ids = torch.zeros(len(group), width, dtype=torch.long, device=device)
+        mask = torch.zeros(len(group), len(prompt) + width, dtype=torch.long, device=device)
+        mask[:, : len(prompt)] = 1
+        for row, choice in enumerate(group):
+            ids[row, : len(choice)] = torch.tensor(choice, device=device)
+            mask[row, len(prompt) : len(prompt) + len(choice)] = 1
+        positions = torch.arange(len(prompt), len(prompt) + width, device=device).expand(len(group), -1)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache).logits
+        rest = torch.log_softmax(logits.float(), dim=-1)
+        for row, choice in enumerate(group):
+            # Token 0 follows the prompt; token j follows the choice's token j - 1.
+            total = first[choice[0]] + sum(rest[row, j - 1, choice[j]] for j in range(1, len(choice)))
+            scores.append(float(total))
+    return scores
 
 
 def seen_tokens(tokens, mask, vocabulary: int):

@@ -129,6 +129,8 @@ class TransformersBackend:
 
         if not prompts:
             return []
+        if params.structure is not None:
+            return self._choose(prompts, params)
         texts = [self._chat_text(prompt) for prompt in prompts]
         rows = [torch.tensor(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         vocabulary = max(len(self.tokenizer), self.model.config.get_text_config().vocab_size)
@@ -148,3 +150,40 @@ class TransformersBackend:
             )
             for row, answer in zip(rows, answers, strict=True)
         ]
+
+    def _choose(self, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
+        """Each prompt's answer among ``params.structure.choices``: the most likely one, whole (ranked by the
+        log-probability of its tokens and the end of the turn; no sampling, so every answer is one of them).
+
+        Regular expressions and JSON schemas are enforced by a model server (``OpenAIBackend`` with vLLM's
+        structured outputs); this backend refuses them rather than answer unconstrained."""
+        import torch
+
+        from . import decoding
+
+        structure = params.structure
+        assert structure is not None
+        if not structure.choices:
+            raise ModelLoadError(
+                f"model spec {self.name!r}: the transformers backend enforces a choice of answers only; a regular "
+                "expression or a JSON schema needs a model server with structured outputs (the openai backend)"
+            )
+        eos = self.tokenizer.eos_token_id
+        encoded = self.tokenizer(list(structure.choices), add_special_tokens=False)["input_ids"]
+        choices = [list(ids) + [eos] for ids in encoded]
+        completions = []
+        with torch.inference_mode():
+            for prompt in prompts:
+                if params.interrupt is not None:
+                    params.interrupt()
+                ids = self.tokenizer(self._chat_text(prompt), add_special_tokens=False)["input_ids"]
+                scores = decoding.rank_choices(self.model, list(ids), choices)
+                best = max(range(len(scores)), key=scores.__getitem__)
+                completions.append(
+                    Completion(
+                        text=structure.choices[best],
+                        prompt_tokens=len(ids),
+                        completion_tokens=len(choices[best]),
+                    )
+                )
+        return completions

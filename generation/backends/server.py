@@ -185,6 +185,21 @@ class OpenAIBackend:
         if continues_answer(prompt):
             body["continue_final_message"] = True
             body["add_generation_prompt"] = False
+        structure = params.structure
+        if structure is not None:
+            # A JSON schema the OpenAI way (vLLM and SGLang honour it too); a choice or a regular expression as
+            # vLLM's structured outputs. The answer is still read by the agent's parser: a server that ignored the
+            # constraint gives text the parser refuses, with its raw text kept.
+            if structure.json_schema:
+                schema = json.loads(structure.json_schema)
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "answer", "schema": schema, "strict": True},
+                }
+            elif structure.choices:
+                body["structured_outputs"] = {"choice": list(structure.choices)}
+            else:
+                body["structured_outputs"] = {"regex": structure.regex}
         return body
 
     def _complete(self, body: dict) -> Completion:

@@ -25,6 +25,7 @@ from ..agents.psyroom import (
     counselor_messages,
     parse_emotion,
     parse_feedback,
+    parse_reason,
     parse_risk,
     parse_score,
     parse_strategy,
@@ -34,7 +35,7 @@ from ..agents.psyroom import (
     supervisor_feedback_messages,
     supervisor_score_messages,
 )
-from ..backends.base import Backend, Completion, SamplingChange, SamplingParams
+from ..backends.base import Backend, Completion, SamplingChange, SamplingParams, Structure
 
 PROMPT_VERSION = "v1"
 PIPELINE = "dialogue"
@@ -43,6 +44,8 @@ RETRIES = 1
 RECONSTRUCT_MAX_TURNS = 40
 # Judges answer briefly and should not be creative.
 JUDGE_SAMPLING: SamplingChange = {"max_new_tokens": 64, "temperature": 0.3}
+# The supervisor's score of one dimension: one of these, enforced while decoding.
+SCORE_CHOICES = Structure(choices=("1", "2", "3", "4", "5"))
 
 
 @dataclass
@@ -220,30 +223,40 @@ def generate_dialogues(
 def supervise(
     backend: Backend, states: list[DialogueState], *, sampling: SamplingParams, version: str, usage: Usage
 ) -> list[dict]:
-    """Score each dialogue on every dimension with reasons, and write feedback: one batched call (and a retry)."""
+    """Score each dialogue on every dimension with reasons, and write feedback: two batched calls (and retries).
+
+    Each score is a constrained choice among 1 to 5, so every answer is a score; then, with the score given as the
+    start of the answer, the supervisor writes its reason, in the same batch as the feedback."""
     report_stage(backend, "supervisor")
     judge = replace(sampling, **JUDGE_SAMPLING)
     dims = list(SUPERVISOR_DIMENSIONS)
-    prompts = []
-    for state in states:
-        prompts += [supervisor_score_messages(version=version, turns=state.turns, dimension=d) for d in dims]
-        prompts.append(supervisor_feedback_messages(version=version, turns=state.turns))
-    per = len(dims) + 1
+    score_prompts = [
+        supervisor_score_messages(version=version, turns=state.turns, dimension=d) for state in states for d in dims
+    ]
+    scored = call_agents(
+        backend, score_prompts, lambda i, c: parse_score(c.text)[0], replace(judge, structure=SCORE_CHOICES), usage
+    )
+    # The reasons (for the scores read) and the feedback, in one call.
+    read = [i for i, score in enumerate(scored) if not isinstance(score, AgentOutputError)]
+    prompts = [[*score_prompts[i], {"role": "assistant", "content": f"{scored[i]} - "}] for i in read]
+    prompts += [supervisor_feedback_messages(version=version, turns=state.turns) for state in states]
 
     def parse(i: int, completion: Completion):
-        return parse_feedback(completion.text) if i % per == per - 1 else parse_score(completion.text)
+        return parse_reason(completion.text) if i < len(read) else parse_feedback(completion.text)
 
     answers = call_agents(backend, prompts, parse, judge, usage)
+    reasons = dict(zip(read, answers, strict=False))
+    feedbacks = answers[len(read) :]
     reviews = []
     for n, state in enumerate(states):
-        chunk = answers[n * per : (n + 1) * per]
         scores, unparsed = {}, {}
-        for dim, answer in zip(dims, chunk[:-1], strict=True):
-            if isinstance(answer, AgentOutputError):
-                unparsed[dim] = answer.raw
+        for k, dim in enumerate(dims):
+            score = scored[n * len(dims) + k]
+            if isinstance(score, AgentOutputError):
+                unparsed[dim] = score.raw
             else:
-                scores[dim] = {"score": answer[0], "reason": answer[1]}
-        feedback = chunk[-1]
+                scores[dim] = {"score": score, "reason": reasons[n * len(dims) + k]}
+        feedback = feedbacks[n]
         # A supervision is whole or it failed: a mean of the scores that happened to be read would judge the
         # dialogue on fewer criteria than it claims (one of five read would stand for all five).
         review = {
@@ -273,9 +286,10 @@ def classify(
     """Label each dialogue with one sub-emotion of the taxonomy and record whether it agrees with the target."""
     report_stage(backend, "emotion classifier")
     prompts = [classifier_messages(version=version, turns=s.turns, labels=labels) for s in states]
-    answers = call_agents(
-        backend, prompts, lambda i, c: parse_emotion(c.text, labels=labels), replace(sampling, **JUDGE_SAMPLING), usage
-    )
+    # A constrained choice among the taxonomy's keys: every answer is a label (still parsed: a model server that
+    # ignored the constraint is caught there).
+    params = replace(sampling, **JUDGE_SAMPLING, structure=Structure(choices=tuple(labels)))
+    answers = call_agents(backend, prompts, lambda i, c: parse_emotion(c.text, labels=labels), params, usage)
     for state, answer in zip(states, answers, strict=True):
         if isinstance(answer, AgentOutputError):
             state.emotion = {"label": None, "error": answer.reason, "raw": answer.raw, "target": target}

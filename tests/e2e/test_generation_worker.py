@@ -12,7 +12,7 @@ from kombu import Connection
 
 from generation import schemas, selectors
 from generation.backends.local import auto_dtype
-from generation.models import Candidate, CandidateKind, GenerationRun
+from generation.models import Candidate, CandidateKind, GenerationRun, SubEmotion
 from generation.services import runs as run_services
 from generation.services.modelspecs import modelspec_get_default
 from generation.services.runs import run_create
@@ -70,20 +70,25 @@ def test_a_worker_supervises_regenerates_labels_and_writes_plans(taxonomy, tmp_p
         assert run.stats.get("regenerated", 0) >= 1, run.stats
 
         dialogues = list(Candidate.objects.filter(run=run).order_by("run_index"))
+        taxonomy_keys = set(SubEmotion.objects.values_list("key", flat=True))
+        assert "supervision_failed" not in run.stats and "label_outside_taxonomy" not in run.stats, run.stats
         attempts = [len(d.ai_review["supervisor"]["attempts"]) for d in dialogues]
         assert max(attempts) == 2, attempts
         for dialogue in dialogues:
             supervisor = dialogue.ai_review["supervisor"]
             assert supervisor["threshold"] == 5.0
             for attempt in supervisor["attempts"]:
-                assert set(attempt["scores"]) <= {"problem_orientation", "expression", "empathy",
+                # Every score is a constrained choice: all five are read, every time.
+                assert set(attempt["scores"]) == {"problem_orientation", "expression", "empathy",
                                                   "interactive_communication", "safety"}  # fmt: skip
                 assert all(1 <= s["score"] <= 5 for s in attempt["scores"].values())
+                assert "unparsed" not in attempt and attempt["mean"] is not None
             # The kept turns are those of one of the attempts.
             assert dialogue.content["turns"] in [a["turns"] for a in supervisor["attempts"]]
             emotion = dialogue.ai_review["emotion"]
             assert emotion["target"] == "anxiety.1"
-            assert emotion["label"] is None or emotion["agrees"] == (emotion["label"] == "anxiety.1")
+            # The label is a constrained choice among the taxonomy's keys: never unread, never outside it.
+            assert emotion["label"] in taxonomy_keys and emotion["agrees"] == (emotion["label"] == "anxiety.1")
             assert dialogue.lineage["prompt_version"] == "dialogue/v1"
             assert dialogue.lineage["runtime"] == {"device": "cpu", "dtype": auto_dtype("cpu")}
         assert any(d.ai_review["emotion"]["label"] for d in dialogues), [d.ai_review["emotion"] for d in dialogues]

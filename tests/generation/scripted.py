@@ -74,6 +74,9 @@ def default_reply(prompt, call):
     if agent == "client":
         return "I keep worrying that I will fail my exams."
     if agent == "supervisor_score":
+        # The score is asked first (a choice); then its reason, the score given as the start of the answer.
+        if prompt[-1]["role"] == "assistant":
+            return "The counselor stays with the client's worry."
         return "4 - The counselor stays with the client's worry."
     if agent == "supervisor_feedback":
         return "Ask about concrete situations. Reflect feelings before giving advice."

@@ -305,3 +305,40 @@ def test_backend_for_refuses_a_spec_without_a_base_url(monkeypatch):
     monkeypatch.setattr(loading, "_loaded", {})
     with pytest.raises(ModelLoadError, match="needs a base_url"):
         backend_for(spec())
+
+
+@pytest.mark.parametrize(
+    ("structure", "sent"),
+    [
+        ({"choices": ("anxiety.1", "sadness.3")}, {"structured_outputs": {"choice": ["anxiety.1", "sadness.3"]}}),
+        ({"regex": "[1-5]"}, {"structured_outputs": {"regex": "[1-5]"}}),
+        (
+            {"json_schema": '{"type": "object", "properties": {"score": {"type": "integer"}}}'},
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "answer",
+                        "schema": {"type": "object", "properties": {"score": {"type": "integer"}}},
+                        "strict": True,
+                    },
+                }
+            },  # fmt: skip
+        ),
+    ],
+)
+def test_a_structure_is_sent_as_the_server_s_structured_output_parameters(serve, structure, sent):
+    from generation.backends.base import Structure
+
+    server = serve(ok("anxiety.1"))
+    params = SamplingParams(max_new_tokens=8, seed=1, structure=Structure(**structure))
+    [completion] = backend(server).generate([PROMPT], params)
+    assert completion.text == "anxiety.1"
+    [body] = server.bodies
+    assert {k: v for k, v in body.items() if k in ("structured_outputs", "response_format")} == sent
+
+
+def test_without_a_structure_no_structured_output_parameter_is_sent(serve):
+    server = serve(ok())
+    backend(server).generate([PROMPT], SamplingParams())
+    assert not {"structured_outputs", "response_format"} & set(server.bodies[0])

@@ -124,3 +124,47 @@ def test_a_prompt_that_starts_the_answer_is_continued(bundled):
     # The continuation is what the model writes after "Risk level:", alone as in a batch.
     assert continued.text == _plain(bundled, [started])[0].text
     assert fresh.text == _plain(bundled, [question])[0].text
+
+
+def _full_forward_scores(backend, prompt, choices, torch):
+    """Each choice's log-probability computed the plain way: prompt and choice run together, nothing reused."""
+    ids = backend.tokenizer(backend._chat_text(prompt), add_special_tokens=False)["input_ids"]
+    eos = backend.tokenizer.eos_token_id
+    scores = []
+    for choice in choices:
+        tail = list(backend.tokenizer(choice, add_special_tokens=False)["input_ids"]) + [eos]
+        row = torch.tensor([list(ids) + tail])
+        logprobs = torch.log_softmax(backend.model(input_ids=row).logits[0].float(), dim=-1)
+        scores.append(float(sum(logprobs[len(ids) + j - 1, token] for j, token in enumerate(tail))))
+    return scores
+
+
+@pytest.mark.e2e
+def test_a_choice_is_ranked_as_a_plain_forward_pass_ranks_it_and_is_always_one_of_the_choices(bundled, torch, decoding):
+    from generation.backends.base import Structure
+
+    # Labels that share a start ("anxiety.1" / "anxiety.10") must be scored whole, end of turn included.
+    choices = ("anxiety.1", "anxiety.10", "sadness.3", "anger.2")
+    prompt = [{"role": "user", "content": "Which label fits 'I cannot sleep before exams'? Answer with a key."}]
+    ids = bundled.tokenizer(bundled._chat_text(prompt), add_special_tokens=False)["input_ids"]
+    eos = bundled.tokenizer.eos_token_id
+    rows = [list(bundled.tokenizer(c, add_special_tokens=False)["input_ids"]) + [eos] for c in choices]
+    with torch.inference_mode():
+        ranked = decoding.rank_choices(bundled.model, list(ids), rows)
+        in_pairs = decoding.rank_choices(bundled.model, list(ids), rows, rows=3)  # groups of 3 and 1
+        plain = _full_forward_scores(bundled, prompt, choices, torch)
+    assert ranked == pytest.approx(plain, abs=1e-3) and in_pairs == pytest.approx(plain, abs=1e-3)
+    params = SamplingParams(max_new_tokens=8, structure=Structure(choices=choices))
+    prompts = [prompt, [{"role": "user", "content": "Say something unrelated, anything at all."}]]
+    answers = bundled.generate(prompts, params)
+    assert all(a.text in choices and not a.truncated for a in answers)
+    assert answers[0].text == choices[max(range(len(plain)), key=plain.__getitem__)]
+
+
+@pytest.mark.e2e
+def test_a_regex_or_a_json_schema_is_refused_rather_than_answered_unconstrained(bundled):
+    from generation.backends.base import ModelLoadError, Structure
+
+    for structure in (Structure(regex="[1-5]"), Structure(json_schema='{"type": "integer"}')):
+        with pytest.raises(ModelLoadError, match="needs a model server with structured outputs"):
+            bundled.generate([[{"role": "user", "content": "Score it."}]], SamplingParams(structure=structure))

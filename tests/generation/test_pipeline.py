@@ -84,9 +84,9 @@ def test_run_execute_saves_candidates_with_lineage_and_revision_zero(run):
     run_execute(run_id=run.pk, backend=backend)
     run.refresh_from_db()
     assert (run.status, run.done, run.failed) == ("succeeded", 5, 0)
-    # chunks of 2, 2, 1: four turns, one supervisor call and one classifier call each (the bundled model's run does
-    # not ask the risk agent unless told: risk_agent_default)
-    assert len(backend.calls) == 3 * (4 + 1 + 1)
+    # chunks of 2, 2, 1: four turns, two supervisor calls (the scores, then their reasons with the feedback) and
+    # one classifier call each (the bundled model's run does not ask the risk agent unless told: risk_agent_default)
+    assert len(backend.calls) == 3 * (4 + 2 + 1)
     candidates = list(run.candidates.order_by("run_index"))
     assert [c.run_index for c in candidates] == [0, 1, 2, 3, 4]
     assert candidates[0].lineage["model"] == "smollm2-135m-instruct"
@@ -163,7 +163,7 @@ def test_a_cancel_between_two_status_reads_still_saves_nothing_of_the_chunk_in_f
     run_execute(run_id=run.pk, backend=backend)
     run.refresh_from_db()
     assert run.status == "cancelled"
-    assert len(backend.calls) <= 6  # at most the first chunk: four turns, the supervisor, the classifier
+    assert len(backend.calls) <= 7  # at most the first chunk: four turns, two supervisor calls, the classifier
     assert (run.done, run.failed, run.prompt_tokens) == (0, 0, 0)
     assert not Candidate.objects.filter(run=run).exists()
 
@@ -205,8 +205,9 @@ def test_progress_moves_with_every_turn_of_the_chunk_in_flight(run, monkeypatch)
                                    ("turn 4 of 4", 3, 30, 0)]  # fmt: skip
     run.refresh_from_db()
     # Saved chunks carry their tokens in the totals; nothing is in flight once the run has finished.
-    # Five dialogues of eleven prompts (four turns, six supervisor prompts, the classifier), five tokens each.
-    assert (run.status, run.chunk_progress, run.completion_tokens) == ("succeeded", {}, 5 * 11 * 5)
+    # Five dialogues of sixteen prompts (four turns; five scores, their five reasons and the feedback from the
+    # supervisor; the classifier), five tokens each.
+    assert (run.status, run.chunk_progress, run.completion_tokens) == ("succeeded", {}, 5 * 16 * 5)
     assert run.heartbeat_at is not None
 
 
