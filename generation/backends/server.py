@@ -142,6 +142,14 @@ class OpenAIBackend:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.batch_size = max(1, batch_size)
+        # What the server said it ran, from its answers (``runtime``).
+        self._served: dict[str, str] = {}
+
+    @property
+    def runtime(self) -> dict:
+        """What a candidate's lineage records beside the spec: the model the server said it ran (its ``model``
+        field, which names the weights it loaded) and its ``system_fingerprint`` where it gives one."""
+        return dict(self._served)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
         if not prompts:
@@ -256,6 +264,11 @@ class OpenAIBackend:
             raise malformed("no choices[0].message.content")
         usage = payload.get("usage")
         usage = usage if isinstance(usage, dict) else {}
+        for field, key in (("model", "server_model"), ("system_fingerprint", "server_fingerprint")):
+            value = payload.get(field)
+            if isinstance(value, str) and value:
+                # Untrusted: kept short, on one line.
+                self._served[key] = " ".join(value.split())[:200]
         return Completion(
             text=content,
             prompt_tokens=_token_count(usage.get("prompt_tokens")),

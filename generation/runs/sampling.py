@@ -46,7 +46,7 @@ def run_sampling(run: GenerationRun, seed: int) -> SamplingParams:
 def run_lineage(run: GenerationRun, backend: Backend, *, pipeline: str, chunk: list[int], extra: dict) -> dict:
     """What a generated candidate records of how it was made: the model, its runtime, the prompt version, the seed,
     the chunk and the run's parameters, with ``extra``."""
-    # The device and dtype the model ran in (an in-process model; a server decides its own).
+    # The device and dtype an in-process model ran in, or the model a server said it ran.
     runtime = getattr(backend, "runtime", None)
     return {
         "model": run.model_spec.name,
