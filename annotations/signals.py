@@ -1,5 +1,5 @@
-"""Receivers: role changes and two-factor sign-in events are audited, and a candidate regenerated from a campaign
-joins that campaign.
+"""Receivers: role changes, two-factor sign-in events and run starts are audited, and a candidate regenerated from a
+campaign joins that campaign.
 
 Registered in ``AnnotationsConfig.ready``. generation/ knows nothing of campaigns: a regeneration run carries the
 campaign in its target (``{"parent", "feedback", "campaign"}``), and the candidate it saves is matched here.
@@ -10,8 +10,9 @@ from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
 from accounts.services import otp_event
-from generation.models import Candidate
+from generation.models import Candidate, GenerationRun
 from generation.services.candidates import candidates_created
+from generation.services.runs import run_created
 
 from .models import AuditEvent, CampaignItem
 
@@ -49,6 +50,25 @@ def audit_group_change(sender, instance, action, reverse, model, pk_set, **kwarg
 def audit_otp_event(sender, user, actor, action, data, **kwargs):
     """Enrolment, removal, unlocking and every refused code (accounts.services) are in the audit trail."""
     AuditEvent.objects.create(actor=actor, action=action, data={"user": user.pk, **data})
+
+
+@receiver(run_created, sender=GenerationRun, dispatch_uid="annotations.audit_run_created")
+def audit_run_created(sender, run: GenerationRun, actor, **kwargs):
+    """Every run start is in the audit trail: its kind, size, model and what it was asked to write."""
+    targets = run.targets or []
+    critique = any(isinstance(t, dict) and "feedback" in t for t in targets)
+    AuditEvent.objects.create(
+        actor=actor,
+        action="run.create",
+        data={
+            "run": run.pk,
+            "kind": run.kind,
+            "count": run.count,
+            "model_spec": run.model_spec.name,
+            "sub_emotion": run.sub_emotion.key if run.sub_emotion else None,
+            "regeneration": critique,
+        },
+    )
 
 
 @receiver(candidates_created, sender=Candidate, dispatch_uid="annotations.join_parent_campaign_bulk")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import campaigns, candidates, courses, questions
+from .views import activity, campaigns, candidates, courses, questions
 
 app_name = "annotations"
 urlpatterns = [
@@ -53,6 +53,8 @@ urlpatterns = [
         campaigns.campaign_regenerate,
         name="campaign_regenerate",
     ),
+    # The audit trail for curators (annotations/views/activity.py)
+    path("activity/", activity.activity_page, name="activity"),
     path("adjudication/", campaigns.adjudication_list, name="adjudication_list"),
     path("adjudication/<int:item_id>/", campaigns.adjudication_item, name="adjudication_item"),
     path("adjudication/<int:item_id>/sign-off/", campaigns.adjudication_sign_off, name="adjudication_sign_off"),

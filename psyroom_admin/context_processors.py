@@ -20,6 +20,7 @@ def user_roles(request) -> dict:
         # Dashboards (dashboards/): everyone with a role; a counselor sees only their own numbers there.
         "can_see_dashboards": roles.user_can_see_candidates(request.user),
         "can_adjudicate": roles.user_can_sign_off_risk(request.user),
+        "can_read_audit": roles.user_can_read_audit(request.user),
         "can_enrol_otp": roles.user_can_enrol_otp(request.user),
         # A session still owing its two-factor code (or an enrolment) is shown no navigation: none of it would open.
         "otp_pending": _otp_step(request) is not None,

@@ -16,6 +16,8 @@ SIGNERS = (SENIOR_CLINICIAN,)
 RUNNERS = (CURATOR, ADMIN)
 # Who may create, build and download dataset releases (releases/).
 RELEASE_MANAGERS = (CURATOR, ADMIN)
+# Who may read the audit trail in the product (the activity page): imports, runs, reviews, sign-offs, exports.
+AUDIT_READERS = (CURATOR, ADMIN)
 # Who may add, change and delete model specs: a spec says which server the worker sends requests to, and with which
 # credential, so curators only look at them.
 MODEL_SPEC_EDITORS = (ADMIN,)
@@ -87,6 +89,10 @@ def user_can_sign_off_risk(user) -> bool:
 
 def user_can_run_generation(user) -> bool:
     return user_has_role(user, *RUNNERS)
+
+
+def user_can_read_audit(user) -> bool:
+    return user_has_role(user, *AUDIT_READERS)
 
 
 def user_can_edit_model_specs(user) -> bool:

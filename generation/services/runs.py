@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import DateTimeField, F, Q, Value
 from django.db.models.functions import Coalesce
+from django.dispatch import Signal
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -28,6 +29,10 @@ from ..runwatch import RunClosed, RunWatch
 from ..selectors import runs_waiting, stalled_q
 from .candidates import candidates_save_new
 from .modelspecs import modelspec_get_default
+
+# Sent with the run ``run_create`` has just made and who made it (None from the command line), inside its
+# transaction: annotations writes it into the audit trail.
+run_created = Signal()
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +164,7 @@ def run_create(
             parameters=params,
             created_by=created_by,
         )
+        run_created.send(sender=GenerationRun, run=run, actor=created_by)
         transaction.on_commit(lambda: run_queue(run.pk))
     return run
 
