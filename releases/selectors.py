@@ -7,7 +7,8 @@ from generation import selectors as gen_selectors
 from generation.models import Candidate
 from psyroom_admin import roles
 
-from .models import Release
+from .agreement import campaigns_agreeing
+from .models import Release, ReleaseItem
 
 
 def release_list_for(*, user) -> QuerySet[Release]:
@@ -41,9 +42,23 @@ def release_selection(*, spec: dict, kind: str) -> QuerySet[Candidate]:
         qs = qs.filter(run__model_spec__name__in=spec["model_specs"])
     if spec["prompt_versions"]:
         qs = qs.filter(run__prompt_version__in=spec["prompt_versions"])
+    if spec.get("min_agreement") is not None:
+        agreeing = campaigns_agreeing(floor=spec["min_agreement"])
+        qs = qs.filter(pk__in=CampaignItem.objects.filter(campaign_id__in=agreeing).values("candidate_id"))
     return qs.order_by("id")
 
 
 def release_selection_count(*, spec: dict) -> dict[str, int]:
     """How many candidates of each kind the spec's database filters select (before the review thresholds)."""
     return {kind: release_selection(spec=spec, kind=kind).count() for kind in spec["kinds"]}
+
+
+def release_items_visible() -> QuerySet[ReleaseItem]:
+    """The candidates ready releases hold, one row per release, format and candidate. A building release's rows
+    are not in it (they are written while its files are), nor a failed or cancelled one's (deleted)."""
+    return ReleaseItem.objects.filter(release__status=Release.Status.READY)
+
+
+def released_candidate_ids() -> QuerySet:
+    """The ids of the candidates at least one ready release holds (a subquery: ``pk__in=released_candidate_ids()``)."""
+    return release_items_visible().order_by().values("candidate_id").distinct()

@@ -56,7 +56,7 @@ def test_a_bad_spec_exits_naming_the_field(taxonomy, tmp_path):
 
 def test_a_failed_build_exits_1(taxonomy, spec_file, monkeypatch):
     factories.make_candidate(status="approved")
-    monkeypatch.setattr(services, "_build_into", lambda folder, spec: 1 / 0)
+    monkeypatch.setattr(services, "_build_into", lambda folder, spec, **kwargs: 1 / 0)
     with pytest.raises(CommandError, match="failed: ZeroDivisionError"):
         run("build", str(spec_file))
     assert Release.objects.get().status == "failed"
