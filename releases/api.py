@@ -154,6 +154,36 @@ class ReleaseDetailApi(APIView):
         return Response(ReleaseDetailOutput(_release(request, pk)).data)
 
 
+class ReleaseCancelConflict(serializers.Serializer):
+    detail = serializers.CharField()
+    status = serializers.CharField(help_text="the release's status, unchanged")
+
+
+class ReleaseCancelApi(APIView):
+    permission_classes = [CanSeeCandidates]
+
+    @extend_schema(
+        operation_id="releases_cancel",
+        summary="Cancel a queued or building release; its build stops at its next batch and leaves no files "
+        "(curators and admins)",
+        request=None,
+        responses={
+            200: ReleaseDetailOutput,
+            409: OpenApiResponse(ReleaseCancelConflict, description="the release is ready, failed or cancelled"),
+        },
+        tags=["releases"],
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        release = _release(request, pk)
+        try:
+            release = services.release_cancel(release=release, user=request.user)
+        except DjangoValidationError as error:
+            body = {"detail": " ".join(error.messages), "status": release.status}
+            return Response(ReleaseCancelConflict(body).data, status=status.HTTP_409_CONFLICT)
+        return Response(ReleaseDetailOutput(release).data)
+
+
 class ReleaseFileApi(APIView):
     permission_classes = [CanSeeCandidates]
 
