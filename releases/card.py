@@ -32,6 +32,8 @@ TASKS = {
     "dpo": ["text-generation"],
     "grpo": ["question-answering", "text-generation"],
     "reasoning-sft": ["question-answering", "text-generation"],
+    "courses": ["text-generation"],
+    "plans": ["text-generation"],
 }
 FORMAT_TEXT = {
     "sft": "chat `messages` (TRL SFTTrainer, OpenAI fine-tuning)",
@@ -39,6 +41,9 @@ FORMAT_TEXT = {
     "dpo": "preference pairs from counselor edits (`prompt`, `chosen`, `rejected`; TRL DPOTrainer)",
     "grpo": "hard closed questions with their verified answer (`prompt`, `answer`)",
     "reasoning-sft": "easy questions with their best rationale as `<think>` reasoning (`messages`)",
+    "courses": "one counseling session each, the client's profile and the earlier sessions' approved memories in "
+    "the system message (`messages`; MusPsy)",
+    "plans": "treatment plan sections from a counseling dialogue (`instruction`, `input`, `output`; PsyRoom B)",
 }
 GATES = (
     "approved candidates only, each as the revision its reviewers approved (never a later edit)",

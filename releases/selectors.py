@@ -1,10 +1,10 @@
 """Reads of the releases app: who sees which release, and what a spec selects."""
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from annotations.models import CampaignItem
 from generation import selectors as gen_selectors
-from generation.models import Candidate
+from generation.models import Candidate, CandidateKind
 from psyroom_admin import roles
 
 from .agreement import campaigns_agreeing
@@ -24,6 +24,17 @@ def release_selection(*, spec: dict, kind: str) -> QuerySet[Candidate]:
     (``candidate_list_exportable``, checked when this runs, so at build time), with the spec's database filters.
     ``min_approvals`` and ``min_mean`` are applied by the build, on the reviews of the approved revision."""
     qs = gen_selectors.candidate_list_exportable(kind=kind)
+    if kind == CandidateKind.SESSION:
+        # A session ships with its course's profile and the earlier sessions' memories: the course must be
+        # exportable (its open-risk check covers its sessions' flags) and every earlier session approved.
+        courses = gen_selectors.candidate_list_exportable(kind=CandidateKind.COURSE).values("pk")
+        not_approved = Candidate.objects.filter(
+            parent=OuterRef("parent"), kind=CandidateKind.SESSION, sequence__lt=OuterRef("sequence")
+        ).exclude(status=Candidate.Status.APPROVED, approved_revision__isnull=False)
+        qs = qs.filter(parent__in=courses).filter(~Exists(not_approved))
+    elif kind == CandidateKind.PLAN:
+        # A plan ships with the dialogue it was written for, which must be exportable itself.
+        qs = qs.filter(parent__in=gen_selectors.candidate_list_exportable(kind=CandidateKind.DIALOGUE).values("pk"))
     if spec["campaigns"]:
         qs = qs.filter(pk__in=CampaignItem.objects.filter(campaign_id__in=spec["campaigns"]).values("candidate_id"))
     if spec["sub_emotions"]:

@@ -31,7 +31,7 @@ from annotations.services.audit import audit_record
 from generation.models import CandidateKind, Revision
 from psyroom_admin import roles
 
-from . import agreement, card, formats, pii, selectors, splits
+from . import agreement, card, courses_plans, formats, pii, selectors, splits
 from .ledger import BuildLedger, BuildStopped, release_items_discard
 from .models import Release
 from .spec import spec_validate
@@ -309,14 +309,34 @@ class _PiiGate:
         for where, hit, text in found:
             if only is not None and where not in only:
                 continue
-            self.total += 1
-            entry = {"candidate": candidate_id, "where": prefix + where, "detector": hit.detector}
-            if self.action == "block":
-                if len(self.hits) < MAX_LISTED_HITS:
-                    self.hits.append({**entry, "match": pii.mask(text)})
-            else:
-                self.hits.append(entry)
+            self._record(candidate_id, prefix + where, hit.detector, text)
         return redacted if self.action == "redact" else content
+
+    def _record(self, candidate_id: int, where: str, detector: str, text: str) -> None:
+        self.total += 1
+        entry = {"candidate": candidate_id, "where": where, "detector": detector}
+        if self.action == "block":
+            if len(self.hits) < MAX_LISTED_HITS:
+                self.hits.append({**entry, "match": pii.mask(text)})
+        else:
+            self.hits.append(entry)
+
+    def clean_row(self, candidate_id: int, row: dict, *, prefix: str = "") -> dict:
+        """A row as it may be written: every text but the metadata scanned (where: the row's path,
+        ``messages[0].content``), redacted when the spec says so. For rows that gather several candidates' texts."""
+        return {k: v if k == "metadata" else self._clean_value(candidate_id, prefix + k, v) for k, v in row.items()}
+
+    def _clean_value(self, candidate_id: int, where: str, value):
+        if isinstance(value, str):
+            found = pii.scan(value, self.detectors)
+            for hit in found:
+                self._record(candidate_id, where, hit.detector, value[hit.start : hit.end])
+            return pii.redact(value, found) if found and self.action == "redact" else value
+        if isinstance(value, list):
+            return [self._clean_value(candidate_id, f"{where}[{i}]", v) for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            return {k: self._clean_value(candidate_id, f"{where}.{k}", v) for k, v in value.items()}
+        return value
 
 
 def _build_into(folder: Path, spec: dict, *, ledger: BuildLedger) -> dict:
@@ -355,6 +375,8 @@ def _build_into(folder: Path, spec: dict, *, ledger: BuildLedger) -> dict:
                         continue
                 question_targets[candidate.pk] = target
                 text = formats.question_text(content)
+            elif kind in courses_plans.FORMAT_OF:
+                text = courses_plans.content_text(kind, content)
             else:
                 text = formats.dialogue_text(content)
             if spec["dedup"]["exact"]:
@@ -408,6 +430,7 @@ def _build_into(folder: Path, spec: dict, *, ledger: BuildLedger) -> dict:
             if ratios[split] > 0:
                 writers[fmt, split] = _Writers(folder, fmt, split, parquet=spec["parquet"])
     gate = _PiiGate(spec)
+    earlier = courses_plans.EarlierSessions()
     languages: set[str] = set()
     counts: dict[str, dict[str, Counter[str]]] = {s: {} for s in splits.SPLITS}
     sources: dict[str, dict] = {}
@@ -416,6 +439,8 @@ def _build_into(folder: Path, spec: dict, *, ledger: BuildLedger) -> dict:
         for kind in spec["kinds"]:
             qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD).select_related("run__model_spec")
             qs = qs.prefetch_related(_reviews_prefetch())
+            if kind in courses_plans.FORMAT_OF:
+                qs = qs.select_related("parent__approved_revision")
             if "dpo" in spec["formats"] and kind == CandidateKind.DIALOGUE:
                 # Revision 0, the model's text, for the rejected side of a preference pair.
                 first = Revision.objects.filter(number=0, candidate__approved_revision__number__gt=0)
@@ -431,7 +456,8 @@ def _build_into(folder: Path, spec: dict, *, ledger: BuildLedger) -> dict:
                 # The approved revision's text as it may be written (redacted when the spec says so); the instances
                 # are only read from here on, never saved.
                 approved_raw = approved.content
-                approved.content = gate.clean(candidate.pk, kind, approved.content)
+                if kind not in courses_plans.FORMAT_OF:  # (their rows are scanned whole: _write_course_or_plan)
+                    approved.content = gate.clean(candidate.pk, kind, approved.content)
                 candidate.content = approved.content
                 languages.add(candidate.language)
                 counts[split].setdefault(kind, Counter())[strata[candidate.pk]] += 1
@@ -448,6 +474,10 @@ def _build_into(folder: Path, spec: dict, *, ledger: BuildLedger) -> dict:
                         assert best is not None  # checked in pass 1
                         writers["reasoning-sft", split].write(formats.reasoning_sft_row(candidate, best))
                     ledger.record(candidate_id=candidate.pk, revision_id=approved.pk, fmt=target, split=split)
+                    continue
+                if kind in courses_plans.FORMAT_OF:
+                    _write_course_or_plan(candidate, split=split, writers=writers, gate=gate, ledger=ledger,
+                                          earlier=earlier)  # fmt: skip
                     continue
                 _, reviewer_ids = _approving(candidate)
                 sft = formats.sft_row(candidate=candidate, revision=approved, reviewer_ids=reviewer_ids)
@@ -519,6 +549,34 @@ def _build_into(folder: Path, spec: dict, *, ledger: BuildLedger) -> dict:
         "software": software_version(),
         "files": files,
     }
+
+
+def _write_course_or_plan(
+    candidate, *, split: str, writers: dict, gate: _PiiGate, ledger: BuildLedger, earlier
+) -> None:
+    """A session's ``courses`` example or a plan's ``plans`` pairs, each row scanned for personal data whole (they
+    hold the course's profile and earlier memories, or the source dialogue, beside the candidate's own text)."""
+    approved = candidate.approved_revision
+    parent = candidate.parent.approved_revision  # the selection keeps only candidates whose parent is exportable
+    _, reviewer_ids = _approving(candidate)
+    if candidate.kind == CandidateKind.PLAN:
+        rows = courses_plans.plan_rows(
+            plan=candidate, revision=approved, dialogue_revision=parent, reviewer_ids=reviewer_ids
+        )
+        rows = [gate.clean_row(candidate.pk, r, prefix=f"{r['metadata']['section']} row ") for r in rows]
+    else:
+        row = courses_plans.course_row(
+            session=candidate,
+            revision=approved,
+            course_revision=parent,
+            earlier=earlier.of(candidate),
+            reviewer_ids=reviewer_ids,
+        )
+        rows = [gate.clean_row(candidate.pk, row)]
+    fmt = courses_plans.FORMAT_OF[candidate.kind]
+    for row in rows:
+        writers[fmt, split].write(row)
+    ledger.record(candidate_id=candidate.pk, revision_id=approved.pk, fmt=fmt, split=split, rows=len(rows))
 
 
 class _Writers:

@@ -20,8 +20,8 @@ from generation.models import CandidateKind, EmotionCategory, Language, ModelSpe
 from .agreement import agreement_available
 from .pii import DETECTORS
 
-# The kinds a spec may name, and the kinds each format writes. Plans, courses and sessions are known kinds; the
-# formats that write them (``plans``, ``courses``) are not built yet, so a spec that asks for them is refused by name.
+# The kinds a spec may name, and the kind each format writes. ``courses`` writes sessions (each with its course's
+# profile and the earlier sessions' memories); no format writes a course on its own, so ``kinds: [course]`` is refused.
 KINDS = (
     CandidateKind.DIALOGUE,
     CandidateKind.PLAN,
@@ -35,6 +35,8 @@ FORMAT_KINDS: dict[str, str] = {
     "dpo": CandidateKind.DIALOGUE,
     "grpo": CandidateKind.QUESTION,
     "reasoning-sft": CandidateKind.QUESTION,
+    "courses": CandidateKind.SESSION,
+    "plans": CandidateKind.PLAN,
 }
 SPLITS = ("train", "validation", "test")
 FIELDS = {
