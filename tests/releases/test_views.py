@@ -175,3 +175,20 @@ def test_a_curator_cancels_a_build_from_its_page(client, curator, taxonomy, rele
     again = client.post(cancel_url, follow=True).content.decode()
     assert "only a queued or building release can be cancelled" in again
     assert AuditEvent.objects.filter(action="release.cancel").count() == 1
+
+
+def test_the_builder_offers_the_minimum_campaign_agreement(client, curator, taxonomy):
+    factories.make_candidate(status="approved")
+    client.force_login(curator)
+    url = reverse("release_pages:release-count")
+    assert "Minimum campaign agreement" in client.get(reverse("release_pages:release-new")).content.decode()
+    page = client.post(url, {**FORM, "min_agreement": ""}).content.decode()
+    assert "<strong>1</strong> candidate selected" in page
+    # No campaign has reviews, so none reaches any floor: the count says so before anything is built.
+    page = client.post(url, {**FORM, "min_agreement": "-1"}).content.decode()
+    assert "<strong>0</strong>" in page and "nothing to build" in page
+    page = client.post(url, {**FORM, "min_agreement": "1.5"}).content.decode()
+    assert "less than or equal to 1" in page
+    response = client.post(reverse("release_pages:release-new"), {**FORM, "min_agreement": "0.5"})
+    assert response.status_code == 400 and "selects nothing" in response.content.decode()
+    assert not Release.objects.exists()
