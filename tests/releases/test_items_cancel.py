@@ -261,3 +261,53 @@ def test_min_agreement_keeps_the_candidates_of_campaigns_that_reach_it(two_campa
             user=None,
         )
     assert not Release.objects.filter(name="strict").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_from_another_connection_stops_a_running_build(taxonomy, curator, releases_dir, monkeypatch):
+    """As in production: the build runs on its own connection (a worker), the curator cancels on another (a web
+    request), and the build sees the committed cancel at its next batch."""
+    import threading
+
+    from django.db import connection
+
+    for i in range(12):
+        approved(f"Threaded {i}. ")
+    monkeypatch.setattr(ledger, "BATCH", 3)
+    release = services.release_create(
+        name="threaded", version="1", spec={"formats": ["sft"], "splits": SPLITS}, user=curator, queue=False
+    )
+    started, go_on = threading.Event(), threading.Event()
+    write = formats.JsonlWriter.write
+    written = []
+
+    def paced(self, row):
+        write(self, row)
+        written.append(row)
+        if len(written) == 2:
+            started.set()
+            assert go_on.wait(30)
+
+    monkeypatch.setattr(formats.JsonlWriter, "write", paced)
+    result = {}
+
+    def worker():
+        try:
+            result["release"] = services.release_build(release=Release.objects.get(pk=release.pk))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert started.wait(60), "the build never started writing"
+        services.release_cancel(release=Release.objects.get(pk=release.pk), user=curator)
+    finally:
+        go_on.set()
+        thread.join(60)
+    assert not thread.is_alive()
+    assert result["release"].status == Release.Status.CANCELLED
+    assert 2 <= len(written) <= 2 + 3
+    assert list(releases_dir.iterdir()) == []
+    assert not ReleaseItem.objects.exists()
+    assert Release.objects.get(pk=release.pk).built_at is None
