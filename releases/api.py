@@ -40,11 +40,11 @@ class ReleaseCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=100, help_text="lower-case letters, digits, - and _")
     version = serializers.CharField(max_length=32, help_text="e.g. 1.0.0; a name and version are built once")
     spec = serializers.DictField(
-        help_text="what the release selects and writes: formats (sft, sharegpt, dpo, grpo, reasoning-sft), kinds, "
-        "campaigns, sub_emotions, categories, languages, dates {from, to}, min_approvals, min_mean {criterion: "
-        "1-5}, edited_only, model_specs, prompt_versions, splits {train, validation, test, seed}, dedup {exact, "
-        "near}, dpo {max_similarity}, pii {action: block|redact, detectors}, parquet (see docs/architecture.md, "
-        "Releases)"
+        help_text="what the release selects and writes: formats (sft, sharegpt, dpo, grpo, reasoning-sft, courses, "
+        "plans), kinds, campaigns, sub_emotions, categories, languages, dates {from, to}, min_approvals, min_mean "
+        "{criterion: 1-5}, min_agreement (-1 to 1), edited_only, model_specs, prompt_versions, splits {train, "
+        "validation, test, seed}, dedup {exact, near}, dpo {max_similarity}, pii {action: block|redact, detectors}, "
+        "parquet (see docs/architecture.md, Releases)"
     )
 
 
