@@ -7,9 +7,13 @@ build at the next batch with ``BuildStopped``. The rows written count only once 
 (``selectors.release_items_visible``); a build that does not finish deletes them (``discard``).
 """
 
+from django.db import connections, router
+
 from .models import Release, ReleaseItem
 
 BATCH = 500
+# The columns of a ReleaseItem row as the build records them (in this order).
+COLUMNS = ("release_id", "candidate_id", "revision_id", "format", "split", "rows")
 
 
 class BuildStopped(Exception):
@@ -27,7 +31,8 @@ class BuildLedger:
         self.release_id = release_id
         self.batch = batch or BATCH
         self.recorded = 0
-        self._pending: list[ReleaseItem] = []
+        # (release_id, candidate_id, revision_id, format, split, rows): tuples, lighter than model instances.
+        self._pending: list[tuple[int, int, int, str, str, int]] = []
         self._ticks = 0
 
     def tick(self) -> None:
@@ -43,24 +48,31 @@ class BuildLedger:
 
     def record(self, *, candidate_id: int, revision_id: int, fmt: str, split: str, rows: int = 1) -> None:
         """``candidate_id`` (as ``revision_id``) gave ``rows`` rows to ``fmt``'s file of ``split``."""
-        self._pending.append(
-            ReleaseItem(
-                release_id=self.release_id,
-                candidate_id=candidate_id,
-                revision_id=revision_id,
-                format=fmt,
-                split=split,
-                rows=rows,
-            )
-        )
+        self._pending.append((self.release_id, candidate_id, revision_id, fmt, split, rows))
         if len(self._pending) >= self.batch:
             self.flush()
 
     def flush(self) -> None:
-        if self._pending:
-            ReleaseItem.objects.bulk_create(self._pending, batch_size=self.batch)
-            self.recorded += len(self._pending)
-            self._pending = []
+        """Write the rows recorded since the last flush: by COPY on PostgreSQL (Django's bulk insert binds each
+        column as an array quoted in Python, several times slower for a million rows), else ``bulk_create``."""
+        if not self._pending:
+            return
+        connection = connections[router.db_for_write(ReleaseItem)]
+        if connection.vendor == "postgresql":
+            quote = connection.ops.quote_name
+            sql = f"COPY {quote(ReleaseItem._meta.db_table)} ({', '.join(quote(c) for c in COLUMNS)}) FROM STDIN"
+            with (
+                connection.cursor() as cursor,
+                connection.wrap_database_errors,
+                cursor.cursor.copy(sql) as copy,
+            ):
+                for row in self._pending:
+                    copy.write_row(row)
+        else:
+            items = [ReleaseItem(**dict(zip(COLUMNS, row, strict=True))) for row in self._pending]
+            ReleaseItem.objects.bulk_create(items, batch_size=self.batch)
+        self.recorded += len(self._pending)
+        self._pending = []
 
     def discard(self) -> None:
         """Delete every row this build wrote (it failed or was cancelled: the release holds nothing)."""
