@@ -68,3 +68,18 @@ def test_exit_codes_from_the_shell(taxonomy, spec_file):
     with pytest.raises(SystemExit) as caught:
         execute_from_command_line(["manage.py", "release", "verify", "12345"])
     assert caught.value.code == 1
+
+
+def test_cancel(taxonomy):
+    from annotations.models import AuditEvent
+
+    factories.make_candidate(status="approved")
+    queued = services.release_create(name="queued", version="1", spec={"formats": ["sft"]}, user=None, queue=False)
+    assert f"Release {queued.pk} cancelled." in run("cancel", str(queued.pk))
+    queued.refresh_from_db()
+    assert queued.status == Release.Status.CANCELLED
+    assert AuditEvent.objects.filter(action="release.cancel", actor=None, data__release=queued.pk).exists()
+    with pytest.raises(CommandError, match="only a queued or building release can be cancelled"):
+        run("cancel", str(queued.pk))
+    with pytest.raises(CommandError, match="no release 999"):
+        run("cancel", "999")

@@ -311,3 +311,29 @@ def test_a_cancel_from_another_connection_stops_a_running_build(taxonomy, curato
     assert list(releases_dir.iterdir()) == []
     assert not ReleaseItem.objects.exists()
     assert Release.objects.get(pk=release.pk).built_at is None
+
+
+def test_a_cancel_while_duplicates_are_sought_stops_before_any_file_is_written(
+    taxonomy, curator, releases_dir, monkeypatch
+):
+    for i in range(12):
+        approved(f"Early {i}. ")
+    monkeypatch.setattr(ledger, "BATCH", 3)
+    release = services.release_create(
+        name="early", version="1", spec={"formats": ["sft"], "splits": SPLITS}, user=curator, queue=False
+    )
+    text_hash = formats.text_hash
+    hashed, written = [], []
+
+    def cancel_during_pass_one(text):
+        hashed.append(text)
+        if len(hashed) == 2:
+            services.release_cancel(release=Release.objects.get(pk=release.pk), user=curator)
+        return text_hash(text)
+
+    monkeypatch.setattr(formats, "text_hash", cancel_during_pass_one)
+    monkeypatch.setattr(formats.JsonlWriter, "write", lambda self, row: written.append(row))
+    result = services.release_build(release=release)
+    assert result.status == Release.Status.CANCELLED
+    assert len(hashed) <= 3 and written == []  # stopped at the first batch's check, before pass 2
+    assert list(releases_dir.iterdir()) == [] and not ReleaseItem.objects.exists()
