@@ -110,6 +110,10 @@ def test_one_example_per_session_with_the_earlier_approved_memories(course):
     table = pq.read_table(services.release_dir(release) / "courses" / "train.parquet")
     assert table.column_names == ["messages", "metadata"]
     assert [json.loads(m)["session"] for m in table.column("metadata").to_pylist()] == [1, 2, 3, 4, 5, 6]
+    card = (services.release_dir(release) / "README.md").read_text(encoding="utf-8")
+    assert "config_name: courses" in card and "path: courses/train.parquet" in card and "license: mit" in card
+    assert "the earlier sessions' approved memories" in card
+    assert release.manifest["sources"]["MusPsy"]["candidates"] == 6
 
 
 def test_a_session_ships_only_when_its_course_and_the_earlier_sessions_are_approved(course):
