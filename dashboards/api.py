@@ -295,6 +295,7 @@ class SubEmotionCoverageOutput(serializers.Serializer):
     generated = serializers.IntegerField(help_text="dialogues of this sub-emotion, every status")
     waiting = serializers.IntegerField(help_text="generated, in review or needing revision")
     approved = serializers.IntegerField()
+    released = serializers.IntegerField(help_text="approved dialogues at least one ready release holds")
     quota = serializers.IntegerField()
     missing = serializers.IntegerField(help_text="max(0, quota - approved - waiting)")
 
@@ -303,6 +304,7 @@ class CategoryCoverageOutput(serializers.Serializer):
     key = serializers.CharField()
     label = serializers.CharField()  # type: ignore[assignment]  # an API field named like a DRF Field attribute
     approved = serializers.IntegerField()
+    released = serializers.IntegerField()
     missing = serializers.IntegerField()
     subs = SubEmotionCoverageOutput(many=True)
 

@@ -358,11 +358,11 @@ def calibration(request: HttpRequest) -> HttpResponse:
 
 def coverage_tables(coverage: Coverage) -> dict[str, Table]:
     rows = [
-        [c.label, s.key, s.label, s.generated, s.waiting, s.approved, s.quota, s.missing]
+        [c.label, s.key, s.label, s.generated, s.waiting, s.approved, s.released, s.quota, s.missing]
         for c in coverage.categories
         for s in c.subs
     ]
-    headers = ["Category", "Sub-emotion", "Label", "Generated", "Waiting", "Approved", "Quota", "Missing"]
+    headers = ["Category", "Sub-emotion", "Label", "Generated", "Waiting", "Approved", "Released", "Quota", "Missing"]
     return {"sub_emotions": Table("sub_emotions", "Every sub-emotion", headers, rows)}
 
 
@@ -419,7 +419,9 @@ def coverage_fill(request: HttpRequest) -> HttpResponse:
 # --- Funnel and throughput --------------------------------------------------------------------------------------
 
 FUNNEL_FILTERS = ("since", "until", "campaign", "by")
-STAGE_HEADERS = ["All", "Not yet reviewed", "In review", "Approved", "Rejected", "Needs revision", "Adjudicated"]
+STAGE_HEADERS = [
+    "All", "Not yet reviewed", "In review", "Approved", "Rejected", "Needs revision", "Adjudicated", "Exported"
+]  # fmt: skip
 
 
 def funnel_tables(result: Funnel) -> dict[str, Table]:

@@ -40,11 +40,11 @@ class ReleaseCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=100, help_text="lower-case letters, digits, - and _")
     version = serializers.CharField(max_length=32, help_text="e.g. 1.0.0; a name and version are built once")
     spec = serializers.DictField(
-        help_text="what the release selects and writes: formats (sft, sharegpt, dpo, grpo, reasoning-sft), kinds, "
-        "campaigns, sub_emotions, categories, languages, dates {from, to}, min_approvals, min_mean {criterion: "
-        "1-5}, edited_only, model_specs, prompt_versions, splits {train, validation, test, seed}, dedup {exact, "
-        "near}, dpo {max_similarity}, pii {action: block|redact, detectors}, parquet (see docs/architecture.md, "
-        "Releases)"
+        help_text="what the release selects and writes: formats (sft, sharegpt, dpo, grpo, reasoning-sft, courses, "
+        "plans), kinds, campaigns, sub_emotions, categories, languages, dates {from, to}, min_approvals, min_mean "
+        "{criterion: 1-5}, min_agreement (-1 to 1), edited_only, model_specs, prompt_versions, splits {train, "
+        "validation, test, seed}, dedup {exact, near}, dpo {max_similarity}, pii {action: block|redact, detectors}, "
+        "parquet (see docs/architecture.md, Releases)"
     )
 
 
@@ -152,6 +152,36 @@ class ReleaseDetailApi(APIView):
     )
     def get(self, request: Request, pk: int) -> Response:
         return Response(ReleaseDetailOutput(_release(request, pk)).data)
+
+
+class ReleaseCancelConflict(serializers.Serializer):
+    detail = serializers.CharField()
+    status = serializers.CharField(help_text="the release's status, unchanged")
+
+
+class ReleaseCancelApi(APIView):
+    permission_classes = [CanSeeCandidates]
+
+    @extend_schema(
+        operation_id="releases_cancel",
+        summary="Cancel a queued or building release; its build stops at its next batch and leaves no files "
+        "(curators and admins)",
+        request=None,
+        responses={
+            200: ReleaseDetailOutput,
+            409: OpenApiResponse(ReleaseCancelConflict, description="the release is ready, failed or cancelled"),
+        },
+        tags=["releases"],
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        release = _release(request, pk)
+        try:
+            release = services.release_cancel(release=release, user=request.user)
+        except DjangoValidationError as error:
+            body = {"detail": " ".join(error.messages), "status": release.status}
+            return Response(ReleaseCancelConflict(body).data, status=status.HTTP_409_CONFLICT)
+        return Response(ReleaseDetailOutput(release).data)
 
 
 class ReleaseFileApi(APIView):

@@ -32,6 +32,8 @@ TASKS = {
     "dpo": ["text-generation"],
     "grpo": ["question-answering", "text-generation"],
     "reasoning-sft": ["question-answering", "text-generation"],
+    "courses": ["text-generation"],
+    "plans": ["text-generation"],
 }
 FORMAT_TEXT = {
     "sft": "chat `messages` (TRL SFTTrainer, OpenAI fine-tuning)",
@@ -39,6 +41,9 @@ FORMAT_TEXT = {
     "dpo": "preference pairs from counselor edits (`prompt`, `chosen`, `rejected`; TRL DPOTrainer)",
     "grpo": "hard closed questions with their verified answer (`prompt`, `answer`)",
     "reasoning-sft": "easy questions with their best rationale as `<think>` reasoning (`messages`)",
+    "courses": "one counseling session each, the client's profile and the earlier sessions' approved memories in "
+    "the system message (`messages`; MusPsy)",
+    "plans": "treatment plan sections from a counseling dialogue (`instruction`, `input`, `output`; PsyRoom B)",
 }
 GATES = (
     "approved candidates only, each as the revision its reviewers approved (never a later edit)",
@@ -160,6 +165,7 @@ def card_text(manifest: dict) -> str:
         out.append(f"Drawn from review campaigns {', '.join(str(c) for c in spec['campaigns'])}.")
     if spec["min_approvals"] or spec["min_mean"]:
         out.append(f"Thresholds: at least {spec['min_approvals']} approvals, minimum means {spec['min_mean'] or '-'}.")
+    out += _agreement_lines(manifest, spec)
     out += ["", "## Risk handling", "", "Checked when the release was built, not trusted from earlier:", ""]
     out += [f"- {gate}" for gate in GATES]
     dropped = manifest["dropped"]
@@ -204,3 +210,36 @@ def _json(value) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2)
+
+
+def _fmt(value) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+def _agreement_lines(manifest: dict, spec: dict) -> list[str]:
+    """The agreement of the campaigns the items were reviewed in (Krippendorff's alpha on the decision, with its
+    95% bootstrap interval, and percent agreement), as the dashboards compute it."""
+    agreement = manifest.get("agreement") or {}
+    out = []
+    if spec.get("min_agreement") is not None:
+        out.append(
+            f"Only items of campaigns whose agreement on the decision (Krippendorff's alpha) is at least "
+            f"{spec['min_agreement']:g}."
+        )
+    if agreement.get("unavailable"):
+        return [*out, "", f"Campaign agreement: {agreement['unavailable']}."]
+    figures = agreement.get("figures") or {}
+    if not figures:
+        return [*out, "", "No item of this release was reviewed in a campaign, so no agreement was measured."]
+    rows = []
+    for pk, f in figures.items():
+        d = f.get("decision") or {}
+        ci = d.get("alpha_ci") or [None, None]
+        alpha = _fmt(d.get("alpha")) + (f" ({d['undefined']})" if d.get("undefined") else "")
+        rows.append(
+            [pk, str(f["reviews"]), str(f["items"]), str(f["raters"]), alpha, f"{_fmt(ci[0])} to {_fmt(ci[1])}",
+             _fmt(d.get("percent_agreement"))]
+        )  # fmt: skip
+    out += ["", "Agreement of the review campaigns the items come from (all their reviews, each rater's latest):", ""]
+    out += _table(rows, ["campaign", "reviews", "items", "raters", "alpha (decision)", "95% interval", "agreement"])
+    return out

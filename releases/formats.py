@@ -158,6 +158,8 @@ PARQUET_COLUMNS: dict[str, tuple[str, ...]] = {
     "dpo": ("prompt", "chosen", "rejected", "metadata"),
     "grpo": ("prompt", "answer", "metadata"),
     "reasoning-sft": ("messages", "metadata"),
+    "courses": ("messages", "metadata"),
+    "plans": ("instruction", "input", "output", "metadata"),
 }
 
 
@@ -170,6 +172,9 @@ def parquet_schema(fmt: str):
     types = {
         "conversations": pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())])),
         "answer": pa.string(),
+        "instruction": pa.string(),
+        "input": pa.string(),
+        "output": pa.string(),
         "metadata": pa.string(),
     }
     return pa.schema([(name, types.get(name, message)) for name in PARQUET_COLUMNS[fmt]])

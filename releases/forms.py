@@ -2,6 +2,7 @@
 the one judge of a spec: the form only offers choices and shapes them)."""
 
 from django import forms
+from django.utils.translation import gettext_lazy
 
 from annotations.models import Campaign
 from generation.models import Language, SubEmotion
@@ -37,6 +38,10 @@ class ReleaseForm(forms.Form):
     campaigns = forms.TypedMultipleChoiceField(
         choices=_campaigns, coerce=int, required=False, help_text="none: any candidate, in a campaign or not"
     )
+    min_agreement = forms.FloatField(
+        min_value=-1, max_value=1, required=False, label=gettext_lazy("Minimum campaign agreement"),
+        help_text=gettext_lazy("Krippendorff's alpha on the decision, as the dashboards show it; empty: no floor"),
+    )  # fmt: skip
     train = forms.FloatField(min_value=0, max_value=1, initial=0.8)
     validation = forms.FloatField(min_value=0, max_value=1, initial=0.1)
     test = forms.FloatField(min_value=0, max_value=1, initial=0.1)
@@ -64,6 +69,8 @@ class ReleaseForm(forms.Form):
             "pii": {"action": data["pii_action"]},
             "parquet": data["parquet"],
         }  # fmt: skip
+        if data.get("min_agreement") is not None:
+            spec["min_agreement"] = data["min_agreement"]
         for key in ("kinds", "sub_emotions", "languages", "campaigns"):
             if data.get(key):
                 spec[key] = list(data[key])

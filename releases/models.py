@@ -11,6 +11,7 @@ class Release(models.Model):
         BUILDING = "building", "Building"
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     name = models.SlugField(max_length=100)
     version = models.CharField(max_length=32)
@@ -40,3 +41,30 @@ class Release(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.version}"
+
+
+class ReleaseItem(models.Model):
+    """One candidate a release holds in one format: the revision written and the split it went to.
+
+    Written by the build a batch at a time while the files are written, so rows exist for a release that is still
+    building; they count only once it is ready (``releases.selectors.release_items_visible``), and a failed or
+    cancelled build deletes its rows.
+    """
+
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="items")
+    candidate = models.ForeignKey("generation.Candidate", on_delete=models.PROTECT, related_name="+")
+    revision = models.ForeignKey("generation.Revision", on_delete=models.PROTECT, related_name="+")
+    format = models.CharField(max_length=32)
+    split = models.CharField(max_length=16)
+    # The rows the candidate gave in this format's file (a DPO dialogue gives one a changed counselor turn).
+    rows = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["release", "format", "candidate"]
+        constraints = [
+            models.UniqueConstraint(fields=["release", "format", "candidate"], name="release_item_unique"),
+        ]
+        indexes = [models.Index(fields=["candidate", "release"], name="release_item_candidate")]
+
+    def __str__(self) -> str:
+        return f"{self.release_id}: {self.format}/{self.split} candidate {self.candidate_id}"

@@ -11,6 +11,7 @@ urlpatterns = [
     path("count/", views.release_count, name="release-count"),
     path("<int:pk>/", views.release_detail, name="release"),
     path("<int:pk>/status/", views.release_status, name="release-status"),
+    path("<int:pk>/cancel/", views.release_cancel, name="release-cancel"),
     path("<int:pk>/zip/", views.release_zip, name="release-zip"),
     path("<int:pk>/files/<path:path>", views.release_file, name="release-file"),
 ]

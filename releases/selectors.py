@@ -1,13 +1,14 @@
 """Reads of the releases app: who sees which release, and what a spec selects."""
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from annotations.models import CampaignItem
 from generation import selectors as gen_selectors
-from generation.models import Candidate
+from generation.models import Candidate, CandidateKind
 from psyroom_admin import roles
 
-from .models import Release
+from .agreement import campaigns_agreeing
+from .models import Release, ReleaseItem
 
 
 def release_list_for(*, user) -> QuerySet[Release]:
@@ -23,6 +24,17 @@ def release_selection(*, spec: dict, kind: str) -> QuerySet[Candidate]:
     (``candidate_list_exportable``, checked when this runs, so at build time), with the spec's database filters.
     ``min_approvals`` and ``min_mean`` are applied by the build, on the reviews of the approved revision."""
     qs = gen_selectors.candidate_list_exportable(kind=kind)
+    if kind == CandidateKind.SESSION:
+        # A session ships with its course's profile and the earlier sessions' memories: the course must be
+        # exportable (its open-risk check covers its sessions' flags) and every earlier session approved.
+        courses = gen_selectors.candidate_list_exportable(kind=CandidateKind.COURSE).values("pk")
+        not_approved = Candidate.objects.filter(
+            parent=OuterRef("parent"), kind=CandidateKind.SESSION, sequence__lt=OuterRef("sequence")
+        ).exclude(status=Candidate.Status.APPROVED, approved_revision__isnull=False)
+        qs = qs.filter(parent__in=courses).filter(~Exists(not_approved))
+    elif kind == CandidateKind.PLAN:
+        # A plan ships with the dialogue it was written for, which must be exportable itself.
+        qs = qs.filter(parent__in=gen_selectors.candidate_list_exportable(kind=CandidateKind.DIALOGUE).values("pk"))
     if spec["campaigns"]:
         qs = qs.filter(pk__in=CampaignItem.objects.filter(campaign_id__in=spec["campaigns"]).values("candidate_id"))
     if spec["sub_emotions"]:
@@ -41,9 +53,23 @@ def release_selection(*, spec: dict, kind: str) -> QuerySet[Candidate]:
         qs = qs.filter(run__model_spec__name__in=spec["model_specs"])
     if spec["prompt_versions"]:
         qs = qs.filter(run__prompt_version__in=spec["prompt_versions"])
+    if spec.get("min_agreement") is not None:
+        agreeing = campaigns_agreeing(floor=spec["min_agreement"])
+        qs = qs.filter(pk__in=CampaignItem.objects.filter(campaign_id__in=agreeing).values("candidate_id"))
     return qs.order_by("id")
 
 
 def release_selection_count(*, spec: dict) -> dict[str, int]:
     """How many candidates of each kind the spec's database filters select (before the review thresholds)."""
     return {kind: release_selection(spec=spec, kind=kind).count() for kind in spec["kinds"]}
+
+
+def release_items_visible() -> QuerySet[ReleaseItem]:
+    """The candidates ready releases hold, one row per release, format and candidate. A building release's rows
+    are not in it (they are written while its files are), nor a failed or cancelled one's (deleted)."""
+    return ReleaseItem.objects.filter(release__status=Release.Status.READY)
+
+
+def released_candidate_ids() -> QuerySet:
+    """The ids of the candidates at least one ready release holds (a subquery: ``pk__in=released_candidate_ids()``)."""
+    return release_items_visible().order_by().values("candidate_id").distinct()

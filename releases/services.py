@@ -24,13 +24,15 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from annotations.models import Review, ReviewPolicy
 from annotations.services.audit import audit_record
 from generation.models import CandidateKind, Revision
 from psyroom_admin import roles
 
-from . import card, formats, pii, selectors, splits
+from . import agreement, card, courses_plans, formats, pii, selectors, splits
+from .ledger import BuildLedger, BuildStopped, release_items_discard
 from .models import Release
 from .spec import spec_validate
 
@@ -149,13 +151,16 @@ def release_build(*, release: Release) -> Release:
         raise ValidationError({"status": [f"release {release.pk} is {release.status}: only a queued one is built"]})
     final = release_dir(release)
     tmp = final.parent / f".tmp-{release.pk}-{uuid.uuid4().hex}"
+    ledger = BuildLedger(release.pk)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
             raise ReleaseBuildError(f"{final} exists already")
         tmp.mkdir()
-        manifest = _build_into(tmp, release.spec)
+        manifest = _build_into(tmp, release.spec, ledger=ledger)
+        ledger.flush()
         manifest["release"] = {"name": release.name, "version": release.version}
+        manifest["agreement"] = agreement.release_agreement(release_id=release.pk)
         # The card is written from the manifest, then listed in it (its own hash is the one thing it cannot hold).
         readme = card.card_text(manifest).encode("utf-8")
         (tmp / "README.md").write_bytes(readme)
@@ -165,32 +170,75 @@ def release_build(*, release: Release) -> Release:
         (tmp / "manifest.json").write_text(
             json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n", encoding="utf-8"
         )
+        ledger.check()
         os.replace(tmp, final)
+    except BuildStopped:
+        # Cancelled (or given up as stale) while building: whoever changed the status recorded why.
+        shutil.rmtree(tmp, ignore_errors=True)
+        ledger.discard()
+        release.refresh_from_db()
+        return release
     except Exception as error:
         shutil.rmtree(tmp, ignore_errors=True)
+        ledger.discard()
         message = f"{type(error).__name__}: {error}" if not isinstance(error, ReleaseBuildError) else str(error)
         hits = error.hits if isinstance(error, PiiBlocked) else []
         with transaction.atomic():
-            Release.objects.filter(pk=release.pk).update(status=Release.Status.FAILED, error=message, pii_hits=hits)
-            audit_record(
-                actor=release.created_by, action="release.build_failed", data={"release": release.pk, "error": message}
+            failed = Release.objects.filter(pk=release.pk, status=Release.Status.BUILDING).update(
+                status=Release.Status.FAILED, error=message, pii_hits=hits
             )
+            if failed:
+                audit_record(
+                    actor=release.created_by,
+                    action="release.build_failed",
+                    data={"release": release.pk, "error": message},
+                )
         release.refresh_from_db()
         return release
     try:
         with transaction.atomic():
-            Release.objects.filter(pk=release.pk).update(
+            # Conditional: a release cancelled after the last batch's check is not marked ready.
+            ready = Release.objects.filter(pk=release.pk, status=Release.Status.BUILDING).update(
                 status=Release.Status.READY, files=manifest["files"], manifest=manifest, built_at=timezone.now()
             )
+            if not ready:
+                raise BuildStopped(release.pk, "no longer building")
             audit_record(
                 actor=release.created_by,
                 action="release.build",
                 data={"release": release.pk, "files": {f["name"]: f["sha256"] for f in manifest["files"]}},
             )
+    except BuildStopped:
+        shutil.rmtree(final, ignore_errors=True)
+        ledger.discard()
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
+        ledger.discard()
         raise
     release.refresh_from_db()
+    return release
+
+
+def release_cancel(*, release: Release, user) -> Release:
+    """Cancel a queued or building release (curators and admins; ``user`` None: an operator at the shell).
+
+    A queued release is never built (its task finds it cancelled); a building one stops at its next batch of
+    candidates, removes its temporary folder and its ``ReleaseItem`` rows, and is never marked ready. Anything else
+    is refused naming its status. Recorded as ``release.cancel``.
+    """
+    if user is not None and not roles.user_has_role(user, *roles.RELEASE_MANAGERS):
+        raise PermissionDenied("Only curators and administrators cancel releases.")
+    with transaction.atomic():
+        cancelled = Release.objects.filter(
+            pk=release.pk, status__in=(Release.Status.QUEUED, Release.Status.BUILDING)
+        ).update(status=Release.Status.CANCELLED, error=gettext("cancelled"))
+        release.refresh_from_db()
+        if not cancelled:
+            raise ValidationError(
+                {"status": [gettext("release %(id)s is %(status)s: only a queued or building release can be cancelled")
+                            % {"id": release.pk, "status": release.status}]}
+            )  # fmt: skip
+        audit_record(actor=user, action="release.cancel", data={"release": release.pk})
     return release
 
 
@@ -205,6 +253,7 @@ def releases_fail_stale() -> list[int]:
         if Release.objects.filter(pk=pk, status=Release.Status.BUILDING).update(
             status=Release.Status.FAILED, error="the build's worker stopped before it finished"
         ):
+            release_items_discard(release_id=pk)
             audit_record(actor=None, action="release.build_failed", data={"release": pk, "error": "worker lost"})
     root = Path(settings.PSYROOM_RELEASES_DIR)
     building = {str(pk) for pk in Release.objects.filter(status=Release.Status.BUILDING).values_list("pk", flat=True)}
@@ -260,18 +309,39 @@ class _PiiGate:
         for where, hit, text in found:
             if only is not None and where not in only:
                 continue
-            self.total += 1
-            entry = {"candidate": candidate_id, "where": prefix + where, "detector": hit.detector}
-            if self.action == "block":
-                if len(self.hits) < MAX_LISTED_HITS:
-                    self.hits.append({**entry, "match": pii.mask(text)})
-            else:
-                self.hits.append(entry)
+            self._record(candidate_id, prefix + where, hit.detector, text)
         return redacted if self.action == "redact" else content
 
+    def _record(self, candidate_id: int, where: str, detector: str, text: str) -> None:
+        self.total += 1
+        entry = {"candidate": candidate_id, "where": where, "detector": detector}
+        if self.action == "block":
+            if len(self.hits) < MAX_LISTED_HITS:
+                self.hits.append({**entry, "match": pii.mask(text)})
+        else:
+            self.hits.append(entry)
 
-def _build_into(folder: Path, spec: dict) -> dict:
-    """Write the release's files into ``folder``; returns the manifest (without the release's name)."""
+    def clean_row(self, candidate_id: int, row: dict, *, prefix: str = "") -> dict:
+        """A row as it may be written: every text but the metadata scanned (where: the row's path,
+        ``messages[0].content``), redacted when the spec says so. For rows that gather several candidates' texts."""
+        return {k: v if k == "metadata" else self._clean_value(candidate_id, prefix + k, v) for k, v in row.items()}
+
+    def _clean_value(self, candidate_id: int, where: str, value):
+        if isinstance(value, str):
+            found = pii.scan(value, self.detectors)
+            for hit in found:
+                self._record(candidate_id, where, hit.detector, value[hit.start : hit.end])
+            return pii.redact(value, found) if found and self.action == "redact" else value
+        if isinstance(value, list):
+            return [self._clean_value(candidate_id, f"{where}[{i}]", v) for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            return {k: self._clean_value(candidate_id, f"{where}.{k}", v) for k, v in value.items()}
+        return value
+
+
+def _build_into(folder: Path, spec: dict, *, ledger: BuildLedger) -> dict:
+    """Write the release's files into ``folder``, recording each candidate written in ``ledger``; returns the
+    manifest (without the release's name and its campaigns' agreement)."""
     dropped: Counter[str] = Counter()
     reviewers: set[int] = set()
     items: list[splits.Item] = []
@@ -284,6 +354,7 @@ def _build_into(folder: Path, spec: dict) -> dict:
     for kind in spec["kinds"]:
         qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD).prefetch_related(_reviews_prefetch())
         for candidate in qs.iterator(chunk_size=CHUNK):
+            ledger.tick()
             approved = candidate.approved_revision
             assert approved is not None  # candidate_list_exportable keeps only candidates with one
             reviews, reviewer_ids = _approving(candidate)
@@ -304,6 +375,8 @@ def _build_into(folder: Path, spec: dict) -> dict:
                         continue
                 question_targets[candidate.pk] = target
                 text = formats.question_text(content)
+            elif kind in courses_plans.FORMAT_OF:
+                text = courses_plans.content_text(kind, content)
             else:
                 text = formats.dialogue_text(content)
             if spec["dedup"]["exact"]:
@@ -357,6 +430,7 @@ def _build_into(folder: Path, spec: dict) -> dict:
             if ratios[split] > 0:
                 writers[fmt, split] = _Writers(folder, fmt, split, parquet=spec["parquet"])
     gate = _PiiGate(spec)
+    earlier = courses_plans.EarlierSessions()
     languages: set[str] = set()
     counts: dict[str, dict[str, Counter[str]]] = {s: {} for s in splits.SPLITS}
     sources: dict[str, dict] = {}
@@ -365,11 +439,14 @@ def _build_into(folder: Path, spec: dict) -> dict:
         for kind in spec["kinds"]:
             qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD).select_related("run__model_spec")
             qs = qs.prefetch_related(_reviews_prefetch())
+            if kind in courses_plans.FORMAT_OF:
+                qs = qs.select_related("parent__approved_revision")
             if "dpo" in spec["formats"] and kind == CandidateKind.DIALOGUE:
                 # Revision 0, the model's text, for the rejected side of a preference pair.
                 first = Revision.objects.filter(number=0, candidate__approved_revision__number__gt=0)
                 qs = qs.prefetch_related(Prefetch("revisions", queryset=first, to_attr="model_revisions"))
             for candidate in qs.iterator(chunk_size=CHUNK):
+                ledger.tick()
                 where = assigned.get(candidate.pk)
                 if where is None:  # approved or unflagged after pass 1 was read: not in this build
                     continue
@@ -379,7 +456,8 @@ def _build_into(folder: Path, spec: dict) -> dict:
                 # The approved revision's text as it may be written (redacted when the spec says so); the instances
                 # are only read from here on, never saved.
                 approved_raw = approved.content
-                approved.content = gate.clean(candidate.pk, kind, approved.content)
+                if kind not in courses_plans.FORMAT_OF:  # (their rows are scanned whole: _write_course_or_plan)
+                    approved.content = gate.clean(candidate.pk, kind, approved.content)
                 candidate.content = approved.content
                 languages.add(candidate.language)
                 counts[split].setdefault(kind, Counter())[strata[candidate.pk]] += 1
@@ -395,13 +473,20 @@ def _build_into(folder: Path, spec: dict) -> dict:
                         best = formats.best_rationale(candidate)
                         assert best is not None  # checked in pass 1
                         writers["reasoning-sft", split].write(formats.reasoning_sft_row(candidate, best))
+                    ledger.record(candidate_id=candidate.pk, revision_id=approved.pk, fmt=target, split=split)
+                    continue
+                if kind in courses_plans.FORMAT_OF:
+                    _write_course_or_plan(candidate, split=split, writers=writers, gate=gate, ledger=ledger,
+                                          earlier=earlier)  # fmt: skip
                     continue
                 _, reviewer_ids = _approving(candidate)
                 sft = formats.sft_row(candidate=candidate, revision=approved, reviewer_ids=reviewer_ids)
                 if "sft" in spec["formats"]:
                     writers["sft", split].write(sft)
+                    ledger.record(candidate_id=candidate.pk, revision_id=approved.pk, fmt="sft", split=split)
                 if "sharegpt" in spec["formats"]:
                     writers["sharegpt", split].write(formats.sharegpt_row(sft))
+                    ledger.record(candidate_id=candidate.pk, revision_id=approved.pk, fmt="sharegpt", split=split)
                 if "dpo" in spec["formats"]:
                     models_text = getattr(candidate, "model_revisions", None)
                     original = models_text[0] if models_text else None
@@ -427,6 +512,10 @@ def _build_into(folder: Path, spec: dict) -> dict:
                     dropped.update(pair_drops)
                     for row in rows:
                         writers["dpo", split].write(row)
+                    if rows:
+                        ledger.record(
+                            candidate_id=candidate.pk, revision_id=approved.pk, fmt="dpo", split=split, rows=len(rows)
+                        )
     except BaseException:
         for writer in writers.values():
             writer.abort()
@@ -460,6 +549,34 @@ def _build_into(folder: Path, spec: dict) -> dict:
         "software": software_version(),
         "files": files,
     }
+
+
+def _write_course_or_plan(
+    candidate, *, split: str, writers: dict, gate: _PiiGate, ledger: BuildLedger, earlier
+) -> None:
+    """A session's ``courses`` example or a plan's ``plans`` pairs, each row scanned for personal data whole (they
+    hold the course's profile and earlier memories, or the source dialogue, beside the candidate's own text)."""
+    approved = candidate.approved_revision
+    parent = candidate.parent.approved_revision  # the selection keeps only candidates whose parent is exportable
+    _, reviewer_ids = _approving(candidate)
+    if candidate.kind == CandidateKind.PLAN:
+        rows = courses_plans.plan_rows(
+            plan=candidate, revision=approved, dialogue_revision=parent, reviewer_ids=reviewer_ids
+        )
+        rows = [gate.clean_row(candidate.pk, r, prefix=f"{r['metadata']['section']} row ") for r in rows]
+    else:
+        row = courses_plans.course_row(
+            session=candidate,
+            revision=approved,
+            course_revision=parent,
+            earlier=earlier.of(candidate),
+            reviewer_ids=reviewer_ids,
+        )
+        rows = [gate.clean_row(candidate.pk, row)]
+    fmt = courses_plans.FORMAT_OF[candidate.kind]
+    for row in rows:
+        writers[fmt, split].write(row)
+    ledger.record(candidate_id=candidate.pk, revision_id=approved.pk, fmt=fmt, split=split, rows=len(rows))
 
 
 class _Writers:

@@ -17,10 +17,11 @@ from annotations.models import Campaign, Rubric
 from annotations.rubrics import DEFAULTS as DEFAULT_RUBRICS
 from generation.models import CandidateKind, EmotionCategory, Language, ModelSpec, SubEmotion
 
+from .agreement import agreement_available
 from .pii import DETECTORS
 
-# The kinds a spec may name, and the kinds each format writes. Plans, courses and sessions are known kinds; the
-# formats that write them (``plans``, ``courses``) are not built yet, so a spec that asks for them is refused by name.
+# The kinds a spec may name, and the kind each format writes. ``courses`` writes sessions (each with its course's
+# profile and the earlier sessions' memories); no format writes a course on its own, so ``kinds: [course]`` is refused.
 KINDS = (
     CandidateKind.DIALOGUE,
     CandidateKind.PLAN,
@@ -34,6 +35,8 @@ FORMAT_KINDS: dict[str, str] = {
     "dpo": CandidateKind.DIALOGUE,
     "grpo": CandidateKind.QUESTION,
     "reasoning-sft": CandidateKind.QUESTION,
+    "courses": CandidateKind.SESSION,
+    "plans": CandidateKind.PLAN,
 }
 SPLITS = ("train", "validation", "test")
 FIELDS = {
@@ -46,6 +49,7 @@ FIELDS = {
     "dates",
     "min_approvals",
     "min_mean",
+    "min_agreement",
     "edited_only",
     "model_specs",
     "prompt_versions",
@@ -142,6 +146,17 @@ def _criteria() -> set[str]:
     return keys
 
 
+def _min_agreement(value) -> float | None:
+    """Krippendorff's alpha on the decision that a campaign must reach for its candidates to be selected (as the
+    dashboards compute it); None: no floor."""
+    if value is None:
+        return None
+    floor = _number(value, "min_agreement", -1, 1)
+    if not agreement_available():
+        raise _refuse("min_agreement", "the campaigns' agreement cannot be computed here (no dashboards app)")
+    return floor
+
+
 def spec_validate(raw) -> dict:
     """The spec complete and normalized (lists sorted and without repeats, defaults filled in), or a
     ``ValidationError`` naming the first field refused."""
@@ -190,6 +205,7 @@ def spec_validate(raw) -> dict:
     out["min_approvals"] = _integer(spec.get("min_approvals", 0), "min_approvals", 0, 100)
     min_mean = _object(spec.get("min_mean", {}), "min_mean", _criteria())
     out["min_mean"] = {k: _number(v, f"min_mean.{k}", 1, 5) for k, v in sorted(min_mean.items())}
+    out["min_agreement"] = _min_agreement(spec.get("min_agreement"))
     out["edited_only"] = _bool(spec.get("edited_only", False), "edited_only")
     out["model_specs"] = _strings(spec.get("model_specs", []), "model_specs")
     _known(

@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from psyroom_admin import roles
@@ -113,8 +114,11 @@ def _card_html(release: Release) -> str:
     return renderer.convert(html.escape(body, quote=False))
 
 
+FINISHED = (Release.Status.READY, Release.Status.FAILED, Release.Status.CANCELLED)
+
+
 def _status_context(release: Release) -> dict:
-    return {"release": release, "finished": release.status in (Release.Status.READY, Release.Status.FAILED)}
+    return {"release": release, "finished": release.status in FINISHED}
 
 
 @login_required
@@ -134,9 +138,27 @@ def release_status(request: HttpRequest, pk: int) -> HttpResponse:
     show the manifest and the card."""
     release = _release(request, pk)
     response = render(request, "releases/_status.html", _status_context(release))
-    if release.status in (Release.Status.READY, Release.Status.FAILED) and request.GET.get("polling"):
+    if release.status in FINISHED and request.GET.get("polling"):
         response["HX-Refresh"] = "true"
     return response
+
+
+@login_required
+@require_POST
+def release_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    """Cancel a queued or building release: its build stops at its next batch and leaves nothing."""
+    release = _release(request, pk)
+    try:
+        services.release_cancel(release=release, user=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(
+            request,
+            gettext("Release %(id)s cancelled: its build stops at its next batch and leaves no files.")
+            % {"id": release.pk},
+        )
+    return redirect("release_pages:release", pk=release.pk)
 
 
 @login_required

@@ -54,6 +54,7 @@ def _state() -> dict:
         "drafts": sorted(Draft.objects.values_list("pk", "updated_at")),
         "policy": list(ReviewPolicy.objects.values_list("pk", "updated_at")),
         "runs": sorted(GenerationRun.objects.values_list("pk", "status")),
+        "releases": sorted(Release.objects.values_list("pk", "status")),
         "versions": sorted(Candidate.objects.values_list("pk", "version")),
         "flags": sorted(RiskFlag.objects.values_list("pk", "signed_off_at")),
     }
@@ -96,6 +97,8 @@ def write_operations(world, curator, senior) -> dict[str, tuple[str, str, str, d
     del review["idempotency_key"]  # the header carries the key here; the body field has its own test
     item = _adjudication_item(curator, senior)
     flagged = _flagged_candidate()
+    # A release waiting for a worker: it can be cancelled.
+    queued = Release.objects.create(name="queued", version="1", spec={"formats": ["sft"]}, created_by=curator)
     # A run whose worker stopped beating an hour ago: stalled, so it can be resumed.
     stalled = GenerationRun.objects.create(
         kind=world["run"].kind,
@@ -173,6 +176,7 @@ def write_operations(world, curator, senior) -> dict[str, tuple[str, str, str, d
         ),
         "runs_create": (roles.CURATOR, "post", reverse("api:run-list"), bodies["runs_create"]),
         "runs_cancel": (roles.CURATOR, "post", reverse("api:run-cancel", args=[world["run"].pk]), None),
+        "releases_cancel": (roles.CURATOR, "post", reverse("releases:release-cancel", args=[queued.pk]), None),
         "runs_resume": (roles.CURATOR, "post", reverse("api:run-resume", args=[stalled.pk]), None),
     }
 
@@ -220,6 +224,7 @@ OPERATION_IDS = [
     "candidates_turn_edit",
     "drafts_save",
     "profiles_create",
+    "releases_cancel",
     "releases_create",
     "review_policy_update",
     "reviews_create",
@@ -246,7 +251,11 @@ def test_the_same_key_twice_writes_once_and_answers_the_same(operation, operatio
 
 @pytest.mark.parametrize(
     "operation",
-    [op for op in OPERATION_IDS if op not in ("assignments_release", "campaigns_next", "runs_cancel", "runs_resume")],
+    [
+        op
+        for op in OPERATION_IDS
+        if op not in ("assignments_release", "campaigns_next", "releases_cancel", "runs_cancel", "runs_resume")
+    ],
 )
 def test_the_same_key_with_another_body_is_a_422_and_writes_nothing(operation, operations, world):
     role, method, url, body = operations[operation]

@@ -12,6 +12,7 @@ latest review of it counts.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -476,6 +477,47 @@ def agreement_compute(*, user, campaign: Campaign, filters: AgreementFilters) ->
             if row[0]:
                 result.weekly.append(RaterRow(labels[r], r == own, *row, week=week))
     return result
+
+
+def campaign_agreement_figures(*, campaign_ids: list[int]) -> dict[int, dict]:
+    """The agreement of each campaign as a dataset release records it (``releases.agreement``): the numbers the
+    agreement page shows senior clinicians, curators and admins, over all the campaign's reviews, as plain JSON
+    values (rounded to 4 places) with no rater named or counted by id. A campaign without reviews has
+    ``reviews: 0`` and no metrics. Cached under the campaign's reviews as they are now, like ``agreement_for``."""
+    figures = {}
+    filters = AgreementFilters()
+    for campaign in Campaign.objects.filter(pk__in=campaign_ids).select_related("rubric").order_by("pk"):
+        parts = [campaign.pk, version_of(_reviews(campaign, filters))]
+        figures[campaign.pk] = cached("release-agreement", parts, functools.partial(_figures, campaign, filters))
+    return figures
+
+
+def _figures(campaign: Campaign, filters: AgreementFilters) -> dict:
+    data = _read(campaign, filters)
+    out: dict = {"name": campaign.name, "reviews": 0, "items": 0, "raters": 0, "decision": None, "criteria": {}}
+    if data is None:
+        return out
+    out.update(reviews=len(data.unit), items=data.n_units, raters=len(data.rater_ids))
+    out["decision"] = _metric_json(_metric(data, data.decision))
+    out["criteria"] = {dim.key: _metric_json(_metric(data, dim)) for dim in data.criteria}
+    return out
+
+
+def _metric_json(row: MetricRow) -> dict:
+    def number(estimate: Estimate) -> float | None:
+        return None if estimate.value is None else round(estimate.value, 4)
+
+    return {
+        "level": row.level,
+        "items": row.items,
+        "ratings": row.ratings,
+        "alpha": number(row.alpha),
+        "alpha_ci": [number(row.alpha_ci.low), number(row.alpha_ci.high)],
+        "percent_agreement": number(row.percent_agreement),
+        "percent_agreement_ci": [number(row.agreement_ci.low), number(row.agreement_ci.high)],
+        # Why alpha is undefined (one rater, no shared item, no variation), or "".
+        "undefined": row.alpha.reason if row.alpha.value is None else "",
+    }
 
 
 def campaign_summaries(*, user) -> list[CampaignSummary]:

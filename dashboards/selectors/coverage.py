@@ -1,9 +1,9 @@
 """Coverage: how many dialogues each sub-emotion has, against the quota (``settings.PSYROOM_COVERAGE_QUOTA``).
 
 Per sub-emotion, counted in SQL (one grouped query): dialogues generated (every status), waiting (generated, in
-review or needing revision: they may still be approved), approved; the gap is what the quota still lacks once what
-is waiting is counted (``missing = max(0, quota - approved - waiting)``), so that filling a gap twice does not
-generate twice. Released counts are not given: a release records its counts and files, not which candidates it holds.
+review or needing revision: they may still be approved), approved, released (held by at least one ready release,
+``releases.selectors.released_candidate_ids``); the gap is what the quota still lacks once what is waiting is counted
+(``missing = max(0, quota - approved - waiting)``), so that filling a gap twice does not generate twice.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import Count, Q
 
 from generation.models import Candidate, CandidateKind, EmotionCategory, SubEmotion
+from releases.selectors import released_candidate_ids
 
 WAITING = (Candidate.Status.GENERATED, Candidate.Status.IN_REVIEW, Candidate.Status.NEEDS_REVISION)
 
@@ -26,6 +27,8 @@ class SubEmotionCoverage:
     waiting: int
     approved: int
     quota: int
+    # In at least one ready release (a candidate in two releases counts once).
+    released: int = 0
 
     @property
     def missing(self) -> int:
@@ -50,6 +53,10 @@ class CategoryCoverage:
     @property
     def missing(self) -> int:
         return sum(s.missing for s in self.subs)
+
+    @property
+    def released(self) -> int:
+        return sum(s.released for s in self.subs)
 
 
 @dataclass
@@ -78,6 +85,7 @@ def coverage_get(*, quota: int | None = None) -> Coverage:
             generated=Count("id"),
             waiting=Count("id", filter=Q(status__in=WAITING)),
             approved=Count("id", filter=Q(status=Candidate.Status.APPROVED)),
+            released=Count("id", filter=Q(pk__in=released_candidate_ids())),
         )
     }
     categories = {c.pk: CategoryCoverage(c.key, c.label_en) for c in EmotionCategory.objects.order_by("key")}
@@ -91,6 +99,7 @@ def coverage_get(*, quota: int | None = None) -> Coverage:
                 waiting=row.get("waiting", 0),
                 approved=row.get("approved", 0),
                 quota=quota,
+                released=row.get("released", 0),
             )
         )
     return Coverage(quota=quota, categories=list(categories.values()))

@@ -2,9 +2,10 @@
 
 Funnel (senior clinicians, curators and admins): candidates by status (generated and not yet reviewed, in review,
 approved, rejected, needs revision) and adjudicated (an adjudication exists), grouped by run, model spec, prompt
-version, source dataset (imports) or sub-emotion, counted in SQL. "Exported" is not given: a release records its
-counts and files, not which candidates it holds. Beside it: which criteria rejecting reviews scored 1 or 2 (reviews
-carry no rejection reason code, so the low criteria stand for it), risk-flag codes and edit categories.
+version, source dataset (imports) or sub-emotion, counted in SQL, and exported (held by at least one ready release,
+``releases.selectors.released_candidate_ids``), the funnel's end. Beside it: which criteria rejecting reviews scored
+1 or 2 (reviews carry no rejection reason code, so the low criteria stand for it), risk-flag codes and edit
+categories.
 
 Throughput (everyone with a role; a counselor sees only their own row, so no other name ever reaches them): per
 reviewer, reviews, items per hour of review time (``time_spent_s``), the median seconds per review, the share of
@@ -27,6 +28,7 @@ from annotations.models import Adjudication, Campaign, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
 from dashboards.cache import cached, version_of
 from generation.models import Candidate, Revision, RiskFlag
+from releases.selectors import release_items_visible, released_candidate_ids
 
 # What ``by`` may group the funnel by, and the column it groups on.
 GROUPS = {
@@ -36,7 +38,7 @@ GROUPS = {
     "source": "source_dataset",
     "sub_emotion": "sub_emotion__key",
 }
-STAGES = ["total", "generated", "in_review", "approved", "rejected", "needs_revision", "adjudicated"]
+STAGES = ["total", "generated", "in_review", "approved", "rejected", "needs_revision", "adjudicated", "exported"]
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ def _stages(filters: FunnelFilters) -> list[FunnelRow]:
             rejected=Count("id", filter=Q(status=status.REJECTED)),
             needs_revision=Count("id", filter=Q(status=status.NEEDS_REVISION)),
             adjudicated_n=Count("id", filter=Q(adjudicated=True)),
+            exported=Count("id", filter=Q(pk__in=released_candidate_ids())),
         )
         .order_by(column)
     )
@@ -195,6 +198,8 @@ def funnel_for(*, user, filters: FunnelFilters, everything: bool) -> Funnel:
         version_of(Revision.objects.all()),
         version_of(Adjudication.objects.all()),
         version_of(RiskFlag.objects.all()),
+        # A release becoming ready makes its rows count: the visible rows' count and largest id change.
+        version_of(release_items_visible()),
     ]
     return cached("funnel", parts, lambda: funnel_compute(user=user, filters=filters, everything=everything))
 

@@ -55,6 +55,42 @@ def test_counts_and_gaps(stock):
     assert coverage.missing == 2 + 33 * 3
 
 
+def test_released_counts_what_ready_releases_hold(stock, curator, settings, tmp_path):
+    from dashboards.selectors.coverage import coverage_get
+    from releases import services as release_services
+    from releases.models import Release
+
+    settings.PSYROOM_RELEASES_DIR = tmp_path / "releases"
+    assert {s.released for c in coverage_get().categories for s in c.subs} == {0}
+    # (the two approved anxiety.1 dialogues have the same text: exact dedup is off to keep both)
+    spec = {
+        "formats": ["sft"],
+        "sub_emotions": ["anxiety.1"],
+        "splits": {"train": 1, "seed": 0},
+        "dedup": {"exact": False},
+    }
+    release = release_services.release_create(name="cov", version="1", spec=spec, user=curator, queue=False)
+    queued = release_services.release_create(
+        name="cov", version="2", spec={**spec, "sub_emotions": ["anxiety.2"]}, user=curator, queue=False
+    )
+    assert release_services.release_build(release=release).status == Release.Status.READY
+    release_services.release_cancel(release=queued, user=curator)
+    coverage = coverage_get()
+    subs = {s.key: s for c in coverage.categories for s in c.subs}
+    assert (subs["anxiety.1"].approved, subs["anxiety.1"].released) == (2, 2)
+    assert subs["anxiety.2"].released == 0  # its release was cancelled before it was built
+    assert sum(s.released for s in subs.values()) == 2
+    [anxiety] = [c for c in coverage.categories if c.key == "anxiety"]
+    assert anxiety.released == 2
+    body = html.unescape(_client(curator).get(PAGE).content.decode())
+    assert "2 approved, 2 released" in body
+    api = _client(curator).get(API).json()
+    [api_sub] = [s for c in api["categories"] for s in c["subs"] if s["key"] == "anxiety.1"]
+    assert api_sub["released"] == 2
+    rows = _csv(_client(curator).get(PAGE, {"format": "csv", "table": "sub_emotions"}))
+    assert rows[0][6] == "Released" and {r[1]: r[6] for r in rows[1:]}["anxiety.1"] == "2"
+
+
 def test_page_and_api(stock, senior, curator, counselor):
     page = _client(senior).get(PAGE)
     assert page.status_code == 200

@@ -53,7 +53,7 @@ def test_stages_and_reasons_for_a_curator(pipeline, curator):
             "group": "anxiety.1",
             "counts": {
                 "total": 3, "generated": 0, "in_review": 1, "approved": 1, "rejected": 1, "needs_revision": 0,
-                "adjudicated": 1,
+                "adjudicated": 1, "exported": 0,
             },
         }
     ]  # fmt: skip
@@ -143,3 +143,35 @@ def test_a_nul_or_a_huge_value_is_a_400_never_a_500(taxonomy, curator, url, name
     for value in ("a%00b", "9" * 5000, "%ED%A0%80"):
         assert client.get(f"{url}?{name}={value}").status_code == 400
         assert client.get(f"{api}?{name}={value}").status_code == 400
+
+
+def test_exported_counts_candidates_in_ready_releases_only(pipeline, curator, settings, tmp_path):
+    from generation.models import Candidate
+    from releases import services as release_services
+    from releases.models import Release
+
+    settings.PSYROOM_RELEASES_DIR = tmp_path / "releases"
+
+    def exported() -> int:
+        [row] = _client(curator).get(API, {"by": "sub_emotion"}).json()["stages"]
+        return row["counts"]["exported"]
+
+    assert exported() == 0  # and now cached
+    spec = {"formats": ["sft"], "splits": {"train": 1, "seed": 0}}
+    queued = release_services.release_create(name="funnel", version="1", spec=spec, user=curator, queue=False)
+    Release.objects.filter(pk=queued.pk).update(status=Release.Status.BUILDING)
+    approved = Candidate.objects.get(status="approved")
+    from releases.models import ReleaseItem
+
+    ReleaseItem.objects.create(
+        release=queued, candidate=approved, revision=approved.approved_revision, format="sft", split="train"
+    )
+    assert exported() == 0  # a building release's rows do not count
+    ReleaseItem.objects.all().delete()
+    Release.objects.filter(pk=queued.pk).update(status=Release.Status.FAILED)
+    ready = release_services.release_create(name="funnel", version="2", spec=spec, user=curator, queue=False)
+    assert release_services.release_build(release=ready).status == Release.Status.READY
+    assert exported() == 1  # the cached funnel is not stale
+    again = release_services.release_create(name="funnel", version="3", spec=spec, user=curator, queue=False)
+    release_services.release_build(release=again)
+    assert exported() == 1  # a candidate in two releases is exported once

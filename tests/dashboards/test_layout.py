@@ -39,3 +39,15 @@ def test_dashboards_reads_generation_only_through_models_and_selectors():
 
 def test_stats_needs_no_django():
     assert not any(name.startswith("django") for name in _imports(ROOT / "dashboards" / "stats.py"))
+
+
+def test_dashboards_reads_releases_only_through_models_and_selectors():
+    # Released and exported counts come from releases.selectors; releases never imports dashboards (above): its
+    # agreement figures are handed over by DashboardsConfig.ready.
+    found = []
+    for path in (ROOT / "dashboards").rglob("*.py"):
+        for name in _imports(path):
+            if name == "releases" or name.startswith("releases."):
+                found.append(name)
+                assert name.startswith(("releases.models", "releases.selectors", "releases.agreement.")), (path, name)
+    assert found  # the check above checked something

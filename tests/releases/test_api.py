@@ -156,3 +156,32 @@ def test_a_blocked_build_names_its_masked_hits_and_parquet_and_the_card_download
     assert body["pii_hits"] == [
         {"candidate": candidate.pk, "where": "turns[2].text", "detector": "email", "match": "li**************om"}
     ]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_cancel_per_role(taxonomy, curator, role):
+    factories.make_candidate(status="approved")
+    queued = services.release_create(name="autumn", version="1", spec=SPEC, user=curator, queue=False)
+    response = client_for(role).post(reverse("releases:release-cancel", args=[queued.pk]))
+    queued.refresh_from_db()
+    if role in MANAGERS:
+        assert response.status_code == 200, response.content
+        assert response.json()["status"] == "cancelled"
+        assert queued.status == Release.Status.CANCELLED
+        assert AuditEvent.objects.filter(action="release.cancel", data__release=queued.pk).count() == 1
+    else:
+        assert response.status_code == (401 if role == "anonymous" else 403 if role == "no_role" else 404)
+        assert queued.status == Release.Status.QUEUED
+        assert not AuditEvent.objects.filter(action="release.cancel").exists()
+
+
+def test_a_finished_release_cannot_be_cancelled(ready):
+    api = client_for(roles.CURATOR)
+    response = api.post(reverse("releases:release-cancel", args=[ready.pk]))
+    assert response.status_code == 409
+    assert response.json()["status"] == "ready" and "only a queued or building" in response.json()["detail"]
+    ready.refresh_from_db()
+    assert ready.status == Release.Status.READY
+    assert (services.release_dir(ready) / "sft" / "train.jsonl").is_file()
+    assert api.post(reverse("releases:release-cancel", args=[ready.pk + 1])).status_code == 404
+    assert api.get(reverse("releases:release-cancel", args=[ready.pk])).status_code == 405

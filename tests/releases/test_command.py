@@ -56,7 +56,7 @@ def test_a_bad_spec_exits_naming_the_field(taxonomy, tmp_path):
 
 def test_a_failed_build_exits_1(taxonomy, spec_file, monkeypatch):
     factories.make_candidate(status="approved")
-    monkeypatch.setattr(services, "_build_into", lambda folder, spec: 1 / 0)
+    monkeypatch.setattr(services, "_build_into", lambda folder, spec, **kwargs: 1 / 0)
     with pytest.raises(CommandError, match="failed: ZeroDivisionError"):
         run("build", str(spec_file))
     assert Release.objects.get().status == "failed"
@@ -68,3 +68,18 @@ def test_exit_codes_from_the_shell(taxonomy, spec_file):
     with pytest.raises(SystemExit) as caught:
         execute_from_command_line(["manage.py", "release", "verify", "12345"])
     assert caught.value.code == 1
+
+
+def test_cancel(taxonomy):
+    from annotations.models import AuditEvent
+
+    factories.make_candidate(status="approved")
+    queued = services.release_create(name="queued", version="1", spec={"formats": ["sft"]}, user=None, queue=False)
+    assert f"Release {queued.pk} cancelled." in run("cancel", str(queued.pk))
+    queued.refresh_from_db()
+    assert queued.status == Release.Status.CANCELLED
+    assert AuditEvent.objects.filter(action="release.cancel", actor=None, data__release=queued.pk).exists()
+    with pytest.raises(CommandError, match="only a queued or building release can be cancelled"):
+        run("cancel", str(queued.pk))
+    with pytest.raises(CommandError, match="no release 999"):
+        run("cancel", "999")

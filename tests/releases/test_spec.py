@@ -20,7 +20,8 @@ def test_a_valid_spec_comes_back_complete(taxonomy):
     spec = spec_validate({"formats": ["sft", "dpo", "sft"], "sub_emotions": ["anxiety.1"]})
     assert spec == {
         "kinds": ["dialogue"], "formats": ["dpo", "sft"], "campaigns": [], "sub_emotions": ["anxiety.1"],
-        "categories": [], "languages": [], "dates": {}, "min_approvals": 0, "min_mean": {}, "edited_only": False,
+        "categories": [], "languages": [], "dates": {}, "min_approvals": 0, "min_mean": {}, "min_agreement": None,
+        "edited_only": False,
         "model_specs": [], "prompt_versions": [], "splits": {"train": 0.8, "validation": 0.1, "test": 0.1, "seed": 0},
         "dedup": {"exact": True, "near": None}, "dpo": {"max_similarity": 0.95},
         "pii": {"action": "block", "detectors": ["cn_id", "email", "phone", "url"]}, "parquet": True,
@@ -47,6 +48,10 @@ def test_a_valid_spec_comes_back_complete(taxonomy):
         ({"formats": ["sft"], "min_mean": {"empathy": 6}}, "min_mean.empathy", "from 1"),
         ({"formats": ["sft"], "min_approvals": True}, "min_approvals", "whole number"),
         ({"formats": ["sft"], "edited_only": 1}, "edited_only", "true or false"),
+        ({"formats": ["sft"], "min_agreement": 1.5}, "min_agreement", "from -1 to 1"),
+        ({"formats": ["sft"], "min_agreement": "0.8"}, "min_agreement", "must be a number"),
+        ({"formats": ["sft"], "min_agreement": float("nan")}, "min_agreement", "must be a number"),
+        ({"formats": ["sft"], "min_agreement": True}, "min_agreement", "must be a number"),
         ({"formats": ["sft"], "splits": {"train": 0.5, "test": 0.4, "seed": 1}}, "splits", "sum to 1"),
         ({"formats": ["sft"], "splits": {"train": 1, "seed": 10**30}}, "splits.seed", "whole number"),
         ({"formats": ["sft"], "splits": {"train": 1, "holdout": 0}}, "splits.holdout", "unknown field"),

@@ -141,3 +141,54 @@ def test_a_release_not_ready_has_no_zip(client, curator, taxonomy):
     release = services.release_create(name="later", version="1", spec={"formats": ["sft"]}, user=curator, queue=False)
     client.force_login(curator)
     assert client.get(reverse("release_pages:release-zip", args=[release.pk])).status_code == 404
+
+
+@pytest.mark.parametrize(("who", "expected"), [("counselor", 404), ("senior", 404), ("outsider", 404)])
+def test_only_curators_and_admins_cancel_from_the_page(client, request, taxonomy, curator, who, expected):
+    factories.make_candidate(status="approved")
+    release = services.release_create(name="spring", version="1", spec={"formats": ["sft"]}, user=curator, queue=False)
+    client.force_login(request.getfixturevalue(who))
+    assert client.post(reverse("release_pages:release-cancel", args=[release.pk])).status_code == expected
+    release.refresh_from_db()
+    assert release.status == Release.Status.QUEUED
+
+
+def test_a_curator_cancels_a_build_from_its_page(client, curator, taxonomy, releases_dir):
+    factories.make_candidate(status="approved")
+    release = services.release_create(name="spring", version="1", spec={"formats": ["sft"]}, user=curator, queue=False)
+    client.force_login(curator)
+    page = client.get(reverse("release_pages:release", args=[release.pk])).content.decode()
+    cancel_url = reverse("release_pages:release-cancel", args=[release.pk])
+    assert f'action="{cancel_url}"' in page and 'id="cancel-release"' in page
+    assert client.get(cancel_url).status_code == 405
+    response = client.post(cancel_url, follow=True)
+    assert response.redirect_chain[-1][0] == reverse("release_pages:release", args=[release.pk])
+    page = response.content.decode()
+    assert "cancelled" in page and 'id="cancel-release"' not in page and "every 2s" not in page
+    release.refresh_from_db()
+    assert release.status == Release.Status.CANCELLED
+    # The build the task would have run finds nothing to do and writes nothing.
+    from releases import tasks
+
+    assert tasks.release_build_task(release.pk) is None
+    assert not releases_dir.exists() or list(releases_dir.iterdir()) == []
+    again = client.post(cancel_url, follow=True).content.decode()
+    assert "only a queued or building release can be cancelled" in again
+    assert AuditEvent.objects.filter(action="release.cancel").count() == 1
+
+
+def test_the_builder_offers_the_minimum_campaign_agreement(client, curator, taxonomy):
+    factories.make_candidate(status="approved")
+    client.force_login(curator)
+    url = reverse("release_pages:release-count")
+    assert "Minimum campaign agreement" in client.get(reverse("release_pages:release-new")).content.decode()
+    page = client.post(url, {**FORM, "min_agreement": ""}).content.decode()
+    assert "<strong>1</strong> candidate selected" in page
+    # No campaign has reviews, so none reaches any floor: the count says so before anything is built.
+    page = client.post(url, {**FORM, "min_agreement": "-1"}).content.decode()
+    assert "<strong>0</strong>" in page and "nothing to build" in page
+    page = client.post(url, {**FORM, "min_agreement": "1.5"}).content.decode()
+    assert "less than or equal to 1" in page
+    response = client.post(reverse("release_pages:release-new"), {**FORM, "min_agreement": "0.5"})
+    assert response.status_code == 400 and "selects nothing" in response.content.decode()
+    assert not Release.objects.exists()

@@ -1,4 +1,5 @@
-"""``manage.py release build SPEC.yaml|json [--name N --version V]``, ``release list``, ``release verify ID``."""
+"""``manage.py release build SPEC.yaml|json [--name N --version V]``, ``release list``, ``release verify ID``,
+``release cancel ID``."""
 
 from pathlib import Path
 
@@ -30,6 +31,10 @@ class Command(BaseCommand):
         sub.add_parser("list", help="list the releases, newest first")
         verify = sub.add_parser("verify", help="recompute a release's hashes; exit 1 on a mismatch")
         verify.add_argument("id", type=int)
+        cancel = sub.add_parser(
+            "cancel", help="cancel a queued or building release (its build stops at its next batch)"
+        )
+        cancel.add_argument("id", type=int)
 
     def handle(self, *args, **options):
         getattr(self, f"_{options['action']}")(options)
@@ -79,3 +84,13 @@ class Command(BaseCommand):
         if problems:
             raise CommandError("\n".join(problems))
         self.stdout.write(f"Release {release.pk} is intact: {len(release.files)} files match their sha256.")
+
+    def _cancel(self, options):
+        release = Release.objects.filter(pk=options["id"]).first()
+        if release is None:
+            raise CommandError(f"no release {options['id']}")
+        try:
+            services.release_cancel(release=release, user=None)
+        except ValidationError as error:
+            raise CommandError(_errors(error)) from None
+        self.stdout.write(f"Release {release.pk} cancelled.")
