@@ -445,3 +445,15 @@ def test_a_counselor_cannot_tell_a_gold_item_apart(
         assert "gold" not in listing.content.decode().lower()
     campaigns_page = client.get(reverse("annotations:campaign_list")).content.decode()
     assert "reference-items" not in campaigns_page and "gold" not in campaigns_page.lower()
+
+
+def test_an_approved_item_of_the_campaign_itself_is_refused(world, curator):
+    campaign, _ = world
+    own = factories.set_status(campaign.items.first().candidate, "approved")
+    with pytest.raises(ValidationError) as refused:
+        gold.gold_mark(campaign=campaign, candidate=own, user=curator, scores=_scores(), decision="approve")
+    assert "own items" in refused.value.message_dict["candidate"][0]
+    _nothing_marked(campaign)
+    # Another campaign of the same kind may take it as its reference.
+    other = _campaign(curator, [], n_items=1)
+    assert gold.gold_mark(campaign=other, candidate=own, user=curator, scores=_scores(), decision="approve").active
