@@ -457,3 +457,39 @@ def test_an_approved_item_of_the_campaign_itself_is_refused(world, curator):
     # Another campaign of the same kind may take it as its reference.
     other = _campaign(curator, [], n_items=1)
     assert gold.gold_mark(campaign=other, candidate=own, user=curator, scores=_scores(), decision="approve").active
+
+
+def test_through_the_pages_a_gold_review_is_saved_like_any_other(client, world, curator, counselor, monkeypatch):
+    campaign, reference = world
+    gold.gold_mark(campaign=campaign, candidate=reference, user=curator, scores=_scores(5), decision="approve")
+    _always_gold(monkeypatch)
+    client.force_login(counselor)
+    location = _claim_page(client, campaign)
+    assert location == reverse("annotations:campaign_item", args=[campaign.pk, reference.pk])
+    page = client.get(location).content.decode()
+    assert 'name="score_' in page
+    url = reverse("annotations:campaign_submit", args=[campaign.pk, reference.pk])
+    data = {f"score_{k}": "3" for k in _keys()}
+    # A stale version is a 409 and writes nothing, as for any item.
+    stale = client.post(url, {**data, "decision": "reject", "comment": "", "version": reference.version + 5})
+    assert stale.status_code == 409 and not Review.objects.exists()
+    done = client.post(url, {**data, "decision": "reject", "comment": "", "version": reference.version})
+    assert done.status_code == 302 and done["Location"] == reverse("annotations:campaign_next", args=[campaign.pk])
+    saved = Review.objects.get()
+    assert saved.gold and saved.decision == "reject" and saved.scores == _scores(3)
+    reference.refresh_from_db()
+    assert reference.status == Candidate.Status.APPROVED
+    item = CampaignItem.objects.get(campaign=campaign, candidate=reference)
+    assert item.state == CampaignItem.State.GOLD and item.reviews_done == 0
+    # The prefetch of the next item agrees with the claim that follows it.
+    monkeypatch.undo()
+    for i in range(3):
+        more = _approved(f"more{i}")
+        gold.gold_mark(campaign=campaign, candidate=more, user=curator, scores=_scores(), decision="approve")
+    kinds = []
+    while (peek := queue_selectors.queue_peek_next(campaign=campaign, counselor=counselor)) is not None:
+        claimed = queue.queue_claim_next(campaign=campaign, counselor=counselor)
+        assert peek == claimed.item.candidate
+        kinds.append(claimed.item.state)
+        queue.assignment_release(assignment=claimed, counselor=counselor)
+    assert kinds.count(CampaignItem.State.OPEN) == 3
