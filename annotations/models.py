@@ -102,6 +102,9 @@ class CampaignItem(models.Model):
         OPEN = "open", "Waiting for reviews"
         ADJUDICATION = "adjudication", "Waiting for adjudication"
         DECIDED = "decided", "Decided"
+        # A reference item a curator marked (``GoldItem``): served to counselors at the campaign's gold rate, outside
+        # the k slots, never decided by its reviews.
+        GOLD = "gold", "Reference item"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
     candidate = models.ForeignKey(Candidate, on_delete=models.PROTECT, related_name="campaign_items")
@@ -180,6 +183,9 @@ class Review(models.Model):
     assignment = models.OneToOneField(
         Assignment, null=True, blank=True, on_delete=models.PROTECT, related_name="review"
     )
+    # A review of a reference item (``GoldItem``): scored against the reference, never counted toward the
+    # candidate's approval, a campaign's agreement or its funnel.
+    gold = models.BooleanField(default=False)
     # Set by the client for each submit: a retried submit with the same key returns the first review.
     idempotency_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(auto_now_add=True)
@@ -196,6 +202,30 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"review {self.pk} of {self.candidate} by {self.reviewer}"
+
+
+class GoldItem(models.Model):
+    """A campaign item with a reference judgement: the scores and decision a curator holds right for it.
+
+    Counselors are served it like any item (``annotations.services.queue``); their reviews of it are scored against
+    the reference and never decide anything. Unmarking stops serving it and keeps the row, so that the reviews
+    already written keep their reference.
+    """
+
+    item = models.OneToOneField(CampaignItem, on_delete=models.CASCADE, related_name="gold")
+    scores = models.JSONField()
+    decision = models.CharField(max_length=16, choices=Review.Decision.choices)
+    active = models.BooleanField(default=True)
+    marked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    marked_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["item_id"]
+
+    def __str__(self) -> str:
+        return f"reference for {self.item}"
 
 
 class Draft(models.Model):

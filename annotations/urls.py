@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import activity, campaigns, candidates, courses, questions
+from .views import activity, campaigns, candidates, courses, gold, questions
 
 app_name = "annotations"
 urlpatterns = [
@@ -25,6 +25,12 @@ urlpatterns = [
     # Campaigns, the campaign review screen and adjudication (annotations/views/campaigns.py)
     path("campaigns/", campaigns.campaign_list, name="campaign_list"),
     path("campaigns/new/", campaigns.campaign_create, name="campaign_create"),
+    path("campaigns/<int:campaign_id>/reference-items/", gold.campaign_gold, name="campaign_gold"),
+    path(
+        "campaigns/<int:campaign_id>/reference-items/<int:candidate_id>/unmark/",
+        gold.campaign_gold_unmark,
+        name="campaign_gold_unmark",
+    ),
     path("campaigns/<int:campaign_id>/guidelines/", campaigns.campaign_guidelines, name="campaign_guidelines"),
     path("campaigns/<int:campaign_id>/next/", campaigns.campaign_next, name="campaign_next"),
     path("campaigns/<int:campaign_id>/items/<int:candidate_id>/", campaigns.campaign_item, name="campaign_item"),

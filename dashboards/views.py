@@ -15,6 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
 from psyroom_admin import roles
@@ -25,6 +26,7 @@ from .selectors import Agreement, MetricRow, RaterRow
 from .selectors.calibration import Calibration, CalibrationGroup, calibration_for
 from .selectors.coverage import Coverage, coverage_get
 from .selectors.funnel import GROUPS, STAGES, Funnel, funnel_for
+from .selectors.gold import GoldAccuracy, gold_accuracy_for
 from .stats import Estimate
 
 # What a page reads besides its filters: the CSV download.
@@ -181,6 +183,32 @@ def agreement_tables(agreement: Agreement) -> dict[str, Table]:
     return {table.name: table for table in tables}
 
 
+def gold_table(accuracy: GoldAccuracy) -> Table:
+    """Accuracy on the campaign's reference items: one row per reviewer (a counselor: their own)."""
+    headers = [
+        gettext("Rater"),
+        gettext("Reference items"),
+        gettext("Decision accuracy"),
+        gettext("Accuracy 95% CI low"),
+        gettext("Accuracy 95% CI high"),
+        gettext("Mean abs. difference"),
+        *[gettext("Mean abs. difference: %(criterion)s") % {"criterion": name} for name in accuracy.criteria],
+    ]
+    rows = [
+        [
+            row.rater,
+            row.items,
+            row.decision_accuracy,
+            row.decision_ci.low,
+            row.decision_ci.high,
+            row.mad,
+            *[value for _, value in row.criteria],
+        ]
+        for row in accuracy.rows
+    ]
+    return Table("gold", gettext("Accuracy on reference items"), headers, rows)
+
+
 def _csv_cell(value) -> str:
     if isinstance(value, Estimate):
         return f"{value.value:.4f}" if value.value is not None else f"undefined: {value.reason}"
@@ -225,6 +253,8 @@ def campaign_agreement(request: HttpRequest, campaign_id: int) -> HttpResponse:
         return render(request, "dashboards/agreement.html", context, status=400)
     agreement = selectors.agreement_for(user=request.user, campaign=campaign, filters=form.filters())
     tables = agreement_tables(agreement)
+    accuracy = gold_accuracy_for(user=request.user, campaign=campaign, filters=form.filters())
+    tables["gold"] = gold_table(accuracy)
     if fmt == "csv":
         name = request.GET.get("table", "")
         if name not in tables:
@@ -239,7 +269,12 @@ def campaign_agreement(request: HttpRequest, campaign_id: int) -> HttpResponse:
         tables=[
             (table, "?" + urlencode({**{k: str(v) for k, v in kept.items()}, "format": "csv", "table": name}))
             for name, table in tables.items()
+            if name != "gold"
         ],
+        gold=(
+            tables["gold"],
+            "?" + urlencode({**{k: str(v) for k, v in kept.items()}, "format": "csv", "table": "gold"}),
+        ),
     )
     return render(request, "dashboards/agreement.html", context)
 

@@ -74,9 +74,9 @@ def world(people, curator):
     )  # fmt: skip
     session = Candidate.objects.filter(kind=CandidateKind.SESSION, parent=course).order_by("sequence").first()
     # An approved dialogue for a release to select, and a release (queued: nothing is built in these tests).
-    factories.make_candidate(content=factories.dialogue_content(prefix="Approved. "), status="approved")
+    approved = factories.make_candidate(content=factories.dialogue_content(prefix="Approved. "), status="approved")
     release = Release.objects.create(name="world", version="1", spec={"formats": ["sft"]}, created_by=curator)
-    return {**people, "course": course, "session": session, "release": release}
+    return {**people, "course": course, "session": session, "release": release, "approved": approved}
 
 
 def path_ids(world) -> dict[str, int]:
@@ -117,6 +117,11 @@ def base_bodies(world) -> dict[str, dict]:
             "idempotency_key": "hostile-1",
         },
         "auth_token_create": {"username": "nobody", "password": "wrong"},
+        "campaigns_gold_mark": {
+            "candidate": world["approved"].pk if "approved" in world else candidate.pk,
+            "scores": _scores(5),
+            "decision": "approve",
+        },
         "campaigns_create": {
             "name": "Spring",
             "kind": "dialogue",

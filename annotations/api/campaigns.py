@@ -7,7 +7,6 @@ counselor only ever reaches their own campaigns and assignments). Missing or out
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -31,8 +30,9 @@ from psyroom_admin.api_permissions import (
 from psyroom_admin.idempotency import idempotent
 
 from ..models import Assignment, CampaignItem, Review, RiskCode
+from ..selectors import gold as gold_selectors
 from ..selectors import queues, visibility
-from ..services import adjudication, campaigns, drafts, policy, queue, reviews
+from ..services import adjudication, campaigns, drafts, gold, policy, queue, reviews
 
 DECISIONS = Review.Decision.choices
 
@@ -57,16 +57,16 @@ class CampaignOutput(serializers.Serializer):
     blind = serializers.BooleanField()
     status = serializers.CharField()
     guidelines = serializers.CharField()
-    policy = serializers.DictField()
+    policy = serializers.SerializerMethodField()
     lease_seconds = serializers.IntegerField()
     rubric = serializers.CharField(source="rubric.__str__")
     items = serializers.SerializerMethodField()
 
+    def get_policy(self, campaign) -> dict:
+        return visibility.campaign_policy_for(user=self.context["request"].user, campaign=campaign)
+
     def get_items(self, campaign) -> dict:
-        counts = {state: 0 for state in CampaignItem.State.values}
-        for row in campaign.items.values("state").order_by().annotate(n=Count("id")):
-            counts[row["state"]] = row["n"]
-        return counts
+        return visibility.campaign_item_counts(user=self.context["request"].user, campaign=campaign)
 
 
 class CampaignCreateInput(serializers.Serializer):
@@ -97,7 +97,7 @@ class CampaignsApi(APIView):
     @extend_schema(operation_id="campaigns_list", responses={200: CampaignOutput(many=True)}, tags=["campaigns"])
     def get(self, request: Request) -> Response:
         rows = visibility.campaign_list_for(user=request.user)
-        return Response(CampaignOutput(rows, many=True).data)
+        return Response(CampaignOutput(rows, many=True, context={"request": request}).data)
 
     @extend_schema(
         operation_id="campaigns_create",
@@ -119,7 +119,7 @@ class CampaignsApi(APIView):
             campaign = campaigns.campaign_create(creator=request.user, members=members, **data)
         except DjangoValidationError as error:
             raise service_error(error, fields=CampaignCreateInput().fields) from None
-        return Response(CampaignOutput(campaign).data, status=status.HTTP_201_CREATED)
+        return Response(CampaignOutput(campaign, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 def _campaign(request, pk):
@@ -131,7 +131,7 @@ class CampaignDetailApi(APIView):
 
     @extend_schema(operation_id="campaigns_retrieve", responses={200: CampaignOutput}, tags=["campaigns"])
     def get(self, request: Request, pk: int) -> Response:
-        return Response(CampaignOutput(_campaign(request, pk)).data)
+        return Response(CampaignOutput(_campaign(request, pk), context={"request": request}).data)
 
 
 # --- The review policy outside campaigns -------------------------------------------------------------------------
@@ -404,3 +404,80 @@ class DraftApi(APIView):
         except DjangoValidationError as error:
             raise service_error(error, fields={"data"}) from None
         return Response(draft.data)
+
+
+# --- Reference items (gold) --------------------------------------------------------------------------------------
+
+
+class CanMarkGold(BasePermission):
+    message = "Only curators and administrators mark reference items."
+
+    def has_permission(self, request, view) -> bool:
+        return roles.user_has_role(request.user, *gold.GOLD_MANAGERS)
+
+
+class GoldMarkInput(serializers.Serializer):
+    candidate = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="an approved candidate's id")
+    # Checked by the service against the campaign's rubric, which names a bad criterion or score.
+    scores = serializers.DictField(help_text="the reference score of each criterion of the campaign's rubric")
+    decision = serializers.ChoiceField(choices=DECISIONS, help_text="the reference decision")
+
+
+class GoldItemOutput(serializers.Serializer):
+    campaign = serializers.IntegerField(source="item.campaign_id")
+    candidate = serializers.IntegerField(source="item.candidate_id")
+    scores = serializers.DictField(child=serializers.IntegerField())
+    decision = serializers.CharField()
+    active = serializers.BooleanField(help_text="served to counselors; false once unmarked")
+    marked_by = serializers.CharField(source="marked_by.get_username", allow_null=True, default=None)
+    marked_at = serializers.DateTimeField()
+    reviews = serializers.IntegerField(source="review_count", default=0, help_text="counselors' reviews of it")
+
+
+class CampaignGoldApi(APIView):
+    permission_classes = [CanMarkGold]
+
+    @extend_schema(operation_id="campaigns_gold_list", responses={200: GoldItemOutput(many=True)}, tags=["campaigns"])
+    def get(self, request: Request, pk: int) -> Response:
+        rows = gold_selectors.gold_list(campaign=_campaign(request, pk), user=request.user)
+        return Response(GoldItemOutput(rows, many=True).data)
+
+    @extend_schema(
+        operation_id="campaigns_gold_mark",
+        request=GoldMarkInput,
+        responses={201: GoldItemOutput, 400: OpenApiResponse(description="{field: [messages]}")},
+        tags=["campaigns"],
+    )
+    @idempotent
+    def post(self, request: Request, pk: int) -> Response:
+        campaign = _campaign(request, pk)
+        serializer = GoldMarkInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        candidate = get_object_or_404(gen_selectors.candidate_list(), pk=data["candidate"])
+        try:
+            marked = gold.gold_mark(
+                campaign=campaign,
+                candidate=candidate,
+                user=request.user,
+                scores=data["scores"],
+                decision=data["decision"],
+            )
+        except DjangoValidationError as error:
+            raise service_error(error, fields=GoldMarkInput().fields) from None
+        return Response(GoldItemOutput(marked).data, status=status.HTTP_201_CREATED)
+
+
+class CampaignGoldItemApi(APIView):
+    permission_classes = [CanMarkGold]
+
+    @extend_schema(operation_id="campaigns_gold_unmark", request=None, responses={204: None}, tags=["campaigns"])
+    @idempotent
+    def delete(self, request: Request, pk: int, candidate: int) -> Response:
+        campaign = _campaign(request, pk)
+        found = get_object_or_404(gen_selectors.candidate_list(), pk=candidate)
+        try:
+            gold.gold_unmark(campaign=campaign, candidate=found, user=request.user)
+        except DjangoValidationError as error:
+            raise service_error(error, fields={"candidate"}) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)

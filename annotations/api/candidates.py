@@ -216,7 +216,7 @@ class ProfileRefOutput(serializers.Serializer):
 class CandidateDetailOutput(serializers.Serializer):
     id = serializers.IntegerField(source="candidate.id")
     kind = serializers.CharField(source="candidate.kind")
-    status = serializers.CharField(source="candidate.status")
+    status = serializers.CharField()
     language = serializers.CharField(source="candidate.language")
     version = serializers.IntegerField(
         source="candidate.version", help_text="send it back with an edit or a review (optimistic locking)"
@@ -268,6 +268,7 @@ class CandidateDetailApi(APIView):
         ai_review = {k: v for k, v in view.ai_review.items() if k != "lineage"}
         data = {
             "candidate": candidate,
+            "status": view.status,
             "latest": gen_selectors.candidate_latest_revision(candidate=candidate),
             "revisions": view.revisions,
             "reviews": view.reviews,

@@ -19,6 +19,10 @@ urlpatterns = [
     # Campaigns and their queue (annotations.api.campaigns).
     path("campaigns/", campaigns.CampaignsApi.as_view(), name="campaign-list"),
     path("campaigns/<int:pk>/", campaigns.CampaignDetailApi.as_view(), name="campaign-detail"),
+    path("campaigns/<int:pk>/gold/", campaigns.CampaignGoldApi.as_view(), name="campaign-gold"),
+    path(
+        "campaigns/<int:pk>/gold/<int:candidate>/", campaigns.CampaignGoldItemApi.as_view(), name="campaign-gold-item"
+    ),
     path("campaigns/<int:pk>/next/", campaigns.CampaignNextApi.as_view(), name="campaign-next"),
     path("assignments/<int:pk>/release/", campaigns.AssignmentReleaseApi.as_view(), name="assignment-release"),
     path("assignments/<int:pk>/review/", campaigns.AssignmentReviewApi.as_view(), name="assignment-review"),

@@ -55,7 +55,8 @@ def sft_export(*, out: Path, actor=None) -> ExportResult:
     """Write approved dialogues, the revision people approved, one JSON line each; the file appears whole or not at
     all. The reviewers listed are those who judged that revision."""
     candidates = gen_selectors.candidate_list_exportable(kind=CandidateKind.DIALOGUE).prefetch_related(
-        Prefetch("reviews", queryset=Review.objects.order_by("created_at")),
+        # The reviewers who judged it, not those tested on it as a reference item.
+        Prefetch("reviews", queryset=Review.objects.filter(gold=False).order_by("created_at")),
     )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -92,4 +92,6 @@ def fragments_context(user, candidate: Candidate, campaign=None) -> dict:
         "revisions": view.revisions,
         "reviews": view.reviews,
         "ai_review": view.ai_review,
+        "status": view.status,
+        "status_label": view.status_label,
     }

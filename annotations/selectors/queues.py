@@ -2,6 +2,10 @@
 senior clinician. Nothing here claims or writes; the claim itself is ``annotations.services.queue``.
 """
 
+import hashlib
+import hmac
+
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
@@ -55,6 +59,56 @@ def open_items_for(campaign: Campaign, counselor, now) -> QuerySet[CampaignItem]
     )
 
 
+def gold_draw(*, campaign: Campaign, counselor, position: int) -> float:
+    """A number in [0, 1) fixed by the campaign, the person and how many items they were served (``position``).
+
+    Keyed with the secret key, so that where reference items fall in a queue cannot be told from the ids, yet the
+    same queue gives the same draws (a claim and the prefetch of it agree, and a seeded test is repeatable).
+    """
+    message = f"gold:{campaign.pk}:{counselor.pk}:{position}".encode()
+    digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def gold_rate(campaign: Campaign) -> float:
+    """The share of each counselor's queue given to reference items (the campaign's policy; 0 when unset)."""
+    rate = (campaign.policy or {}).get("gold_rate") or 0
+    return float(rate) if isinstance(rate, int | float) and not isinstance(rate, bool) else 0.0
+
+
+def gold_items_for(campaign: Campaign, counselor) -> QuerySet[CampaignItem]:
+    """The campaign's reference items this person was never served, still approved and with no open risk flag."""
+    served = Assignment.objects.filter(item=OuterRef("pk"), counselor=counselor)
+    return (
+        CampaignItem.objects.filter(campaign=campaign, state=CampaignItem.State.GOLD, gold__active=True)
+        .filter(candidate__status=Candidate.Status.APPROVED)
+        .filter(~Exists(served), ~gen_selectors.open_risk_q(candidate="candidate_id"))
+        .order_by("id")
+    )
+
+
+def gold_due(*, campaign: Campaign, counselor, now) -> CampaignItem | None:
+    """The reference item the next claim serves this person, or None for an item of the campaign's own.
+
+    At the campaign's ``gold_rate``: the draw for the person's next position (``gold_draw``) decides, and only while
+    the campaign still has work of its own for them, so a queue never ends on reference items. The same queries run
+    whatever the draw says, so the time a claim takes does not tell the two apart.
+    """
+    rate = gold_rate(campaign)
+    if rate <= 0:
+        return None
+    position = Assignment.objects.filter(item__campaign=campaign, counselor=counselor).count()
+    reference = gold_items_for(campaign, counselor).first()
+    work_left = open_items_for(campaign, counselor, now).exists()
+    if (
+        reference is not None
+        and work_left
+        and gold_draw(campaign=campaign, counselor=counselor, position=position) < rate
+    ):
+        return reference
+    return None
+
+
 def queue_current_claim(*, campaign: Campaign, counselor) -> Assignment | None:
     """The counselor's unexpired claim in this campaign, if they hold one; claims nothing (what a GET may show)."""
     check_member(campaign, counselor)
@@ -66,9 +120,12 @@ def queue_current_claim(*, campaign: Campaign, counselor) -> Assignment | None:
 def queue_peek_next(*, campaign: Campaign, counselor) -> Candidate | None:
     """What the next claim would most likely give after the current one; reserves nothing (the UI prefetches it).
 
-    One query, like the claim's (the current claim is excluded: it was served to this person).
+    The claim's own choice (the current claim is excluded: it was served to this person), reference items included.
     """
-    item = open_items_for(campaign, counselor, timezone.now()).select_related("candidate").first()
+    now = timezone.now()
+    item = gold_due(campaign=campaign, counselor=counselor, now=now)
+    if item is None:
+        item = open_items_for(campaign, counselor, now).select_related("candidate").first()
     return item.candidate if item else None
 
 
@@ -86,7 +143,10 @@ def adjudication_queue(*, clinician) -> QuerySet[CampaignItem]:
     open_risk = gen_selectors.open_risk_q(candidate="candidate_id")
     return (
         CampaignItem.objects.select_related("campaign", "candidate")
-        .filter(Q(state=CampaignItem.State.ADJUDICATION) | (open_risk & Q(state=CampaignItem.State.OPEN)))
+        .filter(
+            Q(state=CampaignItem.State.ADJUDICATION)
+            | (open_risk & Q(state__in=[CampaignItem.State.OPEN, CampaignItem.State.GOLD]))
+        )
         .exclude(candidate__reviews__reviewer=clinician)
         .order_by("id")
     )

@@ -14,7 +14,7 @@ module built. The rules:
 
 from dataclasses import dataclass, field
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from generation import selectors as gen_selectors
 from generation.models import Candidate, CandidateKind, ClientProfile, RiskFlag
@@ -80,10 +80,21 @@ def campaign_works_blind(*, user, campaign: Campaign) -> bool:
     return campaign.blind and not roles.user_has_role(user, *SEE_ALL)
 
 
+def is_reference_for(*, user, candidate: Candidate) -> bool:
+    """Whether ``candidate`` is a reference item (gold) in a campaign of ``user``'s: a counselor then reads it as a
+    fresh item, blind, so that nothing on its page tells it apart from the others in the queue."""
+    return CampaignItem.objects.filter(
+        candidate=candidate, state=CampaignItem.State.GOLD, campaign__members=user
+    ).exists()
+
+
 def works_blind(*, user, candidate: Candidate, campaign: Campaign | None = None) -> bool:
-    """Whether ``user`` reads ``candidate`` blind: in ``campaign`` if given, else in any blind campaign it is in."""
+    """Whether ``user`` reads ``candidate`` blind: in ``campaign`` if given, else in any blind campaign it is in; a
+    counselor always reads a reference item of their campaigns blind."""
     if roles.user_has_role(user, *SEE_ALL):
         return False
+    if is_reference_for(user=user, candidate=candidate):
+        return True
     if campaign is not None:
         return campaign_works_blind(user=user, campaign=campaign)
     return Campaign.objects.filter(blind=True, items__candidate=candidate).exists()
@@ -102,6 +113,9 @@ class CandidateView:
     flags: list[dict] = field(default_factory=list)
     # The AI supervisor's and classifier's judgement and the lineage; empty where the user works blind.
     ai_review: dict = field(default_factory=dict)
+    # The status shown (``candidate_status_for``): a counselor sees a reference item as in review.
+    status: str = ""
+    status_label: str = ""
 
     @property
     def risk(self) -> dict:
@@ -225,9 +239,37 @@ def _revision_rows(candidate: Candidate, viewer, blind: bool) -> list[dict]:
     return rows
 
 
+def candidate_status_for(*, user, candidate: Candidate) -> tuple[str, str]:
+    """The status (value, label) ``user`` is shown: a counselor sees a reference item as in review, as its peers in
+    the queue are, rather than approved."""
+    if not roles.user_has_role(user, *SEE_ALL) and is_reference_for(user=user, candidate=candidate):
+        return Candidate.Status.IN_REVIEW.value, Candidate.Status.IN_REVIEW.label
+    return candidate.status, candidate.get_status_display()
+
+
+def campaign_policy_for(*, user, campaign: Campaign) -> dict:
+    """A campaign's policy as ``user`` may read it: the reference item rate only for those who mark them."""
+    policy = dict(campaign.policy or {})
+    if not roles.user_has_role(user, roles.CURATOR, roles.ADMIN):
+        policy.pop("gold_rate", None)
+    return policy
+
+
+def campaign_item_counts(*, user, campaign: Campaign) -> dict[str, int]:
+    """A campaign's items by state; reference items counted only for those who mark them."""
+    managers = roles.user_has_role(user, roles.CURATOR, roles.ADMIN)
+    states = [s for s in CampaignItem.State.values if managers or s != CampaignItem.State.GOLD]
+    counts = dict.fromkeys(states, 0)
+    rows = campaign.items.filter(state__in=states).values("state").order_by().annotate(n=Count("id"))
+    for row in rows:
+        counts[row["state"]] = row["n"]
+    return counts
+
+
 def candidate_view(*, user, candidate: Candidate, campaign: Campaign | None = None) -> CandidateView:
     """What ``user`` may see of ``candidate`` (in ``campaign``, on a campaign's screens)."""
     blind = works_blind(user=user, candidate=candidate, campaign=campaign)
+    status, status_label = candidate_status_for(user=user, candidate=candidate)
     reviews = reviews_visible_to(user=user, candidate=candidate, campaign=campaign)
     ai_review = {}
     if not blind:
@@ -238,6 +280,8 @@ def candidate_view(*, user, candidate: Candidate, campaign: Campaign | None = No
         revisions=_revision_rows(candidate, user, blind),
         flags=_flag_rows(candidate, user, blind),
         ai_review=ai_review,
+        status=status,
+        status_label=status_label,
     )
 
 
@@ -246,6 +290,8 @@ def candidate_history(*, candidate: Candidate, user) -> QuerySet[AuditEvent]:
     qs = AuditEvent.objects.filter(candidate=candidate).order_by("-created_at", "-id")
     if roles.user_has_role(user, *SEE_ALL):
         return qs
+    # What marks a reference item is for those who mark them.
+    qs = qs.exclude(action__startswith="gold.")
     if not roles.user_has_role(user, roles.COUNSELOR):
         return qs.none()
     if works_blind(user=user, candidate=candidate):

@@ -17,7 +17,9 @@ from ..models import Campaign, Review, ReviewPolicy
 from ..rubrics import SCALE
 from .audit import audit_record
 
-DEFAULT_CAMPAIGN_POLICY = {"min_approvals": None, "min_mean": 3.0, "no_risk": True}
+DEFAULT_CAMPAIGN_POLICY = {"min_approvals": None, "min_mean": 3.0, "no_risk": True, "gold_rate": 0.0}
+# The share of a counselor's queue that reference items may take: above a half, calibration crowds out the work.
+MAX_GOLD_RATE = 0.5
 
 
 def review_policy_get() -> ReviewPolicy:
@@ -57,7 +59,7 @@ def campaign_policy_validate(*, policy: dict | None, overlap: int) -> dict:
     if policy is None:
         policy = {}
     if not isinstance(policy, dict):
-        raise ValidationError({"policy": "must be an object with min_approvals, min_mean, no_risk"})
+        raise ValidationError({"policy": "must be an object with min_approvals, min_mean, no_risk, gold_rate"})
     unknown = set(policy) - set(DEFAULT_CAMPAIGN_POLICY)
     if unknown:
         raise ValidationError({"policy": f"unknown field(s): {', '.join(sorted(map(str, unknown)))}"})
@@ -74,7 +76,12 @@ def campaign_policy_validate(*, policy: dict | None, overlap: int) -> dict:
         raise ValidationError({"policy": f"min_mean: a number from 0 to {SCALE[1]}, not {mean!r}"})
     if not isinstance(clean["no_risk"], bool):
         raise ValidationError({"policy": f"no_risk: true or false, not {clean['no_risk']!r}"})
-    return {"min_approvals": approvals, "min_mean": float(mean), "no_risk": clean["no_risk"]}
+    rate = clean["gold_rate"]
+    if rate is None:
+        rate = 0.0
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= MAX_GOLD_RATE:
+        raise ValidationError({"policy": f"gold_rate: a number from 0 to {MAX_GOLD_RATE}, not {rate!r}"})
+    return {"min_approvals": approvals, "min_mean": float(mean), "no_risk": clean["no_risk"], "gold_rate": float(rate)}
 
 
 def _means_reach(reviews: list[Review], minimum: float) -> bool:
@@ -92,7 +99,8 @@ def policy_decide(*, candidate: Candidate, campaign: Campaign | None = None) -> 
     Call with the candidate locked. An open risk flag never approves.
     """
     revision = gen_selectors.candidate_latest_revision(candidate=candidate)
-    of_revision = Review.objects.filter(candidate=candidate, revision=revision).select_related("reviewer")
+    # A review of a reference item is a test of the reviewer, not a judgement of the candidate.
+    of_revision = Review.objects.filter(candidate=candidate, revision=revision, gold=False).select_related("reviewer")
     if campaign is not None:
         of_revision = of_revision.filter(campaign=campaign)
     # Each person counts once, with their latest judgement of this revision.

@@ -13,7 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ..models import Assignment, Campaign
-from ..selectors.queues import check_member, open_items_for, own_claim
+from ..selectors.queues import check_member, gold_due, open_items_for, own_claim
 from .audit import audit_record
 
 # --- The queue ---------------------------------------------------------------------------------------------------
@@ -89,9 +89,29 @@ def _claim_portable(campaign: Campaign, counselor) -> int | None:
     return assignment.pk
 
 
+def _claim_gold(campaign: Campaign, counselor) -> int | None:
+    """The id of a new assignment on the reference item due now, or None; inside the caller's transaction.
+
+    A reference item has no k: every counselor may be served it once (the unique (item, counselor) constraint).
+    """
+    now = timezone.now()
+    item = gold_due(campaign=campaign, counselor=counselor, now=now)
+    if item is None:
+        return None
+    assignment = Assignment.objects.create(
+        item=item,
+        counselor=counselor,
+        claimed_at=now,
+        lease_expires_at=now + timedelta(seconds=campaign.lease_seconds),
+    )
+    return assignment.pk
+
+
 def queue_claim_next(*, campaign: Campaign, counselor) -> Assignment | None:
     """The counselor's current claim, or a new one on the next item that needs them; None when nothing is left.
 
+    Reference items (``GoldItem``) are mixed in here and nowhere else, at the campaign's ``gold_rate``
+    (``selectors.queues.gold_due``); the claim, its audit record and what the page shows are the same for both.
     A new claim, its audit record and the read of what was claimed are one transaction: one commit.
     """
     check_member(campaign, counselor)
@@ -103,7 +123,9 @@ def queue_claim_next(*, campaign: Campaign, counselor) -> Assignment | None:
     claim = _claim_postgresql if connection.vendor == "postgresql" else _claim_portable
     try:
         with transaction.atomic():
-            pk = claim(campaign, counselor)
+            pk = _claim_gold(campaign, counselor)
+            if pk is None:
+                pk = claim(campaign, counselor)
             if pk is None:
                 return None
             assignment = Assignment.objects.select_related("item__candidate").get(pk=pk)

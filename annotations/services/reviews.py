@@ -78,7 +78,7 @@ def campaign_item_open_for(*, candidate: Candidate) -> CampaignItem | None:
     return (
         CampaignItem.objects.select_related("campaign")
         .filter(candidate=candidate, campaign__status=Campaign.Status.OPEN)
-        .exclude(state=CampaignItem.State.DECIDED)
+        .exclude(state__in=[CampaignItem.State.DECIDED, CampaignItem.State.GOLD])
         .first()
     )
 
@@ -174,6 +174,7 @@ def review_submit(
                 time_spent_s=max(0, int(time_spent_s)),
                 campaign=campaign,
                 assignment=locked_assignment,
+                gold=item is not None and item.state == CampaignItem.State.GOLD,
                 idempotency_key=idempotency_key or None,
             )
             if risk_flags:
@@ -220,6 +221,11 @@ def review_submit(
 
 def _check_slot(item: CampaignItem, assignment: Assignment, campaign: Campaign, now) -> None:
     """A campaign review needs the reviewer's claim: still claimed, and an expired lease only while the slot is free."""
+    if item.state == CampaignItem.State.GOLD:
+        # A reference item has no k: the claim is the person's own whatever its lease.
+        if assignment.status != Assignment.Status.CLAIMED:
+            raise ValidationError({"assignment": f"assignment {assignment.pk} is {assignment.status}, not claimed"})
+        return
     if item.state != CampaignItem.State.OPEN:
         raise ValidationError({"assignment": f"this item is {item.get_state_display().lower()}: it takes no review"})
     if assignment.status != Assignment.Status.CLAIMED:
@@ -231,10 +237,15 @@ def _check_slot(item: CampaignItem, assignment: Assignment, campaign: Campaign, 
 
 
 def _campaign_outcome(item, assignment, candidate, campaign, revision, now) -> str | None:
-    """After a campaign review: the slot is submitted; at k reviews the policy approves or sends to adjudication."""
+    """After a campaign review: the slot is submitted; at k reviews the policy approves or sends to adjudication.
+
+    A reference item's review decides nothing: its item, its candidate's status and approvals stay as they were.
+    """
     assignment.status = Assignment.Status.SUBMITTED
     assignment.finished_at = now
     assignment.save(update_fields=["status", "finished_at"])
+    if item.state == CampaignItem.State.GOLD:
+        return None
     item.reviews_done = item.assignments.filter(status=Assignment.Status.SUBMITTED).count()
     outcome = None
     if item.reviews_done >= campaign.overlap:

@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from generation.models import Candidate, CandidateKind
@@ -115,6 +116,13 @@ class CampaignForm(forms.Form):
         required=False, min_value=1, max_value=5, initial=3.0, help_text="Each criterion's mean must reach this"
     )
     lease_minutes = forms.IntegerField(min_value=1, max_value=24 * 60, initial=30)
+    # The range is the service's rule (policy.campaign_policy_validate), which names a bad value.
+    gold_rate = forms.FloatField(
+        required=False,
+        initial=0.0,
+        label=gettext_lazy("Reference item rate"),
+        help_text=gettext_lazy("Share of each counselor's queue given to reference items (0 to 0.5)"),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -161,6 +169,8 @@ class CampaignForm(forms.Form):
         policy = {"min_mean": data["min_mean"] if data["min_mean"] is not None else 3.0, "no_risk": True}
         if data["min_approvals"]:
             policy["min_approvals"] = data["min_approvals"]
+        if data["gold_rate"] is not None:
+            policy["gold_rate"] = data["gold_rate"]
         filters = {"kind": data["kind"]}
         if data["sub_emotions"]:
             filters["sub_emotions"] = self._split(data["sub_emotions"])
@@ -214,7 +224,8 @@ def _add_service_errors(form, error: ValidationError) -> None:
 
 
 def _progress(campaign: Campaign) -> dict:
-    items = list(campaign.items.values_list("state", "reviews_done"))
+    # Reference items are outside the k slots and the work's count (and not for counselors to count).
+    items = list(campaign.items.exclude(state=CampaignItem.State.GOLD).values_list("state", "reviews_done"))
     return {
         "items": len(items),
         "reviews_done": sum(done for _, done in items),

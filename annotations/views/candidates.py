@@ -24,6 +24,7 @@ from ..forms.reviews import QueueFilterForm, ReviewForm, SignOffForm, TurnEditFo
 from ..models import Review
 from ..rubrics import DEFAULTS as RUBRICS
 from ..selectors import display, visibility
+from ..selectors import gold as gold_selectors
 from ..services import adjudication, edits, policy, reviews
 from ..services.rubrics import rubric_get_default
 
@@ -110,6 +111,7 @@ def _render_detail(
         # The importers write "license"; the model's comment says "licence": show either.
         "source_licence": candidate.source.get("license") or candidate.source.get("licence", ""),
         "stale": stale,
+        "gold_campaigns": gold_selectors.gold_campaigns_for(user=request.user, candidate=candidate),
     }
     return render(request, "annotations/candidate_detail.html", context, status=status)
 

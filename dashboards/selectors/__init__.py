@@ -159,7 +159,8 @@ def filter_choices(*, user) -> dict[str, list[tuple[str, str]]]:
 
 
 def _reviews(campaign: Campaign, filters: AgreementFilters) -> QuerySet[Review]:
-    qs = Review.objects.filter(campaign=campaign)
+    # A review of a reference item tests the reviewer against the reference, not the item: it is on the gold table.
+    qs = Review.objects.filter(campaign=campaign, gold=False)
     if filters.since:
         qs = qs.filter(created_at__date__gte=filters.since)
     if filters.until:
@@ -414,7 +415,7 @@ def _against_consensus(
     return out
 
 
-def _labels(*, user, campaign: Campaign, rater_ids: list[int]) -> list[str]:
+def rater_labels(*, user, campaign: Campaign, rater_ids: list[int]) -> list[str]:
     """What each rater is called for ``user``: their name, or "Rater n" where ``user`` works blind."""
     blind = visibility.campaign_works_blind(user=user, campaign=campaign)
     people = get_user_model().objects.only("username", "first_name", "last_name").in_bulk(rater_ids)
@@ -455,7 +456,7 @@ def agreement_compute(*, user, campaign: Campaign, filters: AgreementFilters) ->
     data = _read(campaign, filters)
     if data is None:
         return result
-    labels = _labels(user=user, campaign=campaign, rater_ids=data.rater_ids)
+    labels = rater_labels(user=user, campaign=campaign, rater_ids=data.rater_ids)
     own = data.rater_ids.index(user.pk) if user.pk in data.rater_ids else None
     if everything:
         result.reviews, result.items, result.raters = len(data.unit), data.n_units, len(data.rater_ids)
@@ -536,7 +537,7 @@ def campaign_summaries(*, user) -> list[CampaignSummary]:
 
 def _summaries(*, user, campaigns: list[Campaign]) -> list[CampaignSummary]:
     everything = sees_all(user)
-    reviews = Review.objects.filter(campaign__in=campaigns).order_by()
+    reviews = Review.objects.filter(campaign__in=campaigns, gold=False).order_by()
     if not everything:
         reviews = reviews.filter(reviewer=user)
     counts = {

@@ -137,7 +137,7 @@ def _scores(column) -> np.ndarray:
 def _clinician_means(filters: CalibrationFilters, candidates: QuerySet[Candidate], keys: list[str], ids: np.ndarray):
     """The mean of the clinicians' scores of revision 0 of each candidate in ``ids`` (sorted), per criterion (a
     reviewer's latest review counts): an ``(len(ids), len(keys))`` array, ``nan`` where no one scored."""
-    reviews = Review.objects.filter(candidate__in=candidates, revision__number=0).order_by("id")
+    reviews = Review.objects.filter(candidate__in=candidates, revision__number=0, gold=False).order_by("id")
     if filters.campaign:
         reviews = reviews.filter(campaign=filters.campaign)
     means = np.full((len(ids), len(keys)), np.nan)
@@ -270,7 +270,7 @@ MAX_ATTEMPTS = 10
 
 def _read(filters: CalibrationFilters, keys: list[str]) -> _Rows:
     candidates = _candidates(filters)
-    reviewed = Review.objects.filter(candidate=OuterRef("pk"), revision__number=0)
+    reviewed = Review.objects.filter(candidate=OuterRef("pk"), revision__number=0, gold=False)
     if filters.campaign:
         reviewed = reviewed.filter(campaign=filters.campaign)
     relevant = candidates.filter(Exists(reviewed) | Q(ai_review__has_key="emotion")).order_by("id")

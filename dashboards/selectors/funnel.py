@@ -24,7 +24,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 
-from annotations.models import Adjudication, Campaign, Review
+from annotations.models import Adjudication, Campaign, CampaignItem, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
 from dashboards.cache import cached, version_of
 from generation.models import Candidate, Revision, RiskFlag
@@ -87,12 +87,20 @@ def _candidates(filters: FunnelFilters) -> QuerySet[Candidate]:
     if filters.until:
         qs = qs.filter(created_at__date__lte=filters.until)
     if filters.campaign:
-        qs = qs.filter(campaign_items__campaign=filters.campaign)
+        # Its own items: a reference item was decided elsewhere.
+        qs = qs.filter(campaign_items__campaign=filters.campaign).exclude(
+            Exists(
+                CampaignItem.objects.filter(
+                    candidate_id=OuterRef("pk"), campaign=filters.campaign, state=CampaignItem.State.GOLD
+                )
+            )
+        )
     return qs
 
 
 def _reviews(filters: FunnelFilters) -> QuerySet[Review]:
-    qs = Review.objects.order_by()
+    # Reviews of reference items are scored against the reference (the gold table), not part of the pipeline.
+    qs = Review.objects.filter(gold=False).order_by()
     if filters.since:
         qs = qs.filter(created_at__date__gte=filters.since)
     if filters.until:

@@ -71,6 +71,8 @@ def _path_parameters(operation, world) -> dict:
         values["index"] = 0
     if "{path}" in path:
         values["path"] = "manifest.json"
+    if "{candidate}" in path:
+        values["candidate"] = world["approved"].pk
     if "{id}" in path:
         pk = world["loose"].pk if "/turns/" in path else None
         for prefix, value in path_ids(world).items():

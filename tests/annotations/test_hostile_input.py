@@ -34,6 +34,7 @@ WRITTEN = (Review, Revision, AuditEvent, GenerationRun, Campaign, Release)
 
 def _url(template: str, world) -> str:
     url = template.replace("{index}", "0").replace("{path}", "manifest.json")
+    url = url.replace("{candidate}", str(world["approved"].pk))
     if "/turns/" in url:
         return url.replace("{id}", str(world["loose"].pk))
     for prefix, pk in path_ids(world).items():
@@ -143,6 +144,7 @@ ACCEPTED_BY = {
     "assignments_review": roles.COUNSELOR,
     "auth_token_create": None,  # no such user: a 400
     "campaigns_create": roles.CURATOR,
+    "campaigns_gold_mark": roles.CURATOR,
     "drafts_save": roles.COUNSELOR,
     "candidates_sign_off": None,  # no open flag 1: a 400 from the service
     "candidates_turn_edit": roles.SENIOR_CLINICIAN,

@@ -114,12 +114,16 @@ def test_blind_campaign_names_others_rater_n_for_counselors_only(taxonomy, curat
     for item in dialogues:
         for score, rater in zip((2, 3, 4), raters, strict=True):
             add_review(campaign, item, rater, score)
-    labels = selectors._labels(user=raters[1], campaign=campaign, rater_ids=[r.pk for r in raters])
+    labels = selectors.rater_labels(user=raters[1], campaign=campaign, rater_ids=[r.pk for r in raters])
     assert labels == ["Rater 1", raters[1].get_username(), "Rater 3"]
     # Senior clinicians, curators and admins see names (annotations.selectors.visibility: SEE_ALL).
-    assert selectors._labels(user=senior, campaign=campaign, rater_ids=[raters[0].pk]) == [raters[0].get_username()]
+    assert selectors.rater_labels(user=senior, campaign=campaign, rater_ids=[raters[0].pk]) == [
+        raters[0].get_username()
+    ]
     campaign.blind = False
-    assert selectors._labels(user=raters[1], campaign=campaign, rater_ids=[raters[0].pk]) == [raters[0].get_username()]
+    assert selectors.rater_labels(user=raters[1], campaign=campaign, rater_ids=[raters[0].pk]) == [
+        raters[0].get_username()
+    ]
 
 
 def test_one_rater_is_undefined_with_the_reason(taxonomy, curator, counselor, senior):

@@ -155,6 +155,22 @@ def test_edited_only_and_review_thresholds(taxonomy, build, counselor, other_cou
     assert ids(rows(release, "sft/train.jsonl")) == [edited.pk]
 
 
+def test_reviews_of_a_reference_item_count_toward_no_gate(taxonomy, build, counselor, other_counselor):
+    high = approved("Ref. ")
+    review(high, counselor, score=5)
+    tested = review(high, other_counselor, score=5)
+    Review.objects.filter(pk=tested.pk).update(gold=True)
+    other = approved("Plain. ")
+    review(other, counselor, score=5)
+    review(other, other_counselor, score=5)
+    release = build({**SFT, "min_approvals": 2})
+    assert ids(rows(release, "sft/train.jsonl")) == [other.pk]
+    assert release.manifest["dropped"] == {"below_min_approvals": 1}
+    Review.objects.filter(pk=tested.pk).update(gold=False)
+    release = build({**SFT, "min_approvals": 2}, name="again")
+    assert ids(rows(release, "sft/train.jsonl")) == [high.pk, other.pk]
+
+
 def test_exact_duplicates_are_dropped_and_counted(taxonomy, build):
     first = approved("Same. ")
     approved("same.   ")  # the same text after normalization (case, white space)
