@@ -20,9 +20,19 @@ from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
 from accounts.services import token_create
-from annotations.models import Adjudication, Assignment, AuditEvent, Campaign, Draft, Review, ReviewPolicy
+from annotations.models import (
+    Adjudication,
+    Assignment,
+    AuditEvent,
+    Campaign,
+    Draft,
+    GoldItem,
+    Review,
+    ReviewPolicy,
+)
 from annotations.rubrics import DIALOGUE_RUBRIC
 from annotations.services import campaigns, queue, reviews
+from annotations.services.gold import gold_mark
 from generation.models import Candidate, ClientProfile, GenerationRun, Revision, RiskFlag
 from generation.services import runs as run_services
 from generation.services.runs import QueueUnavailable
@@ -57,6 +67,7 @@ def _state() -> dict:
         "releases": sorted(Release.objects.values_list("pk", "status")),
         "versions": sorted(Candidate.objects.values_list("pk", "version")),
         "flags": sorted(RiskFlag.objects.values_list("pk", "signed_off_at")),
+        "reference_items": sorted(GoldItem.objects.values_list("pk", "active", "decision")),
     }
 
 
@@ -110,8 +121,24 @@ def write_operations(world, curator, senior) -> dict[str, tuple[str, str, str, d
         status=GenerationRun.Status.RUNNING,
         heartbeat_at=timezone.now() - timedelta(hours=1),
     )
+    # A reference item of the campaign, to unmark.
+    marked = factories.make_candidate(content=factories.dialogue_content(prefix="Reference. "), status="approved")
+    gold_mark(campaign=world["campaign"], candidate=marked, user=curator,
+              scores=bodies["campaigns_gold_mark"]["scores"], decision="approve")  # fmt: skip
     # The senior clinician is a member who holds no claim yet: "next" claims for them.
     return {
+        "campaigns_gold_mark": (
+            roles.CURATOR,
+            "post",
+            reverse("api:campaign-gold", args=[world["campaign"].pk]),
+            bodies["campaigns_gold_mark"],
+        ),
+        "campaigns_gold_unmark": (
+            roles.CURATOR,
+            "delete",
+            reverse("api:campaign-gold-item", args=[world["campaign"].pk, marked.pk]),
+            None,
+        ),
         "reviews_create": (roles.SENIOR_CLINICIAN, "post", reverse("api:review-create"), bodies["reviews_create"]),
         "assignments_review": (
             roles.COUNSELOR,
@@ -205,6 +232,8 @@ def _changed(body: dict) -> dict:
         return {**body, "memory": {k: v + "!" for k, v in body["memory"].items()}}
     if "count" in body:
         return {**body, "count": body["count"] + 1}
+    if "decision" in body:
+        return {**body, "decision": "reject" if body["decision"] != "reject" else "approve"}
     raise AssertionError(f"no field to change in {body}")
 
 
@@ -219,6 +248,8 @@ OPERATION_IDS = [
     "assignments_release",
     "assignments_review",
     "campaigns_create",
+    "campaigns_gold_mark",
+    "campaigns_gold_unmark",
     "campaigns_next",
     "candidates_sign_off",
     "candidates_turn_edit",
@@ -254,7 +285,15 @@ def test_the_same_key_twice_writes_once_and_answers_the_same(operation, operatio
     [
         op
         for op in OPERATION_IDS
-        if op not in ("assignments_release", "campaigns_next", "releases_cancel", "runs_cancel", "runs_resume")
+        if op
+        not in (
+            "assignments_release",
+            "campaigns_gold_unmark",
+            "campaigns_next",
+            "releases_cancel",
+            "runs_cancel",
+            "runs_resume",
+        )
     ],
 )
 def test_the_same_key_with_another_body_is_a_422_and_writes_nothing(operation, operations, world):

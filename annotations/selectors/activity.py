@@ -17,7 +17,7 @@ ACTIVITY_KINDS: dict[str, tuple[str, ...]] = {
     "reviews": ("review.", "queue.", "adjudication", "question.", "course.", "session.", "candidate.edit"),
     "sign_offs": ("risk.sign_off",),
     "exports": ("export.", "questions.export", "release."),
-    "campaigns": ("campaign.", "policy."),
+    "campaigns": ("campaign.", "policy.", "gold."),
     "accounts": ("permission.", "otp."),
 }
 
