@@ -19,12 +19,14 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.dispatch import Signal
+from django.utils.translation import gettext as _
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from knox.models import AuthToken
 
 from psyroom_admin import roles
 
 from . import selectors
+from .models import Profile
 
 # Sent with ``user``, ``action`` ("otp.enrol", "otp.remove", "otp.failure", "otp.unlock"), ``actor`` and ``data``,
 # inside the transaction that made the change (a refused code: the one that counted it).
@@ -198,3 +200,16 @@ def totp_device_unlock(*, device: TOTPDevice, actor) -> None:
         otp_event.send(
             sender=TOTPDevice, user=device.user, actor=actor, action="otp.unlock", data={"device": device.pk}
         )
+
+
+def profile_set_language(*, user, language: str):
+    """Keep ``language`` (a code of ``LANGUAGES``, or ``""`` to follow the browser) as ``user``'s choice."""
+    if not user.is_authenticated:
+        raise PermissionDenied(_("Sign in to keep a language in your profile."))
+    if not isinstance(language, str) or (language and language not in dict(settings.LANGUAGES)):
+        message = _("%(value)s is not a language of this site: choose one of %(choices)s.")
+        params = {"value": repr(language)[:40], "choices": ", ".join(dict(settings.LANGUAGES))}
+        raise ValidationError({"language": ValidationError(message, code="invalid", params=params)})
+    with transaction.atomic():
+        profile, _created = Profile.objects.update_or_create(user=user, defaults={"language": language})
+    return profile

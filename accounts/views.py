@@ -7,6 +7,7 @@ from binascii import unhexlify
 
 import qrcode
 import qrcode.image.svg
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,7 +15,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from django.views.i18n import set_language
 from django_otp import login as otp_login
 
 from psyroom_admin import roles
@@ -151,3 +154,18 @@ def otp_remove(request):
         return _account_page(request, form=form)
     messages.success(request, "Your authenticator app is removed: sign-ins ask for the password alone.")
     return redirect("accounts:otp")
+
+
+@require_POST
+def language_set(request):
+    """The header's language switcher, on every page (signed out too): Django's ``set_language`` keeps the choice
+    in the language cookie and goes back to ``next``; a signed-in user's profile keeps it too, so that it follows
+    them to another browser and to the API."""
+    response = set_language(request)
+    language = request.POST.get("language", "")
+    if language not in dict(settings.LANGUAGES):
+        messages.error(request, _("That language is not offered here: nothing was changed."))
+        return response
+    if request.user.is_authenticated:
+        services.profile_set_language(user=request.user, language=language)
+    return response
