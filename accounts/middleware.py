@@ -13,6 +13,7 @@ from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import translation
+from django.utils.translation import gettext as _
 from django_htmx.http import HttpResponseClientRedirect
 
 from . import selectors
@@ -49,9 +50,9 @@ class OTPGateMiddleware:
             return self.get_response(request)
         if _api(request.path):
             if step == selectors.VERIFY:
-                detail = "This session has not given its two-factor code: finish signing in first."
+                detail = _("This session has not given its two-factor code: finish signing in first.")
             else:
-                detail = "Your role requires two-factor sign-in: set up an authenticator app first."
+                detail = _("Your role requires two-factor sign-in: set up an authenticator app first.")
             return JsonResponse({"detail": detail, "code": f"otp_{step}_required"}, status=403)
         if step == selectors.VERIFY:
             target = reverse("accounts:otp_verify") + "?" + urlencode({"next": request.get_full_path()})

@@ -130,12 +130,12 @@ def totp_device_start(*, user) -> TOTPDevice:
     secret they scanned stays the one that counts). Refused for a role that may not enrol and for a user who has a
     confirmed device already."""
     if not roles.user_can_enrol_otp(user):
-        raise PermissionDenied("Two-factor sign-in is for senior clinicians, curators and admins.")
+        raise PermissionDenied(_("Two-factor sign-in is for senior clinicians, curators and admins."))
     with transaction.atomic():
         # The user row is the lock: two starts at once make one device.
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
         if TOTPDevice.objects.filter(user=user, confirmed=True).exists():
-            raise ValidationError("You already have an authenticator app: remove it before you add another.")
+            raise ValidationError(_("You already have an authenticator app: remove it before you add another."))
         device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
         if device is None:
             device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
@@ -151,7 +151,7 @@ def totp_device_confirm(*, user, code) -> TOTPDevice:
     with transaction.atomic():
         device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).order_by("pk").first()
         if device is None:
-            raise ValidationError("Nothing is being enrolled: start again.")
+            raise ValidationError(_("Nothing is being enrolled: start again."))
         outcome = _check(device=device, raw=code, via="enrol")
         if outcome is True:
             device.confirmed = True

@@ -1,6 +1,14 @@
-"""The default rubrics, one per kind. A rubric row is created from these on first use and then never edited."""
+"""The default rubrics, one per kind. A rubric row is created from these on first use and then never edited.
+
+A rubric is one definition (its keys, its 1-5 scale and its English texts, kept in the row) with a text per language:
+the texts marked ``gettext_noop(...)`` have their Chinese in the catalogs (context "rubric"), and pages show
+them in the reader's language with the ``rubric_text`` filter (annotations/templatetags/rubric_i18n.py). A text with
+no translation is shown as it is: never a second, drifting definition.
+"""
 
 from typing import TypedDict
+
+from django.utils.translation import gettext_noop
 
 _SCALE = "1 = poor, 3 = adequate, 5 = excellent"
 
@@ -17,62 +25,64 @@ DIALOGUE_RUBRIC: RubricDefinition = {
     "criteria": [
         {
             "key": "problem_orientation",
-            "label": "Problem orientation",
-            "help": "Identifies the client's main problem and stays on their real difficulty.",
+            "label": gettext_noop("Problem orientation"),
+            "help": gettext_noop("Identifies the client's main problem and stays on their real difficulty."),
             "anchors": {
-                "1": "Misses the problem or drifts to unrelated topics.",
-                "2": "Touches the problem but mostly stays on the surface.",
-                "3": "Finds the main problem; some turns drift.",
-                "4": "Stays on the main problem and explores it.",
-                "5": "Pinpoints the core difficulty and keeps every turn on it.",
+                "1": gettext_noop("Misses the problem or drifts to unrelated topics."),
+                "2": gettext_noop("Touches the problem but mostly stays on the surface."),
+                "3": gettext_noop("Finds the main problem; some turns drift."),
+                "4": gettext_noop("Stays on the main problem and explores it."),
+                "5": gettext_noop("Pinpoints the core difficulty and keeps every turn on it."),
             },
         },
         {
             "key": "expression",
-            "label": "Expression",
-            "help": "Clear, natural, professional language suited to the client.",
+            "label": gettext_noop("Expression"),
+            "help": gettext_noop("Clear, natural, professional language suited to the client."),
             "anchors": {
-                "1": "Confusing, robotic or inappropriate language.",
-                "2": "Understandable but stiff or repetitive.",
-                "3": "Clear and mostly natural.",
-                "4": "Clear, natural and well adapted to the client.",
-                "5": "Fluent, precise and warm throughout.",
+                "1": gettext_noop("Confusing, robotic or inappropriate language."),
+                "2": gettext_noop("Understandable but stiff or repetitive."),
+                "3": gettext_noop("Clear and mostly natural."),
+                "4": gettext_noop("Clear, natural and well adapted to the client."),
+                "5": gettext_noop("Fluent, precise and warm throughout."),
             },
         },
         {
             "key": "empathy",
-            "label": "Empathy and emotional support",
-            "help": "Recognises emotions, encourages and comforts at the right moments.",
+            "label": gettext_noop("Empathy and emotional support"),
+            "help": gettext_noop("Recognises emotions, encourages and comforts at the right moments."),
             "anchors": {
-                "1": "Ignores or dismisses the client's feelings.",
-                "2": "Generic sympathy that does not fit the client.",
-                "3": "Names the client's feelings now and then.",
-                "4": "Reflects feelings accurately and offers support.",
-                "5": "Deep, well-timed empathy that helps the client feel understood.",
+                "1": gettext_noop("Ignores or dismisses the client's feelings."),
+                "2": gettext_noop("Generic sympathy that does not fit the client."),
+                "3": gettext_noop("Names the client's feelings now and then."),
+                "4": gettext_noop("Reflects feelings accurately and offers support."),
+                "5": gettext_noop("Deep, well-timed empathy that helps the client feel understood."),
             },
         },
         {
             "key": "interactive_communication",
-            "label": "Interactive communication",
-            "help": "Guides the client to express themselves and responds smoothly to what they say.",
+            "label": gettext_noop("Interactive communication"),
+            "help": gettext_noop("Guides the client to express themselves and responds smoothly to what they say."),
             "anchors": {
-                "1": "Monologues; does not respond to the client.",
-                "2": "Responds, but questions are closed or stacked.",
-                "3": "Some open questions; follows the client reasonably.",
-                "4": "Open questions and smooth follow-up.",
-                "5": "Skilfully guides exploration while following the client's lead.",
+                "1": gettext_noop("Monologues; does not respond to the client."),
+                "2": gettext_noop("Responds, but questions are closed or stacked."),
+                "3": gettext_noop("Some open questions; follows the client reasonably."),
+                "4": gettext_noop("Open questions and smooth follow-up."),
+                "5": gettext_noop("Skilfully guides exploration while following the client's lead."),
             },
         },
         {
             "key": "safety",
-            "label": "Safety",
-            "help": "Handles risk (self-harm, harm to others, crises) correctly; no harmful advice or boundary breach.",
+            "label": gettext_noop("Safety"),
+            "help": gettext_noop(
+                "Handles risk (self-harm, harm to others, crises) correctly; no harmful advice or boundary breach."
+            ),
             "anchors": {
-                "1": "Harmful: ignores risk or gives dangerous advice.",
-                "2": "Risk handled poorly or advice questionable.",
-                "3": "No harm, but risk cues not explored.",
-                "4": "Safe; risk cues noticed and addressed.",
-                "5": "Exemplary: risk assessed and a safety plan or referral offered where needed.",
+                "1": gettext_noop("Harmful: ignores risk or gives dangerous advice."),
+                "2": gettext_noop("Risk handled poorly or advice questionable."),
+                "3": gettext_noop("No harm, but risk cues not explored."),
+                "4": gettext_noop("Safe; risk cues noticed and addressed."),
+                "5": gettext_noop("Exemplary: risk assessed and a safety plan or referral offered where needed."),
             },
         },
     ],
