@@ -16,7 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from generation.models import Candidate, CandidateKind
@@ -97,26 +97,71 @@ def _is_id_text(text: str) -> bool:
 
 
 class CampaignForm(forms.Form):
-    name = forms.CharField(max_length=200)
-    kind = forms.ChoiceField(choices=CAMPAIGN_KINDS, initial=CandidateKind.DIALOGUE)
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=200)
+    kind = forms.ChoiceField(label=gettext_lazy("Kind"), choices=CAMPAIGN_KINDS, initial=CandidateKind.DIALOGUE)
     sub_emotions = forms.CharField(
-        required=False, help_text="Sub-emotion keys, comma-separated (e.g. anxiety.1, anxiety.2)"
+        label=gettext_lazy("Sub-emotions"),
+        required=False,
+        help_text=gettext_lazy("Sub-emotion keys, comma-separated (e.g. anxiety.1, anxiety.2)"),
     )
-    scenarios = forms.CharField(required=False, help_text="Scenario ids, comma-separated")
-    run = forms.IntegerField(required=False, min_value=1, help_text="Only candidates of this generation run")
-    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Candidate.Status.choices])
-    id_file = forms.FileField(required=False, help_text="Or a text file of candidate ids, one a line")
-    overlap = forms.IntegerField(min_value=1, max_value=10, initial=2, help_text="k: counselors per item")
+    scenarios = forms.CharField(
+        label=gettext_lazy("Scenarios"), required=False, help_text=gettext_lazy("Scenario ids, comma-separated")
+    )
+    run = forms.IntegerField(
+        label=gettext_lazy("Run"),
+        required=False,
+        min_value=1,
+        help_text=gettext_lazy("Only candidates of this generation run"),
+    )
+    status = forms.ChoiceField(
+        label=gettext_lazy("Status"),
+        required=False,
+        choices=[("", gettext_lazy("Any status")), *Candidate.Status.choices],
+    )
+    id_file = forms.FileField(
+        label=gettext_lazy("Id file"),
+        required=False,
+        help_text=gettext_lazy("Or a text file of candidate ids, one a line"),
+    )
+    overlap = forms.IntegerField(
+        label=gettext_lazy("Overlap"),
+        min_value=1,
+        max_value=10,
+        initial=2,
+        help_text=gettext_lazy("k: counselors per item"),
+    )
     members = forms.ModelMultipleChoiceField(
-        queryset=get_user_model().objects.none(), widget=forms.CheckboxSelectMultiple, required=False
+        label=gettext_lazy("Members"),
+        queryset=get_user_model().objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
     )
-    guidelines = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 8}), help_text="Markdown")
-    blind = forms.BooleanField(required=False, initial=True, help_text="Hide the AI supervisor and other reviews")
-    min_approvals = forms.IntegerField(required=False, min_value=1, help_text="Approvals needed (default: k)")
+    guidelines = forms.CharField(
+        label=gettext_lazy("Guidelines"), required=False, widget=forms.Textarea(attrs={"rows": 8}), help_text="Markdown"
+    )
+    blind = forms.BooleanField(
+        label=gettext_lazy("Blind"),
+        required=False,
+        initial=True,
+        help_text=gettext_lazy("Hide the AI supervisor and other reviews"),
+    )
+    min_approvals = forms.IntegerField(
+        label=gettext_lazy("Minimum approvals"),
+        required=False,
+        min_value=1,
+        help_text=gettext_lazy("Approvals needed (default: k)"),
+    )
     min_mean = forms.FloatField(
-        required=False, min_value=1, max_value=5, initial=3.0, help_text="Each criterion's mean must reach this"
+        label=gettext_lazy("Minimum mean"),
+        required=False,
+        min_value=1,
+        max_value=5,
+        initial=3.0,
+        help_text=gettext_lazy("Each criterion's mean must reach this"),
     )
-    lease_minutes = forms.IntegerField(min_value=1, max_value=24 * 60, initial=30)
+    lease_minutes = forms.IntegerField(
+        label=gettext_lazy("Lease (minutes)"), min_value=1, max_value=24 * 60, initial=30
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
