@@ -295,3 +295,17 @@ def test_a_counselor_is_told_in_chinese_that_an_item_outside_their_campaigns_doe
     assert response.json()["candidate"] == [unknown.json()["candidate"][0].replace(str(10**9), str(candidate.pk))]
     assert "对象不存在" in response.json()["candidate"][0]
     assert not candidate.reviews.exists()
+
+
+def test_a_hostile_body_is_refused_in_the_users_language_and_nothing_is_written(senior, taxonomy):
+    candidate = factories.make_candidate()
+    api = _token_client(_speaking(senior, "zh-hans"))
+    body = _review(candidate, comment="fine\x00", risk_flags=["self_harm"])
+    response = api.post(reverse("api:review-create"), body, format="json")
+    assert response.status_code == 400
+    assert response.json()["detail"] == "comment 处不允许 NUL 字符（\\u0000）"
+    denied = _token_client(_speaking(factories.make_user(None), "zh-hans"))
+    refused = denied.post(reverse("api:review-create"), _review(candidate), format="json")
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "只有咨询师和资深临床专家可以编辑和评审。"
+    assert not candidate.reviews.exists()
