@@ -1,7 +1,7 @@
-"""Texts stored in one language shown in the reader's: rubric texts and risk-flag names."""
+"""Texts stored in one language shown in the reader's: rubric texts, risk-flag names, sub-emotion names."""
 
 from django import template
-from django.utils.translation import gettext
+from django.utils.translation import get_language, gettext
 
 register = template.Library()
 
@@ -23,3 +23,13 @@ def flag_labels(flags) -> str:
     # Translators: the separator between risk-flag names in a sentence ("Harmful advice; Boundary violation").
     separator = gettext("; ")
     return separator.join(str(flag["label"] if isinstance(flag, dict) else flag.label) for flag in flags)
+
+
+@register.filter
+def sub_emotion_label(sub_emotion) -> str:
+    """A sub-emotion's name in the active language: the taxonomy has both (``label_zh``, ``label_en``)."""
+    if sub_emotion is None:
+        return ""
+    if get_language() == "zh-hans" and sub_emotion.label_zh:
+        return sub_emotion.label_zh
+    return sub_emotion.label_en

@@ -203,6 +203,9 @@ def test_a_chinese_counselor_reviews_a_campaign_in_chinese(client, counselor, se
         assert text in body, text
     for english in ["Your review", "Submit review", "Problem orientation", "Self-harm or suicide handled badly"]:
         assert english not in body, english
+    # The sub-emotion by its Chinese name (the taxonomy has both).
+    sub_emotion = candidates[0].sub_emotion
+    assert f"{sub_emotion.key} · {sub_emotion.label_zh}" in body
     # The dialogue itself is not translated: it is the data under review.
     assert "better off dead" in body
 
@@ -234,6 +237,8 @@ def test_an_english_counselor_sees_the_same_page_in_english(client, counselor, s
         assert text in body, text
     assert "你的评审" not in body
     assert "问题导向" not in body
+    sub_emotion = Candidate.objects.get(pk=claimed["Location"].rstrip("/").split("/")[-1]).sub_emotion
+    assert f"{sub_emotion.key} · {sub_emotion.label_en}" in body
 
 
 # --- The API ----------------------------------------------------------------------------------------------------
