@@ -8,6 +8,7 @@ like the code page's; a user whose role requires two-factor sign-in and who has 
 
 from django.conf import settings
 from django.contrib.auth import authenticate, user_logged_in
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -64,7 +65,7 @@ class TokenObtainApi(APIView):
             return Response(locked_out_detail(), status=LOCKED_OUT)
         if user is None or not user.is_active:
             return Response(
-                {"non_field_errors": ["Unable to log in with the given username and password."]},
+                {"non_field_errors": [_("Unable to log in with the given username and password.")]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
         refused = self._second_factor(user, data.validated_data.get("otp", ""))
@@ -82,8 +83,9 @@ class TokenObtainApi(APIView):
             if selectors.otp_enrolment_required(user=user):
                 return Response(
                     {
-                        "detail": "Your role requires two-factor sign-in: add an authenticator app at "
-                        "/accounts/otp/ first.",
+                        "detail": _(
+                            "Your role requires two-factor sign-in: add an authenticator app at /accounts/otp/ first."
+                        ),
                         "code": "otp_enrolment_required",
                     },
                     status=status.HTTP_403_FORBIDDEN,
@@ -91,7 +93,7 @@ class TokenObtainApi(APIView):
             return None
         if not code:
             return Response(
-                {"otp": ["This account has two-factor sign-in: give the code from the authenticator app."]},
+                {"otp": [_("This account has two-factor sign-in: give the code from the authenticator app.")]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
         try:
@@ -99,12 +101,15 @@ class TokenObtainApi(APIView):
         except OTPLocked:
             return Response(
                 {
-                    "detail": "Too many wrong two-factor codes for this account: no code is checked for "
-                    f"{int(settings.PSYROOM_OTP_COOLOFF.total_seconds() // 60)} minutes after the last one.",
+                    "detail": _(
+                        "Too many wrong two-factor codes for this account: no code is checked for %(minutes)d "
+                        "minutes after the last one."
+                    )
+                    % {"minutes": int(settings.PSYROOM_OTP_COOLOFF.total_seconds() // 60)},
                     "code": "otp_locked",
                 },
                 status=LOCKED_OUT,
             )
         except OTPCodeWrong:
-            return Response({"otp": ["That code is not right."]}, status=status.HTTP_400_BAD_REQUEST)
+            return Response({"otp": [_("That code is not right.")]}, status=status.HTTP_400_BAD_REQUEST)
         return None

@@ -6,6 +6,7 @@ An API client gets JSON; a browser gets the login page again, with the reason an
 from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.utils.translation import ngettext
 
 LOCKED_OUT = 429
 
@@ -16,8 +17,14 @@ def _minutes() -> int:
 
 def locked_out_detail() -> dict:
     return {
-        "detail": f"Too many failed logins for this account from your address: locked for {_minutes()} minutes. "
-        "Try again later, or ask an administrator to unlock it.",
+        "detail": ngettext(
+            "Too many failed logins for this account from your address: locked for %(minutes)d minute. Try again "
+            "later, or ask an administrator to unlock it.",
+            "Too many failed logins for this account from your address: locked for %(minutes)d minutes. Try again "
+            "later, or ask an administrator to unlock it.",
+            _minutes(),
+        )
+        % {"minutes": _minutes()},
         "code": "locked_out",
     }
 

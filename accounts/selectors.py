@@ -12,6 +12,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from psyroom_admin import roles
 
+from .models import Profile
+
 # What a signed-in session owes (otp_step).
 VERIFY = "verify"
 ENROL = "enrol"
@@ -53,3 +55,12 @@ def totp_locked_until(device: TOTPDevice) -> datetime | None:
         return None
     until = last + settings.PSYROOM_OTP_COOLOFF
     return until if timezone.now() < until else None
+
+
+def profile_language(*, user) -> str:
+    """The language ``user`` chose in their profile (a code of ``LANGUAGES``), or ``""``: follow the browser."""
+    if not user.is_authenticated:
+        return ""
+    # The profile row is read once per request: user.profile would raise where there is none.
+    language = Profile.objects.filter(user=user).values_list("language", flat=True).first()
+    return language or ""

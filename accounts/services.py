@@ -19,12 +19,14 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.dispatch import Signal
+from django.utils.translation import gettext as _
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from knox.models import AuthToken
 
 from psyroom_admin import roles
 
 from . import selectors
+from .models import Profile
 
 # Sent with ``user``, ``action`` ("otp.enrol", "otp.remove", "otp.failure", "otp.unlock"), ``actor`` and ``data``,
 # inside the transaction that made the change (a refused code: the one that counted it).
@@ -128,12 +130,12 @@ def totp_device_start(*, user) -> TOTPDevice:
     secret they scanned stays the one that counts). Refused for a role that may not enrol and for a user who has a
     confirmed device already."""
     if not roles.user_can_enrol_otp(user):
-        raise PermissionDenied("Two-factor sign-in is for senior clinicians, curators and admins.")
+        raise PermissionDenied(_("Two-factor sign-in is for senior clinicians, curators and admins."))
     with transaction.atomic():
         # The user row is the lock: two starts at once make one device.
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
         if TOTPDevice.objects.filter(user=user, confirmed=True).exists():
-            raise ValidationError("You already have an authenticator app: remove it before you add another.")
+            raise ValidationError(_("You already have an authenticator app: remove it before you add another."))
         device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
         if device is None:
             device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
@@ -149,7 +151,7 @@ def totp_device_confirm(*, user, code) -> TOTPDevice:
     with transaction.atomic():
         device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).order_by("pk").first()
         if device is None:
-            raise ValidationError("Nothing is being enrolled: start again.")
+            raise ValidationError(_("Nothing is being enrolled: start again."))
         outcome = _check(device=device, raw=code, via="enrol")
         if outcome is True:
             device.confirmed = True
@@ -198,3 +200,16 @@ def totp_device_unlock(*, device: TOTPDevice, actor) -> None:
         otp_event.send(
             sender=TOTPDevice, user=device.user, actor=actor, action="otp.unlock", data={"device": device.pk}
         )
+
+
+def profile_set_language(*, user, language: str):
+    """Keep ``language`` (a code of ``LANGUAGES``, or ``""`` to follow the browser) as ``user``'s choice."""
+    if not user.is_authenticated:
+        raise PermissionDenied(_("Sign in to keep a language in your profile."))
+    if not isinstance(language, str) or (language and language not in dict(settings.LANGUAGES)):
+        message = _("%(value)s is not a language of this site: choose one of %(choices)s.")
+        params = {"value": repr(language)[:40], "choices": ", ".join(dict(settings.LANGUAGES))}
+        raise ValidationError({"language": ValidationError(message, code="invalid", params=params)})
+    with transaction.atomic():
+        profile, _created = Profile.objects.update_or_create(user=user, defaults={"language": language})
+    return profile

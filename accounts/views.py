@@ -7,6 +7,7 @@ from binascii import unhexlify
 
 import qrcode
 import qrcode.image.svg
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,7 +15,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
+from django.views.i18n import set_language
 from django_otp import login as otp_login
 
 from psyroom_admin import roles
@@ -23,7 +27,7 @@ from . import selectors, services
 from .forms import CodeForm
 from .lockout import LOCKED_OUT
 
-WRONG_CODE = "That code is not right. Type the six digits your authenticator app shows now."
+WRONG_CODE = gettext_lazy("That code is not right. Type the six digits your authenticator app shows now.")
 
 
 def _next(request) -> str:
@@ -78,7 +82,7 @@ def _account_page(request, *, form=None, status=200, extra=None):
     confirmed = selectors.totp_device_for(user=user)
     pending = None if confirmed else selectors.totp_device_for(user=user, confirmed=False)
     if confirmed is None and not roles.user_can_enrol_otp(user):
-        raise PermissionDenied("Two-factor sign-in is for senior clinicians, curators and admins.")
+        raise PermissionDenied(_("Two-factor sign-in is for senior clinicians, curators and admins."))
     context = {
         "device": confirmed,
         "pending": pending,
@@ -126,7 +130,7 @@ def otp_confirm(request):
         return _account_page(request, form=form)
     request.session.cycle_key()
     otp_login(request, device)
-    messages.success(request, "Two-factor sign-in is on: every sign-in now asks for a code from your app.")
+    messages.success(request, _("Two-factor sign-in is on: every sign-in now asks for a code from your app."))
     return redirect("accounts:otp")
 
 
@@ -149,5 +153,20 @@ def otp_remove(request):
     except services.OTPCodeWrong:
         form.add_error("code", WRONG_CODE)
         return _account_page(request, form=form)
-    messages.success(request, "Your authenticator app is removed: sign-ins ask for the password alone.")
+    messages.success(request, _("Your authenticator app is removed: sign-ins ask for the password alone."))
     return redirect("accounts:otp")
+
+
+@require_POST
+def language_set(request):
+    """The header's language switcher, on every page (signed out too): Django's ``set_language`` keeps the choice
+    in the language cookie and goes back to ``next``; a signed-in user's profile keeps it too, so that it follows
+    them to another browser and to the API."""
+    response = set_language(request)
+    language = request.POST.get("language", "")
+    if language not in dict(settings.LANGUAGES):
+        messages.error(request, _("That language is not offered here: nothing was changed."))
+        return response
+    if request.user.is_authenticated:
+        services.profile_set_language(user=request.user, language=language)
+    return response

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from generation.models import Candidate, CandidateKind, Revision
 
@@ -29,11 +30,11 @@ class Rubric(models.Model):
 
 
 class RiskCode(models.TextChoices):
-    SELF_HARM = "self_harm", "Self-harm or suicide handled badly"
-    HARMFUL_ADVICE = "harmful_advice", "Harmful advice"
-    BOUNDARY = "boundary", "Boundary violation"
-    DIAGNOSIS = "diagnosis", "Diagnosis beyond the evidence"
-    OTHER = "other", "Other risk"
+    SELF_HARM = "self_harm", _("Self-harm or suicide handled badly")
+    HARMFUL_ADVICE = "harmful_advice", _("Harmful advice")
+    BOUNDARY = "boundary", _("Boundary violation")
+    DIAGNOSIS = "diagnosis", _("Diagnosis beyond the evidence")
+    OTHER = "other", _("Other risk")
 
 
 class ReviewPolicy(models.Model):
@@ -68,8 +69,8 @@ class Campaign(models.Model):
     """
 
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        CLOSED = "closed", "Closed"
+        OPEN = "open", _("Open")
+        CLOSED = "closed", _("Closed")
 
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=16, choices=CandidateKind.choices)
@@ -99,12 +100,12 @@ class CampaignItem(models.Model):
     """One candidate in one campaign, with how far its reviewing has come."""
 
     class State(models.TextChoices):
-        OPEN = "open", "Waiting for reviews"
-        ADJUDICATION = "adjudication", "Waiting for adjudication"
-        DECIDED = "decided", "Decided"
+        OPEN = "open", _("Waiting for reviews")
+        ADJUDICATION = "adjudication", _("Waiting for adjudication")
+        DECIDED = "decided", _("Decided")
         # A reference item a curator marked (``GoldItem``): served to counselors at the campaign's gold rate, outside
         # the k slots, never decided by its reviews.
-        GOLD = "gold", "Reference item"
+        GOLD = "gold", _("Reference item")
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="items")
     candidate = models.ForeignKey(Candidate, on_delete=models.PROTECT, related_name="campaign_items")
@@ -135,9 +136,9 @@ class Assignment(models.Model):
     """
 
     class Status(models.TextChoices):
-        CLAIMED = "claimed", "Claimed"
-        SUBMITTED = "submitted", "Submitted"
-        RELEASED = "released", "Released (skipped)"
+        CLAIMED = "claimed", _("Claimed")
+        SUBMITTED = "submitted", _("Submitted")
+        RELEASED = "released", _("Released (skipped)")
 
     item = models.ForeignKey(CampaignItem, on_delete=models.CASCADE, related_name="assignments")
     counselor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assignments")
@@ -166,9 +167,9 @@ class Review(models.Model):
     """One counselor's judgement of one revision of a candidate."""
 
     class Decision(models.TextChoices):
-        APPROVE = "approve", "Approve"
-        REJECT = "reject", "Reject"
-        NEEDS_REVISION = "needs_revision", "Needs revision"
+        APPROVE = "approve", _("Approve")
+        REJECT = "reject", _("Reject")
+        NEEDS_REVISION = "needs_revision", _("Needs revision")
 
     candidate = models.ForeignKey(Candidate, on_delete=models.PROTECT, related_name="reviews")
     revision = models.ForeignKey(Revision, on_delete=models.PROTECT, related_name="reviews")

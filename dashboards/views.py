@@ -15,7 +15,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from psyroom_admin import roles
@@ -55,14 +56,14 @@ class Link:
 
 def _check_role(request: HttpRequest) -> None:
     if not roles.user_can_see_candidates(request.user):
-        raise PermissionDenied("You have no role in PsyRoom: ask an administrator for one.")
+        raise PermissionDenied(_("You have no role in PsyRoom: ask an administrator for one."))
 
 
 def _check_sees_all(request: HttpRequest) -> None:
     """The pages on the AI's judgement and the whole pipeline: senior clinicians, curators and admins."""
     _check_role(request)
     if not selectors.sees_all(request.user):
-        raise PermissionDenied("This dashboard is for senior clinicians, curators and admins.")
+        raise PermissionDenied(_("This dashboard is for senior clinicians, curators and admins."))
 
 
 def _filter_errors(request: HttpRequest, names: tuple[str, ...], form: forms.Form) -> list[str]:
@@ -432,7 +433,7 @@ def coverage(request: HttpRequest) -> HttpResponse:
 def coverage_fill(request: HttpRequest) -> HttpResponse:
     """Start the runs that fill the gaps (all, or the ``sub_emotion`` keys posted), then show the run."""
     if not roles.user_can_run_generation(request.user):
-        raise PermissionDenied("Only curators and admins may start generation runs.")
+        raise PermissionDenied(_("Only curators and admins may start generation runs."))
     keys = [k for k in request.POST.getlist("sub_emotion") if k] or None
     try:
         fill = services.coverage_fill(user=request.user, keys=keys)
@@ -443,9 +444,17 @@ def coverage_fill(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(error))
         return redirect("dashboards:coverage")
     total = sum(run.count for run in fill.runs)
-    messages.success(request, f"{len(fill.runs)} run(s) queued: {total} dialogues for the gaps.")
+    messages.success(
+        request,
+        ngettext(
+            "%(count)d run queued: %(total)d dialogues for the gaps.",
+            "%(count)d runs queued: %(total)d dialogues for the gaps.",
+            len(fill.runs),
+        )
+        % {"count": len(fill.runs), "total": total},
+    )
     if fill.stopped:
-        messages.warning(request, f"Some gaps were left: {fill.stopped}")
+        messages.warning(request, _("Some gaps were left: %(reason)s") % {"reason": fill.stopped})
     if len(fill.runs) == 1:
         return redirect("generation:run", pk=fill.runs[0].pk)
     return redirect("generation:runs")

@@ -6,6 +6,7 @@ Rows here are changed only through ``generation.services``; other apps read them
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from .validators import modelspec_check
 
@@ -41,17 +42,17 @@ class SubEmotion(models.Model):
 
 
 class Language(models.TextChoices):
-    ENGLISH = "en", "English"
-    CHINESE = "zh", "Chinese"
+    ENGLISH = "en", _("English")
+    CHINESE = "zh", _("Chinese")
 
 
 class Scenario(models.Model):
     """A situation that a simulated client brings to counseling, for one sub-emotion."""
 
     class Source(models.TextChoices):
-        WRITTEN = "written", "Written"
-        IMPORTED = "imported", "Imported"
-        GENERATED = "generated", "Generated and approved"
+        WRITTEN = "written", _("Written")
+        IMPORTED = "imported", _("Imported")
+        GENERATED = "generated", _("Generated and approved")
 
     sub_emotion = models.ForeignKey(SubEmotion, on_delete=models.PROTECT, related_name="scenarios")
     title = models.CharField(max_length=200)
@@ -97,8 +98,8 @@ class ModelSpec(models.Model):
     """A named model and how to load it."""
 
     class Backend(models.TextChoices):
-        TRANSFORMERS = "transformers", "transformers (local)"
-        OPENAI = "openai", "OpenAI-compatible HTTP server (vLLM, TGI)"
+        TRANSFORMERS = "transformers", _("transformers (local)")
+        OPENAI = "openai", _("OpenAI-compatible HTTP server (vLLM, TGI)")
 
     name = models.SlugField(max_length=100, unique=True)
     backend = models.CharField(max_length=32, choices=Backend.choices, default=Backend.TRANSFORMERS)
@@ -142,23 +143,23 @@ class ModelSpec(models.Model):
 
 
 class CandidateKind(models.TextChoices):
-    DIALOGUE = "dialogue", "Dialogue"
-    PLAN = "plan", "Treatment plan"
-    COURSE = "course", "Course"
-    SESSION = "session", "Session"
-    QUESTION = "question", "Question"
-    SCENARIO = "scenario", "Scenario"
+    DIALOGUE = "dialogue", _("Dialogue")
+    PLAN = "plan", _("Treatment plan")
+    COURSE = "course", _("Course")
+    SESSION = "session", _("Session")
+    QUESTION = "question", _("Question")
+    SCENARIO = "scenario", _("Scenario")
 
 
 class GenerationRun(models.Model):
     """One request to generate ``count`` items of a kind with given inputs, model, prompt version and seed."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
 
     kind = models.CharField(max_length=16, choices=CandidateKind.choices, default=CandidateKind.DIALOGUE)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
@@ -215,11 +216,11 @@ class Candidate(models.Model):
     """The unit that people judge: a dialogue, a plan, a course, a session, a question or a scenario."""
 
     class Status(models.TextChoices):
-        GENERATED = "generated", "Generated"
-        IN_REVIEW = "in_review", "In review"
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
-        NEEDS_REVISION = "needs_revision", "Needs revision"
+        GENERATED = "generated", _("Generated")
+        IN_REVIEW = "in_review", _("In review")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+        NEEDS_REVISION = "needs_revision", _("Needs revision")
 
     kind = models.CharField(max_length=16, choices=CandidateKind.choices, db_index=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.GENERATED, db_index=True)
@@ -302,10 +303,10 @@ class Revision(models.Model):
     """One version of a candidate's content. Revision 0 is the model's own (or the imported) text."""
 
     class Category(models.TextChoices):
-        ORIGINAL = "original", "Original"
-        WORDING = "wording", "Wording"
-        CLINICAL = "clinical", "Clinical correction"
-        SAFETY = "safety", "Safety fix"
+        ORIGINAL = "original", _("Original")
+        WORDING = "wording", _("Wording")
+        CLINICAL = "clinical", _("Clinical correction")
+        SAFETY = "safety", _("Safety fix")
 
     candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="revisions")
     number = models.PositiveIntegerField()
@@ -335,10 +336,10 @@ class RiskFlag(models.Model):
     """
 
     class Source(models.TextChoices):
-        SCREEN = "screen", "Automatic screen"
-        AGENT = "agent", "Risk agent"
-        REVIEW = "review", "Reviewer"
-        INHERITED = "inherited", "Inherited"
+        SCREEN = "screen", _("Automatic screen")
+        AGENT = "agent", _("Risk agent")
+        REVIEW = "review", _("Reviewer")
+        INHERITED = "inherited", _("Inherited")
 
     candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="flags")
     code = models.CharField(max_length=32)

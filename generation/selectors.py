@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from .models import Candidate, CandidateKind, GenerationRun, Revision, RiskFlag, SubEmotion
 
@@ -129,7 +130,11 @@ def candidate_search(*, filters: dict | None = None) -> QuerySet[CandidateWithRi
 
 # What a run shows: its stored status, except that a running run whose worker stopped beating shows as stalled.
 STALLED = "stalled"
-RUN_STATUSES = [*GenerationRun.Status.choices[:2], (STALLED, "Stalled"), *GenerationRun.Status.choices[2:]]
+RUN_STATUSES = [
+    *GenerationRun.Status.choices[:2],
+    (STALLED, gettext_lazy("Stalled")),
+    *GenerationRun.Status.choices[2:],
+]
 
 
 def _stale_before(now: datetime | None = None) -> datetime:
@@ -158,7 +163,7 @@ def run_status(run: GenerationRun, *, now: datetime | None = None) -> str:
 
 
 def run_status_label(status: str) -> str:
-    return dict(RUN_STATUSES)[status]
+    return str(dict(RUN_STATUSES)[status])
 
 
 def run_list(*, filters: dict | None = None) -> QuerySet[GenerationRun]:

@@ -10,6 +10,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from psyroom_admin import roles
@@ -24,7 +25,7 @@ RUNS_PAGE_SIZE = 50
 
 def _check_can_run(request: HttpRequest) -> None:
     if not roles.user_can_run_generation(request.user):
-        raise PermissionDenied("Only curators and admins may use the run console.")
+        raise PermissionDenied(_("Only curators and admins may use the run console."))
 
 
 def _get_run(request: HttpRequest, pk: int) -> GenerationRun:
@@ -94,14 +95,18 @@ def run_new(request: HttpRequest) -> HttpResponse:
             )
         except ValidationError as error:
             for message in error.messages:
-                field, _, _ = message.partition(":")
+                field = message.partition(":")[0]
                 field = field.split(".")[-1] if field.startswith("parameters.") else field
                 form.add_error(field if field in form.fields else None, message)
         except run_services.QueueUnavailable as error:
             form.add_error(None, str(error))
             return render(request, "generation/run_form.html", {"form": form}, status=503)
         else:
-            messages.success(request, f"Run {run.pk} queued: {run.count} {run.get_kind_display().lower()}(s).")
+            messages.success(
+                request,
+                _("Run %(run)s queued: %(count)s × %(kind)s.")
+                % {"run": run.pk, "count": run.count, "kind": run.get_kind_display().lower()},
+            )
             return redirect("generation:run", pk=run.pk)
     status = 400 if form.errors else 200
     return render(request, "generation/run_form.html", {"form": form}, status=status)
@@ -132,7 +137,9 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, " ".join(error.messages))
     else:
         messages.success(
-            request, f"Run {run.pk} cancelled: the worker stops at its next model call and saves nothing more."
+            request,
+            _("Run %(run)s cancelled: the worker stops at its next model call and saves nothing more.")
+            % {"run": run.pk},
         )
     return redirect("generation:run", pk=run.pk)
 
@@ -149,5 +156,7 @@ def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
     except run_services.QueueUnavailable as error:
         messages.error(request, str(error))
     else:
-        messages.success(request, f"Run {run.pk} queued again: a worker goes on from the items saved.")
+        messages.success(
+            request, _("Run %(run)s queued again: a worker goes on from the items saved.") % {"run": run.pk}
+        )
     return redirect("generation:run", pk=run.pk)

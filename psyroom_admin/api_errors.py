@@ -13,6 +13,7 @@ Views therefore call one service and let its exceptions through; nothing was wri
 
 from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext as _
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -39,8 +40,11 @@ def exception_handler(exc, context):
     if isinstance(exc, StaleVersion):
         candidate = exc.candidate
         body = {
-            "detail": f"{candidate} changed since the version you sent: nothing was saved. "
-            f"Read it again (version {candidate.version}) and send it again.",
+            "detail": _(
+                "%(item)s changed since the version you sent: nothing was saved. Read it again (version "
+                "%(version)s) and send it again."
+            )
+            % {"item": candidate, "version": candidate.version},
             "code": "stale_version",
             "version": candidate.version,
         }

@@ -7,6 +7,7 @@ door. An anonymous request gets 401 (with ``WWW-Authenticate: Token``), a user w
 
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import pagination, serializers
 from rest_framework.permissions import BasePermission
@@ -19,21 +20,21 @@ from . import roles
 class CanSeeCandidates(BasePermission):
     """Any role in PsyRoom: counselors, senior clinicians, curators and admins read candidates."""
 
-    message = "You have no role in PsyRoom: ask an administrator for one."
+    message = gettext_lazy("You have no role in PsyRoom: ask an administrator for one.")
 
     def has_permission(self, request, view) -> bool:
         return roles.user_can_see_candidates(request.user)
 
 
 class CanReview(BasePermission):
-    message = "Only counselors and senior clinicians may edit and review."
+    message = gettext_lazy("Only counselors and senior clinicians may edit and review.")
 
     def has_permission(self, request, view) -> bool:
         return roles.user_can_review(request.user)
 
 
 class CanSignOffRisk(BasePermission):
-    message = "Only a senior clinician may sign off a risk flag."
+    message = gettext_lazy("Only a senior clinician may sign off a risk flag.")
 
     def has_permission(self, request, view) -> bool:
         return roles.user_can_sign_off_risk(request.user)
@@ -42,7 +43,7 @@ class CanSignOffRisk(BasePermission):
 class CanRunGeneration(BasePermission):
     """Generation runs hold GPUs for hours: only curators and admins see or start them."""
 
-    message = "Only curators and admins may see and start generation runs."
+    message = gettext_lazy("Only curators and admins may see and start generation runs.")
 
     def has_permission(self, request, view) -> bool:
         return roles.user_can_run_generation(request.user)

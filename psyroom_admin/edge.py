@@ -20,6 +20,7 @@ import json
 
 from django.conf import settings
 from django.http import HttpResponseBadRequest, JsonResponse, QueryDict
+from django.utils.translation import gettext as _
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
@@ -28,11 +29,11 @@ MAX_DEPTH = 32
 
 def _text_problem(text: str) -> str | None:
     if "\x00" in text:
-        return "a NUL character (\\u0000) is not allowed"
+        return _("a NUL character (\\u0000) is not allowed")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return "a lone surrogate (\\ud800-\\udfff) is not allowed"
+        return _("a lone surrogate (\\ud800-\\udfff) is not allowed")
     return None
 
 
@@ -49,15 +50,21 @@ def value_problem(value, *, max_depth: int = MAX_DEPTH) -> str | None:
         item, where, depth = stack.pop()
         if isinstance(item, dict | list):
             if depth > max_depth:
-                return f"nested more than {max_depth} deep at {where or 'the body'}"
+                return _("nested more than %(depth)d deep at %(where)s") % {
+                    "depth": max_depth,
+                    "where": where or _("the body"),
+                }
             pairs = item.items() if isinstance(item, dict) else enumerate(item)
             for key, child in pairs:
                 if isinstance(key, str) and (problem := _text_problem(key)):
                     # Named without the key itself, which cannot be printed.
-                    return f"{problem} in a key at {where or 'the body'}"
+                    return _("%(problem)s in a key at %(where)s") % {
+                        "problem": problem,
+                        "where": where or _("the body"),
+                    }
                 stack.append((child, _join(where, key), depth + 1))
         elif isinstance(item, str) and (problem := _text_problem(item)):
-            return f"{problem} at {where or 'the body'}"
+            return _("%(problem)s at %(where)s") % {"problem": problem, "where": where or _("the body")}
     return None
 
 
@@ -65,10 +72,10 @@ def query_problem(query: QueryDict, *, label: str = "query") -> str | None:
     """Why a query string (or a form body) is refused, naming the parameter, or None."""
     for name, values in query.lists():
         if problem := _text_problem(name):
-            return f"{problem} in a {label} parameter's name"
+            return _("%(problem)s in a %(label)s parameter's name") % {"problem": problem, "label": label}
         for value in values:
             if problem := _text_problem(value):
-                return f"{problem} at {label} {name}"
+                return _("%(problem)s at %(label)s %(name)s") % {"problem": problem, "label": label, "name": name}
     return None
 
 

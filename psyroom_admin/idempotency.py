@@ -25,6 +25,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.http import QueryDict
 from django.utils import timezone
+from django.utils.translation import gettext
 from rest_framework import status
 from rest_framework.response import Response
 
@@ -59,7 +60,8 @@ def _key_of(request, body_field: str | None) -> tuple[str | None, Response | Non
             body_key = value
     if header and body_key and header != body_key:
         return None, _refusal(
-            f"The {HEADER} header and the body's {body_field} differ: send one key.",
+            gettext("The %(header)s header and the body's %(field)s differ: send one key.")
+            % {"header": HEADER, "field": body_field},
             "invalid_idempotency_key",
             status.HTTP_400_BAD_REQUEST,
         )
@@ -81,15 +83,21 @@ def _refusal(detail: str, code: str, status_code: int) -> Response:
 def _replay(earlier: IdempotencyKey, endpoint: str, fingerprint: str) -> Response:
     if earlier.endpoint != endpoint:
         return _refusal(
-            f"This {HEADER} was used for {earlier.endpoint} (within the last 24 hours): use a new key for "
-            f"{endpoint}. Nothing was done.",
+            gettext(
+                "This %(header)s was used for %(earlier)s (within the last 24 hours): use a new key for "
+                "%(endpoint)s. Nothing was done."
+            )
+            % {"header": HEADER, "earlier": earlier.endpoint, "endpoint": endpoint},
             "idempotency_key_reused",
             status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
     if earlier.fingerprint != fingerprint:
         return _refusal(
-            f"This {HEADER} was used with a different body on {endpoint}: a retry sends the same body; a new "
-            "request needs a new key. Nothing was done.",
+            gettext(
+                "This %(header)s was used with a different body on %(endpoint)s: a retry sends the same body; a "
+                "new request needs a new key. Nothing was done."
+            )
+            % {"header": HEADER, "endpoint": endpoint},
             "idempotency_key_reused",
             status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
@@ -127,7 +135,7 @@ def _once(view, request, key: str, call) -> Response:
                         return _replay(earlier, endpoint, fingerprint)
                     # Deleted between the insert and the read (it had just expired): insert again.
             else:  # pragma: no cover - two misses in a row need two expiries within milliseconds
-                return _refusal("Try again.", "idempotency_key_busy", status.HTTP_409_CONFLICT)
+                return _refusal(gettext("Try again."), "idempotency_key_busy", status.HTTP_409_CONFLICT)
             try:
                 response = call()
             except Exception as exc:

@@ -182,6 +182,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The cookie's or the browser's language; a signed-in user's profile overrides it (accounts.middleware).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     # A NUL byte or a lone surrogate in a query string (or a page's form) is a 400 before any view runs.
     "psyroom_admin.edge.QueryStringMiddleware",
@@ -189,6 +191,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # request.user.is_verified(): whether this session gave a TOTP code (django-otp).
     "django_otp.middleware.OTPMiddleware",
+    # The language of the user's profile, once the user is known (a token's user: accounts.auth).
+    "accounts.middleware.ProfileLanguageMiddleware",
     "psyroom_admin.middleware.NoStoreMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -230,7 +234,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# The interface in English and Simplified Chinese (docs/languages.md). A user's language is their profile's
+# (accounts.Profile, set by the switcher in every page's header), else the language cookie, else the browser's
+# Accept-Language, else English.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -336,7 +346,7 @@ CONTENT_SECURITY_POLICY = {
 REST_FRAMEWORK = {
     # Token first: an anonymous request is then told 401 with "WWW-Authenticate: Token" (the first class's scheme).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "knox.auth.TokenAuthentication",
+        "accounts.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

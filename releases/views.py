@@ -19,6 +19,7 @@ from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from psyroom_admin import roles
@@ -71,7 +72,7 @@ def release_new(request: HttpRequest) -> HttpResponse:
                 for message in errors:
                     form.add_error(target, message if target else f"{field}: {message}")
         else:
-            messages.success(request, f"Release {release} queued.")
+            messages.success(request, _("Release %(release)s queued.") % {"release": release})
             return redirect("release_pages:release", pk=release.pk)
     return render(request, "releases/release_form.html", {"form": form}, status=400 if form.errors else 200)
 

@@ -423,6 +423,9 @@ class CandidateSignOffApi(APIView):
 # --- Reviews ----------------------------------------------------------------------------------------------------
 
 
+_DOES_NOT_EXIST = serializers.PrimaryKeyRelatedField.default_error_messages["does_not_exist"]
+
+
 class ReviewCreateInput(serializers.Serializer):
     candidate = serializers.PrimaryKeyRelatedField(queryset=gen_selectors.candidate_list())
     version = serializers.IntegerField(
@@ -487,7 +490,8 @@ class ReviewCreateApi(APIView):
         ).exists():
             # Outside the counselor's campaigns: answered as if it did not exist.
             return Response(
-                {"candidate": [f'Invalid pk "{candidate.pk}" - object does not exist.']},
+                # DRF's own words for an unknown id (and its translations): nothing tells the two apart.
+                {"candidate": [_DOES_NOT_EXIST.format(pk_value=candidate.pk)]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
         review = reviews.review_submit(

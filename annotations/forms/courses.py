@@ -1,23 +1,24 @@
 """Forms of the course review pages (``course_views``) and of the client profile editor."""
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from generation.models import Language, Revision
 from generation.schemas import MEMORY_FIELDS
 
 _CATEGORIES = [(v, label) for v, label in Revision.Category.choices if v != Revision.Category.ORIGINAL]
 MEMORY_FIELD_LABELS = {
-    "emotion_cognitive": "Emotion and cognitive state",
-    "observations": "Counselor observations",
-    "assignments": "Counseling assignments",
-    "session_goal": "Session goal",
-    "summary": "Summary",
+    "emotion_cognitive": _("Emotion and cognitive state"),
+    "observations": _("Counselor observations"),
+    "assignments": _("Counseling assignments"),
+    "session_goal": _("Session goal"),
+    "summary": _("Summary"),
 }
 
 
 class _EditForm(forms.Form):
-    category = forms.ChoiceField(choices=_CATEGORIES, initial=Revision.Category.CLINICAL)
-    reason = forms.CharField(required=False, max_length=1000)
+    category = forms.ChoiceField(label=_("Kind of change"), choices=_CATEGORIES, initial=Revision.Category.CLINICAL)
+    reason = forms.CharField(label=_("Reason"), required=False, max_length=1000)
     version = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
 
 
@@ -36,18 +37,18 @@ class MemoryEditForm(_EditForm):
 
 
 class SessionTurnEditForm(_EditForm):
-    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), strip=True)
+    text = forms.CharField(label=_("Text"), widget=forms.Textarea(attrs={"rows": 3}), strip=True)
 
 
 class CourseEditForm(_EditForm):
-    goals = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
-    notes = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
+    goals = forms.CharField(label=_("Goals"), required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
+    notes = forms.CharField(label=_("Notes"), required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
 
 
 class ProfileForm(forms.Form):
-    name = forms.CharField(max_length=200)
-    background = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
-    personality = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
-    assessment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
-    goals = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
-    language = forms.ChoiceField(choices=Language.choices)
+    name = forms.CharField(label=_("Name"), max_length=200)
+    background = forms.CharField(label=_("Background"), required=False, widget=forms.Textarea(attrs={"rows": 4}))
+    personality = forms.CharField(label=_("Personality"), required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    assessment = forms.CharField(label=_("Assessment"), required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    goals = forms.CharField(label=_("Goals"), required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    language = forms.ChoiceField(label=_("Language"), choices=Language.choices)

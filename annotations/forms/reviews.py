@@ -4,12 +4,14 @@ import time
 
 from django import forms
 from django.core import signing
+from django.utils.translation import gettext_lazy as _
 
 from generation import selectors as gen_selectors
 from generation.models import Candidate, Revision
 from generation.selectors import REVIEWABLE
 
 from ..models import Review, RiskCode, Rubric
+from ..templatetags.rubric_i18n import rubric_text
 
 # A review that took longer than this was left open over lunch: its time is recorded as this bound, not as hours.
 MAX_REVIEW_SECONDS = 3 * 3600
@@ -32,13 +34,16 @@ def seconds_since(token: str) -> int:
 
 class QueueFilterForm(forms.Form):
     sub_emotion = forms.ModelChoiceField(
-        queryset=gen_selectors.sub_emotion_list(), to_field_name="key", required=False, empty_label="All sub-emotions"
+        queryset=gen_selectors.sub_emotion_list(),
+        to_field_name="key",
+        required=False,
+        empty_label=_("All sub-emotions"),
     )
     status = forms.ChoiceField(required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["status"].choices = [("", "All waiting")] + [
+        self.fields["status"].choices = [("", _("All waiting"))] + [
             (value, label) for value, label in Candidate.Status.choices if value in REVIEWABLE
         ]
 
@@ -59,7 +64,7 @@ class TurnEditForm(forms.Form):
     reason = forms.CharField(
         required=False,
         max_length=1000,
-        widget=forms.TextInput(attrs={"placeholder": "Why this change? (optional)"}),
+        widget=forms.TextInput(attrs={"placeholder": _("Why this change? (optional)")}),
     )
     version = forms.IntegerField(min_value=1, widget=forms.HiddenInput(attrs={"class": "candidate-version"}))
 
@@ -74,7 +79,7 @@ class IdListField(forms.Field):
         for item in value or []:
             text = str(item)
             if not (text.isascii() and text.isdigit() and len(text) <= 18):
-                raise forms.ValidationError(f"{text[:20]!r} is not an id")
+                raise forms.ValidationError(_("%(value)s is not an id"), params={"value": repr(text[:20])})
             ids.append(int(text))
         return ids
 
@@ -83,7 +88,7 @@ class SignOffForm(forms.Form):
     """A sign-off names what its signer read: the version of the candidate and the open flags shown."""
 
     note = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Why the risk is handled acceptably in this item"}),
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": _("Why the risk is handled acceptably in this item")}),
         max_length=10_000,
     )
     version = forms.IntegerField(min_value=1, max_value=2**31 - 1, widget=forms.HiddenInput)
@@ -97,7 +102,9 @@ class ReviewForm(forms.Form):
     comment = forms.CharField(
         required=False,
         max_length=10_000,
-        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "What works, what does not, what you changed and why"}),
+        widget=forms.Textarea(
+            attrs={"rows": 4, "placeholder": _("What works, what does not, what you changed and why")}
+        ),
     )
     risk_flags = forms.MultipleChoiceField(
         choices=RiskCode.choices, required=False, widget=forms.CheckboxSelectMultiple
@@ -111,12 +118,13 @@ class ReviewForm(forms.Form):
         for criterion in rubric.criteria:
             anchors = criterion.get("anchors", {})
             self.fields[f"score_{criterion['key']}"] = forms.TypedChoiceField(
-                label=criterion["label"],
-                help_text=criterion.get("help", ""),
-                choices=[(value, anchors[value]) for value in sorted(anchors, key=int)],
+                # The rubric's texts in the reader's language (one definition, annotations/rubrics.py).
+                label=rubric_text(criterion["label"]),
+                help_text=rubric_text(criterion.get("help", "")),
+                choices=[(value, rubric_text(anchors[value])) for value in sorted(anchors, key=int)],
                 coerce=int,
                 widget=forms.RadioSelect,
-                error_messages={"required": "Choose a score for this criterion."},
+                error_messages={"required": _("Choose a score for this criterion.")},
             )
 
     def criteria(self) -> list[tuple[dict, forms.BoundField]]:

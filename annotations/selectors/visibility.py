@@ -15,6 +15,7 @@ module built. The rules:
 from dataclasses import dataclass, field
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils.translation import gettext as _
 
 from generation import selectors as gen_selectors
 from generation.models import Candidate, CandidateKind, ClientProfile, RiskFlag
@@ -185,14 +186,14 @@ def _flag_rows(candidate: Candidate, viewer, blind: bool) -> list[dict]:
         screened = flag.source == RiskFlag.Source.SCREEN
         # The screen finds mentions; "handled badly" is a reviewer's judgement, so its label would mislead here.
         if screened and flag.code == RiskCode.SELF_HARM:
-            label = "Mentions self-harm or suicide"
+            label = _("Mentions self-harm or suicide")
         elif flag.source == RiskFlag.Source.AGENT and flag.code == RiskCode.SELF_HARM:
             # The risk agent's yes (or an answer it could not give clearly) is a possibility, not a judgement.
-            label = "Possible self-harm or suicide risk"
+            label = _("Possible self-harm or suicide risk")
         elif flag.code == "inherited":
-            label = "Derived from a flagged item"
+            label = _("Derived from a flagged item")
         else:
-            label = labels.get(flag.code, flag.code)
+            label = str(labels.get(flag.code, flag.code))
         hidden = blind and flag.source == RiskFlag.Source.REVIEW and flag.raised_by_id != viewer.pk
         rows.append(
             {
@@ -202,9 +203,11 @@ def _flag_rows(candidate: Candidate, viewer, blind: bool) -> list[dict]:
                 # Another reviewer's comment is theirs: blind, only the kind of risk shows.
                 "detail": "" if hidden else flag.detail,
                 # A course is gated by its sessions' flags too: say which session a flag is on.
-                "on": "" if flag.candidate_id == candidate.pk else f"session {flag.candidate.sequence}",
+                "on": ""
+                if flag.candidate_id == candidate.pk
+                else _("session %(number)s") % {"number": flag.candidate.sequence},
                 "source": flag.source,
-                "by": "a reviewer" if flag.source == RiskFlag.Source.REVIEW else flag.get_source_display().lower(),
+                "by": _("a reviewer") if flag.source == RiskFlag.Source.REVIEW else flag.get_source_display().lower(),
                 "revision": flag.revision.number,
                 "open": flag.is_open,
                 "signed_off_by": _person(flag.signed_off_by, viewer, False) if flag.signed_off_by else None,

@@ -5,6 +5,7 @@ Both bind to what the clinician read: the version (a stale one is a 409) and the
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from generation import selectors as gen_selectors
 from generation.models import Candidate
@@ -32,39 +33,50 @@ def adjudicate(
     wrote its latest revision, cannot approve it.
     """
     if not roles.user_can_sign_off_risk(clinician):
-        raise PermissionDenied("Only a senior clinician adjudicates.")
+        raise PermissionDenied(_("Only a senior clinician adjudicates."))
     if decision not in Review.Decision.values:
-        raise ValidationError({"decision": f"must be approve, reject or needs_revision, not {decision!r}"})
+        raise ValidationError(
+            {"decision": _("must be approve, reject or needs_revision, not %(value)s") % {"value": repr(decision)}}
+        )
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationError({"reason": "say why: an adjudication needs a reason"})
+        raise ValidationError({"reason": _("say why: an adjudication needs a reason")})
     with transaction.atomic():
         locked_item = CampaignItem.objects.select_for_update().select_related("campaign").get(pk=item.pk)
         if locked_item.state != CampaignItem.State.ADJUDICATION:
             raise ValidationError(
-                {"item": f"this item is {locked_item.get_state_display().lower()}: only items waiting for "
-                 "adjudication are adjudicated"}
-            )  # fmt: skip
+                {
+                    "item": _("this item is %(state)s: only items waiting for adjudication are adjudicated")
+                    % {"state": locked_item.get_state_display().lower()}
+                }
+            )
         candidate = Candidate.objects.select_for_update().get(pk=locked_item.candidate_id)
         if candidate.version != base_version:
             raise StaleVersion(candidate)
         if Review.objects.filter(candidate=candidate, reviewer=clinician).exists():
             raise ValidationError(
-                {"item": "you rated this item: another senior clinician, who did not, must adjudicate it"}
+                {"item": _("you rated this item: another senior clinician, who did not, must adjudicate it")}
             )
         revision = gen_selectors.candidate_latest_revision(candidate=candidate)
         if decision == Review.Decision.APPROVE:
             if revision.author_id == clinician.pk:
                 raise ValidationError(
-                    {"item": f"you wrote revision {revision.number}: another senior clinician must judge your edit"}
+                    {
+                        "item": _("you wrote revision %(number)s: another senior clinician must judge your edit")
+                        % {"number": revision.number}
+                    }
                 )
             open_ids = set(candidate.open_risk_flags().values_list("pk", flat=True))
             unseen = sorted(open_ids - set(flag_ids or []))
             if unseen:
                 raise ValidationError(
-                    {"flags": f"risk flag(s) {', '.join(map(str, unseen))} are open and not among those you read: "
-                     "read them, then decide again"}
-                )  # fmt: skip
+                    {
+                        "flags": _(
+                            "risk flag(s) %(ids)s are open and not among those you read: read them, then decide again"
+                        )
+                        % {"ids": ", ".join(map(str, unseen))}
+                    }
+                )
             if open_ids:
                 candidate_sign_off_risk(
                     candidate=candidate, clinician=clinician, flag_ids=sorted(open_ids), base_version=base_version,
@@ -112,10 +124,10 @@ def adjudicate(
 def risk_sign_off(*, candidate: Candidate, clinician, note: str, flag_ids: list[int], base_version: int) -> list:
     """A senior clinician's sign-off of the risk flags they read (``flag_ids``) on version ``base_version``."""
     if not roles.user_can_sign_off_risk(clinician):
-        raise PermissionDenied("Only a senior clinician may sign off a risk flag.")
+        raise PermissionDenied(_("Only a senior clinician may sign off a risk flag."))
     note = (note or "").strip()
     if not note:
-        raise ValidationError({"note": "say why the risk is handled acceptably"})
+        raise ValidationError({"note": _("say why the risk is handled acceptably")})
     with transaction.atomic():
         flags = candidate_sign_off_risk(
             candidate=candidate, clinician=clinician, flag_ids=flag_ids, base_version=base_version, note=note

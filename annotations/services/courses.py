@@ -6,6 +6,7 @@ through ``reviews.review_submit`` with the session and course rubrics. Every edi
 """
 
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.utils.translation import gettext as _
 
 from generation.models import Candidate, CandidateKind, Revision
 from generation.schemas import MEMORY_FIELDS
@@ -17,7 +18,7 @@ from .edits import candidate_edit
 
 def _check_editor(editor) -> None:
     if not roles.user_can_review(editor):
-        raise PermissionDenied("Only counselors and senior clinicians may edit.")
+        raise PermissionDenied(_("Only counselors and senior clinicians may edit."))
 
 
 def session_memory_edit(
@@ -30,16 +31,18 @@ def session_memory_edit(
     """
     _check_editor(editor)
     if session.kind != CandidateKind.SESSION:
-        raise ValidationError(f"{session} is not a session of a course")
+        raise ValidationError(_("%(item)s is not a session of a course") % {"item": session})
     if session.version != base_version:
         # Checked before "nothing changed": an edit of an old version is stale even if it matches the new one.
         raise StaleVersion(session)
     clean = {name: str(memory.get(name) or "").strip() for name in MEMORY_FIELDS}
     empty = [name for name, text in clean.items() if not text]
     if empty:
-        raise ValidationError({"memory": f"{', '.join(empty)}: every field of the memory needs text"})
+        raise ValidationError(
+            {"memory": _("%(fields)s: every field of the memory needs text") % {"fields": ", ".join(empty)}}
+        )
     if {k: v for k, v in session.content["memory"].items() if k in MEMORY_FIELDS} == clean:
-        raise ValidationError({"memory": "nothing changed"})
+        raise ValidationError({"memory": _("nothing changed")})
     return candidate_edit(
         candidate=session, editor=editor, content={**session.content, "memory": clean}, base_version=base_version,
         category=category, reason=reason, action="session.memory_edit",
@@ -52,12 +55,12 @@ def course_edit(
     """Change a course's own fields (its goals and the reviewers' notes); the profile snapshot is kept."""
     _check_editor(editor)
     if course.kind != CandidateKind.COURSE:
-        raise ValidationError(f"{course} is not a course")
+        raise ValidationError(_("%(item)s is not a course") % {"item": course})
     if course.version != base_version:
         raise StaleVersion(course)
     content = {**course.content, "goals": goals.strip(), "notes": notes.strip()}
     if content == course.content:
-        raise ValidationError({"goals": "nothing changed"})
+        raise ValidationError({"goals": _("nothing changed")})
     return candidate_edit(
         candidate=course, editor=editor, content=content, base_version=base_version, category=category,
         reason=reason, action="course.edit",

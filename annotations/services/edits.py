@@ -6,6 +6,7 @@ Candidates are changed only through ``generation.services.candidates``; each ser
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from generation.models import Candidate, Revision
 from generation.services.candidates import candidate_revise
@@ -35,7 +36,7 @@ def candidate_edit(
     ``StaleVersion`` (409) when the candidate changed since ``base_version``.
     """
     if not roles.user_can_review(editor):
-        raise PermissionDenied("Only counselors and senior clinicians may edit.")
+        raise PermissionDenied(_("Only counselors and senior clinicians may edit."))
     with transaction.atomic():
         was_approved = Candidate.objects.filter(pk=candidate.pk, status=Candidate.Status.APPROVED).exists()
         revision = candidate_revise(
@@ -69,12 +70,17 @@ def turn_edit(
     """
     turns = candidate.content.get("turns", [])
     if not 0 <= index < len(turns):
-        raise ValidationError({"index": f"turn {index} does not exist (this dialogue has {len(turns)} turns)"})
+        raise ValidationError(
+            {
+                "index": _("turn %(index)s does not exist (this dialogue has %(count)d turns)")
+                % {"index": index, "count": len(turns)}
+            }
+        )
     text = (text or "").strip()
     if not text:
-        raise ValidationError({"text": "a turn cannot be empty"})
+        raise ValidationError({"text": _("a turn cannot be empty")})
     if turns[index]["text"] == text:
-        raise ValidationError({"text": "nothing changed"})
+        raise ValidationError({"text": _("nothing changed")})
     content = {**candidate.content, "turns": [dict(t) for t in turns]}
     content["turns"][index]["text"] = text
     return candidate_edit(
@@ -94,14 +100,21 @@ def candidate_regenerate_with_critique(
     The new candidate has ``parent=candidate``; when it is saved, ``annotations.signals`` adds it to ``campaign``.
     """
     if not roles.user_can_review(reviewer):
-        raise PermissionDenied("Only counselors and senior clinicians ask for a regeneration.")
+        raise PermissionDenied(_("Only counselors and senior clinicians ask for a regeneration."))
     critique = (critique or "").strip()
     if not critique:
-        raise ValidationError({"critique": "say what should change"})
+        raise ValidationError({"critique": _("say what should change")})
     if candidate.kind != "dialogue":
-        raise ValidationError({"candidate": f"only dialogues are regenerated, not {candidate.kind}"})
+        raise ValidationError(
+            {"candidate": _("only dialogues are regenerated, not %(kind)s") % {"kind": candidate.kind}}
+        )
     if campaign is not None and not campaign.items.filter(candidate=candidate).exists():
-        raise ValidationError({"campaign": f"candidate {candidate.pk} is not in campaign {campaign.pk}"})
+        raise ValidationError(
+            {
+                "campaign": _("candidate %(item)s is not in campaign %(campaign)s")
+                % {"item": candidate.pk, "campaign": campaign.pk}
+            }
+        )
     critique_target = {"parent": candidate, "feedback": critique}
     if campaign is not None:
         critique_target["campaign"] = campaign.pk
@@ -111,9 +124,14 @@ def candidate_regenerate_with_critique(
         waiting = runs_waiting_lock_count(user=reviewer)
         if waiting >= limit:
             raise ValidationError(
-                {"critique": f"you have {waiting} regenerations waiting or running (at most {limit}): "
-                 "wait until one is done"}
-            )  # fmt: skip
+                {
+                    "critique": _(
+                        "you have %(waiting)d regenerations waiting or running (at most %(limit)d): wait until one "
+                        "is done"
+                    )
+                    % {"waiting": waiting, "limit": limit}
+                }
+            )
         # The run is started for the reviewer, who may not start runs of their own: it is theirs (created_by) for
         # the limit and the record, and the audit event below says what they asked.
         run = run_create(

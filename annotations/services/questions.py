@@ -8,6 +8,7 @@ pick the best-rated rationale.
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from generation.models import Candidate, Revision
 from generation.services.questions import question_rescore
@@ -29,15 +30,20 @@ def question_correct_answer(*, candidate: Candidate, reviewer, answer: str, base
     A correction is a new revision; every model's answer is checked again and the difficulty set again.
     """
     if not roles.user_can_review(reviewer):
-        raise PermissionDenied("Only counselors and senior clinicians may review.")
+        raise PermissionDenied(_("Only counselors and senior clinicians may review."))
     content = candidate.content
     letters = "".join(sorted(set(answer.replace(",", "").replace(" ", "").upper())))
     if content["question_type"] == "open":
-        raise ValidationError({"answer": "an open question's reference answer is edited as text, not letters"})
+        raise ValidationError({"answer": _("an open question's reference answer is edited as text, not letters")})
     if not letters or set(letters) - set(content["options"]):
-        raise ValidationError({"answer": f"{answer!r}: give letters among {''.join(sorted(content['options']))}"})
+        raise ValidationError(
+            {
+                "answer": _("%(value)s: give letters among %(letters)s")
+                % {"value": repr(answer), "letters": "".join(sorted(content["options"]))}
+            }
+        )
     if content["question_type"] == "single" and len(letters) != 1:
-        raise ValidationError({"answer": "a single-choice question has exactly one answer letter"})
+        raise ValidationError({"answer": _("a single-choice question has exactly one answer letter")})
     if letters == content["answer"]:
         audit_record(actor=reviewer, action="question.confirm_answer", candidate=candidate, data={"answer": letters})
         return None
@@ -61,19 +67,24 @@ def question_rate_rationales(
     ``best`` names the rationale to train on; ``edited``, when given, replaces its text in a new revision.
     """
     if not roles.user_can_review(reviewer):
-        raise PermissionDenied("Only counselors and senior clinicians may review.")
+        raise PermissionDenied(_("Only counselors and senior clinicians may review."))
     answers = candidate.content.get("answers", [])
     if len(ratings) != len(answers):
-        raise ValidationError({"ratings": f"rate each of the {len(answers)} rationales"})
+        raise ValidationError({"ratings": _("rate each of the %(count)d rationales") % {"count": len(answers)}})
     for rating in ratings:
         for key in RATING_KEYS:
             value = rating.get(key)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 5:
-                raise ValidationError({"ratings": f"rationale {rating.get('index')}: {key} needs a score from 1 to 5"})
+                raise ValidationError(
+                    {
+                        "ratings": _("rationale %(index)s: %(key)s needs a score from 1 to 5")
+                        % {"index": rating.get("index"), "key": key}
+                    }
+                )
     if best is not None and not 0 <= best < len(answers):
-        raise ValidationError({"best": f"{best} is not one of the rationales"})
+        raise ValidationError({"best": _("%(value)s is not one of the rationales") % {"value": best}})
     if edited.strip() and best is None:
-        raise ValidationError({"best": "say which rationale the edit is of"})
+        raise ValidationError({"best": _("say which rationale the edit is of")})
     with transaction.atomic():
         if edited.strip() and edited.strip() != answers[best].get("rationale", ""):
             content = {**candidate.content, "answers": [dict(a) for a in answers], "chosen": best}

@@ -11,6 +11,7 @@ from datetime import timedelta
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from ..models import Assignment, Campaign
 from ..selectors.queues import check_member, gold_due, open_items_for, own_claim
@@ -147,13 +148,13 @@ def queue_claim_next(*, campaign: Campaign, counselor) -> Assignment | None:
 def assignment_release(*, assignment: Assignment, counselor) -> None:
     """Skip: give the slot back. The person is not served this item again (the row stays, as released)."""
     if assignment.counselor_id != counselor.pk:
-        raise PermissionDenied("This is not your assignment.")
+        raise PermissionDenied(_("This is not your assignment."))
     updated = Assignment.objects.filter(pk=assignment.pk, status=Assignment.Status.CLAIMED).update(
         status=Assignment.Status.RELEASED, finished_at=timezone.now()
     )
     if not updated:
         raise ValidationError(
-            {"assignment": f"assignment {assignment.pk} is not claimed (it was submitted or released)"}
+            {"assignment": _("assignment %(id)s is not claimed (it was submitted or released)") % {"id": assignment.pk}}
         )
     audit_record(
         actor=counselor,

@@ -11,6 +11,8 @@ did not rate it signs the flags off, naming the flags and the version they read,
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from generation import selectors as gen_selectors
 from generation.models import Candidate
@@ -28,7 +30,9 @@ DECISION_STATUS: dict[str, str] = {
     Review.Decision.REJECT: Candidate.Status.REJECTED,
     Review.Decision.NEEDS_REVISION: Candidate.Status.NEEDS_REVISION,
 }
-RISK_BLOCKS_APPROVAL = "This item is flagged for risk: a senior clinician must sign it off before approval."
+RISK_BLOCKS_APPROVAL = gettext_lazy(
+    "This item is flagged for risk: a senior clinician must sign it off before approval."
+)
 
 
 # --- Input ---------------------------------------------------------------------------------------------------------
@@ -39,21 +43,35 @@ def validate_scores(*, rubric: Rubric, scores: dict) -> dict:
     low, high = SCALE
     keys = [c["key"] for c in rubric.criteria]
     if not isinstance(scores, dict):
-        raise ValidationError({"scores": "must be an object of criterion: score"})
+        raise ValidationError({"scores": _("must be an object of criterion: score")})
     unknown = set(scores) - set(keys)
     if unknown:
-        raise ValidationError({"scores": f"unknown criteria: {', '.join(sorted(map(str, unknown)))}"})
+        raise ValidationError(
+            {"scores": _("unknown criteria: %(keys)s") % {"keys": ", ".join(sorted(map(str, unknown)))}}
+        )
     clean = {}
     for key in keys:
         value = scores.get(key)
         if value is None or value == "":
-            raise ValidationError({"scores": f"{key}: a score from {low} to {high} is required"})
+            raise ValidationError(
+                {
+                    "scores": _("%(key)s: a score from %(low)s to %(high)s is required")
+                    % {"key": key, "low": low, "high": high}
+                }
+            )
         try:
             number = int(value)
         except (TypeError, ValueError):
-            raise ValidationError({"scores": f"{key}: {value!r} is not a whole number"}) from None
+            raise ValidationError(
+                {"scores": _("%(key)s: %(value)s is not a whole number") % {"key": key, "value": repr(value)}}
+            ) from None
         if isinstance(value, bool) or not low <= number <= high or str(number) != str(value).strip():
-            raise ValidationError({"scores": f"{key}: {value!r} is not a score from {low} to {high}"})
+            raise ValidationError(
+                {
+                    "scores": _("%(key)s: %(value)s is not a score from %(low)s to %(high)s")
+                    % {"key": key, "value": repr(value), "low": low, "high": high}
+                }
+            )
         clean[key] = number
     return clean
 
@@ -61,15 +79,19 @@ def validate_scores(*, rubric: Rubric, scores: dict) -> dict:
 def validate_review(*, decision: str, risk_flags: list[str] | None, comment: str) -> list[str]:
     """Check a review's decision, risk flags and comment; returns the risk flags."""
     if decision not in Review.Decision.values:
-        raise ValidationError({"decision": f"must be approve, reject or needs_revision, not {decision!r}"})
+        raise ValidationError(
+            {"decision": _("must be approve, reject or needs_revision, not %(value)s") % {"value": repr(decision)}}
+        )
     risk_flags = list(risk_flags or [])
     bad_flags = [f for f in risk_flags if f not in RiskCode.values]
     if bad_flags:
-        raise ValidationError({"risk_flags": f"unknown risk flag(s): {', '.join(map(str, bad_flags))}"})
+        raise ValidationError(
+            {"risk_flags": _("unknown risk flag(s): %(flags)s") % {"flags": ", ".join(map(str, bad_flags))}}
+        )
     if comment and len(comment) > 10_000:
-        raise ValidationError({"comment": "at most 10000 characters"})
+        raise ValidationError({"comment": _("at most 10000 characters")})
     if risk_flags and not comment.strip():
-        raise ValidationError({"comment": "say what the risk is: a comment is required with a risk flag"})
+        raise ValidationError({"comment": _("say what the risk is: a comment is required with a risk flag")})
     return risk_flags
 
 
@@ -111,13 +133,15 @@ def review_submit(
         if earlier is not None:
             return earlier
     if not roles.user_can_review(reviewer):
-        raise PermissionDenied("Only counselors and senior clinicians review.")
+        raise PermissionDenied(_("Only counselors and senior clinicians review."))
     risk_flags = validate_review(decision=decision, risk_flags=risk_flags, comment=comment)
     if assignment is not None:
         if assignment.counselor_id != reviewer.pk:
-            raise PermissionDenied("This is not your assignment.")
+            raise PermissionDenied(_("This is not your assignment."))
         if assignment.item.candidate_id != candidate.pk:
-            raise ValidationError({"assignment": f"assignment {assignment.pk} is not for {candidate}"})
+            raise ValidationError(
+                {"assignment": _("assignment %(id)s is not for %(item)s") % {"id": assignment.pk, "item": candidate}}
+            )
         campaign = assignment.item.campaign
         rubric = campaign.rubric
     else:
@@ -126,8 +150,11 @@ def review_submit(
         if item is not None:
             raise ValidationError(
                 {
-                    "candidate": f"{candidate} is in campaign {item.campaign.name!r} (k={item.campaign.overlap}): "
-                    "review it there, from the campaign's queue."
+                    "candidate": _(
+                        "%(item)s is in campaign %(campaign)s (k=%(overlap)s): review it there, from the campaign's "
+                        "queue."
+                    )
+                    % {"item": candidate, "campaign": repr(item.campaign.name), "overlap": item.campaign.overlap}
                 }
             )
         rubric = rubric_get_default(kind=candidate.kind)
@@ -227,13 +254,23 @@ def _check_slot(item: CampaignItem, assignment: Assignment, campaign: Campaign, 
             raise ValidationError({"assignment": f"assignment {assignment.pk} is {assignment.status}, not claimed"})
         return
     if item.state != CampaignItem.State.OPEN:
-        raise ValidationError({"assignment": f"this item is {item.get_state_display().lower()}: it takes no review"})
+        raise ValidationError(
+            {
+                "assignment": _("this item is %(state)s: it takes no review")
+                % {"state": item.get_state_display().lower()}
+            }
+        )
     if assignment.status != Assignment.Status.CLAIMED:
-        raise ValidationError({"assignment": f"assignment {assignment.pk} is {assignment.status}, not claimed"})
+        raise ValidationError(
+            {
+                "assignment": _("assignment %(id)s is %(status)s, not claimed")
+                % {"id": assignment.pk, "status": assignment.status}
+            }
+        )
     if assignment.lease_expires_at <= now:
         live = item.assignments.filter(Assignment.live_q(now)).exclude(pk=assignment.pk).count()
         if live >= campaign.overlap:
-            raise ValidationError({"assignment": "your lease ran out and the slot went to someone else"})
+            raise ValidationError({"assignment": _("your lease ran out and the slot went to someone else")})
 
 
 def _campaign_outcome(item, assignment, candidate, campaign, revision, now) -> str | None:

@@ -15,7 +15,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from generation.models import Candidate, CandidateKind
@@ -43,18 +44,18 @@ def _is_curator(user) -> bool:
 
 def _check_curator(request: HttpRequest) -> None:
     if not _is_curator(request.user):
-        raise PermissionDenied("Only curators create campaigns.")
+        raise PermissionDenied(_("Only curators create campaigns."))
 
 
 def _check_senior(request: HttpRequest) -> None:
     if not roles.user_can_sign_off_risk(request.user):
-        raise PermissionDenied("Only senior clinicians adjudicate.")
+        raise PermissionDenied(_("Only senior clinicians adjudicate."))
 
 
 def _get_campaign(request: HttpRequest, campaign_id: int) -> Campaign:
     """A campaign the user may see: 403 without a role, 404 for a campaign that is not theirs (nothing is told)."""
     if not roles.user_can_see_candidates(request.user):
-        raise PermissionDenied("You have no role in PsyRoom: ask an administrator for one.")
+        raise PermissionDenied(_("You have no role in PsyRoom: ask an administrator for one."))
     return get_object_or_404(visibility.campaign_list_for(user=request.user), pk=campaign_id)
 
 
@@ -62,7 +63,7 @@ def _check_reviewer(request: HttpRequest, campaign: Campaign) -> None:
     # login_required: the user has a pk.
     member = campaign.members.filter(pk=request.user.pk).exists()  # type: ignore[misc]
     if not roles.user_can_review(request.user) or not member:
-        raise PermissionDenied("Only the counselors of this campaign review in it.")
+        raise PermissionDenied(_("Only the counselors of this campaign review in it."))
 
 
 def _get_item_to_review(request: HttpRequest, campaign_id: int, candidate_id: int) -> tuple[Campaign, CampaignItem]:
@@ -83,7 +84,7 @@ def _assignment_of(user, item: CampaignItem) -> Assignment | None:
 def _held_assignment(user, item: CampaignItem) -> Assignment:
     assignment = _assignment_of(user, item)
     if assignment is None:
-        raise Http404("You hold no slot on this item.")
+        raise Http404(_("You hold no slot on this item."))
     return assignment
 
 
@@ -96,26 +97,71 @@ def _is_id_text(text: str) -> bool:
 
 
 class CampaignForm(forms.Form):
-    name = forms.CharField(max_length=200)
-    kind = forms.ChoiceField(choices=CAMPAIGN_KINDS, initial=CandidateKind.DIALOGUE)
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=200)
+    kind = forms.ChoiceField(label=gettext_lazy("Kind"), choices=CAMPAIGN_KINDS, initial=CandidateKind.DIALOGUE)
     sub_emotions = forms.CharField(
-        required=False, help_text="Sub-emotion keys, comma-separated (e.g. anxiety.1, anxiety.2)"
+        label=gettext_lazy("Sub-emotions"),
+        required=False,
+        help_text=gettext_lazy("Sub-emotion keys, comma-separated (e.g. anxiety.1, anxiety.2)"),
     )
-    scenarios = forms.CharField(required=False, help_text="Scenario ids, comma-separated")
-    run = forms.IntegerField(required=False, min_value=1, help_text="Only candidates of this generation run")
-    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Candidate.Status.choices])
-    id_file = forms.FileField(required=False, help_text="Or a text file of candidate ids, one a line")
-    overlap = forms.IntegerField(min_value=1, max_value=10, initial=2, help_text="k: counselors per item")
+    scenarios = forms.CharField(
+        label=gettext_lazy("Scenarios"), required=False, help_text=gettext_lazy("Scenario ids, comma-separated")
+    )
+    run = forms.IntegerField(
+        label=gettext_lazy("Run"),
+        required=False,
+        min_value=1,
+        help_text=gettext_lazy("Only candidates of this generation run"),
+    )
+    status = forms.ChoiceField(
+        label=gettext_lazy("Status"),
+        required=False,
+        choices=[("", gettext_lazy("Any status")), *Candidate.Status.choices],
+    )
+    id_file = forms.FileField(
+        label=gettext_lazy("Id file"),
+        required=False,
+        help_text=gettext_lazy("Or a text file of candidate ids, one a line"),
+    )
+    overlap = forms.IntegerField(
+        label=gettext_lazy("Overlap"),
+        min_value=1,
+        max_value=10,
+        initial=2,
+        help_text=gettext_lazy("k: counselors per item"),
+    )
     members = forms.ModelMultipleChoiceField(
-        queryset=get_user_model().objects.none(), widget=forms.CheckboxSelectMultiple, required=False
+        label=gettext_lazy("Members"),
+        queryset=get_user_model().objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
     )
-    guidelines = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 8}), help_text="Markdown")
-    blind = forms.BooleanField(required=False, initial=True, help_text="Hide the AI supervisor and other reviews")
-    min_approvals = forms.IntegerField(required=False, min_value=1, help_text="Approvals needed (default: k)")
+    guidelines = forms.CharField(
+        label=gettext_lazy("Guidelines"), required=False, widget=forms.Textarea(attrs={"rows": 8}), help_text="Markdown"
+    )
+    blind = forms.BooleanField(
+        label=gettext_lazy("Blind"),
+        required=False,
+        initial=True,
+        help_text=gettext_lazy("Hide the AI supervisor and other reviews"),
+    )
+    min_approvals = forms.IntegerField(
+        label=gettext_lazy("Minimum approvals"),
+        required=False,
+        min_value=1,
+        help_text=gettext_lazy("Approvals needed (default: k)"),
+    )
     min_mean = forms.FloatField(
-        required=False, min_value=1, max_value=5, initial=3.0, help_text="Each criterion's mean must reach this"
+        label=gettext_lazy("Minimum mean"),
+        required=False,
+        min_value=1,
+        max_value=5,
+        initial=3.0,
+        help_text=gettext_lazy("Each criterion's mean must reach this"),
     )
-    lease_minutes = forms.IntegerField(min_value=1, max_value=24 * 60, initial=30)
+    lease_minutes = forms.IntegerField(
+        label=gettext_lazy("Lease (minutes)"), min_value=1, max_value=24 * 60, initial=30
+    )
     # The range is the service's rule (policy.campaign_policy_validate), which names a bad value.
     gold_rate = forms.FloatField(
         required=False,
@@ -145,7 +191,7 @@ class CampaignForm(forms.Form):
         parts = self._split(self.cleaned_data["scenarios"])
         bad = [p for p in parts if not _is_id_text(p)]
         if bad:
-            raise ValidationError(f"not scenario ids: {', '.join(bad)}")
+            raise ValidationError(_("not scenario ids: %(ids)s") % {"ids": ", ".join(bad)})
         return [int(p) for p in parts]
 
     def clean_id_file(self) -> list[int] | None:
@@ -155,13 +201,13 @@ class CampaignForm(forms.Form):
         try:
             text = upload.read(1_000_000).decode("utf-8")
         except UnicodeDecodeError:
-            raise ValidationError("the id list must be a UTF-8 text file") from None
+            raise ValidationError(_("the id list must be a UTF-8 text file")) from None
         parts = self._split(text)
         bad = [p for p in parts if not _is_id_text(p)]
         if bad:
-            raise ValidationError(f"lines that are not candidate ids: {', '.join(bad[:10])}")
+            raise ValidationError(_("lines that are not candidate ids: %(ids)s") % {"ids": ", ".join(bad[:10])})
         if not parts:
-            raise ValidationError("the id list is empty")
+            raise ValidationError(_("the id list is empty"))
         return [int(p) for p in parts]
 
     def service_kwargs(self) -> dict:
@@ -276,7 +322,7 @@ def _item_context(request: HttpRequest, campaign: Campaign, item: CampaignItem) 
 @require_GET
 def campaign_list(request: HttpRequest) -> HttpResponse:
     if not roles.user_can_see_candidates(request.user):
-        raise PermissionDenied("You have no role in PsyRoom: ask an administrator for one.")
+        raise PermissionDenied(_("You have no role in PsyRoom: ask an administrator for one."))
     rows = [
         {"campaign": c, "progress": _progress(c)}
         for c in visibility.campaign_list_for(user=request.user).select_related("rubric", "created_by")
@@ -299,7 +345,16 @@ def campaign_create(request: HttpRequest) -> HttpResponse:
         except ValidationError as error:
             _add_service_errors(form, error)
         else:
-            messages.success(request, f"Campaign “{campaign.name}” created with {campaign.items.count()} items.")
+            count = campaign.items.count()
+            messages.success(
+                request,
+                ngettext(
+                    "Campaign “%(name)s” created with %(count)d item.",
+                    "Campaign “%(name)s” created with %(count)d items.",
+                    count,
+                )
+                % {"name": campaign.name, "count": count},
+            )
             return redirect("annotations:campaign_list")
     status = 400 if request.method == "POST" else 200
     return render(request, "annotations/campaign_form.html", {"form": form}, status=status)
@@ -348,7 +403,7 @@ def campaign_item(request: HttpRequest, campaign_id: int, candidate_id: int) -> 
     assignment = _assignment_of(request.user, item)
     if assignment is None or assignment.status != Assignment.Status.CLAIMED:
         # Not (or no longer) this counselor's to review: the queue decides what they get next.
-        messages.info(request, f"{item.candidate} is not in your queue now.")
+        messages.info(request, _("%(item)s is not in your queue now.") % {"item": item.candidate})
         return redirect("annotations:campaign_list")
     return _render_item(request, campaign, item, assignment)
 
@@ -434,7 +489,7 @@ def campaign_submit(request: HttpRequest, campaign_id: int, candidate_id: int) -
             next_url = reverse("annotations:campaign_next", args=[campaign.pk])
             if _wants_json(request):
                 return JsonResponse({"review": review.pk, "next": next_url})
-            messages.success(request, f"Review of {item.candidate} saved.")
+            messages.success(request, _("Review of %(item)s saved.") % {"item": item.candidate})
             return redirect(next_url)
     if _wants_json(request):
         errors = {field: [str(e) for e in errs] for field, errs in form.errors.items()}
@@ -450,7 +505,9 @@ def campaign_draft(request: HttpRequest, campaign_id: int, candidate_id: int) ->
     if request.method == "GET":
         return JsonResponse({"data": drafts.draft_get(user=request.user, candidate=item.candidate) or {}})
     if len(request.body) > MAX_DRAFT_BYTES:
-        return JsonResponse({"errors": {"data": [f"a draft is at most {MAX_DRAFT_BYTES} bytes"]}}, status=400)
+        return JsonResponse(
+            {"errors": {"data": [_("a draft is at most %(limit)d bytes") % {"limit": MAX_DRAFT_BYTES}]}}, status=400
+        )
     try:
         data = json.loads(request.body or b"{}")
     except ValueError:
@@ -475,7 +532,7 @@ def campaign_release(request: HttpRequest, campaign_id: int, candidate_id: int) 
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
-        messages.info(request, f"{item.candidate} skipped.")
+        messages.info(request, _("%(item)s skipped.") % {"item": item.candidate})
     return redirect("annotations:campaign_next", campaign_id=campaign.pk)
 
 
@@ -486,7 +543,7 @@ def campaign_regenerate(request: HttpRequest, campaign_id: int, candidate_id: in
     form = CritiqueForm(request.POST)
     back = reverse("annotations:campaign_item", args=[campaign.pk, item.candidate_id])
     if not form.is_valid():
-        messages.error(request, "Say what the new version should do better: a critique is required.")
+        messages.error(request, _("Say what the new version should do better: a critique is required."))
         return redirect(back)
     try:
         run = edits.candidate_regenerate_with_critique(
@@ -497,7 +554,9 @@ def campaign_regenerate(request: HttpRequest, campaign_id: int, candidate_id: in
     except QueueUnavailable as error:
         messages.error(request, str(error))
     else:
-        messages.success(request, f"Regeneration queued as run #{run.pk}: the new version joins this campaign.")
+        messages.success(
+            request, _("Regeneration queued as run #%(run)s: the new version joins this campaign.") % {"run": run.pk}
+        )
     return redirect(back)
 
 
@@ -555,12 +614,13 @@ def adjudication_item(request: HttpRequest, item_id: int) -> HttpResponse:
             item.candidate = stale.candidate
             form = AdjudicationForm({**request.POST.dict(), "version": stale.candidate.version})
             form.is_valid()
-            form.add_error(None, "The item changed since you opened it: read it again, then decide.")
+            form.add_error(None, _("The item changed since you opened it: read it again, then decide."))
             return _render_adjudication(request, item, form=form, status=409)
         except ValidationError as error:
             _add_service_errors(form, error)
         else:
-            messages.success(request, f"{item.candidate}: {form.cleaned_data['decision'].replace('_', ' ')}.")
+            decision = Review.Decision(form.cleaned_data["decision"]).label
+            messages.success(request, _("%(item)s: %(decision)s.") % {"item": item.candidate, "decision": decision})
             return redirect("annotations:adjudication_list")
     return _render_adjudication(request, item, form=form, status=400)
 
@@ -588,5 +648,5 @@ def adjudication_sign_off(request: HttpRequest, item_id: int) -> HttpResponse:
             _add_service_errors(form, error)
     if form.errors:
         return _render_adjudication(request, item, sign_off_form=form, status=status)
-    messages.success(request, f"Risk flags of {item.candidate} signed off.")
+    messages.success(request, _("Risk flags of %(item)s signed off.") % {"item": item.candidate})
     return redirect("annotations:adjudication_item", item_id=item.pk)

@@ -11,6 +11,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
@@ -44,17 +45,17 @@ class HtmxHttpRequest(HttpRequest):
 
 def _check_can_see_candidates(request: HttpRequest) -> None:
     if not roles.user_can_see_candidates(request.user):
-        raise PermissionDenied("You have no role in PsyRoom: ask an administrator for one.")
+        raise PermissionDenied(_("You have no role in PsyRoom: ask an administrator for one."))
 
 
 def _check_can_review(request: HttpRequest) -> None:
     if not roles.user_can_review(request.user):
-        raise PermissionDenied("Only counselors and senior clinicians may edit and review.")
+        raise PermissionDenied(_("Only counselors and senior clinicians may edit and review."))
 
 
 def _check_can_sign_off(request: HttpRequest) -> None:
     if not roles.user_can_sign_off_risk(request.user):
-        raise PermissionDenied("Only a senior clinician may sign off a risk flag.")
+        raise PermissionDenied(_("Only a senior clinician may sign off a risk flag."))
 
 
 def _get_candidate_for_viewer(request: HttpRequest, pk: int) -> Candidate:
@@ -71,7 +72,7 @@ def _get_candidate_for_viewer(request: HttpRequest, pk: int) -> Candidate:
 def _turn_row(candidate: Candidate, index: int) -> dict:
     rows = display.turn_rows(candidate)
     if not 0 <= index < len(rows):
-        raise Http404(f"{candidate} has no turn {index}")
+        raise Http404(_("%(item)s has no turn %(index)s") % {"item": candidate, "index": index})
     return rows[index]
 
 
@@ -208,7 +209,10 @@ def candidate_turn(request: HtmxHttpRequest, pk: int, index: int) -> HttpRespons
         return _render_turn(request, candidate, "annotations/_turn_form.html", row, status=400, form=form)
 
     if not request.htmx:
-        messages.success(request, f"Turn {index + 1} saved as revision {revision.number}.")
+        messages.success(
+            request,
+            _("Turn %(turn)d saved as revision %(revision)d.") % {"turn": index + 1, "revision": revision.number},
+        )
         return redirect(detail_url)
     return _render_turn(request, candidate, "annotations/_turn_saved.html", _turn_row(candidate, index))
 
@@ -233,10 +237,14 @@ def candidate_review(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as error:
         _add_service_errors(form, error)
         return _render_detail(request, candidate, review_form=form, status=400)
-    outcome = candidate.get_status_display().lower()
+    status = candidate.get_status_display().lower()
     if review.decision == Review.Decision.APPROVE and candidate.status != Candidate.Status.APPROVED:
-        outcome += f", until the review policy is met ({policy.review_policy_get()})"
-    messages.success(request, f"Review of {candidate} saved: {outcome}.")
+        text = _("Review of %(item)s saved: %(status)s, until the review policy is met (%(policy)s).")
+        params = {"item": candidate, "status": status, "policy": policy.review_policy_get()}
+    else:
+        text = _("Review of %(item)s saved: %(status)s.")
+        params = {"item": candidate, "status": status}
+    messages.success(request, text % params)
     return redirect("annotations:queue")
 
 
@@ -262,5 +270,5 @@ def candidate_sign_off(request: HttpRequest, pk: int) -> HttpResponse:
             _add_service_errors(form, error)
     if form.errors:
         return _render_detail(request, candidate, sign_off_form=form, status=400)
-    messages.success(request, f"Risk flags of {candidate} signed off.")
+    messages.success(request, _("Risk flags of %(item)s signed off.") % {"item": candidate})
     return redirect("annotations:candidate", pk=candidate.pk)

@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from generation import selectors as gen_selectors
@@ -33,13 +34,13 @@ def _get_candidate(request: HttpRequest, pk: int, kind: str) -> Candidate:
     """A course or session for a user with a role: 403 without one (before a 404 could tell what exists), 404 when
     missing or outside the user's campaigns."""
     if not roles.user_can_see_candidates(request.user):
-        raise PermissionDenied("You have no role in PsyRoom: ask an administrator for one.")
+        raise PermissionDenied(_("You have no role in PsyRoom: ask an administrator for one."))
     return get_object_or_404(visibility.course_scope(user=request.user, kind=kind), pk=pk)
 
 
 def _check_can_review(request: HttpRequest) -> None:
     if not roles.user_can_review(request.user):
-        raise PermissionDenied("Only counselors and senior clinicians may edit and review.")
+        raise PermissionDenied(_("Only counselors and senior clinicians may edit and review."))
 
 
 def _original(candidate: Candidate) -> dict:
@@ -143,7 +144,7 @@ def _review(request: HttpRequest, candidate: Candidate, course: Candidate, prefi
     except ValidationError as error:
         form.add_error(None, "; ".join(_error_messages(error)))
         return _render_course(request, course, bound={("review", candidate.pk): form}, status=400)
-    messages.success(request, f"Review of {candidate} saved.")
+    messages.success(request, _("Review of %(item)s saved.") % {"item": candidate})
     return redirect("annotations:course", course.pk)
 
 
@@ -176,7 +177,7 @@ def _edit(request: HttpRequest, course: Candidate, key: tuple, form, save) -> Ht
     except (ValidationError, ContentError) as error:
         form.add_error(None, "; ".join(_error_messages(error)) if isinstance(error, ValidationError) else str(error))
         return _render_course(request, course, bound={key: form}, status=400)
-    messages.success(request, "Saved as a new revision.")
+    messages.success(request, _("Saved as a new revision."))
     return redirect("annotations:course", course.pk)
 
 
@@ -250,7 +251,7 @@ def course_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _check_curator(request: HttpRequest) -> None:
     if not roles.user_has_role(request.user, roles.CURATOR, roles.ADMIN):
-        raise PermissionDenied("Only curators and admins may edit client profiles.")
+        raise PermissionDenied(_("Only curators and admins may edit client profiles."))
 
 
 @login_required
@@ -267,7 +268,7 @@ def profile_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             except ValidationError as error:
                 form.add_error(None, "; ".join(_error_messages(error)))
             else:
-                messages.success(request, f"Client profile {profile.name} saved.")
+                messages.success(request, _("Client profile %(name)s saved.") % {"name": profile.name})
                 return redirect("annotations:profile_edit", profile.pk)
         return render(request, "annotations/course_profile_form.html", {"form": form, "profile": profile}, status=400)
     initial = {f: getattr(profile, f) for f in ProfileForm.base_fields} if profile else {"language": "en"}

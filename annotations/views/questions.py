@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from generation import selectors as gen_selectors
@@ -21,7 +22,7 @@ from ..services.questions import RATING_KEYS, question_correct_answer, question_
 
 def _get_question_for_reviewer(request: HttpRequest, pk: int) -> Candidate:
     if not roles.user_can_review(request.user):
-        raise PermissionDenied("Only counselors and senior clinicians may edit and review.")
+        raise PermissionDenied(_("Only counselors and senior clinicians may edit and review."))
     # The same scope as the candidate page: a counselor reaches only the candidates of their campaigns.
     visible = visibility.candidate_scope(user=request.user, queryset=gen_selectors.candidate_list())
     return get_object_or_404(visible.filter(kind=CandidateKind.QUESTION), pk=pk)
@@ -58,12 +59,12 @@ def question_answer(request: HttpRequest, pk: int) -> HttpResponse:
             reason=request.POST.get("reason", ""),
         )
     except StaleVersion:
-        messages.error(request, "Someone changed this question meanwhile: look again before correcting it.")
+        messages.error(request, _("Someone changed this question meanwhile: look again before correcting it."))
         return redirect("annotations:candidate", pk=pk)
     except ValidationError as error:
         _errors(request, error)
         return redirect("annotations:candidate", pk=pk)
-    messages.success(request, "Reference answer corrected." if revision else "Reference answer confirmed.")
+    messages.success(request, _("Reference answer corrected.") if revision else _("Reference answer confirmed."))
     return redirect("annotations:candidate", pk=pk)
 
 
@@ -89,10 +90,10 @@ def question_rate(request: HttpRequest, pk: int) -> HttpResponse:
             base_version=_version(request),
         )
     except StaleVersion:
-        messages.error(request, "Someone changed this question meanwhile: look again before editing it.")
+        messages.error(request, _("Someone changed this question meanwhile: look again before editing it."))
         return redirect("annotations:candidate", pk=pk)
     except ValidationError as error:
         _errors(request, error)
         return redirect("annotations:candidate", pk=pk)
-    messages.success(request, "Ratings saved.")
+    messages.success(request, _("Ratings saved."))
     return redirect("annotations:candidate", pk=pk)

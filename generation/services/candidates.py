@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import connections, router, transaction
 from django.dispatch import Signal
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from ..models import Candidate, CandidateKind, GenerationRun, Revision, RiskFlag, Scenario, SubEmotion
 from ..risk import screen
@@ -236,7 +237,11 @@ def candidate_set_status(*, candidate: Candidate, status: str, revision: Revisio
                 raise StaleVersion(locked)
             if locked.open_risk_flags().exists():
                 raise ValidationError(
-                    {"decision": "This item is flagged for risk: a senior clinician must sign it off before approval."}
+                    {
+                        "decision": _(
+                            "This item is flagged for risk: a senior clinician must sign it off before approval."
+                        )
+                    }
                 )
             locked.approved_revision = approved = latest
             fields.append("approved_revision")
@@ -283,7 +288,7 @@ def candidate_sign_off_risk(
     candidate's, or no longer open, is refused. Flags not named stay open. The caller checks the clinician's role.
     """
     if not flag_ids:
-        raise ValidationError({"flags": "name the risk flags you sign off (their ids, as shown)"})
+        raise ValidationError({"flags": _("name the risk flags you sign off (their ids, as shown)")})
     with transaction.atomic():
         locked = Candidate.objects.select_for_update().get(pk=candidate.pk)
         if locked.version != base_version:
@@ -291,10 +296,17 @@ def candidate_sign_off_risk(
         flags = list(locked.risk_flags_in_scope().select_for_update().filter(pk__in=flag_ids))
         unknown = sorted(set(flag_ids) - {f.pk for f in flags})
         if unknown:
-            raise ValidationError({"flags": f"{locked} has no risk flag {', '.join(map(str, unknown))}"})
+            raise ValidationError(
+                {
+                    "flags": _("%(item)s has no risk flag %(ids)s")
+                    % {"item": locked, "ids": ", ".join(map(str, unknown))}
+                }
+            )
         closed = [f.pk for f in flags if not f.is_open]
         if closed:
-            raise ValidationError({"flags": f"flag(s) {', '.join(map(str, closed))} are already signed off"})
+            raise ValidationError(
+                {"flags": _("flag(s) %(ids)s are already signed off") % {"ids": ", ".join(map(str, closed))}}
+            )
         now = timezone.now()
         RiskFlag.objects.filter(pk__in=flag_ids).update(signed_off_by=clinician, signed_off_at=now, note=note)
         locked.save(update_fields=["updated_at"])

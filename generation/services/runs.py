@@ -16,6 +16,7 @@ from django.db.models import DateTimeField, F, Q, Value
 from django.db.models.functions import Coalesce
 from django.dispatch import Signal
 from django.utils import timezone
+from django.utils.translation import gettext
 from kombu.exceptions import OperationalError
 
 from psyroom_admin import roles
@@ -211,8 +212,10 @@ def run_queue(run_id: int) -> None:
         GenerationRun.objects.filter(pk=run_id).delete()
         logger.warning("run %s not queued, the broker is unreachable: %s", run_id, error)
         raise QueueUnavailable(
-            "The task queue is unreachable: the run was not started and nothing was saved. Try again in a minute; "
-            "if this persists, an operator should check the broker (CELERY_BROKER_URL)."
+            gettext(
+                "The task queue is unreachable: the run was not started and nothing was saved. Try again in a "
+                "minute; if this persists, an operator should check the broker (CELERY_BROKER_URL)."
+            )
         ) from error
     GenerationRun.objects.filter(pk=run_id).update(task_id=result.id)
 
@@ -413,8 +416,10 @@ def run_resume(
             status=GenerationRun.Status.RUNNING, heartbeat_at=None
         )
         raise QueueUnavailable(
-            "The task queue is unreachable: the run was not resumed. Try again in a minute; if this persists, an "
-            "operator should check the broker (CELERY_BROKER_URL)."
+            gettext(
+                "The task queue is unreachable: the run was not resumed. Try again in a minute; if this persists, "
+                "an operator should check the broker (CELERY_BROKER_URL)."
+            )
         ) from error
     GenerationRun.objects.filter(pk=run.pk).update(task_id=result.id)
     logger.info("run %s resumed (%s)", run.pk, "automatically" if automatic else f"by {user or 'command line'}")
