@@ -12,6 +12,7 @@ from string import Formatter
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from annotations.exports.sft import sft_record
 from generation import selectors
@@ -384,6 +385,22 @@ def test_a_plan_takes_its_dialogues_language(scenarios, queued, curator):
     assert any(p[-1] == {"role": "assistant", "content": "风险等级："} for call in backend.calls for p in call)
 
 
+def test_a_regeneration_with_a_critique_takes_the_dialogues_language(scenarios, queued, counselor):
+    dialogue = factories.make_candidate(
+        content={"turns": [{"role": "client", "text": "我很焦虑。"}, {"role": "counselor", "text": "别想太多。"}]},
+        language="zh",
+    )
+    run = run_create(kind="dialogue", critiques=[{"parent": dialogue, "feedback": "先共情，再提问。"}],
+                     created_by=counselor)  # fmt: skip
+    assert (run.language, run.prompt_version) == ("zh", "v1-zh")
+    backend = ScriptedBackend(zh_reply)
+    run_execute(run_id=run.pk, backend=backend, max_chunks=1)
+    client = next(p for call in backend.calls for p in call if p[0]["content"].startswith("你在扮演"))
+    assert "一位审阅者指出了早先版本中的问题：先共情，再提问。" in client[0]["content"]
+    regenerated = Candidate.objects.get(run=run)
+    assert (regenerated.language, regenerated.parent_id) == ("zh", dialogue.pk)
+
+
 def test_a_course_run_takes_its_profiles_language(taxonomy, queued):
     from generation.models import ClientProfile
 
@@ -441,3 +458,92 @@ def test_a_dpo_pair_of_a_chinese_dialogue_has_the_chinese_system_prompt(taxonomy
     rows, _ = dpo_rows(candidate=candidate, revision=revision, original=original, max_similarity=0.95)
     assert len(rows) == 1
     assert rows[0]["prompt"][0] == {"role": "system", "content": training_system_prompt(language="zh")}
+
+
+# --- The run form and the API ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+def test_the_api_starts_a_chinese_run_and_says_its_language(api, curator, scenarios, queued):
+    api.force_login(curator)
+    response = api.post(
+        reverse("api:run-list"),
+        {"kind": "dialogue", "scenarios": [_zh_scenario().pk], "count": 1, "language": "zh"},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    run = GenerationRun.objects.get()
+    assert response.json()["language"] == "zh" and response.json()["id"] == run.pk
+    assert (run.language, run.prompt_version, run.created_by) == ("zh", "v1-zh", curator)
+    listed = api.get(reverse("api:run-list")).json()["results"]
+    assert [r["language"] for r in listed] == ["zh"]
+
+
+@pytest.mark.parametrize(
+    ("language", "message"),
+    [
+        ("fr", '"fr" is not a valid choice.'),
+        (["zh"], "\"['zh']\" is not a valid choice."),
+        ({"zh": 1}, "is not a valid choice."),
+        ("z" * 100_000, "is not a valid choice."),
+    ],
+)
+def test_the_api_refuses_a_bad_language_naming_it_and_writes_nothing(
+    api, curator, scenarios, queued, language, message
+):
+    api.force_login(curator)
+    data = {"kind": "dialogue", "sub_emotions": ["fear.0"], "count": 1, "language": language}
+    response = api.post(reverse("api:run-list"), data, format="json")
+    assert response.status_code == 400
+    assert set(response.json()) == {"language"}, response.json()
+    assert message in response.json()["language"][0]
+    assert not GenerationRun.objects.exists() and queued == []
+
+
+def test_the_api_refuses_a_nul_in_the_language_naming_where(api, curator, scenarios, queued):
+    api.force_login(curator)
+    data = {"kind": "dialogue", "sub_emotions": ["fear.0"], "count": 1, "language": "zh\x00"}
+    response = api.post(reverse("api:run-list"), data, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "a NUL character (\\u0000) is not allowed at language"}
+    assert not GenerationRun.objects.exists() and queued == []
+
+
+def test_the_api_refuses_a_language_its_sources_are_not_in(api, curator, scenarios, queued):
+    api.force_login(curator)
+    data = {"kind": "dialogue", "scenarios": [_zh_scenario().pk], "count": 1, "language": "en"}
+    response = api.post(reverse("api:run-list"), data, format="json")
+    assert response.status_code == 400
+    assert "the run is to write in 'en' but scenario" in response.json()["language"][0]
+    assert not GenerationRun.objects.exists() and queued == []
+
+
+def test_a_counselor_cannot_start_a_chinese_run(api, counselor, scenarios, queued):
+    api.force_login(counselor)
+    data = {"kind": "dialogue", "sub_emotions": ["fear.0"], "language": "zh"}
+    assert api.post(reverse("api:run-list"), data, format="json").status_code == 403
+    assert not GenerationRun.objects.exists() and queued == []
+
+
+def test_the_run_form_starts_a_chinese_run_and_refuses_another_language(client, curator, scenarios, queued):
+    client.force_login(curator)
+    data = {"kind": "dialogue", "sub_emotions": ["fear.0"], "count": "1", "turns": "4", "seed": "0"}
+    page = client.get(reverse("generation:run-new")).content.decode()
+    assert 'name="language"' in page and '<option value="zh">Chinese</option>' in page
+    response = client.post(reverse("generation:run-new"), {**data, "language": "fr"})
+    assert response.status_code == 400 and "Select a valid choice. fr is not one" in response.content.decode()
+    assert not GenerationRun.objects.exists()
+    english = Scenario.objects.filter(sub_emotion__key="fear.0", language="en").first()
+    response = client.post(reverse("generation:run-new"), {**data, "scenarios": [english.pk], "language": "zh"})
+    assert response.status_code == 400 and "the run is to write in &#x27;zh&#x27;" in response.content.decode()
+    assert not GenerationRun.objects.exists()
+    response = client.post(reverse("generation:run-new"), {**data, "language": "zh"})
+    run = GenerationRun.objects.get()
+    assert response.status_code == 302 and (run.language, run.prompt_version) == ("zh", "v1-zh")
+    assert "Chinese" in client.get(reverse("generation:run", args=[run.pk])).content.decode()
