@@ -328,9 +328,13 @@ PLAN_SECTIONS = (
     "safety_plan",
     "referral_criteria",
 )
-# "- ", "1. ", "a) ", and the Chinese forms with no space after them: "1、", "１．", "（1）", "•".
+# "- ", "1. ", "a) ", and the Chinese forms with no space after them: "1、", "１．", "（1）", "1.减轻" (an ASCII dot
+# or hyphen without a space counts only before a Chinese character, so that "3.5 hours" stays a line of text).
 _BULLET = re.compile(
-    r"^\s*(?:(?:[-*•·]|\d{1,2}[.)]|[a-z][.)])\s+|(?:\d{1,2}[、．.）)]|[（(]\d{1,2}[）)]|[-•·－])\s*(?=\S))", re.I
+    r"^\s*(?:(?:[-*•·]|\d{1,2}[.)]|[a-z][.)])\s+"
+    r"|(?:[\d０-９]{1,2}[、．）]|[（(][\d０-９]{1,2}[）)]|[•·－])\s*(?=\S)"
+    r"|(?:\d{1,2}[.)]|-)(?=[\u4e00-\u9fff]))",
+    re.I,
 )
 _RISK = re.compile(r"\b(low|moderate|medium|high)\b", re.I)
 # A Chinese level: 低, 中 (中等, 中度) or 高, at the start of the answer or as "…风险", "风险…：低".

@@ -202,6 +202,12 @@ def test_chinese_lists_are_read_whatever_their_numbering():
         "建立规律的学习作息",
         "每周运动三次",
     ]
+    assert parse_plan_section("goals", "1.减轻焦虑\n2.调整信念") == ["减轻焦虑", "调整信念"]
+    # A number at the start of an English line is not a bullet without the space after it.
+    assert parse_plan_section("goals", "3.5 hours of sleep a night\n-5 kg by summer") == [
+        "3.5 hours of sleep a night",
+        "-5 kg by summer",
+    ]
     interventions = parse_plan_section("interventions", "- 认知重构：她对失败的信念加重了压力\n- 放松训练：考前紧张")
     assert interventions == [
         {"technique": "认知重构", "rationale": "她对失败的信念加重了压力"},
