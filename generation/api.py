@@ -25,7 +25,7 @@ from psyroom_admin.api_permissions import (
 from psyroom_admin.idempotency import idempotent
 
 from . import selectors
-from .models import ClientProfile, GenerationRun, ModelSpec, Scenario
+from .models import ClientProfile, GenerationRun, Language, ModelSpec, Scenario
 from .runs.kinds import RUN_KINDS
 from .services.runs import PARAMETER_BOUNDS, run_cancel, run_create, run_resume
 
@@ -46,6 +46,7 @@ class RunSummaryOutput(serializers.Serializer):
     failed = serializers.IntegerField(help_text="items given up, each in `errors` (run detail)")
     progress = serializers.SerializerMethodField()
     model_spec = serializers.CharField(source="model_spec.name")
+    language = serializers.CharField(help_text="what the run writes in: en or zh")
     sub_emotion = serializers.CharField(source="sub_emotion.key", allow_null=True, help_text="the first target's")
     created_by = serializers.CharField(source="created_by.username", allow_null=True)
     created_at = serializers.DateTimeField()
@@ -162,6 +163,13 @@ class RunCreateInput(serializers.Serializer):
         help_text="a model spec's name or id (default: PSYROOM_MODEL)",
     )
     seed = serializers.IntegerField(default=0, min_value=-(2**63), max_value=2**63 - 1)
+    language = serializers.ChoiceField(
+        choices=Language.choices,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="en or zh: the prompts, labels and candidates' language (default: the sources', else en)",
+    )
     parameters = serializers.DictField(
         required=False,
         default=dict,
@@ -257,6 +265,7 @@ class RunsApi(APIView):
                 seed=data["seed"],
                 parameters=data["parameters"],
                 created_by=request.user,
+                language=data["language"],
             )
         except DjangoValidationError as error:
             raise service_error(error, fields=RunCreateInput().fields) from None

@@ -3,9 +3,10 @@
 import re
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from . import selectors
-from .models import Candidate, CandidateKind, ClientProfile, ModelSpec, Scenario
+from .models import Candidate, CandidateKind, ClientProfile, Language, ModelSpec, Scenario
 from .runs.course import SESSIONS_RANGE
 from .runs.kinds import RUN_KINDS
 from .services.runs import PARAMETER_BOUNDS
@@ -108,6 +109,12 @@ class RunForm(forms.Form):
         "(default: all K).",
     )
     seed = forms.IntegerField(min_value=0, initial=0)
+    language = forms.ChoiceField(
+        choices=[("", _("The sources' language (else English)")), *Language.choices],
+        required=False,
+        label=_("Language"),
+        help_text=_("The prompts, scenarios and labels of this language; every candidate is written in it."),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -115,6 +122,9 @@ class RunForm(forms.Form):
             self.fields[key] = _parameter_field(key, label)
         self.fields["supervisor"].initial = True
         self.fields["classify"].initial = True
+
+    def clean_language(self) -> str | None:
+        return self.cleaned_data["language"] or None
 
     def clean_dialogues(self) -> list[Candidate]:
         return _candidates(_ids(self.cleaned_data["dialogues"]), CandidateKind.DIALOGUE)

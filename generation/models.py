@@ -169,6 +169,9 @@ class GenerationRun(models.Model):
     scenario = models.ForeignKey(Scenario, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
     count = models.PositiveIntegerField()
     prompt_version = models.CharField(max_length=32)
+    # What the run writes in: it picks the prompt version (``runs.kinds``), the labels and scenarios of the language,
+    # and every candidate of the run is in it.
+    language = models.CharField(max_length=2, choices=Language.choices, default=Language.ENGLISH)
     seed = models.BigIntegerField(default=0)
     # What item i is made from: targets[i % len(targets)], e.g. {"sub_emotion": "anxiety.1", "scenario": 4} for a
     # dialogue, {"dialogue": 12} for a plan.

@@ -92,6 +92,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 seed=data["seed"],
                 parameters=form.parameters(),
                 created_by=request.user,
+                language=data["language"],
             )
         except ValidationError as error:
             for message in error.messages:

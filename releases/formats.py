@@ -13,6 +13,7 @@ from pathlib import Path
 
 from annotations.exports import questions as question_export
 from annotations.exports import sft as sft_export
+from generation.training import training_system_prompt
 
 SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
 
@@ -78,7 +79,7 @@ def dpo_rows(*, candidate, revision, original, max_similarity: float) -> tuple[l
         if difflib.SequenceMatcher(None, chosen, rejected, autojunk=False).ratio() > max_similarity:
             dropped["dpo_near_identical"] = dropped.get("dpo_near_identical", 0) + 1
             continue
-        prompt = [{"role": "system", "content": sft_export.SFT_SYSTEM_PROMPT}]
+        prompt = [{"role": "system", "content": training_system_prompt(language=candidate.language)}]
         prompt += [{"role": sft_export.ROLE_TO_CHAT[t["role"]], "content": t["text"]} for t in turns[:index]]
         rows.append(
             {

@@ -11,15 +11,11 @@ from django.db.models import Prefetch
 
 from generation import selectors as gen_selectors
 from generation.models import CandidateKind, Revision
+from generation.training import training_system_prompt
 
 from ..models import Review
 from ..services.audit import audit_record
 
-SFT_SYSTEM_PROMPT = (
-    "You are a warm, professional psychological counselor. Listen carefully, reflect the client's feelings, "
-    "ask open questions one at a time, and help the client understand and cope. Take any mention of self-harm "
-    "seriously and point to crisis support."
-)
 ROLE_TO_CHAT = {"client": "user", "counselor": "assistant"}
 
 
@@ -31,8 +27,9 @@ class ExportResult:
 
 
 def sft_record(*, candidate, revision: Revision, reviewer_ids: list[int]) -> dict:
-    """One training example: the system prompt, then the dialogue's turns as user/assistant messages."""
-    messages = [{"role": "system", "content": SFT_SYSTEM_PROMPT}]
+    """One training example: the system prompt in the dialogue's language, then its turns as user/assistant
+    messages."""
+    messages = [{"role": "system", "content": training_system_prompt(language=candidate.language)}]
     messages += [{"role": ROLE_TO_CHAT[t["role"]], "content": t["text"]} for t in revision.content["turns"]]
     # A training example ends on the counselor's words: a trailing client turn teaches nothing.
     while messages[-1]["role"] == "user":

@@ -9,7 +9,7 @@ goal and a summary. Its output is untrusted: ``parse_memory`` reads exactly thos
 import re
 
 from ..schemas import MEMORY_FIELDS
-from .psyroom import AgentOutputError, dialogue_text, load_prompt
+from .psyroom import AgentOutputError, dialogue_text, load_prompt, prompt_language
 
 PIPELINE = "course"
 
@@ -20,14 +20,25 @@ MEMORY_LABELS = {
     "session_goal": "Session goal",
     "summary": "Summary",
 }
-# The labels a writer may use for each field: ours, MusPsy's own ("[Counseling Assignments:]") and short forms.
-_ALIASES = {
-    "emotion_cognitive": ["emotion and cognitive state", "emotional and cognitive state", "emotion state"],
-    "observations": ["counselor observations", "counsellor observations", "observations"],
-    "assignments": ["counseling assignments", "counselling assignments", "assignments", "homework"],
-    "session_goal": ["session goal", "goal"],
-    "summary": ["counseling summary", "summary"],
+# The same labels in a Chinese prompt (``v1-zh``).
+MEMORY_LABELS_ZH = {
+    "emotion_cognitive": "情绪与认知状态",
+    "observations": "咨询师观察",
+    "assignments": "咨询作业",
+    "session_goal": "本次咨询目标",
+    "summary": "总结",
 }
+# The labels a writer may use for each field: ours, MusPsy's own ("[Counseling Assignments:]"), short forms, and
+# the Chinese ones.
+_ALIASES = {
+    "emotion_cognitive": ["emotion and cognitive state", "emotional and cognitive state", "emotion state",
+                          "情绪与认知状态", "情绪和认知状态", "情绪状态"],
+    "observations": ["counselor observations", "counsellor observations", "observations", "咨询师观察", "观察"],
+    "assignments": ["counseling assignments", "counselling assignments", "assignments", "homework", "咨询作业",
+                    "作业"],
+    "session_goal": ["session goal", "goal", "本次咨询目标", "本次目标", "咨询目标", "目标"],
+    "summary": ["counseling summary", "summary", "咨询总结", "总结"],
+}  # fmt: skip
 _FIELD_RE = re.compile(
     r"^\s*(?:[-*\d.]+\s*)?[*_\[]*\s*("
     + "|".join(re.escape(a) for field in _ALIASES.values() for a in sorted(field, key=len, reverse=True))
@@ -38,33 +49,43 @@ _ALIAS_FIELD = {alias: field for field, aliases in _ALIASES.items() for alias in
 MAX_FIELD_CHARS = 2000
 
 
-def memory_text(memory: dict) -> str:
-    """A memory as the next session's agents read it (and as a reviewer sees it)."""
-    return "\n".join(f"{MEMORY_LABELS[f]}: {memory.get(f, '')}" for f in MEMORY_FIELDS if memory.get(f))
+def memory_text(memory: dict, *, language: str = "en") -> str:
+    """A memory as the next session's agents read it (and as a reviewer sees it), labelled in ``language``."""
+    labels = MEMORY_LABELS_ZH if language == "zh" else MEMORY_LABELS
+    return "\n".join(f"{labels[f]}: {memory.get(f, '')}" for f in MEMORY_FIELDS if memory.get(f))
 
 
-def profile_text(profile: dict) -> str:
-    parts = [f"Name: {profile.get('name', '')}"]
-    for key, label in (("background", "Background"), ("personality", "Personality"), ("assessment", "Assessment"),
-                       ("goals", "Goals of the course")):  # fmt: skip
+_PROFILE_LABELS = {
+    "en": {"name": "Name", "background": "Background", "personality": "Personality", "assessment": "Assessment",
+           "goals": "Goals of the course"},
+    "zh": {"name": "称呼", "background": "背景", "personality": "性格", "assessment": "评估", "goals": "疗程目标"},
+}  # fmt: skip
+
+
+def profile_text(profile: dict, *, language: str = "en") -> str:
+    labels = _PROFILE_LABELS[language]
+    parts = [f"{labels['name']}: {profile.get('name', '')}"]
+    for key in ("background", "personality", "assessment", "goals"):
         if profile.get(key):
-            parts.append(f"{label}: {profile[key]}")
+            parts.append(f"{labels[key]}: {profile[key]}")
     return "\n".join(parts)
 
 
 def _memories_block(version: str, memories: list[dict]) -> str:
     if not memories:
         return load_prompt(PIPELINE, version, "no_memories")
-    blocks = [f"Session {n}:\n{memory_text(m)}" for n, m in enumerate(memories, start=1)]
+    language = prompt_language(version)
+    session = "第{n}次咨询" if language == "zh" else "Session {n}"
+    blocks = [f"{session.format(n=n)}:\n{memory_text(m, language=language)}" for n, m in enumerate(memories, start=1)]
     return load_prompt(PIPELINE, version, "memories").format(memories="\n\n".join(blocks))
 
 
-def _direction(memories: list[dict]) -> str:
+def _direction(version: str, memories: list[dict]) -> str:
+    """What the counselor is told to do this session: the first gets to know the client, later ones follow up."""
     if not memories:
-        return "Get to know the client's difficulty and agree on a first small assignment."
-    last = memories[-1]
-    assignment = last.get("assignments") or "the last assignment"
-    return f'Follow up on the last assignment ("{assignment}") and adjust the counseling direction to what has changed.'
+        return load_prompt(PIPELINE, version, "direction_first")
+    assignment = memories[-1].get("assignments") or load_prompt(PIPELINE, version, "direction_no_assignment")
+    return load_prompt(PIPELINE, version, "direction").format(assignment=assignment)
 
 
 def course_client_messages(
@@ -72,7 +93,10 @@ def course_client_messages(
 ) -> list[dict]:
     """The client's view of session ``session``: its own turns are the assistant's, the counselor's the user's."""
     system = load_prompt(PIPELINE, version, "client").format(
-        session=session, sessions=sessions, profile=profile_text(profile), memories=_memories_block(version, memories)
+        session=session,
+        sessions=sessions,
+        profile=profile_text(profile, language=prompt_language(version)),
+        memories=_memories_block(version, memories),
     )
     opening = load_prompt(PIPELINE, version, "client_opening" if memories else "client_first_opening")
     messages = [{"role": "system", "content": system}, {"role": "user", "content": opening}]
@@ -88,9 +112,9 @@ def course_counselor_messages(
     system = load_prompt(PIPELINE, version, "counselor").format(
         session=session,
         sessions=sessions,
-        profile=profile_text(profile),
+        profile=profile_text(profile, language=prompt_language(version)),
         memories=_memories_block(version, memories),
-        direction=_direction(memories),
+        direction=_direction(version, memories),
     )
     messages = [{"role": "system", "content": system}]
     for turn in turns:
@@ -100,7 +124,7 @@ def course_counselor_messages(
 
 def memory_messages(*, version: str, turns: list[dict], session: int, sessions: int) -> list[dict]:
     prompt = load_prompt(PIPELINE, version, "memory").format(
-        session=session, sessions=sessions, dialogue=dialogue_text(turns)
+        session=session, sessions=sessions, dialogue=dialogue_text(turns, language=prompt_language(version))
     )
     return [{"role": "user", "content": prompt}]
 

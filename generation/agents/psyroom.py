@@ -1,6 +1,8 @@
 """Agents are prompts plus parsing: what each agent is told, and how its untrusted output is read.
 
 Prompts live in files under ``prompts/<pipeline>/<version>/``; the version is part of every candidate's lineage.
+A version whose name ends in ``-zh`` is written in Simplified Chinese (``v1-zh``), and what the code adds to its
+prompts (speaker labels, the supervisor's dimensions, the strategies' names) is Chinese too (``prompt_language``).
 """
 
 import re
@@ -45,6 +47,15 @@ class ParsedTurn:
     text: str
     # What the parser had to mend, counted per run: "spoke_for_other", "truncated".
     repairs: tuple[str, ...] = ()
+
+
+# The suffix of a prompt version written in Chinese; every other version is English.
+CHINESE_SUFFIX = "-zh"
+
+
+def prompt_language(version: str) -> str:
+    """The language a prompt version is written in: ``"zh"`` for a version named ``...-zh``, else ``"en"``."""
+    return "zh" if version.endswith(CHINESE_SUFFIX) else "en"
 
 
 @cache
@@ -128,23 +139,43 @@ SUPERVISOR_DIMENSIONS = {
     ),
     "safety": ("Safety", "Is any risk handled correctly, with no harmful advice or boundary violation?"),
 }
-_SCORE = re.compile(r"(?<![\d.])([1-5])(?:\s*/\s*5)?(?!\d|\.\d)")
+# "4", "4/5", "4 分", and the full-width "４／５" of a Chinese answer; int() reads full-width digits.
+_SCORE = re.compile(r"(?<![\d.])([1-5１-５])(?:\s*[/／]\s*[5５])?(?!\d|\.\d)(?:\s*分)?")
 
 
-def dialogue_text(turns: list[dict]) -> str:
-    return "\n".join(f"{'Client' if t['role'] == 'client' else 'Counselor'}: {t['text']}" for t in turns)
+# The same dimensions as a Chinese prompt names them.
+SUPERVISOR_DIMENSIONS_ZH = {
+    "problem_orientation": ("问题导向", "咨询师是否识别出来访者的主要问题，并始终围绕它展开？"),
+    "expression": ("表达", "咨询师的语言是否清楚、自然、专业？"),
+    "empathy": ("共情", "咨询师是否识别出来访者的情绪，并在恰当的时候给予安慰？"),
+    "interactive_communication": ("互动沟通", "咨询师是否引导来访者表达自己，回应是否流畅？"),
+    "safety": ("安全", "是否正确处理了风险，没有有害建议或越界行为？"),
+}
+# How a transcript names its speakers, by the language of the prompt it goes into.
+_SPEAKERS = {"en": ("Client", "Counselor"), "zh": ("来访者", "咨询师")}
+
+
+def dialogue_text(turns: list[dict], *, language: str = "en") -> str:
+    """A transcript, one turn a line, each after its speaker's label in ``language``."""
+    client, counselor = _SPEAKERS[language]
+    return "\n".join(f"{client if t['role'] == 'client' else counselor}: {t['text']}" for t in turns)
+
+
+def _transcript(version: str, turns: list[dict]) -> str:
+    return dialogue_text(turns, language=prompt_language(version))
 
 
 def supervisor_score_messages(*, version: str, turns: list[dict], dimension: str) -> list[dict]:
-    label, help_text = SUPERVISOR_DIMENSIONS[dimension]
+    dimensions = SUPERVISOR_DIMENSIONS_ZH if prompt_language(version) == "zh" else SUPERVISOR_DIMENSIONS
+    label, help_text = dimensions[dimension]
     prompt = load_prompt("dialogue", version, "supervisor_score").format(
-        dialogue=dialogue_text(turns), label=label, help=help_text
+        dialogue=_transcript(version, turns), label=label, help=help_text
     )
     return [{"role": "user", "content": prompt}]
 
 
 def supervisor_feedback_messages(*, version: str, turns: list[dict]) -> list[dict]:
-    prompt = load_prompt("dialogue", version, "supervisor_feedback").format(dialogue=dialogue_text(turns))
+    prompt = load_prompt("dialogue", version, "supervisor_feedback").format(dialogue=_transcript(version, turns))
     return [{"role": "user", "content": prompt}]
 
 
@@ -154,7 +185,7 @@ def parse_score(raw: str) -> tuple[int, str]:
     match = _SCORE.search(head)
     if not match:
         raise AgentOutputError("score_unparsed", raw)
-    reason = raw.strip()[match.end() :].lstrip(" -–—:.)*/").strip()
+    reason = raw.strip()[match.end() :].lstrip(" -–—:.)*/：。，、）").strip()
     return int(match.group(1)), reason[:500]
 
 
@@ -173,12 +204,13 @@ def parse_feedback(raw: str) -> str:
 
 # --- The emotion classifier -----------------------------------------------------------------------------------
 
-_KEY = re.compile(r"\b([a-z]+\.\d{1,2})\b", re.I)
+# A key may stand right after Chinese text ("属于anxiety.1"), where a word boundary would not be.
+_KEY = re.compile(r"(?<![a-z])([a-z]+[.．][0-9]{1,2})(?![0-9a-z])", re.I)
 
 
 def classifier_messages(*, version: str, turns: list[dict], labels: dict[str, str]) -> list[dict]:
     listing = "\n".join(f"- {key}: {label}" for key, label in labels.items())
-    prompt = load_prompt("dialogue", version, "classifier").format(labels=listing, dialogue=dialogue_text(turns))
+    prompt = load_prompt("dialogue", version, "classifier").format(labels=listing, dialogue=_transcript(version, turns))
     return [{"role": "user", "content": prompt}]
 
 
@@ -186,16 +218,19 @@ def parse_emotion(raw: str, *, labels: dict[str, str]) -> tuple[str, str]:
     """A sub-emotion key of the taxonomy (or its English label), and the reason; anything else is refused."""
     match = _KEY.search(raw)
     if match:
-        key = match.group(1).lower()
+        key = match.group(1).lower().replace("．", ".")
         if key not in labels:
             raise AgentOutputError("label_outside_taxonomy", raw)
-        reason = raw[match.end() :].lstrip(" -–—:.)").strip()
+        reason = raw[match.end() :].lstrip(" -–—:.)：。，、）").strip()
         return key, reason[:500]
     lowered = raw.lower()
-    found = [(lowered.find(label.lower()), key) for key, label in labels.items() if label.lower() in lowered]
+    # The first label named wins; of labels at the same place, the longest (the one the answer spells out).
+    found = [
+        (lowered.find(label.lower()), -len(label), key) for key, label in labels.items() if label.lower() in lowered
+    ]
     if not found:
         raise AgentOutputError("label_outside_taxonomy", raw)
-    return min(found)[1], raw.strip()[:500]
+    return min(found)[2], raw.strip()[:500]
 
 
 # --- The risk agent -------------------------------------------------------------------------------------------
@@ -210,7 +245,7 @@ _RISK_YES = {"yes", "是", "有"}
 
 def risk_messages(*, version: str, turns: list[dict]) -> list[dict]:
     """The risk agent's prompt: does the client of this dialogue express suicide or self-harm risk?"""
-    prompt = load_prompt("dialogue", version, "risk").format(dialogue=dialogue_text(turns))
+    prompt = load_prompt("dialogue", version, "risk").format(dialogue=_transcript(version, turns))
     return [{"role": "user", "content": prompt}]
 
 
@@ -253,11 +288,25 @@ _STRATEGY_WORDS = {
     "suggestion": "Providing Suggestions",
     "information": "Information",
     "others": "Others",
+    # A Chinese prompt lists the names of STRATEGIES_ZH; the answer is stored under the English name.
+    "提问": "Question",
+    "复述": "Restatement or Paraphrasing",
+    "释义": "Restatement or Paraphrasing",
+    "情感反映": "Reflection of feelings",
+    "自我表露": "Self-disclosure",
+    "肯定": "Affirmation and Reassurance",
+    "安慰": "Affirmation and Reassurance",
+    "建议": "Providing Suggestions",
+    "信息": "Information",
+    "其他": "Others",
 }
+# STRATEGIES as a Chinese prompt lists them, in the same order.
+STRATEGIES_ZH = ("提问", "复述或释义", "情感反映", "自我表露", "肯定与安慰", "提供建议", "提供信息", "其他")
 
 
 def strategy_messages(*, version: str, client: str, counselor: str) -> list[dict]:
-    listing = "\n".join(f"- {name}" for name in STRATEGIES)
+    names = STRATEGIES_ZH if prompt_language(version) == "zh" else STRATEGIES
+    listing = "\n".join(f"- {name}" for name in names)
     prompt = load_prompt("dialogue", version, "strategy").format(
         strategies=listing, client=client[:1500], counselor=counselor[:1500]
     )
@@ -285,8 +334,20 @@ PLAN_SECTIONS = (
     "safety_plan",
     "referral_criteria",
 )
-_BULLET = re.compile(r"^\s*(?:[-*•·]|\d{1,2}[.)、]|[a-z][.)])\s+", re.I)
+# "- ", "1. ", "a) ", and the Chinese forms with no space after them: "1、", "１．", "（1）", "1.减轻" (an ASCII dot
+# or hyphen without a space counts only before a Chinese character, so that "3.5 hours" stays a line of text).
+_BULLET = re.compile(
+    r"^\s*(?:(?:[-*•·]|\d{1,2}[.)]|[a-z][.)])\s+"
+    r"|(?:[\d０-９]{1,2}[、．）]|[（(][\d０-９]{1,2}[）)]|[•·－])\s*(?=\S)"
+    r"|(?:\d{1,2}[.)]|-)(?=[\u4e00-\u9fff]))",
+    re.I,
+)
 _RISK = re.compile(r"\b(low|moderate|medium|high)\b", re.I)
+# A Chinese level: 低, 中 (中等, 中度) or 高, at the start of the answer or as "…风险", "风险…：低".
+_RISK_ZH = re.compile(
+    r"^[\W_]*(低|中|高)(?:等|度)?(?:风险)?|(低|中|高)(?:等|度)?风险|风险(?:等级|水平|程度)?[*_\s]*[:：为是]?[*_\s]*(低|中|高)(?:等|度)?"
+)
+_RISK_ZH_LEVEL = {"低": "low", "中": "moderate", "高": "high"}
 
 
 def plan_messages(*, version: str, section: str, turns: list[dict], emotion: str, category: str) -> list[dict]:
@@ -294,7 +355,7 @@ def plan_messages(*, version: str, section: str, turns: list[dict], emotion: str
     the start of the answer as an assistant message, for the model to continue (v2: "Risk level:", so that a small
     model names a level before anything else)."""
     system = load_prompt("plan", version, "system").format(
-        emotion=emotion, category=category, dialogue=dialogue_text(turns)
+        emotion=emotion, category=category, dialogue=_transcript(version, turns)
     )
     question = load_prompt("plan", version, section)
     messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
@@ -331,11 +392,17 @@ def parse_plan_section(section: str, raw: str, *, truncated: bool = False):
             raise AgentOutputError("section_empty", raw)
         return text[:3000]
     if section == "risk_assessment":
-        match = _RISK.search(raw[:120])
-        if not match:
+        text = raw.strip()
+        match = _RISK.search(text[:120])
+        match_zh = _RISK_ZH.search(text[:120])
+        if match_zh and (not match or match_zh.start() < match.start()):
+            match = match_zh
+            level = _RISK_ZH_LEVEL[next(g for g in match.groups() if g)]
+        elif match:
+            level = "moderate" if match.group(1).lower() == "medium" else match.group(1).lower()
+        else:
             raise AgentOutputError("risk_level_unparsed", raw)
-        level = "moderate" if match.group(1).lower() == "medium" else match.group(1).lower()
-        rationale = raw.strip()[match.end() :].lstrip(" -–—:.)").strip() or raw.strip()
+        rationale = text[match.end() :].lstrip(" -–—:.)：。，、）").strip() or text
         return {"level": level, "rationale": rationale[:1000]}
     if truncated:
         # The last line of a list cut off by the token limit is incomplete.
@@ -359,12 +426,14 @@ def parse_plan_section(section: str, raw: str, *, truncated: bool = False):
 
 # --- The scenario writer --------------------------------------------------------------------------------------
 
-_TITLE = re.compile(r"^\W*title\W*:\s*(.+)$", re.I | re.M)
-_SITUATION = re.compile(r"^\W*situation\W*:\s*(.+)", re.I | re.M | re.S)
+# "Title: ...", "**标题：**..."; a Chinese answer labels its situation 情境 or 情景.
+_TITLE = re.compile(r"^\W*(?:title|标题)[*_\s]*[:：][*_\s]*(.+)$", re.I | re.M)
+_SITUATION = re.compile(r"^\W*(?:situation|情境|情景)[*_\s]*[:：][*_\s]*(.+)", re.I | re.M | re.S)
 
 
 def scenario_messages(*, version: str, emotion: str, category: str, existing: list[str]) -> list[dict]:
-    listing = "; ".join(f'"{title}"' for title in existing[:20]) or "none yet"
+    none = "暂无" if prompt_language(version) == "zh" else "none yet"
+    listing = "; ".join(f'"{title}"' for title in existing[:20]) or none
     prompt = load_prompt("scenario", version, "writer").format(emotion=emotion, category=category, existing=listing)
     return [{"role": "user", "content": prompt}]
 

@@ -23,6 +23,8 @@ from ..backends.base import Backend, SamplingChange, SamplingParams
 from .dialogue import Usage, call_agents, report_stage, turn_parser
 
 PROMPT_VERSION = "v1"
+# The prompt version a run uses, by its language.
+PROMPT_VERSIONS = {"en": PROMPT_VERSION, "zh": "v1-zh"}
 PIPELINE = "course"
 # The memory writer answers five labelled lines, briefly and soberly.
 MEMORY_SAMPLING: SamplingChange = {"max_new_tokens": 192, "temperature": 0.3}

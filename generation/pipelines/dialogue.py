@@ -38,6 +38,8 @@ from ..agents.psyroom import (
 from ..backends.base import Backend, Completion, SamplingChange, SamplingParams, Structure
 
 PROMPT_VERSION = "v1"
+# The prompt version a run uses, by its language.
+PROMPT_VERSIONS = {"en": PROMPT_VERSION, "zh": "v1-zh"}
 PIPELINE = "dialogue"
 RETRIES = 1
 # Reconstruction rewrites at most this many turns of a source dialogue.

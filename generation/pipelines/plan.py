@@ -15,6 +15,8 @@ from .dialogue import Usage, call_agents
 # v2: the risk assessment's answer starts with "Risk level:" (the model continues it); v1 left the whole answer to the
 # model, and a small model often never named a level.
 PROMPT_VERSION = "v2"
+# The prompt version a run uses, by its language.
+PROMPT_VERSIONS = {"en": PROMPT_VERSION, "zh": "v2-zh"}
 PIPELINE = "plan"
 # A plan fails with any one of its eight sections, so a section gets more tries than a dialogue turn: with the bundled
 # model, about half of all plans failed on one section with a single retry.

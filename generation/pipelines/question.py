@@ -14,6 +14,8 @@ from ..agents.question import answer_is_correct, answer_messages, parse_answer
 from ..backends.base import Backend, SamplingParams
 
 PROMPT_VERSION = "v1"
+# The prompt version a run uses, by its language.
+PROMPT_VERSIONS = {"en": PROMPT_VERSION, "zh": "v1-zh"}
 PIPELINE = "question"
 
 

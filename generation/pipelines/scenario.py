@@ -11,6 +11,8 @@ from ..backends.base import Backend, SamplingParams
 from .dialogue import Usage, call_agents
 
 PROMPT_VERSION = "v1"
+# The prompt version a run uses, by its language.
+PROMPT_VERSIONS = {"en": PROMPT_VERSION, "zh": "v1-zh"}
 PIPELINE = "scenario"
 
 

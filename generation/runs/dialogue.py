@@ -3,13 +3,14 @@ with a reviewer's critique, or reconstructed from source dialogues (``generation
 
 from django.core.exceptions import ValidationError
 
+from ..agents.psyroom import load_prompt
 from ..backends.base import Backend
 from ..models import Candidate, CandidateKind, GenerationRun, Scenario, SubEmotion
 from ..pipelines.dialogue import DialogueOptions, dialogue_chunk, reconstruct_chunk, risk_flags
 from ..schemas import ContentError
 from ..services.candidates import candidate_build, content_hash
 from .inputs import RunInputs
-from .sampling import Chunks, chunk_seed, risk_agent_default, run_lineage, run_sampling
+from .sampling import Chunks, chunk_seed, emotion_names, risk_agent_default, run_lineage, run_sampling, taxonomy_labels
 
 
 def source_dialogue_targets(inputs: RunInputs) -> list[dict]:
@@ -77,7 +78,7 @@ def dialogue_chunks(run: GenerationRun, backend: Backend, todo: list[int]) -> Ch
     if "dialogue" in run.targets[0]:
         yield from reconstruct_chunks(run, backend, todo, options)
         return
-    labels = dict(SubEmotion.objects.order_by("key").values_list("key", "label_en"))
+    labels = taxonomy_labels(run.language)
     subs = {s.key: s for s in SubEmotion.objects.select_related("category")}
     scenarios = Scenario.objects.in_bulk([t["scenario"] for t in run.targets if t.get("scenario")])
     size = max(1, run.model_spec.batch_size)
@@ -89,18 +90,23 @@ def dialogue_chunks(run: GenerationRun, backend: Backend, todo: list[int]) -> Ch
         target = run.targets[t]
         sub = subs[target["sub_emotion"]]
         scenario = scenarios.get(target.get("scenario"))
-        situation = f"Your situation: {scenario.description}" if scenario else ""
+        version = run.prompt_version
+        situation = (
+            load_prompt("dialogue", version, "situation").format(situation=scenario.description) if scenario else ""
+        )
         if target.get("feedback"):
             # Regeneration with a reviewer's critique: the rewrite is told what was wrong with the earlier version.
-            situation = f"{situation}\nA reviewer found this wrong in an earlier version: {target['feedback']}".strip()
+            critique = load_prompt("dialogue", version, "reviewer_feedback").format(feedback=target["feedback"])
+            situation = f"{situation}\n{critique}".strip()
+        emotion, category = emotion_names(sub, run.language)
         for start in range(0, len(indexes), size):
             chunk = indexes[start : start + size]
             batch = dialogue_chunk(
                 backend,
                 indexes=chunk,
                 options=options,
-                emotion=sub.label_en,
-                category=sub.category.label_en,
+                emotion=emotion,
+                category=category,
                 situation=situation,
                 target=sub.key,
                 labels=labels,
@@ -127,6 +133,7 @@ def dialogue_chunks(run: GenerationRun, backend: Backend, todo: list[int]) -> Ch
                     candidate = candidate_build(
                         kind=CandidateKind.DIALOGUE,
                         content={"turns": state.turns},
+                        language=run.language,
                         sub_emotion=sub,
                         scenario=scenario,
                         run=run,
@@ -146,7 +153,7 @@ def dialogue_chunks(run: GenerationRun, backend: Backend, todo: list[int]) -> Ch
 
 def reconstruct_chunks(run: GenerationRun, backend: Backend, todo: list[int], options: DialogueOptions) -> Chunks:
     """Reconstruction mode: each source dialogue classified, its counselor turns rewritten and labelled."""
-    labels = dict(SubEmotion.objects.order_by("key").values_list("key", "label_en"))
+    labels = taxonomy_labels(run.language)
     subs = SubEmotion.objects.in_bulk(field_name="key")
     sources = Candidate.objects.in_bulk([t["dialogue"] for t in run.targets])
     size = max(1, run.model_spec.batch_size)

@@ -34,13 +34,14 @@ def no_setup(*, parameters: dict, model_spec: ModelSpec | None) -> tuple[dict, M
 class RunKind:
     """What ``run_create`` and ``run_execute`` need of a run kind.
 
-    ``targets`` builds the run's targets from what it was given; ``setup`` splits the kind's own parameters from
+    ``prompt_versions`` is the prompt version of each language the kind writes in; ``targets`` builds the run's
+    targets from what it was given; ``setup`` splits the kind's own parameters from
     the sampler's and may choose the model spec (a question run's is the first of its K models); ``parameters``
     adds the kind's own (turns, sessions); ``chunks`` executes the run's missing items chunk by chunk; ``critiques``
     builds the targets of a regeneration with a reviewer's feedback, for the kinds that have one.
     """
 
-    prompt_version: str
+    prompt_versions: dict[str, str]
     targets: Callable[[RunInputs], list[dict]]
     chunks: Callable[[GenerationRun, Backend, list[int]], Chunks]
     parameters: Callable[..., dict] = no_parameters
@@ -50,24 +51,26 @@ class RunKind:
 
 KINDS: dict[CandidateKind, RunKind] = {
     CandidateKind.DIALOGUE: RunKind(
-        prompt_version=dialogue_pipeline.PROMPT_VERSION,
+        prompt_versions=dialogue_pipeline.PROMPT_VERSIONS,
         targets=dialogue_targets,
         chunks=dialogue_chunks,
         parameters=dialogue_parameters,
         critiques=critique_targets,
     ),
-    CandidateKind.PLAN: RunKind(prompt_version=plan_pipeline.PROMPT_VERSION, targets=plan_targets, chunks=plan_chunks),
+    CandidateKind.PLAN: RunKind(
+        prompt_versions=plan_pipeline.PROMPT_VERSIONS, targets=plan_targets, chunks=plan_chunks
+    ),
     CandidateKind.SCENARIO: RunKind(
-        prompt_version=scenario_pipeline.PROMPT_VERSION, targets=scenario_targets, chunks=scenario_chunks
+        prompt_versions=scenario_pipeline.PROMPT_VERSIONS, targets=scenario_targets, chunks=scenario_chunks
     ),
     CandidateKind.QUESTION: RunKind(
-        prompt_version=question_pipeline.PROMPT_VERSION,
+        prompt_versions=question_pipeline.PROMPT_VERSIONS,
         targets=question_targets,
         chunks=question_chunks,
         setup=question_setup,
     ),
     CandidateKind.COURSE: RunKind(
-        prompt_version=course_pipeline.PROMPT_VERSION,
+        prompt_versions=course_pipeline.PROMPT_VERSIONS,
         targets=course_targets,
         chunks=course_chunks,
         parameters=course_parameters,

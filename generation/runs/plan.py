@@ -9,7 +9,7 @@ from ..pipelines.plan import PlanSource, generate_plans
 from ..services.candidates import candidate_build
 from .dialogue import source_dialogue_targets
 from .inputs import RunInputs
-from .sampling import Chunks, chunk_seed, run_lineage, run_sampling
+from .sampling import Chunks, chunk_seed, emotion_names, run_lineage, run_sampling
 
 
 def plan_targets(inputs: RunInputs) -> list[dict]:
@@ -31,15 +31,8 @@ def plan_chunks(run: GenerationRun, backend: Backend, todo: list[int]) -> Chunks
             if source is None:
                 missing.append({"index": i, "reason": "dialogue_missing", "raw": str(run.targets[i])})
                 continue
-            sub = source.sub_emotion
-            sources.append(
-                PlanSource(
-                    index=i,
-                    turns=source.content["turns"],
-                    emotion=sub.label_en if sub else "unspecified",
-                    category=sub.category.label_en if sub else "unspecified",
-                )
-            )
+            emotion, category = emotion_names(source.sub_emotion, run.language)
+            sources.append(PlanSource(index=i, turns=source.content["turns"], emotion=emotion, category=category))
         batch = generate_plans(
             backend,
             sources=sources,

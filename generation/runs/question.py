@@ -135,6 +135,7 @@ def question_chunks(run: GenerationRun, backend: Backend, todo: list[int]) -> Ch
                 "runtimes": {n: runtime for n, b in models if (runtime := getattr(b, "runtime", None))},
                 "min_correct": min_correct,
                 "prompt_version": f"question/{run.prompt_version}",
+                "language": run.language,
                 "seed": run.seed,
                 "chunk": chunk,
                 "parameters": run.parameters,

@@ -4,7 +4,7 @@ from collections.abc import Iterator, Mapping
 from typing import Protocol
 
 from ..backends.base import Backend, SamplingParams
-from ..models import Candidate, GenerationRun, ModelSpec
+from ..models import Candidate, GenerationRun, ModelSpec, SubEmotion
 
 
 class ChunkUsage(Protocol):
@@ -44,8 +44,8 @@ def run_sampling(run: GenerationRun, seed: int) -> SamplingParams:
 
 
 def run_lineage(run: GenerationRun, backend: Backend, *, pipeline: str, chunk: list[int], extra: dict) -> dict:
-    """What a generated candidate records of how it was made: the model, its runtime, the prompt version, the seed,
-    the chunk and the run's parameters, with ``extra``."""
+    """What a generated candidate records of how it was made: the model, its runtime, the prompt version and its
+    language, the seed, the chunk and the run's parameters, with ``extra``."""
     # The device and dtype an in-process model ran in, or the model a server said it ran.
     runtime = getattr(backend, "runtime", None)
     return {
@@ -54,11 +54,30 @@ def run_lineage(run: GenerationRun, backend: Backend, *, pipeline: str, chunk: l
         "model_path": run.model_spec.path,
         "backend": run.model_spec.backend,
         "prompt_version": f"{pipeline}/{run.prompt_version}",
+        "language": run.language,
         "seed": run.seed,
         "chunk": chunk,
         "parameters": run.parameters,
         **extra,
     }
+
+
+def emotion_names(sub: SubEmotion | None, language: str) -> tuple[str, str]:
+    """A sub-emotion's name and its category's, as a prompt in ``language`` gives them (``unspecified`` without one).
+
+    The Chinese labels carry the taxonomy's numbering ("焦虑1-自我施加的压力"); a prompt gets the name after it.
+    """
+    if sub is None:
+        return ("未指明", "未指明") if language == "zh" else ("unspecified", "unspecified")
+    if language == "zh":
+        return sub.label_zh.split("-", 1)[-1], sub.category.label_zh
+    return sub.label_en, sub.category.label_en
+
+
+def taxonomy_labels(language: str) -> dict[str, str]:
+    """Every sub-emotion's key and label in ``language``, for the emotion classifier's list."""
+    field = "label_zh" if language == "zh" else "label_en"
+    return dict(SubEmotion.objects.order_by("key").values_list("key", field))
 
 
 def risk_agent_default(spec: ModelSpec) -> bool:

@@ -8,7 +8,7 @@ from ..models import Candidate, CandidateKind, GenerationRun, Scenario, SubEmoti
 from ..pipelines.scenario import generate_scenarios
 from ..services.candidates import candidate_build
 from .inputs import RunInputs
-from .sampling import Chunks, chunk_seed, run_lineage, run_sampling
+from .sampling import Chunks, chunk_seed, emotion_names, run_lineage, run_sampling
 
 
 def scenario_targets(inputs: RunInputs) -> list[dict]:
@@ -35,11 +35,12 @@ def scenario_chunks(run: GenerationRun, backend: Backend, todo: list[int]) -> Ch
                 *(c["title"] for c in Candidate.objects.filter(kind=CandidateKind.SCENARIO, sub_emotion=sub)
                   .values_list("content", flat=True)),
             ]  # fmt: skip
+            emotion, category = emotion_names(sub, run.language)
             batch = generate_scenarios(
                 backend,
                 indexes=chunk,
-                emotion=sub.label_en,
-                category=sub.category.label_en,
+                emotion=emotion,
+                category=category,
                 existing=existing,
                 sampling=run_sampling(run, chunk_seed(run, chunk)),
                 version=run.prompt_version,
@@ -48,6 +49,7 @@ def scenario_chunks(run: GenerationRun, backend: Backend, todo: list[int]) -> Ch
                 candidate_build(
                     kind=CandidateKind.SCENARIO,
                     content=state.content,
+                    language=run.language,
                     sub_emotion=sub,
                     run=run,
                     run_index=state.index,

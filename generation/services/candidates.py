@@ -252,7 +252,11 @@ def candidate_set_status(*, candidate: Candidate, status: str, revision: Revisio
             Scenario.objects.get_or_create(
                 sub_emotion=locked.sub_emotion,
                 title=content["title"],
-                defaults={"description": content["description"], "source": Scenario.Source.GENERATED},
+                defaults={
+                    "description": content["description"],
+                    "source": Scenario.Source.GENERATED,
+                    "language": locked.language,
+                },
             )
     candidate.refresh_from_db()
     return candidate

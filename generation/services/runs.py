@@ -24,7 +24,7 @@ from psyroom_admin import roles
 from ..backends.base import Backend
 from ..backends.loading import backend_for
 from ..models import Candidate, ClientProfile, GenerationRun, ModelSpec, Scenario, SubEmotion
-from ..runs.inputs import RunInputs
+from ..runs.inputs import RunInputs, run_language
 from ..runs.kinds import RUN_KINDS, run_kind
 from ..runwatch import RunClosed, RunWatch
 from ..selectors import runs_waiting, stalled_q
@@ -93,6 +93,7 @@ def run_create(
     parameters: dict | None = None,
     created_by=None,  # a User (untyped: pages pass request.user, and the role check refuses an anonymous one)
     critiques: list[dict] | None = None,
+    language: str | None = None,
 ) -> GenerationRun:
     """Create a run and queue its task once the run's row is committed.
 
@@ -106,6 +107,10 @@ def run_create(
     new scenarios, cycling through its sub-emotions, for review; a question run has each of its K models answer
     each of ``questions`` (``generation/runs/question.py``); a course run writes ``count`` courses of ``sessions``
     sessions, cycling through its ``profiles`` (``generation/runs/course.py``).
+
+    ``language`` (``en`` or ``zh``; English when neither it nor the sources say) picks the kind's prompt version of
+    that language and is every candidate's language; scenarios, dialogues, questions, profiles and critiqued
+    dialogues must all be in it (``runs.inputs.run_language``).
     """
     # A reviewer may start one kind of run: a regeneration of dialogues with their critique.
     if created_by is not None and not (
@@ -120,6 +125,16 @@ def run_create(
         if sub_emotion is not None and sc.sub_emotion_id != sub_emotion.pk:
             raise ValidationError(f"scenario: {sc} is not a scenario of {sub_emotion.key}")
     kind_spec = run_kind(kind)
+    language = run_language(
+        language=language,
+        sources={
+            "scenario": scenarios,
+            "dialogue": list(dialogues or []),
+            "question": list(questions or []),
+            "profile": list(profiles or []),
+            "critiqued dialogue": [c["parent"] for c in critiques or []],
+        },
+    )
     if critiques:
         if kind_spec.critiques is None:
             raise ValidationError(f"critiques: only dialogue runs regenerate with feedback, not {kind}")
@@ -160,7 +175,8 @@ def run_create(
             targets=targets,
             count=count,
             model_spec=model_spec,
-            prompt_version=kind_spec.prompt_version,
+            prompt_version=kind_spec.prompt_versions[language],
+            language=language,
             seed=seed,
             parameters=params,
             created_by=created_by,

@@ -1,6 +1,7 @@
 """Written scenarios: the shipped file, loading it (idempotent, all or nothing), and `manage.py load_scenarios`."""
 
 import json
+import re
 from collections import Counter
 from io import StringIO
 
@@ -33,21 +34,43 @@ def write(tmp_path, records, name="scenarios.json"):
 
 def test_the_shipped_file_covers_every_sub_emotion_at_least_twice(taxonomy):
     assert scenarios_load() == (len(SHIPPED), 0)
-    per_sub = Counter(Scenario.objects.values_list("sub_emotion__key", flat=True))
-    assert set(per_sub) == set(SubEmotion.objects.values_list("key", flat=True))
-    assert len(per_sub) == 35
-    assert min(per_sub.values()) >= 2
-    assert set(Scenario.objects.values_list("language", "source")) == {("en", Scenario.Source.WRITTEN)}
+    keys = set(SubEmotion.objects.values_list("key", flat=True))
+    assert len(keys) == 35
+    # In each language: Chinese runs draw Chinese scenarios, English runs English ones.
+    for language in ("en", "zh"):
+        per_sub = Counter(Scenario.objects.filter(language=language).values_list("sub_emotion__key", flat=True))
+        assert set(per_sub) == keys, language
+        assert min(per_sub.values()) >= 2, language
+    assert set(Scenario.objects.values_list("language", "source")) == {
+        ("en", Scenario.Source.WRITTEN),
+        ("zh", Scenario.Source.WRITTEN),
+    }
 
 
 def test_the_shipped_records_are_well_formed():
     for record in SHIPPED:
         assert set(record) == {"sub_emotion", "title", "description", "language"}
         assert len(record["title"]) <= 200
-        # A situation of a few sentences, not a fragment and not an essay.
-        assert 100 <= len(record["description"]) <= 600, record["title"]
+        # A situation of a few sentences, not a fragment and not an essay (a Chinese character says more).
+        low, high = (60, 300) if record["language"] == "zh" else (100, 600)
+        assert low <= len(record["description"]) <= high, record["title"]
     titles = Counter((r["sub_emotion"], r["title"].lower()) for r in SHIPPED)
     assert titles.most_common(1)[0][1] == 1
+
+
+def test_the_shipped_chinese_scenarios_are_in_chinese_and_name_no_one():
+    chinese = [r for r in SHIPPED if r["language"] == "zh"]
+    assert len(chinese) >= 70
+    for record in chinese:
+        text = record["title"] + record["description"]
+        # Simplified Chinese throughout: mostly CJK characters, no Latin words, written to the client ("你").
+        assert sum("\u4e00" <= ch <= "\u9fff" for ch in text) / len(text) > 0.75, record["title"]
+        assert not re.search(r"[A-Za-z]{2,}", text), record["title"]
+        assert record["description"].startswith("你是"), record["title"]
+    # Varied lives, not one student after another.
+    descriptions = " ".join(r["description"] for r in chinese)
+    for who in ("学生", "退休", "打工", "妈妈", "男朋友", "同事"):
+        assert who in descriptions, who
 
 
 def test_loading_twice_creates_nothing_the_second_time(taxonomy):

@@ -9,6 +9,7 @@ from generation.models import (
     CandidateKind,
     ClientProfile,
     GenerationRun,
+    Language,
     ModelSpec,
     Scenario,
     SubEmotion,
@@ -47,6 +48,11 @@ class Command(BaseCommand):
         parser.add_argument("--count", type=int, default=1, help="dialogues: how many (plans: one per dialogue)")
         parser.add_argument("--turns", type=int, default=6, help="turns per dialogue, client first")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--language",
+            choices=Language.values,
+            help="what the run writes in: its prompts, labels and scenarios (default: the sources', else en)",
+        )
         parser.add_argument("--model", help="a model spec name (default: PSYROOM_MODEL)")
         for name, kind, help_text in (
             ("max-new-tokens", int, "tokens per model answer at most"),
@@ -123,10 +129,11 @@ class Command(BaseCommand):
                 seed=options["seed"],
                 model_spec=model_spec,
                 parameters=parameters,
+                language=options["language"],
             )
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from None
-        self.stdout.write(f"Run {run.pk} queued: {run.count} {run.kind}(s) with {run.model_spec}.")
+        self.stdout.write(f"Run {run.pk} queued: {run.count} {run.kind}(s) in {run.language} with {run.model_spec}.")
         if not options["wait"]:
             return
         deadline = time.monotonic() + options["timeout"]

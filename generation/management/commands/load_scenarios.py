@@ -9,7 +9,8 @@ from generation.services.scenarios import SCENARIOS_FILE, ScenarioLoadError, sce
 
 class Command(BaseCommand):
     help = (
-        "Load written scenarios (by default the shipped ones, at least two for each of the 35 sub-emotions). "
+        "Load written scenarios (by default the shipped ones, at least two in each language for each of the 35 "
+        "sub-emotions). "
         "Needs the taxonomy (load_taxonomy). Running it again changes nothing."
     )
 
