@@ -12,7 +12,8 @@ rows hold is scanned for personal data as a row (``services._PiiGate.clean_row``
 several candidates.
 """
 
-from annotations.exports.sft import ROLE_TO_CHAT, SFT_SYSTEM_PROMPT
+from annotations.exports.sft import ROLE_TO_CHAT
+from generation.training import training_system_prompt
 from generation.models import Candidate, CandidateKind, Revision
 
 # The kinds these formats write, and the format each is written in.
@@ -79,10 +80,10 @@ def memory_text(memory: dict) -> str:
     return "\n".join(lines)
 
 
-def course_system_message(*, profile: dict, earlier: list[tuple[int, dict]]) -> str:
-    """The counselor's instructions, the client's profile and the earlier sessions' memories ``(sequence,
-    memory)``, oldest first."""
-    parts = [SFT_SYSTEM_PROMPT, "", "Client profile:"]
+def course_system_message(*, profile: dict, earlier: list[tuple[int, dict]], language: str) -> str:
+    """The counselor's instructions (in the session's ``language``), the client's profile and the earlier sessions'
+    memories ``(sequence, memory)``, oldest first."""
+    parts = [training_system_prompt(language=language), "", "Client profile:"]
     parts += [
         f"{label}: {profile[key]}"
         for key, label in PROFILE_FIELDS
@@ -102,6 +103,7 @@ def course_row(
     system = course_system_message(
         profile=course_revision.content.get("profile") or {},
         earlier=[(sequence, rev.content.get("memory") or {}) for sequence, rev in earlier],
+        language=session.language,
     )
     messages = [{"role": "system", "content": system}]
     messages += [{"role": ROLE_TO_CHAT[t["role"]], "content": t["text"]} for t in revision.content.get("turns", [])]
