@@ -1,10 +1,10 @@
-"""Which apps releases/ may import: generation through its models and selectors, annotations, psyroom_admin; never
-dashboards (which imports releases) nor accounts."""
+"""Which apps releases/ may import: generation through its models, its selectors and its training system prompt,
+annotations, psyroom_admin; never dashboards (which imports releases) nor accounts."""
 
 from tests.dashboards.test_layout import ROOT, _imports
 
 
-def test_releases_imports_generation_only_through_models_and_selectors_and_never_dashboards():
+def test_releases_imports_generation_only_through_models_selectors_and_training_and_never_dashboards():
     checked = 0
     for path in (ROOT / "releases").rglob("*.py"):
         for name in _imports(path):
@@ -12,5 +12,6 @@ def test_releases_imports_generation_only_through_models_and_selectors_and_never
             assert top not in ("dashboards", "accounts"), f"{path}: {name}"
             if top == "generation":
                 checked += 1
-                assert name.startswith(("generation.models.", "generation.selectors")), f"{path}: {name}"
+                allowed = ("generation.models.", "generation.selectors", "generation.training.")
+                assert name.startswith(allowed), f"{path}: {name}"
     assert checked
