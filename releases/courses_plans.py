@@ -13,8 +13,8 @@ several candidates.
 """
 
 from annotations.exports.sft import ROLE_TO_CHAT
-from generation.training import training_system_prompt
 from generation.models import Candidate, CandidateKind, Revision
+from generation.training import training_system_prompt
 
 # The kinds these formats write, and the format each is written in.
 FORMAT_OF = {CandidateKind.SESSION: "courses", CandidateKind.PLAN: "plans"}
