@@ -31,6 +31,7 @@ def test_the_filter_form_asks_htmx_for_the_results_and_pushes_the_url(krippendor
     assert 'hx-trigger="change, submit"' in form
     # Without JavaScript the form is a plain GET of the same page.
     assert text.count('id="dashboard-results"') == 1 and "<html" in text
+    assert "{#" not in text and "{%" not in text
 
 
 @pytest.mark.parametrize("path", ["agreement", "/dashboards/calibration/", "/dashboards/funnel/"])
