@@ -20,7 +20,6 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import connections
 from django.db.models import Case, Count, IntegerField, Max, Min, QuerySet, Value, When
-from django.db.models.expressions import RawSQL
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -28,7 +27,7 @@ from annotations.models import Campaign, Review, RiskCode
 from annotations.selectors import visibility
 from dashboards import stats
 from dashboards.cache import cached, version_of
-from dashboards.columns import int_columns
+from dashboards.columns import int_columns, score_code
 from dashboards.stats import Estimate, Interval
 from generation import selectors as gen_selectors
 from generation.models import EmotionCategory, GenerationRun, ModelSpec
@@ -215,24 +214,6 @@ def _weeks(reviews: QuerySet[Review]) -> tuple[Case, list[str]]:
     return Case(*whens, default=Value(len(names) - 1), output_field=IntegerField()), names
 
 
-def _score_code(vendor: str, key: str) -> RawSQL:
-    """The code (0-4) of a review's score of criterion ``key``, computed by the database: a JSON number equal to a
-    score of the scale; -1 for anything else (review_submit keeps only whole scores: ``validate_scores``). One JSON
-    extraction per review: at a million reviews each costs a few hundred milliseconds."""
-    whens = " ".join(f"WHEN {score} THEN {score - 1}" for score in SCORES)
-    if vendor == "postgresql":
-        whens = " ".join(f"WHEN '{score}'::jsonb THEN {score - 1}" for score in SCORES)
-        return RawSQL(f"CASE annotations_review.scores -> %s {whens} ELSE -1 END", (key,), output_field=IntegerField())
-    # SQLite: json_extract gives a JSON string as text, which equals no number, and true as 1: hence the type.
-    path = '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return RawSQL(
-        "CASE WHEN json_type(annotations_review.scores, %s) IN ('integer', 'real')"
-        f" THEN CASE json_extract(annotations_review.scores, %s) {whens} ELSE -1 END ELSE -1 END",
-        (path, path),
-        output_field=IntegerField(),
-    )
-
-
 def _read(campaign: Campaign, filters: AgreementFilters) -> _Data | None:
     reviews = _reviews(campaign, filters)
     if not reviews.exists():
@@ -257,7 +238,7 @@ def _read(campaign: Campaign, filters: AgreementFilters) -> _Data | None:
         decision_code,
         week_of,
         has_flags,
-        *[_score_code(vendor, k) for k in keys],
+        *[score_code(vendor, k) for k in keys],
     )
     # Risk flags are rare: read only those of the reviews that have some.
     flagged = dict(reviews.exclude(risk_flags=[]).values_list("id", "risk_flags")) if flagged_column.any() else {}
