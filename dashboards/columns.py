@@ -78,7 +78,7 @@ def _packed(connection, sql: str, params, n_columns: int) -> list[np.ndarray]:
     data = row[0] if row else None
     if data is None:  # no rows
         return [np.zeros(0, dtype=np.int64) for _ in range(n_columns)]
-    data = bytes(data)
+    data = data if isinstance(data, bytes) else bytes(data)
     # The header: dimensions, whether any element is NULL, the element type; then each dimension's size and lower
     # bound; then each element as its length (int32) and value.
     dimensions, has_null = np.frombuffer(data[:8], dtype=">i4")
@@ -91,6 +91,7 @@ def _packed(connection, sql: str, params, n_columns: int) -> list[np.ndarray]:
     elements = np.frombuffer(data, dtype=element, offset=28)
     if width != n_columns or len(elements) != n_rows * n_columns or (elements["length"] != 8).any():
         raise ValueError("not a table of bigints")
-    table = elements["value"].astype(np.int64).reshape(n_rows, n_columns)
-    table = table[np.argsort(table[:, 0], kind="stable")]
-    return [table[:, i].copy() for i in range(n_columns)]
+    # Column by column, each taken in the order of the first: at a million rows a whole-table copy is 64 MB more.
+    values = elements["value"]
+    order = np.argsort(values[0::n_columns], kind="stable")
+    return [values[i::n_columns][order].astype(np.int64) for i in range(n_columns)]
