@@ -15,6 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
@@ -52,6 +53,26 @@ class Link:
 
     def __str__(self) -> str:
         return self.text
+
+
+# A filter change on these pages asks (htmx) for the results only: the part under the filters.
+PARTIALS = {
+    "dashboards/agreement.html": "dashboards/_agreement_results.html",
+    "dashboards/calibration.html": "dashboards/_calibration_results.html",
+    "dashboards/funnel.html": "dashboards/_funnel_results.html",
+}
+
+
+def _render(request: HttpRequest, template: str, context: dict, *, status: int = 200) -> HttpResponse:
+    """The page, or its results only when htmx asks for them after a filter change (the form pushes the new URL, so
+    the filters stay in it). A history restore (htmx reloading a page it has no copy of) gets the whole page."""
+    htmx = getattr(request, "htmx", None)
+    if htmx and not htmx.history_restore_request and template in PARTIALS:
+        template = PARTIALS[template]
+    response = render(request, template, context, status=status)
+    # The same URL answers with a page or a part of one: a cache must tell them apart.
+    patch_vary_headers(response, ("HX-Request",))
+    return response
 
 
 def _check_role(request: HttpRequest) -> None:
@@ -94,10 +115,10 @@ def _tables_page(
         name = request.GET.get("table", "")
         if name not in tables:
             context["errors"] = [f'"table": must be one of {", ".join(tables)}.']
-            return render(request, template, context, status=400)
+            return _render(request, template, context, status=400)
         return _csv_response(f"{filename}-{name}.csv", tables[name])
     context["tables"] = [(table, _query(kept, format="csv", table=name)) for name, table in tables.items()]
-    return render(request, template, context)
+    return _render(request, template, context)
 
 
 @login_required
@@ -108,7 +129,7 @@ def dashboard_index(request: HttpRequest) -> HttpResponse:
         "summaries": selectors.campaign_summaries(user=request.user),
         "sees_all": selectors.sees_all(request.user),
     }
-    return render(request, "dashboards/index.html", context)
+    return _render(request, "dashboards/index.html", context)
 
 
 # --- Agreement ----------------------------------------------------------------------------------------------------
@@ -251,7 +272,7 @@ def campaign_agreement(request: HttpRequest, campaign_id: int) -> HttpResponse:
         "choices": selectors.filter_choices(user=request.user),
     }
     if errors:
-        return render(request, "dashboards/agreement.html", context, status=400)
+        return _render(request, "dashboards/agreement.html", context, status=400)
     agreement = selectors.agreement_for(user=request.user, campaign=campaign, filters=form.filters())
     tables = agreement_tables(agreement)
     accuracy = gold_accuracy_for(user=request.user, campaign=campaign, filters=form.filters())
@@ -260,7 +281,7 @@ def campaign_agreement(request: HttpRequest, campaign_id: int) -> HttpResponse:
         name = request.GET.get("table", "")
         if name not in tables:
             context["errors"] = [f'"table": must be one of {", ".join(tables)}.']
-            return render(request, "dashboards/agreement.html", context, status=400)
+            return _render(request, "dashboards/agreement.html", context, status=400)
         return _csv_response(f"campaign-{campaign.pk}-{name}.csv", tables[name])
     kept = {name: value for name, value in form.cleaned_data.items() if value}
     drift = charts.drift_lines(agreement)
@@ -277,7 +298,7 @@ def campaign_agreement(request: HttpRequest, campaign_id: int) -> HttpResponse:
             "?" + urlencode({**{k: str(v) for k, v in kept.items()}, "format": "csv", "table": "gold"}),
         ),
     )
-    return render(request, "dashboards/agreement.html", context)
+    return _render(request, "dashboards/agreement.html", context)
 
 
 # --- AI against clinicians ------------------------------------------------------------------------------------------
@@ -380,7 +401,7 @@ def calibration(request: HttpRequest) -> HttpResponse:
     context: dict = {"form": form, "errors": errors, "choices": _calibration_choices(request.user)}
     template = "dashboards/calibration.html"
     if errors:
-        return render(request, template, context, status=400)
+        return _render(request, template, context, status=400)
     filters = form.filters()
     kept = {name: value for name, value in form.cleaned_data.items() if value}
     result = calibration_for(filters=filters)
@@ -415,7 +436,7 @@ def coverage(request: HttpRequest) -> HttpResponse:
     errors = _filter_errors(request, (), form)
     context: dict = {"errors": errors}
     if errors:
-        return render(request, template, context, status=400)
+        return _render(request, template, context, status=400)
     result = coverage_get()
     width = max((len(c.subs) for c in result.categories), default=0)
     grid = [(c, [(s, _heat(s.share)) for s in c.subs] + [(None, 0)] * (width - len(c.subs))) for c in result.categories]
@@ -534,7 +555,7 @@ def funnel(request: HttpRequest) -> HttpResponse:
     }
     template = "dashboards/funnel.html"
     if errors:
-        return render(request, template, context, status=400)
+        return _render(request, template, context, status=400)
     everything = selectors.sees_all(request.user)
     result = funnel_for(user=request.user, filters=form.filters(), everything=everything)
     kept = {name: value for name, value in form.cleaned_data.items() if value}

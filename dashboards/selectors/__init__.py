@@ -21,7 +21,6 @@ import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import connections
 from django.db.models import Case, Count, IntegerField, Max, Min, QuerySet, Value, When
-from django.db.models.fields.json import KeyTransform
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
@@ -29,6 +28,7 @@ from annotations.models import Campaign, Review, RiskCode
 from annotations.selectors import visibility
 from dashboards import stats
 from dashboards.cache import cached, version_of
+from dashboards.columns import int_columns, score_code
 from dashboards.stats import Estimate, Interval
 from generation import selectors as gen_selectors
 from generation.models import EmotionCategory, GenerationRun, ModelSpec
@@ -222,51 +222,48 @@ def _read(campaign: Campaign, filters: AgreementFilters) -> _Data | None:
         return None
     week_of, week_names = _weeks(reviews)
     keys = [c["key"] for c in campaign.rubric.criteria]
-    # Only the columns the numbers need; the scores one by one (a JSON key each), so that no review's JSON is decoded
-    # in Python. Risk flags are rare: read only where there are some.
-    rows = (
-        reviews.order_by("id")
-        .annotate(week=week_of)
-        .values_list(
-            "id",
-            "candidate_id",
-            "revision_id",
-            "reviewer_id",
-            "decision",
-            "week",
-            *[KeyTransform(k, "scores") for k in keys],
-        )
+    vendor = connections[reviews.db].vendor
+    decision_code = Case(
+        *[When(decision=value, then=Value(i)) for i, value in enumerate(DECISIONS)],
+        default=Value(-1),
+        output_field=IntegerField(),
     )
-    # Run as the ORM wrote it, without its per-value converters: every column is already a plain int or str (the
-    # database extracts the JSON scores), and the converters took longer than the query at 300,000 reviews.
-    sql, params = rows.query.sql_with_params()
-    with connections[rows.db].cursor() as cursor:
-        cursor.execute(sql, params)
-        columns = list(zip(*cursor.fetchall(), strict=True))
-    ids, candidate, revision, reviewer, decisions, weeks, *scores = columns
-    flagged = dict(reviews.exclude(risk_flags=[]).values_list("id", "risk_flags"))
-    _, unit = np.unique(np.column_stack([candidate, revision]), axis=0, return_inverse=True)
-    rater_ids, rater = np.unique(np.asarray(reviewer, dtype=np.int64), return_inverse=True)
+    has_flags = Case(When(risk_flags=[], then=Value(0)), default=Value(1), output_field=IntegerField())
+    # Only the columns the numbers need, every one an integer the database computes (the scores' and the decision's
+    # codes, the week's index), read as arrays (``columns.int_columns``): no review's JSON is decoded in Python.
+    ids, candidate, revision, reviewer, decisions, weeks, flagged_column, *scores = int_columns(
+        reviews.order_by("id"),
+        "id",
+        "candidate_id",
+        "revision_id",
+        "reviewer_id",
+        decision_code,
+        week_of,
+        has_flags,
+        *[score_code(vendor, k) for k in keys],
+    )
+    # Risk flags are rare: read only those of the reviews that have some.
+    flagged = dict(reviews.exclude(risk_flags=[]).values_list("id", "risk_flags")) if flagged_column.any() else {}
+    # An item is one revision of one candidate: the pairs in (candidate, revision) order, as one integer each.
+    pair = candidate * (int(revision.max()) + 1) + revision
+    _, unit = np.unique(pair, return_inverse=True)
+    rater_ids, rater = np.unique(reviewer, return_inverse=True)
     unit, rater = unit.reshape(-1), rater.reshape(-1)
     # A rater's latest review of an item counts: the last of each (item, rater) in id order, the order of saving.
     item_rater = unit * len(rater_ids) + rater
     _, last_from_end = np.unique(item_rater[::-1], return_index=True)
     keep = np.sort(len(item_rater) - 1 - last_from_end)
     n_units = int(unit.max()) + 1
-    kept_flags = [flagged.get(ids[i]) or () for i in keep]
+    kept_flags = [flagged.get(int(ids[i])) or () for i in keep[flagged_column[keep] == 1]]
+    kept_flagged = np.flatnonzero(flagged_column[keep] == 1)
     every = np.arange(len(keep))
     criteria = []
-    # SQLite's JSON extraction gives a number, PostgreSQL's the JSON text (Django reads jsonb as text).
-    score_code: dict[object, int] = {**{s: s - 1 for s in SCORES}, **{str(s): s - 1 for s in SCORES}}
-    for criterion, values in zip(campaign.rubric.criteria, scores, strict=True):
-        key = criterion["key"]
-        # review_submit keeps only whole scores of the scale (validate_scores); anything else is no score here.
-        codes = np.array([score_code.get(values[i], -1) for i in keep], dtype=np.int64)
+    for criterion, column in zip(campaign.rubric.criteria, scores, strict=True):
+        codes = column[keep]
         rated = codes >= 0
-        label = criterion.get("label", key)
-        criteria.append(_Dimension(key, label, "ordinal", SCORES, every[rated], codes[rated]))
-    decision_code = {value: i for i, value in enumerate(DECISIONS)}
-    codes = np.array([decision_code.get(decisions[i], -1) for i in keep], dtype=np.int64)
+        label = criterion.get("label", criterion["key"])
+        criteria.append(_Dimension(criterion["key"], label, "ordinal", SCORES, every[rated], codes[rated]))
+    codes = decisions[keep]
     decided = codes >= 0
     decision = _Dimension(
         "decision", "Decision", "nominal", list(range(len(DECISIONS))), every[decided], codes[decided]
@@ -277,18 +274,21 @@ def _read(campaign: Campaign, filters: AgreementFilters) -> _Data | None:
         set(itertools.chain.from_iterable(kept_flags)),
         key=lambda code: (order.index(code) if code in order else len(order), code),
     )
-    any_flag = np.array([int(bool(f)) for f in kept_flags])
-    flags = [_Dimension(ANY_FLAG, "Any risk flag", "nominal", [0, 1], every, any_flag)]
+
+    def flag_column(present) -> np.ndarray:
+        column = np.zeros(len(keep), dtype=np.int64)
+        column[kept_flagged[np.array([bool(present(f)) for f in kept_flags], dtype=bool)]] = 1
+        return column
+
+    flags = [_Dimension(ANY_FLAG, "Any risk flag", "nominal", [0, 1], every, flag_column(bool))]
     flags += [
-        _Dimension(
-            code, flag_labels.get(code, code), "nominal", [0, 1], every, np.array([int(code in f) for f in kept_flags])
-        )
+        _Dimension(code, flag_labels.get(code, code), "nominal", [0, 1], every, flag_column(lambda f, c=code: c in f))
         for code in used
     ]
     return _Data(
         unit=unit[keep],
         rater=rater[keep],
-        week=np.asarray(weeks, dtype=np.int64)[keep],
+        week=weeks[keep],
         rater_ids=[int(pk) for pk in rater_ids],
         weeks=week_names,
         n_units=n_units,

@@ -28,6 +28,7 @@ from annotations.models import Campaign, Review
 from annotations.rubrics import DIALOGUE_RUBRIC
 from dashboards import stats
 from dashboards.cache import cached, version_of
+from dashboards.columns import int_columns, score_code
 from dashboards.stats import Estimate, Interval
 from generation.models import Candidate, EmotionCategory, SubEmotion
 
@@ -137,24 +138,25 @@ def _scores(column) -> np.ndarray:
 def _clinician_means(filters: CalibrationFilters, candidates: QuerySet[Candidate], keys: list[str], ids: np.ndarray):
     """The mean of the clinicians' scores of revision 0 of each candidate in ``ids`` (sorted), per criterion (a
     reviewer's latest review counts): an ``(len(ids), len(keys))`` array, ``nan`` where no one scored."""
-    reviews = Review.objects.filter(candidate__in=candidates, revision__number=0, gold=False).order_by("id")
+    reviews = Review.objects.filter(candidate__in=candidates, revision__number=0, gold=False)
     if filters.campaign:
         reviews = reviews.filter(campaign=filters.campaign)
     means = np.full((len(ids), len(keys)), np.nan)
-    rows = _raw(reviews.values_list("candidate_id", "reviewer_id", *[KT(f"scores__{k}") for k in keys]))
-    if not rows or not len(ids):
+    vendor = connections[reviews.db].vendor
+    # Integers computed by the database (``columns.int_columns``): no review's JSON is decoded in Python.
+    _, candidate_ids, reviewer_ids, *codes = int_columns(
+        reviews, "id", "candidate_id", "reviewer_id", *[score_code(vendor, k) for k in keys]
+    )
+    if not len(candidate_ids) or not len(ids):
         return means
-    candidate, reviewer, *columns = zip(*rows, strict=True)
-    candidate_ids = np.asarray(candidate, dtype=np.int64)
-    reviewer_ids = np.asarray(reviewer, dtype=np.int64)
     # The last review of each (candidate, reviewer) in id order.
-    pairs = np.column_stack([candidate_ids, reviewer_ids])[::-1]
-    _, first_from_end = np.unique(pairs, axis=0, return_index=True)
-    keep = np.sort(len(rows) - 1 - first_from_end)
+    pairs = (candidate_ids * (int(reviewer_ids.max()) + 1) + reviewer_ids)[::-1]
+    _, first_from_end = np.unique(pairs, return_index=True)
+    keep = np.sort(len(pairs) - 1 - first_from_end)
     position = np.searchsorted(ids, candidate_ids[keep])
     inside = (position < len(ids)) & (ids[np.minimum(position, len(ids) - 1)] == candidate_ids[keep])
-    for k, column in enumerate(columns):
-        values = _scores(column)[keep]
+    for k, column in enumerate(codes):
+        values = np.where(column[keep] >= 0, column[keep] + SCORES[0], np.nan).astype(np.float64)
         rated = inside & ~np.isnan(values)
         sums = np.bincount(position[rated], weights=values[rated], minlength=len(ids))
         counts = np.bincount(position[rated], minlength=len(ids))
@@ -185,9 +187,10 @@ def _criterion(key: str, label: str, ai: np.ndarray, people: np.ndarray) -> Crit
 def _confusion(targets: list[str], labels: list[str | None], category: str | None) -> Confusion:
     subs = {s.key: s for s in SubEmotion.objects.select_related("category").order_by("key")}
     categories = list(EmotionCategory.objects.order_by("key"))
+    category_keys = {key: sub.category.key for key, sub in subs.items()}
 
     def category_of(key: str | None) -> str:
-        return subs[key].category.key if key is not None and key in subs else ""
+        return category_keys.get(key, "") if key is not None else ""
 
     if category is None:
         rows = [(c.key, c.label_en) for c in categories]

@@ -17,4 +17,6 @@
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", draw);
   else draw();
+  // A filter change replaces the results (htmx): draw the charts it brought.
+  document.addEventListener("htmx:afterSettle", draw);
 })();

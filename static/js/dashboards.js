@@ -30,8 +30,9 @@
     rows.forEach(function (row) { body.appendChild(row); });
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
-    document.querySelectorAll("table.sortable").forEach(function (table) {
+  function setUp() {
+    document.querySelectorAll("table.sortable:not([data-sortable])").forEach(function (table) {
+      table.setAttribute("data-sortable", "");
       table.querySelectorAll("thead th").forEach(function (th, column) {
         var button = document.createElement("button");
         button.type = "button";
@@ -43,5 +44,9 @@
         button.addEventListener("click", function () { sortBy(table, column, button); });
       });
     });
-  });
+  }
+
+  document.addEventListener("DOMContentLoaded", setUp);
+  // A filter change replaces the results (htmx): make the new tables sortable too.
+  document.addEventListener("htmx:afterSettle", setUp);
 })();
