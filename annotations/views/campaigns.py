@@ -23,6 +23,7 @@ from generation.models import Candidate, CandidateKind
 from generation.services.candidates import StaleVersion
 from generation.services.runs import QueueUnavailable
 from psyroom_admin import roles
+from psyroom_admin.api_permissions import MAX_ID
 
 from ..forms.reviews import IdListField, ReviewForm, SignOffForm
 from ..models import Assignment, Campaign, CampaignItem, Draft, Review
@@ -281,25 +282,32 @@ def _progress(campaign: Campaign) -> dict:
     }
 
 
-def _history(request: HttpRequest, candidate: Candidate):
-    return visibility.candidate_history(candidate=candidate, user=request.user).select_related("actor")[:50]
+def _history(request: HttpRequest, candidate: Candidate, campaign: Campaign):
+    return visibility.candidate_history(candidate=candidate, user=request.user, campaign=campaign).select_related(
+        "actor"
+    )[:50]
 
 
-def _item_context(request: HttpRequest, campaign: Campaign, item: CampaignItem) -> dict:
+# What _item_context is told when the caller does not know whether the candidate has a plan.
+_UNKNOWN = object()
+
+
+def _item_context(request: HttpRequest, campaign: Campaign, item: CampaignItem, *, plan_id=_UNKNOWN) -> dict:
     candidate = item.candidate
     context = display.fragments_context(request.user, candidate, campaign)
     risk = context["risk"]
+    plans = candidate.children.filter(kind=CandidateKind.PLAN).order_by("-created_at")
     context.update(
         {
             "campaign": campaign,
             "item": item,
-            "turns": display.turn_rows(candidate),
-            "history": _history(request, candidate),
+            "turns": display.turn_rows(candidate, original=context["original_content"]),
+            "history": _history(request, candidate, campaign),
             # A warning precedes what the screen or a reviewer flagged, signed off or not: the text is the same.
             "content_warning": bool(risk["flags"]),
             "approve_blocked": risk["open"],
             # A plan is read beside its dialogue (its parent); a dialogue shows its newest plan, if it has one.
-            "plan": candidate.children.filter(kind=CandidateKind.PLAN).order_by("-created_at").first()
+            "plan": (plans.first() if plan_id is _UNKNOWN else plans.filter(pk=plan_id).first() if plan_id else None)
             if candidate.kind == CandidateKind.DIALOGUE
             else None,
             "parent_turns": display.turn_rows(candidate.parent)  # type: ignore[arg-type]  # parent_id is checked
@@ -399,6 +407,20 @@ def campaign_next(request: HttpRequest, campaign_id: int) -> HttpResponse:
 @login_required
 @require_GET
 def campaign_item(request: HttpRequest, campaign_id: int, candidate_id: int) -> HttpResponse:
+    if not (campaign_id <= MAX_ID and candidate_id <= MAX_ID):
+        raise Http404("No such item.")  # a number past any id would overflow the database's integer, not miss
+    # The page a counselor works at all day: their claim and what the page shows of it in one query. Anything else
+    # (not a member, no claim, no such item) takes the path below, which answers 403, 404 or "not in your queue".
+    if roles.user_can_review(request.user):
+        held = queues.desk_claim(campaign_id=campaign_id, candidate_id=candidate_id, counselor=request.user)
+        if held is not None and held.assignment.status == Assignment.Status.CLAIMED:
+            saved_at = held.draft_saved_at
+            draft = {
+                "data": dict(held.draft_data or {}),
+                "saved_at": int(saved_at.timestamp() * 1000) if saved_at else None,
+            }
+            item = held.assignment.item
+            return _render_item(request, item.campaign, item, held.assignment, draft=draft, plan_id=held.plan_id)
     campaign, item = _get_item_to_review(request, campaign_id, candidate_id)
     assignment = _assignment_of(request.user, item)
     if assignment is None or assignment.status != Assignment.Status.CLAIMED:
@@ -417,7 +439,9 @@ def _server_draft(user, candidate) -> dict:
     return {"data": dict(draft.data), "saved_at": int(draft.updated_at.timestamp() * 1000)}
 
 
-def _render_item(request, campaign, item, assignment, *, form=None, stale=False, status=200) -> HttpResponse:
+def _render_item(
+    request, campaign, item, assignment, *, form=None, stale=False, status=200, draft=None, plan_id=_UNKNOWN
+) -> HttpResponse:
     candidate = item.candidate
     if form is None:
         # One key per item and person, the same after a reload or on another device: a retried submit of this item
@@ -426,14 +450,14 @@ def _render_item(request, campaign, item, assignment, *, form=None, stale=False,
         form = CampaignReviewForm(rubric=campaign.rubric, initial=initial)
     peek = queues.queue_peek_next(campaign=campaign, counselor=request.user)
     context = {
-        **_item_context(request, campaign, item),
+        **_item_context(request, campaign, item, plan_id=plan_id),
         "assignment": assignment,
         "review_form": form,
         "rubric": campaign.rubric,
         "peek": peek,
         "stale": stale,
         "critique_form": CritiqueForm(),
-        "server_draft": _server_draft(request.user, candidate),
+        "server_draft": _server_draft(request.user, candidate) if draft is None else draft,
         "draft_key": f"psyroom-draft:{campaign.pk}:{candidate.pk}:{request.user.pk}",
     }
     return render(request, "annotations/campaign_review.html", context, status=status)
