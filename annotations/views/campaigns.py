@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from generation import selectors as gen_selectors
 from generation.models import Candidate, CandidateKind
 from generation.services.candidates import StaleVersion
 from generation.services.runs import QueueUnavailable
@@ -28,6 +29,7 @@ from psyroom_admin.api_permissions import MAX_ID
 from ..forms.reviews import IdListField, ReviewForm, SignOffForm
 from ..models import Assignment, Campaign, CampaignItem, Draft, Review
 from ..rubrics import DEFAULTS as RUBRICS
+from ..selectors import campaigns as selection
 from ..selectors import display, queues, visibility
 from ..services import adjudication, campaigns, drafts, edits, queue, reviews
 
@@ -97,28 +99,86 @@ def _is_id_text(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 18
 
 
-class CampaignForm(forms.Form):
-    name = forms.CharField(label=gettext_lazy("Name"), max_length=200)
-    kind = forms.ChoiceField(label=gettext_lazy("Kind"), choices=CAMPAIGN_KINDS, initial=CandidateKind.DIALOGUE)
-    sub_emotions = forms.CharField(
+# The filter pickers carry this class: the live count (hx-include) sends what they hold.
+_FILTER = {"class": "campaign-filter"}
+
+
+class CampaignFilterForm(forms.Form):
+    """Which candidates a campaign is made of, as pickers: what the campaign form and its live count both read."""
+
+    kind = forms.ChoiceField(
+        label=gettext_lazy("Kind"),
+        choices=CAMPAIGN_KINDS,
+        initial=CandidateKind.DIALOGUE,
+        widget=forms.Select(attrs=_FILTER),
+    )
+    sub_emotions = forms.MultipleChoiceField(
         label=gettext_lazy("Sub-emotions"),
         required=False,
-        help_text=gettext_lazy("Sub-emotion keys, comma-separated (e.g. anxiety.1, anxiety.2)"),
+        widget=forms.SelectMultiple(attrs={**_FILTER, "size": 10}),
+        help_text=gettext_lazy("Any sub-emotion when none is chosen (Ctrl or Shift + click chooses several)"),
     )
-    scenarios = forms.CharField(
-        label=gettext_lazy("Scenarios"), required=False, help_text=gettext_lazy("Scenario ids, comma-separated")
+    scenarios = forms.MultipleChoiceField(
+        label=gettext_lazy("Scenarios"),
+        required=False,
+        widget=forms.SelectMultiple(attrs={**_FILTER, "size": 8}),
+        help_text=gettext_lazy("Any scenario when none is chosen"),
     )
-    run = forms.IntegerField(
+    run = forms.ChoiceField(
         label=gettext_lazy("Run"),
         required=False,
-        min_value=1,
-        help_text=gettext_lazy("Only candidates of this generation run"),
+        widget=forms.Select(attrs=_FILTER),
+        help_text=gettext_lazy("Only candidates of this run"),
+    )
+    sources = forms.MultipleChoiceField(
+        label=gettext_lazy("Sources"),
+        required=False,
+        widget=forms.SelectMultiple(attrs={**_FILTER, "size": 4}),
+        help_text=gettext_lazy("Only candidates imported from these datasets"),
     )
     status = forms.ChoiceField(
         label=gettext_lazy("Status"),
         required=False,
-        choices=[("", gettext_lazy("Any status")), *Candidate.Status.choices],
+        choices=[("", gettext_lazy("Any status (what waits for review)")), *Candidate.Status.choices],
+        widget=forms.Select(attrs=_FILTER),
     )
+
+    # The newest runs offered in the picker; an older one is still taken by an uploaded id list.
+    RUNS_OFFERED = 200
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for sub_emotion in gen_selectors.sub_emotion_list():
+            groups.setdefault(str(sub_emotion.category), []).append(
+                (sub_emotion.key, f"{sub_emotion.key} · {sub_emotion.label_en} · {sub_emotion.label_zh}")
+            )
+        self.fields["sub_emotions"].choices = list(groups.items())
+        self.fields["scenarios"].choices = [
+            (str(s.pk), f"{s.sub_emotion.key} · {s.title} (#{s.pk})") for s in gen_selectors.scenario_list()
+        ]
+        runs = gen_selectors.run_list()[: self.RUNS_OFFERED]
+        self.fields["run"].choices = [
+            ("", gettext_lazy("Any run")),
+            *[(str(r.pk), f"#{r.pk} · {r.kind} · {r.status} · {r.created_at:%Y-%m-%d %H:%M}") for r in runs],
+        ]
+        self.fields["sources"].choices = [(d, d) for d in gen_selectors.source_dataset_list()]
+
+    def clean_scenarios(self) -> list[int]:
+        return [int(pk) for pk in self.cleaned_data["scenarios"]]
+
+    def clean_run(self) -> int | None:
+        return int(self.cleaned_data["run"]) if self.cleaned_data["run"] else None
+
+    def filters(self) -> dict:
+        """The chosen filters as ``campaigns.campaign_filters_validate`` takes them."""
+        data = self.cleaned_data
+        chosen = {name: data[name] for name in ("sub_emotions", "scenarios", "run", "sources", "status")}
+        return {name: value for name, value in chosen.items() if value}
+
+
+class CampaignForm(CampaignFilterForm):
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=200)
     id_file = forms.FileField(
         label=gettext_lazy("Id file"),
         required=False,
@@ -188,13 +248,6 @@ class CampaignForm(forms.Form):
     def _split(value: str) -> list[str]:
         return [part.strip() for part in value.replace("\n", ",").split(",") if part.strip()]
 
-    def clean_scenarios(self) -> list[int]:
-        parts = self._split(self.cleaned_data["scenarios"])
-        bad = [p for p in parts if not _is_id_text(p)]
-        if bad:
-            raise ValidationError(_("not scenario ids: %(ids)s") % {"ids": ", ".join(bad)})
-        return [int(p) for p in parts]
-
     def clean_id_file(self) -> list[int] | None:
         upload = self.cleaned_data.get("id_file")
         if not upload:
@@ -218,15 +271,7 @@ class CampaignForm(forms.Form):
             policy["min_approvals"] = data["min_approvals"]
         if data["gold_rate"] is not None:
             policy["gold_rate"] = data["gold_rate"]
-        filters = {"kind": data["kind"]}
-        if data["sub_emotions"]:
-            filters["sub_emotions"] = self._split(data["sub_emotions"])
-        if data["scenarios"]:
-            filters["scenarios"] = data["scenarios"]
-        if data["run"]:
-            filters["run"] = data["run"]
-        if data["status"]:
-            filters["status"] = data["status"]
+        filters = self.filters()
         return {
             "name": data["name"],
             "kind": data["kind"],
@@ -366,6 +411,28 @@ def campaign_create(request: HttpRequest) -> HttpResponse:
             return redirect("annotations:campaign_list")
     status = 400 if request.method == "POST" else 200
     return render(request, "annotations/campaign_form.html", {"form": form}, status=status)
+
+
+@login_required
+@require_GET
+def campaign_selection_count(request: HttpRequest) -> HttpResponse:
+    """How many candidates the campaign form's filters select now: the same checks and the same selector as
+    ``campaign_create``, so the count is what the campaign would hold (an HTMX fragment, updated as filters change)."""
+    _check_curator(request)
+    form = CampaignFilterForm(request.GET)
+    errors: list[str] = []
+    count = None
+    if not form.is_valid():
+        errors = [f"{form.fields[name].label or name}: {' '.join(map(str, e))}" for name, e in form.errors.items()]
+    else:
+        try:
+            filters = campaigns.campaign_filters_validate(filters=form.filters())
+        except ValidationError as error:
+            errors = [" ".join(messages_) for messages_ in error.message_dict.values()]
+        else:
+            count = selection.campaign_selection(kind=form.cleaned_data["kind"], filters=filters).count()
+    context = {"count": count, "errors": errors}
+    return render(request, "annotations/_campaign_count.html", context, status=400 if errors else 200)
 
 
 @login_required
