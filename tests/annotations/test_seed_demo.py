@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from annotations.management.commands.seed_demo import DEMO_CAMPAIGN, DEMO_DIALOGUES
-from annotations.models import AuditEvent, Campaign
+from annotations.models import AuditEvent, Campaign, CampaignItem
 from annotations.selectors import visibility
 from generation.importers.dialogues import dialogues_import
 from generation.models import Candidate
@@ -158,3 +158,16 @@ def test_refused_outside_embedded_mode(settings, tmp_path, taxonomy):
     assert not get_user_model().objects.filter(username__in=["counselor", "senior", "curator"]).exists()
     assert not Candidate.objects.exists()
     assert not (tmp_path / "demo-accounts.txt").exists()
+
+
+def test_a_campaign_filled_by_an_earlier_version_is_kept_and_said(embedded):
+    _seed()
+    campaign = Campaign.objects.get(name=DEMO_CAMPAIGN)
+    stray = factories.make_candidate()
+    CampaignItem.objects.create(campaign=campaign, candidate=stray)
+
+    output = _seed()
+
+    assert "also holds 1 dialogues that are not demo dialogues" in output
+    assert campaign.items.filter(candidate=stray).exists()  # nothing deleted behind anyone's back
+    assert "also holds" not in _seed("--reset")

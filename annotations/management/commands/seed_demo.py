@@ -132,4 +132,13 @@ class Command(BaseCommand):
             )
         else:
             campaign.members.add(*members)
+            # A campaign an earlier version filled with every dialogue in the database is left as it is (it may hold
+            # reviews), and said.
+            # (Counted as all less the demo ones: an exclude() on a JSON key would skip rows without the key.)
+            others = campaign.items.count() - campaign.items.filter(candidate__source__file=DEMO_DIALOGUES.name).count()
+            if others:
+                self.stdout.write(
+                    f"Note: the demo campaign also holds {others} dialogues that are not demo dialogues; "
+                    "`make demo-reset` starts afresh."
+                )
         self.stdout.write(f"Demo campaign: {campaign.name!r}, {campaign.items.count()} dialogues, k=2, blind.")
