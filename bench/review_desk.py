@@ -9,8 +9,8 @@ turns in Chinese, each with a sub-emotion and a scenario; on the item timed, a p
 revisions and a diff), a saved draft, and the other counselor's review and claims in its history. The page is
 requested through Django's test Client (the whole middleware stack, the template rendered; no network), after a
 few warm-up requests. The last line printed is one JSON object: the wall time's p50, p95 and max in ms, the p50 of
-this process's CPU time per request (what does not grow when other work shares the cores), the load average, and
-the queries one request makes.
+this process's CPU time per request (what does not grow when other work shares the cores), the database's share of
+a request (its queries' round trips), the load average, and the queries one request makes.
 """
 
 import argparse
@@ -139,6 +139,7 @@ def _run(args) -> dict:
     keys = [c["key"] for c in DIALOGUE_RUBRIC["criteria"]]
     # The other counselor reviewed the item first (a review, two claims in the history).
     theirs = queue.queue_claim_next(campaign=campaign, counselor=other)
+    assert theirs is not None
     reviews.review_submit(
         candidate=theirs.item.candidate,
         assignment=theirs,
@@ -149,6 +150,7 @@ def _run(args) -> dict:
         base_version=theirs.item.candidate.version,
     )
     assignment = queue.queue_claim_next(campaign=campaign, counselor=counselor)
+    assert assignment is not None
     candidate = assignment.item.candidate
     edits.turn_edit(
         candidate=candidate, editor=counselor, index=3, text=COUNSELOR_TEXT.replace("很大", "不小"),
@@ -165,9 +167,21 @@ def _run(args) -> dict:
         if response.status_code != 200:
             raise RuntimeError(f"review page answered {response.status_code}")
     # Counted as the database is asked (a wrapper on every execute): the query log is emptied by each request.
-    queries = []
-    with connection.execute_wrapper(lambda execute, sql, *rest: queries.append(sql) or execute(sql, *rest)):
-        client.get(url, secure=True)
+    queries: list[float] = []
+
+    def timed(execute, sql, *rest):
+        started = time.perf_counter()
+        try:
+            return execute(sql, *rest)
+        finally:
+            queries.append((time.perf_counter() - started) * 1000)
+
+    db_ms = []
+    for _ in range(20):
+        queries.clear()
+        with connection.execute_wrapper(timed):
+            client.get(url, secure=True)
+        db_ms.append(sum(queries))
     # Wall time is what a counselor waits for; this process's CPU time (Python: middleware, view, template) is the
     # part that does not grow when other work shares the cores (the load average is printed with it).
     times, cpu = [], []
@@ -196,6 +210,8 @@ def _run(args) -> dict:
         "load_average_1min": round(os.getloadavg()[0], 2),
         "cores": os.cpu_count(),
         "queries": len(queries),
+        # The database's share of a request (the 10 queries' round trips, 20 requests' median).
+        "db_p50_ms": _percentile(db_ms, 0.50),
         "bytes": len(response.content),
     }
 
