@@ -18,6 +18,7 @@ from generation.models import Candidate, CandidateKind
 from psyroom_admin import roles
 
 from ..models import Assignment, Campaign, CampaignItem, Draft
+from . import visibility
 
 
 def check_member(campaign: Campaign, user) -> None:
@@ -168,12 +169,18 @@ def desk_claim(*, campaign_id: int, candidate_id: int, counselor) -> DeskClaim |
             draft_data=Subquery(drafts.values("data")[:1], output_field=JSONField()),
             draft_saved_at=Subquery(drafts.values("updated_at")[:1]),
             newest_plan_id=Subquery(plans.values("pk")[:1]),
+            is_reference=Exists(
+                CampaignItem.objects.filter(
+                    visibility.reference_q(user=counselor, candidate_id=OuterRef("item__candidate_id"))
+                )
+            ),
         )
         .first()
     )
     if assignment is None:
         return None
     values = assignment.__dict__
+    visibility.reference_known(user=counselor, candidate=assignment.item.candidate, reference=values["is_reference"])
     return DeskClaim(
         assignment=assignment,
         draft_data=values["draft_data"],

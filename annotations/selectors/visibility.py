@@ -83,10 +83,25 @@ def campaign_works_blind(*, user, campaign: Campaign) -> bool:
 
 def is_reference_for(*, user, candidate: Candidate) -> bool:
     """Whether ``candidate`` is a reference item (gold) in a campaign of ``user``'s: a counselor then reads it as a
-    fresh item, blind, so that nothing on its page tells it apart from the others in the queue."""
-    return CampaignItem.objects.filter(
-        candidate=candidate, state=CampaignItem.State.GOLD, campaign__members=user
-    ).exists()
+    fresh item, blind, so that nothing on its page tells it apart from the others in the queue.
+
+    Asked once per candidate instance and user: a page asks it three or four times (blindness of the view, of the
+    reviews, of the history, and the status shown), and the instance lives for one request."""
+    known = candidate.__dict__.setdefault("_reference_for", {})
+    if user.pk not in known:
+        known[user.pk] = CampaignItem.objects.filter(reference_q(user=user, candidate_id=candidate.pk)).exists()
+    return known[user.pk]
+
+
+def reference_q(*, user, candidate_id) -> Q:
+    """``is_reference_for`` as a condition on campaign items, for a query that reads it along with other things
+    (``candidate_id`` may be an ``OuterRef``); its answer is then given with ``reference_known``."""
+    return Q(candidate_id=candidate_id, state=CampaignItem.State.GOLD, campaign__members=user)
+
+
+def reference_known(*, user, candidate: Candidate, reference: bool) -> None:
+    """Record what ``is_reference_for`` would answer for this instance, read by another query already."""
+    candidate.__dict__.setdefault("_reference_for", {})[user.pk] = reference
 
 
 def works_blind(*, user, candidate: Candidate, campaign: Campaign | None = None) -> bool:
