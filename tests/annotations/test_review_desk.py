@@ -70,24 +70,31 @@ def _busy(desk, counselor):
     drafts.draft_save(user=counselor, candidate=candidate, data={"comment": "half-typed 注释", "decision": "reject"})
 
 
-def test_the_page_needs_at_most_ten_queries(desk, client, counselor, django_assert_max_num_queries):
+# Every request's own lookups (session, user, the profile's language, the two-factor device, the roles) come before
+# the page's: the page itself reads 6 (its claim with everything it shows, the peek, reviews, revisions, risk flags
+# and history). The profile's language lookup arrived with the user's language and takes the total from 10 to 11.
+MIDDLEWARE_QUERIES = 5
+PAGE_QUERIES = 6
+
+
+def test_the_page_needs_at_most_eleven_queries(desk, client, counselor, django_assert_max_num_queries):
     _busy(desk, counselor)
     client.get(desk["url"])  # what any first request of a session warms
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(MIDDLEWARE_QUERIES + PAGE_QUERIES):
         response = client.get(desk["url"])
     assert response.status_code == 200
     body = response.content.decode()
     assert "What helps you most?" in body and "half-typed" in body
 
 
-def test_eleven_queries_in_a_campaign_that_is_not_blind(
+def test_one_more_query_in_a_campaign_that_is_not_blind(
     taxonomy, client, curator, counselor, django_assert_max_num_queries
 ):
     desk = _desk(client, curator, counselor, blind=False)
     _busy(desk, counselor)
     client.get(desk["url"])
     # Not blind here, the history still asks whether another campaign of the item is blind: one more query.
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(MIDDLEWARE_QUERIES + PAGE_QUERIES + 1):
         assert client.get(desk["url"]).status_code == 200
 
 
