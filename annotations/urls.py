@@ -31,6 +31,7 @@ urlpatterns = [
         gold.campaign_gold_unmark,
         name="campaign_gold_unmark",
     ),
+    path("campaigns/new/count/", campaigns.campaign_selection_count, name="campaign_selection_count"),
     path("campaigns/<int:campaign_id>/guidelines/", campaigns.campaign_guidelines, name="campaign_guidelines"),
     path("campaigns/<int:campaign_id>/next/", campaigns.campaign_next, name="campaign_next"),
     path("campaigns/<int:campaign_id>/items/<int:candidate_id>/", campaigns.campaign_item, name="campaign_item"),

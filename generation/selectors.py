@@ -9,10 +9,11 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
-from .models import Candidate, CandidateKind, GenerationRun, Revision, RiskFlag, SubEmotion
+from .models import Candidate, CandidateKind, GenerationRun, Revision, RiskFlag, Scenario, SubEmotion
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -34,7 +35,7 @@ REVIEWABLE = [Candidate.Status.GENERATED, Candidate.Status.IN_REVIEW, Candidate.
 
 def candidate_list(*, filters: dict | None = None) -> QuerySet[CandidateWithRisk]:
     """Candidates with the filters the API, pages and campaign selection offer: kind, status, sub_emotion (key),
-    sub_emotions (keys), scenarios (ids), run (id), language."""
+    sub_emotions (keys), scenarios (ids), run (id), sources (the datasets imports came from), language."""
     filters = filters or {}
     qs = with_risk(Candidate.objects.select_related("sub_emotion", "run").order_by("id"))
     if filters.get("kind"):
@@ -49,6 +50,8 @@ def candidate_list(*, filters: dict | None = None) -> QuerySet[CandidateWithRisk
         qs = qs.filter(scenario_id__in=filters["scenarios"])
     if filters.get("run"):
         qs = qs.filter(run_id=filters["run"])
+    if filters.get("sources"):
+        qs = qs.filter(source__dataset__in=filters["sources"])
     if filters.get("language"):
         qs = qs.filter(language=filters["language"])
     return qs
@@ -83,6 +86,21 @@ def candidate_list_reviewable(*, filters: dict | None = None) -> QuerySet[Candid
 
 def sub_emotion_list() -> QuerySet[SubEmotion]:
     return SubEmotion.objects.select_related("category").order_by("key")
+
+
+def scenario_list() -> QuerySet[Scenario]:
+    return Scenario.objects.select_related("sub_emotion").order_by("sub_emotion__key", "title", "id")
+
+
+def source_dataset_list() -> list[str]:
+    """The datasets candidates were imported from (``source["dataset"]``), by name."""
+    datasets = (
+        Candidate.objects.annotate(dataset=KeyTextTransform("dataset", "source"))
+        .filter(dataset__isnull=False)
+        .values_list("dataset", flat=True)
+        .distinct()
+    )
+    return sorted(datasets)
 
 
 def candidate_latest_revision(*, candidate: Candidate) -> Revision:

@@ -85,7 +85,9 @@ class CampaignCreateInput(serializers.Serializer):
     lease_seconds = serializers.IntegerField(
         default=1800, min_value=-MAX_INT, max_value=MAX_INT, help_text="30 seconds to 7 days"
     )
-    filters = serializers.DictField(required=False, help_text='{"sub_emotions", "scenarios", "run", "status"}')
+    filters = serializers.DictField(
+        required=False, help_text='{"sub_emotions", "scenarios", "run", "sources", "status"}'
+    )
     candidate_ids = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=MAX_ID), max_length=100_000, required=False
     )

@@ -94,4 +94,5 @@ def fragments_context(user, candidate: Candidate, campaign=None) -> dict:
         "ai_review": view.ai_review,
         "status": view.status,
         "status_label": view.status_label,
+        "original_content": view.original,
     }

@@ -4,18 +4,21 @@ senior clinician. Nothing here claims or writes; the claim itself is ``annotatio
 
 import hashlib
 import hmac
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, JSONField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from generation import selectors as gen_selectors
-from generation.models import Candidate
+from generation.models import Candidate, CandidateKind
 from psyroom_admin import roles
 
-from ..models import Assignment, Campaign, CampaignItem
+from ..models import Assignment, Campaign, CampaignItem, Draft
+from . import visibility
 
 
 def check_member(campaign: Campaign, user) -> None:
@@ -127,6 +130,63 @@ def queue_peek_next(*, campaign: Campaign, counselor) -> Candidate | None:
     if item is None:
         item = open_items_for(campaign, counselor, now).select_related("candidate").first()
     return item.candidate if item else None
+
+
+@dataclass(frozen=True)
+class DeskClaim:
+    """A counselor's slot on an item (its item, campaign, rubric and candidate loaded), their draft of it and the id
+    of the candidate's newest plan."""
+
+    assignment: Assignment
+    draft_data: dict | None
+    draft_saved_at: datetime | None
+    plan_id: int | None
+
+
+def desk_claim(*, campaign_id: int, candidate_id: int, counselor) -> DeskClaim | None:
+    """The counselor's slot on one item of a campaign they are a member of, read with everything the review desk
+    shows of it in one query: the item, the campaign and its rubric, the candidate with its sub-emotion, category and
+    scenario, the counselor's draft and the id of the candidate's newest plan. ``None`` when there is no such slot
+    (not a member, no claim, no such item): the caller then takes the slow path that says which.
+    """
+    drafts = Draft.objects.filter(user=counselor, candidate_id=OuterRef("item__candidate_id"))
+    plans = Candidate.objects.filter(parent_id=OuterRef("item__candidate_id"), kind=CandidateKind.PLAN).order_by(
+        "-created_at"
+    )
+    assignment = (
+        Assignment.objects.filter(
+            counselor=counselor,
+            item__campaign_id=campaign_id,
+            item__candidate_id=candidate_id,
+            item__campaign__members=counselor,
+        )
+        .select_related(
+            "item__campaign__rubric",
+            "item__candidate__sub_emotion__category",
+            "item__candidate__scenario",
+        )
+        .annotate(
+            draft_data=Subquery(drafts.values("data")[:1], output_field=JSONField()),
+            draft_saved_at=Subquery(drafts.values("updated_at")[:1]),
+            newest_plan_id=Subquery(plans.values("pk")[:1]),
+            is_reference=Exists(
+                CampaignItem.objects.filter(
+                    visibility.reference_q(user=counselor, candidate_id=OuterRef("item__candidate_id"))
+                )
+            ),
+        )
+        .first()
+    )
+    if assignment is None:
+        return None
+    values = assignment.__dict__
+    visibility.reference_known(user=counselor, candidate=assignment.item.candidate, reference=values["is_reference"])
+    return DeskClaim(
+        assignment=assignment,
+        draft_data=values["draft_data"],
+        draft_saved_at=values["draft_saved_at"],
+        plan_id=values["newest_plan_id"],
+    )
 
 
 # --- Adjudication --------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils.translation import gettext as _
 
 from generation import selectors as gen_selectors
-from generation.models import Candidate, CandidateKind, ClientProfile, RiskFlag
+from generation.models import Candidate, CandidateKind, ClientProfile, Revision, RiskFlag
 from psyroom_admin import roles
 
 from ..models import AuditEvent, Campaign, CampaignItem, Review, RiskCode
@@ -83,10 +83,25 @@ def campaign_works_blind(*, user, campaign: Campaign) -> bool:
 
 def is_reference_for(*, user, candidate: Candidate) -> bool:
     """Whether ``candidate`` is a reference item (gold) in a campaign of ``user``'s: a counselor then reads it as a
-    fresh item, blind, so that nothing on its page tells it apart from the others in the queue."""
-    return CampaignItem.objects.filter(
-        candidate=candidate, state=CampaignItem.State.GOLD, campaign__members=user
-    ).exists()
+    fresh item, blind, so that nothing on its page tells it apart from the others in the queue.
+
+    Asked once per candidate instance and user: a page asks it three or four times (blindness of the view, of the
+    reviews, of the history, and the status shown), and the instance lives for one request."""
+    known = candidate.__dict__.setdefault("_reference_for", {})
+    if user.pk not in known:
+        known[user.pk] = CampaignItem.objects.filter(reference_q(user=user, candidate_id=candidate.pk)).exists()
+    return known[user.pk]
+
+
+def reference_q(*, user, candidate_id) -> Q:
+    """``is_reference_for`` as a condition on campaign items, for a query that reads it along with other things
+    (``candidate_id`` may be an ``OuterRef``); its answer is then given with ``reference_known``."""
+    return Q(candidate_id=candidate_id, state=CampaignItem.State.GOLD, campaign__members=user)
+
+
+def reference_known(*, user, candidate: Candidate, reference: bool) -> None:
+    """Record what ``is_reference_for`` would answer for this instance, read by another query already."""
+    candidate.__dict__.setdefault("_reference_for", {})[user.pk] = reference
 
 
 def works_blind(*, user, candidate: Candidate, campaign: Campaign | None = None) -> bool:
@@ -117,6 +132,8 @@ class CandidateView:
     # The status shown (``candidate_status_for``): a counselor sees a reference item as in review.
     status: str = ""
     status_label: str = ""
+    # The model's own content (revision 0; empty for a candidate without one): what each turn's diff is against.
+    original: dict = field(default_factory=dict)
 
     @property
     def risk(self) -> dict:
@@ -219,10 +236,10 @@ def _flag_rows(candidate: Candidate, viewer, blind: bool) -> list[dict]:
     return rows
 
 
-def _revision_rows(candidate: Candidate, viewer, blind: bool) -> list[dict]:
+def _revision_rows(revisions: list[Revision], viewer, blind: bool) -> list[dict]:
     rows = []
     previous: dict | None = None
-    for revision in candidate.revisions.select_related("author").order_by("number"):
+    for revision in revisions:
         hidden = blind and revision.author_id not in (None, viewer.pk)
         # What this revision changed in the item (the content is the item's: every viewer of it may see it).
         changes = [] if previous is None else content_changes(previous, revision.content)
@@ -277,19 +294,23 @@ def candidate_view(*, user, candidate: Candidate, campaign: Campaign | None = No
     ai_review = {}
     if not blind:
         ai_review = {**(candidate.ai_review or {}), "lineage": candidate.lineage}
+    revisions = list(candidate.revisions.select_related("author").order_by("number"))
     return CandidateView(
         blind=blind,
         reviews=_review_rows(reviews, user, blind),
-        revisions=_revision_rows(candidate, user, blind),
+        revisions=_revision_rows(revisions, user, blind),
         flags=_flag_rows(candidate, user, blind),
         ai_review=ai_review,
         status=status,
         status_label=status_label,
+        original=revisions[0].content if revisions and revisions[0].number == 0 else {},
     )
 
 
-def candidate_history(*, candidate: Candidate, user) -> QuerySet[AuditEvent]:
-    """The audit trail of a candidate, newest first; a counselor working blind sees only their own events."""
+def candidate_history(*, candidate: Candidate, user, campaign: Campaign | None = None) -> QuerySet[AuditEvent]:
+    """The audit trail of a candidate, newest first; a counselor working blind (in any blind campaign the candidate
+    is in) sees only their own events. ``campaign``: one the candidate is in, whose being blind settles it without
+    asking the database (a campaign that is not blind does not: another one may be)."""
     qs = AuditEvent.objects.filter(candidate=candidate).order_by("-created_at", "-id")
     if roles.user_has_role(user, *SEE_ALL):
         return qs
@@ -297,6 +318,8 @@ def candidate_history(*, candidate: Candidate, user) -> QuerySet[AuditEvent]:
     qs = qs.exclude(action__startswith="gold.")
     if not roles.user_has_role(user, roles.COUNSELOR):
         return qs.none()
-    if works_blind(user=user, candidate=candidate):
+    if (campaign is not None and campaign_works_blind(user=user, campaign=campaign)) or works_blind(
+        user=user, candidate=candidate
+    ):
         return qs.filter(actor=user)
     return qs

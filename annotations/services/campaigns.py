@@ -10,6 +10,7 @@ from generation.models import Candidate
 from psyroom_admin import roles
 
 from ..models import Campaign, CampaignItem, Rubric
+from ..selectors.campaigns import campaign_selection
 from .audit import audit_record
 from .policy import campaign_policy_validate
 from .rubrics import rubric_get_default
@@ -53,7 +54,7 @@ def campaign_create(
     if rubric.kind != kind:
         raise ValidationError({"rubric": f"{rubric} is for {rubric.kind}, not {kind}"})
     policy = campaign_policy_validate(policy=policy, overlap=overlap)
-    filters = _validate_filters(filters)
+    filters = campaign_filters_validate(filters=filters)
     qs = Candidate.objects.filter(kind=kind)
     if candidate_ids is not None:
         ids = sorted({int(i) for i in candidate_ids})
@@ -63,9 +64,7 @@ def campaign_create(
             raise ValidationError({"candidate_ids": f"no {kind} candidate with id {', '.join(map(str, unknown[:20]))}"})
         qs = qs.filter(pk__in=ids)
     else:
-        # Without a status, what waits for a person's judgement.
-        listed = gen_selectors.candidate_list if filters.get("status") else gen_selectors.candidate_list_reviewable
-        qs = listed(filters={**filters, "kind": kind})
+        qs = campaign_selection(kind=kind, filters=filters)
     selection = {"filters": filters} if candidate_ids is None else {"candidate_ids": len(candidate_ids)}
     with transaction.atomic():
         campaign = Campaign.objects.create(
@@ -93,13 +92,14 @@ def campaign_create(
     return campaign
 
 
-def _validate_filters(filters) -> dict:
-    """What a campaign's candidates are chosen by, checked here so that a bad value is a clear 400, not a 500."""
+def campaign_filters_validate(*, filters) -> dict:
+    """What a campaign's candidates are chosen by, checked here so that a bad value is a clear 400, not a 500; the
+    filters as ``campaign_selection`` takes them. The campaign form's live count checks its filters here too."""
     if filters is None:
         return {}
     if not isinstance(filters, dict):
         raise ValidationError({"filters": "must be an object"})
-    unknown = set(filters) - {"sub_emotions", "scenarios", "run", "status"}
+    unknown = set(filters) - {"sub_emotions", "scenarios", "run", "sources", "status"}
     if unknown:
         raise ValidationError({"filters": f"unknown filter(s): {', '.join(sorted(map(str, unknown)))}"})
     clean = {}
@@ -122,6 +122,15 @@ def _validate_filters(filters) -> dict:
         if not _is_id(filters["run"]):
             raise ValidationError({"filters": f"run: a run id (a whole number), not {filters['run']!r}"})
         clean["run"] = filters["run"]
+    sources = filters.get("sources") or []
+    if not isinstance(sources, list) or not all(isinstance(d, str) and 0 < len(d) <= 200 for d in sources):
+        raise ValidationError({"filters": "sources: a list of dataset names such as CPsyCounD"})
+    if sources:
+        known = set(gen_selectors.source_dataset_list())
+        missing = [d for d in sources if d not in known]
+        if missing:
+            raise ValidationError({"filters": f"sources: no candidate was imported from {', '.join(missing[:10])}"})
+        clean["sources"] = sources
     if filters.get("status"):
         if filters["status"] not in Candidate.Status.values:
             raise ValidationError({"filters": f"status: one of {', '.join(Candidate.Status.values)}"})

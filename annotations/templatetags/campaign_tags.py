@@ -1,6 +1,7 @@
 """Template helpers of the campaign pages: the diff of an edited text, and the guidelines rendered from Markdown."""
 
 import difflib
+import functools
 import re
 
 from django import template
@@ -48,7 +49,13 @@ def text_diff(before: str | None, after: str | None) -> str:
 
 @register.filter
 def markdown(text: str | None) -> str:
-    return mark_safe(_MARKDOWN.render(text or ""))  # noqa: S308 - raw HTML is disabled in the renderer
+    return mark_safe(_markdown_html(text or ""))  # noqa: S308 - raw HTML is disabled in the renderer
+
+
+@functools.lru_cache(maxsize=64)
+def _markdown_html(text: str) -> str:
+    # A campaign's guidelines are rendered on every review page (the item panel); they rarely change.
+    return _MARKDOWN.render(text)
 
 
 @register.inclusion_tag("annotations/_campaign_history.html", takes_context=True)

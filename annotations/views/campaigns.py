@@ -19,14 +19,17 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from generation import selectors as gen_selectors
 from generation.models import Candidate, CandidateKind
 from generation.services.candidates import StaleVersion
 from generation.services.runs import QueueUnavailable
 from psyroom_admin import roles
+from psyroom_admin.api_permissions import MAX_ID
 
 from ..forms.reviews import IdListField, ReviewForm, SignOffForm
 from ..models import Assignment, Campaign, CampaignItem, Draft, Review
 from ..rubrics import DEFAULTS as RUBRICS
+from ..selectors import campaigns as selection
 from ..selectors import display, queues, visibility
 from ..services import adjudication, campaigns, drafts, edits, queue, reviews
 
@@ -96,28 +99,86 @@ def _is_id_text(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 18
 
 
-class CampaignForm(forms.Form):
-    name = forms.CharField(label=gettext_lazy("Name"), max_length=200)
-    kind = forms.ChoiceField(label=gettext_lazy("Kind"), choices=CAMPAIGN_KINDS, initial=CandidateKind.DIALOGUE)
-    sub_emotions = forms.CharField(
+# The filter pickers carry this class: the live count (hx-include) sends what they hold.
+_FILTER = {"class": "campaign-filter"}
+
+
+class CampaignFilterForm(forms.Form):
+    """Which candidates a campaign is made of, as pickers: what the campaign form and its live count both read."""
+
+    kind = forms.ChoiceField(
+        label=gettext_lazy("Kind"),
+        choices=CAMPAIGN_KINDS,
+        initial=CandidateKind.DIALOGUE,
+        widget=forms.Select(attrs=_FILTER),
+    )
+    sub_emotions = forms.MultipleChoiceField(
         label=gettext_lazy("Sub-emotions"),
         required=False,
-        help_text=gettext_lazy("Sub-emotion keys, comma-separated (e.g. anxiety.1, anxiety.2)"),
+        widget=forms.SelectMultiple(attrs={**_FILTER, "size": 10}),
+        help_text=gettext_lazy("Any sub-emotion when none is chosen (Ctrl or Shift + click chooses several)"),
     )
-    scenarios = forms.CharField(
-        label=gettext_lazy("Scenarios"), required=False, help_text=gettext_lazy("Scenario ids, comma-separated")
+    scenarios = forms.MultipleChoiceField(
+        label=gettext_lazy("Scenarios"),
+        required=False,
+        widget=forms.SelectMultiple(attrs={**_FILTER, "size": 8}),
+        help_text=gettext_lazy("Any scenario when none is chosen"),
     )
-    run = forms.IntegerField(
+    run = forms.ChoiceField(
         label=gettext_lazy("Run"),
         required=False,
-        min_value=1,
-        help_text=gettext_lazy("Only candidates of this generation run"),
+        widget=forms.Select(attrs=_FILTER),
+        help_text=gettext_lazy("Only candidates of this run"),
+    )
+    sources = forms.MultipleChoiceField(
+        label=gettext_lazy("Sources"),
+        required=False,
+        widget=forms.SelectMultiple(attrs={**_FILTER, "size": 4}),
+        help_text=gettext_lazy("Only candidates imported from these datasets"),
     )
     status = forms.ChoiceField(
         label=gettext_lazy("Status"),
         required=False,
-        choices=[("", gettext_lazy("Any status")), *Candidate.Status.choices],
+        choices=[("", gettext_lazy("Any status (what waits for review)")), *Candidate.Status.choices],
+        widget=forms.Select(attrs=_FILTER),
     )
+
+    # The newest runs offered in the picker; an older one is still taken by an uploaded id list.
+    RUNS_OFFERED = 200
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for sub_emotion in gen_selectors.sub_emotion_list():
+            groups.setdefault(str(sub_emotion.category), []).append(
+                (sub_emotion.key, f"{sub_emotion.key} · {sub_emotion.label_en} · {sub_emotion.label_zh}")
+            )
+        self.fields["sub_emotions"].choices = list(groups.items())
+        self.fields["scenarios"].choices = [
+            (str(s.pk), f"{s.sub_emotion.key} · {s.title} (#{s.pk})") for s in gen_selectors.scenario_list()
+        ]
+        runs = gen_selectors.run_list()[: self.RUNS_OFFERED]
+        self.fields["run"].choices = [
+            ("", gettext_lazy("Any run")),
+            *[(str(r.pk), f"#{r.pk} · {r.kind} · {r.status} · {r.created_at:%Y-%m-%d %H:%M}") for r in runs],
+        ]
+        self.fields["sources"].choices = [(d, d) for d in gen_selectors.source_dataset_list()]
+
+    def clean_scenarios(self) -> list[int]:
+        return [int(pk) for pk in self.cleaned_data["scenarios"]]
+
+    def clean_run(self) -> int | None:
+        return int(self.cleaned_data["run"]) if self.cleaned_data["run"] else None
+
+    def filters(self) -> dict:
+        """The chosen filters as ``campaigns.campaign_filters_validate`` takes them."""
+        data = self.cleaned_data
+        chosen = {name: data[name] for name in ("sub_emotions", "scenarios", "run", "sources", "status")}
+        return {name: value for name, value in chosen.items() if value}
+
+
+class CampaignForm(CampaignFilterForm):
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=200)
     id_file = forms.FileField(
         label=gettext_lazy("Id file"),
         required=False,
@@ -187,13 +248,6 @@ class CampaignForm(forms.Form):
     def _split(value: str) -> list[str]:
         return [part.strip() for part in value.replace("\n", ",").split(",") if part.strip()]
 
-    def clean_scenarios(self) -> list[int]:
-        parts = self._split(self.cleaned_data["scenarios"])
-        bad = [p for p in parts if not _is_id_text(p)]
-        if bad:
-            raise ValidationError(_("not scenario ids: %(ids)s") % {"ids": ", ".join(bad)})
-        return [int(p) for p in parts]
-
     def clean_id_file(self) -> list[int] | None:
         upload = self.cleaned_data.get("id_file")
         if not upload:
@@ -217,15 +271,7 @@ class CampaignForm(forms.Form):
             policy["min_approvals"] = data["min_approvals"]
         if data["gold_rate"] is not None:
             policy["gold_rate"] = data["gold_rate"]
-        filters = {"kind": data["kind"]}
-        if data["sub_emotions"]:
-            filters["sub_emotions"] = self._split(data["sub_emotions"])
-        if data["scenarios"]:
-            filters["scenarios"] = data["scenarios"]
-        if data["run"]:
-            filters["run"] = data["run"]
-        if data["status"]:
-            filters["status"] = data["status"]
+        filters = self.filters()
         return {
             "name": data["name"],
             "kind": data["kind"],
@@ -281,25 +327,32 @@ def _progress(campaign: Campaign) -> dict:
     }
 
 
-def _history(request: HttpRequest, candidate: Candidate):
-    return visibility.candidate_history(candidate=candidate, user=request.user).select_related("actor")[:50]
+def _history(request: HttpRequest, candidate: Candidate, campaign: Campaign):
+    return visibility.candidate_history(candidate=candidate, user=request.user, campaign=campaign).select_related(
+        "actor"
+    )[:50]
 
 
-def _item_context(request: HttpRequest, campaign: Campaign, item: CampaignItem) -> dict:
+# What _item_context is told when the caller does not know whether the candidate has a plan.
+_UNKNOWN = object()
+
+
+def _item_context(request: HttpRequest, campaign: Campaign, item: CampaignItem, *, plan_id=_UNKNOWN) -> dict:
     candidate = item.candidate
     context = display.fragments_context(request.user, candidate, campaign)
     risk = context["risk"]
+    plans = candidate.children.filter(kind=CandidateKind.PLAN).order_by("-created_at")
     context.update(
         {
             "campaign": campaign,
             "item": item,
-            "turns": display.turn_rows(candidate),
-            "history": _history(request, candidate),
+            "turns": display.turn_rows(candidate, original=context["original_content"]),
+            "history": _history(request, candidate, campaign),
             # A warning precedes what the screen or a reviewer flagged, signed off or not: the text is the same.
             "content_warning": bool(risk["flags"]),
             "approve_blocked": risk["open"],
             # A plan is read beside its dialogue (its parent); a dialogue shows its newest plan, if it has one.
-            "plan": candidate.children.filter(kind=CandidateKind.PLAN).order_by("-created_at").first()
+            "plan": (plans.first() if plan_id is _UNKNOWN else plans.filter(pk=plan_id).first() if plan_id else None)
             if candidate.kind == CandidateKind.DIALOGUE
             else None,
             "parent_turns": display.turn_rows(candidate.parent)  # type: ignore[arg-type]  # parent_id is checked
@@ -362,6 +415,28 @@ def campaign_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
+def campaign_selection_count(request: HttpRequest) -> HttpResponse:
+    """How many candidates the campaign form's filters select now: the same checks and the same selector as
+    ``campaign_create``, so the count is what the campaign would hold (an HTMX fragment, updated as filters change)."""
+    _check_curator(request)
+    form = CampaignFilterForm(request.GET)
+    errors: list[str] = []
+    count = None
+    if not form.is_valid():
+        errors = [f"{form.fields[name].label or name}: {' '.join(map(str, e))}" for name, e in form.errors.items()]
+    else:
+        try:
+            filters = campaigns.campaign_filters_validate(filters=form.filters())
+        except ValidationError as error:
+            errors = [" ".join(messages_) for messages_ in error.message_dict.values()]
+        else:
+            count = selection.campaign_selection(kind=form.cleaned_data["kind"], filters=filters).count()
+    context = {"count": count, "errors": errors}
+    return render(request, "annotations/_campaign_count.html", context, status=400 if errors else 200)
+
+
+@login_required
+@require_GET
 def campaign_guidelines(request: HttpRequest, campaign_id: int) -> HttpResponse:
     campaign = _get_campaign(request, campaign_id)
     return render(request, "annotations/campaign_guidelines.html", {"campaign": campaign})
@@ -399,6 +474,20 @@ def campaign_next(request: HttpRequest, campaign_id: int) -> HttpResponse:
 @login_required
 @require_GET
 def campaign_item(request: HttpRequest, campaign_id: int, candidate_id: int) -> HttpResponse:
+    if not (campaign_id <= MAX_ID and candidate_id <= MAX_ID):
+        raise Http404("No such item.")  # a number past any id would overflow the database's integer, not miss
+    # The page a counselor works at all day: their claim and what the page shows of it in one query. Anything else
+    # (not a member, no claim, no such item) takes the path below, which answers 403, 404 or "not in your queue".
+    if roles.user_can_review(request.user):
+        held = queues.desk_claim(campaign_id=campaign_id, candidate_id=candidate_id, counselor=request.user)
+        if held is not None and held.assignment.status == Assignment.Status.CLAIMED:
+            saved_at = held.draft_saved_at
+            draft = {
+                "data": dict(held.draft_data or {}),
+                "saved_at": int(saved_at.timestamp() * 1000) if saved_at else None,
+            }
+            item = held.assignment.item
+            return _render_item(request, item.campaign, item, held.assignment, draft=draft, plan_id=held.plan_id)
     campaign, item = _get_item_to_review(request, campaign_id, candidate_id)
     assignment = _assignment_of(request.user, item)
     if assignment is None or assignment.status != Assignment.Status.CLAIMED:
@@ -417,7 +506,9 @@ def _server_draft(user, candidate) -> dict:
     return {"data": dict(draft.data), "saved_at": int(draft.updated_at.timestamp() * 1000)}
 
 
-def _render_item(request, campaign, item, assignment, *, form=None, stale=False, status=200) -> HttpResponse:
+def _render_item(
+    request, campaign, item, assignment, *, form=None, stale=False, status=200, draft=None, plan_id=_UNKNOWN
+) -> HttpResponse:
     candidate = item.candidate
     if form is None:
         # One key per item and person, the same after a reload or on another device: a retried submit of this item
@@ -426,14 +517,14 @@ def _render_item(request, campaign, item, assignment, *, form=None, stale=False,
         form = CampaignReviewForm(rubric=campaign.rubric, initial=initial)
     peek = queues.queue_peek_next(campaign=campaign, counselor=request.user)
     context = {
-        **_item_context(request, campaign, item),
+        **_item_context(request, campaign, item, plan_id=plan_id),
         "assignment": assignment,
         "review_form": form,
         "rubric": campaign.rubric,
         "peek": peek,
         "stale": stale,
         "critique_form": CritiqueForm(),
-        "server_draft": _server_draft(request.user, candidate),
+        "server_draft": _server_draft(request.user, candidate) if draft is None else draft,
         "draft_key": f"psyroom-draft:{campaign.pk}:{candidate.pk}:{request.user.pk}",
     }
     return render(request, "annotations/campaign_review.html", context, status=status)

@@ -100,11 +100,25 @@
     out.textContent = $all("fieldset.criterion input:checked", form).length + " of " + criteria.length + " criteria rated";
   }
 
-  function focusCriterion(index) {
+  // quiet: focus without scrolling (the page opens at the top of the dialogue, not at the rubric).
+  function focusCriterion(index, quiet) {
     if (!criteria.length) return;
     current = Math.max(0, Math.min(criteria.length - 1, index));
     criteria.forEach(function (fs, i) { fs.classList.toggle("is-current", i === current); });
-    criteria[current].focus();
+    criteria[current].focus({ preventScroll: !!quiet });
+    if (!quiet) criteria[current].scrollIntoView({ block: "nearest" });
+  }
+
+  // j / k: the next or previous turn, focused (so that e edits it) and scrolled into its pane.
+  function moveTurn(step) {
+    var turns = $all(".turn");
+    if (!turns.length || $("#item-content").hidden) return;
+    var at = turns.indexOf(lastTurn);
+    var next = turns[Math.max(0, Math.min(turns.length - 1, at < 0 ? 0 : at + step))];
+    turns.forEach(function (t) { t.classList.toggle("is-current", t === next); });
+    next.focus({ preventScroll: true });
+    next.scrollIntoView({ block: "nearest" });
+    lastTurn = next;
   }
 
   // --- Submit, retried with the same idempotency key -------------------------------------------------------------
@@ -188,11 +202,23 @@
   }
 
   // --- Keyboard --------------------------------------------------------------------------------------------------
-  function toggleHelp(show) {
-    var help = $("#shortcut-help");
-    help.hidden = show === undefined ? !help.hidden : !show;
-    if (!help.hidden) $("#close-help").focus();
+  // The two overlays (the shortcuts, the item panel) each return the focus where it was when they close.
+  var returnFocus = null;
+  function toggleOverlay(id, closeId, show) {
+    var box = $(id);
+    var open = show === undefined ? box.hidden : show;
+    if (open === !box.hidden) return;
+    if (open) {
+      returnFocus = document.activeElement;
+      box.hidden = false;
+      $(closeId).focus();
+    } else {
+      box.hidden = true;
+      if (returnFocus && returnFocus.focus) returnFocus.focus({ preventScroll: true });
+    }
   }
+  function toggleHelp(show) { toggleOverlay("#shortcut-help", "#close-help", show); }
+  function togglePanel(show) { toggleOverlay("#item-panel", "#close-item-panel", show); }
 
   function typing(target) {
     if (!target || !target.tagName) return false;
@@ -222,8 +248,9 @@
   }
 
   function onKey(event) {
-    var help = $("#shortcut-help");
+    var help = $("#shortcut-help"), panel = $("#item-panel");
     if (event.key === "Escape" && !help.hidden) { toggleHelp(false); return; }
+    if (event.key === "Escape" && !panel.hidden) { togglePanel(false); return; }
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
       if (event.target.closest && event.target.closest(".turn-form")) return;  // saves the turn, not the review
       event.preventDefault();
@@ -232,8 +259,9 @@
     }
     if (typing(event.target) || event.altKey || event.ctrlKey || event.metaKey) return;
     var key = event.key;
-    if (key === "?") { event.preventDefault(); toggleHelp(); return; }
-    if (!help.hidden) return;
+    if (key === "?") { event.preventDefault(); togglePanel(false); toggleHelp(); return; }
+    if (key === "i" && help.hidden) { event.preventDefault(); togglePanel(); return; }
+    if (!help.hidden || !panel.hidden) return;
     if (/^[1-5]$/.test(key)) {
       var radio = criteria[current] && $("input[value='" + key + "']", criteria[current]);
       if (!radio) return;
@@ -254,6 +282,8 @@
       r: function () { chooseDecision("reject"); },
       n: function () { chooseDecision("needs_revision"); },
       e: editTurn,
+      j: function () { moveTurn(1); },
+      k: function () { moveTurn(-1); },
       s: function () { $("#release-form").requestSubmit(); }
     };
     if (actions[key]) { event.preventDefault(); actions[key](); }
@@ -262,6 +292,8 @@
   function init() {
     form = $("#review-form");
     if (!form || !form.dataset.draftKey) return;
+    // Every item opens at the top of its dialogue, a reload too (the browser would restore the old position).
+    if ("scrollRestoration" in window.history) window.history.scrollRestoration = "manual";
     criteria = $all("fieldset.criterion", form);
     // Tab moves from criterion to criterion (the fieldsets are the stops); the numbers pick the score.
     $all("fieldset.criterion input[type=radio]", form).forEach(function (r) { r.tabIndex = -1; });
@@ -298,17 +330,26 @@
       show.addEventListener("click", function () {
         $("#item-content").hidden = false;
         $("#content-warning").hidden = true;
-        focusCriterion(0);
+        focusCriterion(0, true);
       });
     }
     $("#show-help").addEventListener("click", function () { toggleHelp(true); });
     $("#close-help").addEventListener("click", function () { toggleHelp(false); });
+    $("#show-item-panel").addEventListener("click", function () { togglePanel(true); });
+    $("#close-item-panel").addEventListener("click", function () { togglePanel(false); });
+    // A click on the dimmed backdrop closes an overlay too.
+    ["#shortcut-help", "#item-panel"].forEach(function (id) {
+      $(id).addEventListener("click", function (event) { if (event.target === event.currentTarget) toggleOverlay(id, "", false); });
+    });
     document.addEventListener("keydown", onKey);
     document.addEventListener("visibilitychange", function () {
       if (document.visibilityState === "hidden") { timerStop(); saveDraft(); } else { timerStart(); }
     });
     timerStart();
-    if (!show) focusCriterion(0);
+    // The keys work from the start (the first criterion has the focus), but the page stays at the top of the item.
+    if (!show) focusCriterion(0, true);
+    window.scrollTo(0, 0);
+    $all(".desk-pane").forEach(function (pane) { pane.scrollTop = 0; });
   }
 
   document.addEventListener("DOMContentLoaded", init);

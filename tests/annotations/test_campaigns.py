@@ -351,22 +351,6 @@ def test_regenerate_with_critique_joins_campaign(campaign, counselor, dialogues)
         edits.candidate_regenerate_with_critique(candidate=dialogues[1], reviewer=counselor, critique="  ")
 
 
-def test_seed_demo_puts_demo_dialogues_in_a_campaign(taxonomy, settings, tmp_path):
-    from django.core.management import call_command
-
-    settings.EMBEDDED = True
-    settings.VAR_DIR = tmp_path
-    call_command("seed_demo", stdout=open(tmp_path / "out.txt", "w"))  # noqa: SIM115
-    campaign = Campaign.objects.get(name="Demo campaign")
-    assert campaign.blind and campaign.overlap == 2
-    assert set(campaign.members.values_list("username", flat=True)) == {"counselor", "senior"}
-    from django.contrib.auth import get_user_model
-
-    demo_counselor = get_user_model().objects.get(username="counselor")
-    assert campaign.items.count() > 0
-    assert visibility.candidate_list_visible_to(user=demo_counselor).count() == campaign.items.count()
-
-
 def test_a_reviewer_has_at_most_a_few_regenerations_waiting(campaign, counselor, dialogues, settings, monkeypatch):
     # @@ALIAS gen_services
     from generation.models import GenerationRun

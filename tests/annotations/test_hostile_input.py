@@ -366,8 +366,9 @@ def test_page_inputs_that_look_like_digits_are_not_a_500(client, people):
     assert client.get(edit, {"version": "¹"}).status_code == 200
     client.force_login(people["users"][roles.CURATOR])
     before = _counts()
-    form = {"name": "Spring", "kind": "dialogue", "overlap": 2, "scenarios": "¹, 99999999999999999999999"}
+    form = {"name": "Spring", "kind": "dialogue", "overlap": 2, "scenarios": ["¹", "99999999999999999999999"]}
     response = client.post(reverse("annotations:campaign_create"), form)
     assert response.status_code in (200, 400)
-    assert b"not scenario ids" in response.content
+    # The scenarios are a picker now: a value that is none of its choices is named as such.
+    assert "¹ is not one of the available choices" in response.content.decode()
     assert _counts() == before
