@@ -25,7 +25,8 @@ from django.db import connection, reset_queries, transaction
 
 from ..models import Candidate, CandidateKind, Language, SubEmotion
 from ..schemas import ContentError, validate_content
-from ..services.candidates import candidate_build, candidates_save_new, content_hash
+from ..selectors import source_hashes_existing
+from ..services.candidates import NewRow, candidates_save_new, candidates_save_rows, content_json, text_hash
 from .reading import (
     IdLedger,
     ImportFormatError,
@@ -61,10 +62,8 @@ _CPSYCOUN_TURN = re.compile(r"^(来访者|心理咨询师)((?:[（(][^）)]*[）
 _CPSYCOUN_ROLES = {"来访者": "client", "心理咨询师": "counselor"}
 _MESSAGE_ROLES = {"user": "client", "assistant": "counselor", "system": None}
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-# Older SQLite builds allow 999 parameters in one statement.
-_HASH_QUERY_CHUNK = 900
 # Dialogues saved per batch: big enough for few round trips, small enough for flat memory.
-BATCH_SIZE = 2000
+BATCH_SIZE = 5000
 
 
 @dataclass(frozen=True)
@@ -135,63 +134,53 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
             )
         return sub_emotions[key] if key else None
 
-    def check(rec: _Record) -> dict:
-        """The record's content, checked as ``build`` will check it (without the risk screen, which only saving
-        needs), or ``ImportFormatError``."""
-        sub_emotion_of(rec)
+    def row(rec: _Record) -> NewRow:
+        """The record as a row to save, checked, or ``ImportFormatError``."""
+        sub_emotion = sub_emotion_of(rec)
         content = {"turns": rec.turns}
         try:
             validate_content(CandidateKind.DIALOGUE, content)
         except ContentError as error:
             raise ImportFormatError(f"{_where(format, rec.name, rec.record)}: {error}") from error
-        return content
-
-    def build(source_hash: str, rec: _Record) -> Candidate:
-        """The record as an unsaved candidate, its risk flags screened."""
-        content = {"turns": rec.turns}
         source = {**_DATASETS[format], **rec.provenance, "record": rec.record}
         if rec.id is not None:
             source["id"] = rec.id
-        try:
-            candidate = candidate_build(
-                kind=CandidateKind.DIALOGUE,
-                content=content,
-                language=rec.language,
-                sub_emotion=sub_emotion_of(rec),
-                source={**source, **rec.extra_source},
-                source_hash=source_hash,
-            )
-        except ContentError as error:
-            # Checked in the first pass: only a file changed since can get here (and roll everything back).
-            raise ImportFormatError(f"{_where(format, rec.name, rec.record)}: {error}") from error
-        return candidate
+        text = content_json(content)
+        return NewRow(
+            content=content,
+            text=text,
+            source_hash=text_hash(text),
+            language=rec.language,
+            sub_emotion_id=sub_emotion.pk if sub_emotion else None,
+            source={**source, **rec.extra_source},
+        )
 
-    # Pass 1: check everything before anything is written. Every file holds at least one record (an empty one is
-    # refused), so the files are the runs of one name.
+    # One pass, in one transaction: each batch is checked, then its new dialogues saved. A bad record, or (once
+    # everything is read) one id on two different dialogues, raises and rolls back every batch saved before it.
+    # Every file holds at least one record (an empty one is refused), so the files are the runs of one name.
     ids = IdLedger()
     files, name = 0, None
-    for rec in records():
-        content = check(rec)
-        files, name = files + (rec.name != name), rec.name
-        record_id = _id_of(format, rec)
-        if record_id is not None:
-            ids.add(record_id, content_hash=content_hash(content), name=rec.name, record=rec.record)
-    ids.check(lambda name, record: _where(format, name, record))
-
-    # Pass 2: the same records again, saved a batch at a time in one transaction.
     created = total = 0
     # The table's statistics are refreshed at the start and as the rows read grow tenfold (see _refresh_statistics).
     next_analyze = 0
     with transaction.atomic():
         for batch in _batches(records(), BATCH_SIZE):
+            rows = []
+            for rec in batch:
+                new = row(rec)
+                rows.append(new)
+                files, name = files + (rec.name != name), rec.name
+                record_id = _id_of(format, rec)
+                if record_id is not None:
+                    ids.add(record_id, content_hash=new.source_hash, name=rec.name, record=rec.record)
             if total >= next_analyze:
                 _refresh_statistics()
                 next_analyze = max(BATCH_SIZE, total * 10)
-            hashed = [(content_hash({"turns": rec.turns}), rec) for rec in batch]
-            created += candidates_save_unique(kind=CandidateKind.DIALOGUE, built=hashed, build=build)
+            created += candidates_save_rows(kind=CandidateKind.DIALOGUE, rows=rows)
             total += len(batch)
             # With DEBUG on, Django keeps every query's SQL: thousands of batches of it would not be flat memory.
             reset_queries()
+        ids.check(lambda name, record: _where(format, name, record))
     return ImportResult(created=created, duplicates=total - created, files=files)
 
 
@@ -219,14 +208,7 @@ def candidates_save_unique(
     nothing. Called a batch at a time within an outer transaction, the batches saved before count as in the
     database."""
     with transaction.atomic():
-        hashes = list(dict.fromkeys(h for h, _ in built))
-        seen: set[str | None] = set()
-        for start in range(0, len(hashes), _HASH_QUERY_CHUNK):
-            seen.update(
-                Candidate.objects.filter(
-                    kind=kind, source_hash__in=hashes[start : start + _HASH_QUERY_CHUNK]
-                ).values_list("source_hash", flat=True)
-            )
+        seen: set[str] = source_hashes_existing(kind=kind, hashes=list(dict.fromkeys(h for h, _ in built)))
         new = []
         for source_hash, item in built:
             if source_hash not in seen:
