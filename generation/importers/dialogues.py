@@ -13,8 +13,11 @@ lies in the folder or archive). The same id on different content is refused, nam
 content it is a repeat, skipped like any duplicate.
 """
 
+import queue
 import re
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path, PurePosixPath
@@ -157,13 +160,14 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
 
     # One pass, in one transaction: each batch is checked, then its new dialogues saved. A bad record, or (once
     # everything is read) one id on two different dialogues, raises and rolls back every batch saved before it.
-    # Every file holds at least one record (an empty one is refused), so the files are the runs of one name.
     ids = IdLedger()
-    files, name = 0, None
-    created = total = 0
-    # The table's statistics are refreshed at the start and as the rows read grow tenfold (see _refresh_statistics).
-    next_analyze = 0
-    with transaction.atomic():
+    files = 0
+
+    def checked_batches() -> Iterator[list[NewRow]]:
+        """The records as rows, a batch at a time; the ids go in the ledger. Touches no database."""
+        nonlocal files
+        # Every file holds at least one record (an empty one is refused), so the files are the runs of one name.
+        name = None
         for batch in _batches(records(), BATCH_SIZE):
             rows = []
             for rec in batch:
@@ -173,15 +177,61 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
                 record_id = _id_of(format, rec)
                 if record_id is not None:
                     ids.add(record_id, content_hash=new.source_hash, name=rec.name, record=rec.record)
+            yield rows
+
+    created = total = 0
+    # The table's statistics are refreshed at the start and as the rows read grow tenfold (see _refresh_statistics).
+    next_analyze = 0
+    # The next batches are read and checked in a thread while this one saves the last: the database's work and the
+    # reading overlap (the thread runs while this one waits on the database).
+    with transaction.atomic(), closing(_read_ahead(checked_batches(), depth=2)) as batches:
+        for rows in batches:
             if total >= next_analyze:
                 _refresh_statistics()
                 next_analyze = max(BATCH_SIZE, total * 10)
             created += candidates_save_rows(kind=CandidateKind.DIALOGUE, rows=rows)
-            total += len(batch)
+            total += len(rows)
             # With DEBUG on, Django keeps every query's SQL: thousands of batches of it would not be flat memory.
             reset_queries()
         ids.check(lambda name, record: _where(format, name, record))
     return ImportResult(created=created, duplicates=total - created, files=files)
+
+
+_DONE = object()
+
+
+def _read_ahead(items: Iterator[Any], *, depth: int) -> Generator[Any, None, None]:
+    """``items``, made by a thread of their own at most ``depth`` ahead of the caller (so memory stays bounded); an
+    exception there is raised here, where the next item was expected. Closing this generator stops the thread."""
+    ahead: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                ahead.put((item, None))
+            ahead.put((_DONE, None))
+        except BaseException as error:  # handed to the caller, who raises it
+            ahead.put((_DONE, error))
+
+    thread = threading.Thread(target=produce, name="import-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = ahead.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with suppress(queue.Empty):
+                ahead.get(timeout=0.05)
+        thread.join()
 
 
 def _refresh_statistics() -> None:

@@ -1,8 +1,12 @@
 import io
+import itertools
 import json
 import shutil
 import tarfile
+import threading
+import time
 import zipfile
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -726,3 +730,44 @@ def test_the_planner_statistics_are_refreshed_at_the_start_and_as_the_import_gro
 
     assert refreshed == [0, 2, 20]
     assert Candidate.objects.count() == 45
+
+
+def test_reading_ahead_is_bounded_raises_the_readers_error_here_and_stops_its_thread():
+    made = []
+
+    def items():
+        for n in range(100):
+            made.append(n)
+            yield n
+            if n == 50:
+                raise ImportFormatError("chat.jsonl:51: bad")
+
+    ahead = dialogues._read_ahead(items(), depth=2)
+    assert next(ahead) == 0
+    time.sleep(0.2)
+    assert len(made) <= 4  # the one taken, two queued, one waiting to be
+    assert list(islice(ahead, 49)) == list(range(1, 50))
+    assert next(ahead) == 50
+    with pytest.raises(ImportFormatError, match="chat.jsonl:51: bad"):
+        next(ahead)
+
+    endless = dialogues._read_ahead(itertools.count(), depth=2)
+    assert next(endless) == 0
+    endless.close()
+    assert not [t for t in threading.enumerate() if t.name == "import-reader"]
+
+
+def test_a_database_failure_stops_the_reader_thread(tmp_path, monkeypatch):
+    monkeypatch.setattr(dialogues, "BATCH_SIZE", 2)
+
+    def fail(**options):
+        raise RuntimeError("connection lost")
+
+    monkeypatch.setattr(dialogues, "candidates_save_rows", fail)
+    lines = [messages_line(("user", f"Line {n}."), ("assistant", "Go on.")) for n in range(50)]
+
+    with pytest.raises(RuntimeError, match="connection lost"):
+        dialogues_import(path=write(tmp_path / "chat.jsonl", "\n".join(lines)), format="messages")
+
+    assert not [t for t in threading.enumerate() if t.name == "import-reader"]
+    assert rows() == (set(), set())
