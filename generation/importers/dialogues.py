@@ -13,13 +13,15 @@ lies in the folder or archive). The same id on different content is refused, nam
 content it is a repeat, skipped like any duplicate.
 """
 
+import multiprocessing
 import queue
 import re
 import threading
 from collections.abc import Callable, Generator, Iterator
-from contextlib import closing, suppress
+from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass, field
 from itertools import islice
+from multiprocessing.pool import Pool
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -29,7 +31,14 @@ from django.db import connection, reset_queries, transaction
 from ..models import Candidate, CandidateKind, Language, SubEmotion
 from ..schemas import ContentError, validate_content
 from ..selectors import source_hashes_existing
-from ..services.candidates import NewRow, candidates_save_new, candidates_save_rows, content_json, text_hash
+from ..services.candidates import (
+    NewRow,
+    candidates_save_new,
+    candidates_save_rows,
+    candidates_screen,
+    content_json,
+    text_hash,
+)
 from .reading import (
     IdLedger,
     ImportFormatError,
@@ -177,15 +186,32 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
                 record_id = _id_of(format, rec)
                 if record_id is not None:
                     ids.add(record_id, content_hash=new.source_hash, name=rec.name, record=rec.record)
-            yield rows
+            screened = None
+            if screener is not None:
+                screened = screener.apply_async(candidates_screen, (CandidateKind.DIALOGUE, [r.content for r in rows]))
+            yield rows, screened
 
     created = total = 0
     # The table's statistics are refreshed at the start and as the rows read grow tenfold (see _refresh_statistics).
     next_analyze = 0
     # The next batches are read and checked in a thread while this one saves the last: the database's work and the
     # reading overlap (the thread runs while this one waits on the database).
-    with transaction.atomic(), closing(_read_ahead(checked_batches(), depth=2)) as batches:
-        for rows in batches:
+    # A large input is screened for risk in a process of its own, a batch at a time, as the thread reads on: the
+    # screen is a third of the work, and there are two cores. It is forked before the thread starts.
+    screener = _screener(path)
+    with (
+        ExitStack() as stack,
+        transaction.atomic(),
+        closing(_read_ahead(checked_batches(), depth=2)) as batches,
+    ):
+        if screener is not None:
+            stack.callback(screener.join)
+            stack.callback(screener.terminate)
+        for rows, screened in batches:
+            if screened is not None:
+                # A screen that has not answered in minutes is a lost process (killed for memory?), not a slow one.
+                for new, flags in zip(rows, screened.get(timeout=SCREEN_TIMEOUT_S), strict=True):
+                    new.flags = flags
             if total >= next_analyze:
                 _refresh_statistics()
                 next_analyze = max(BATCH_SIZE, total * 10)
@@ -195,6 +221,19 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
             reset_queries()
         ids.check(lambda name, record: _where(format, name, record))
     return ImportResult(created=created, duplicates=total - created, files=files)
+
+
+# From this many bytes of input, the screen runs in a process of its own (a fork costs some 0.1 s).
+SCREEN_PROCESS_BYTES = 4 << 20
+SCREEN_TIMEOUT_S = 300
+
+
+def _screener(path: Path) -> Pool | None:
+    """A one-process pool for the risk screen where the input is large enough to be worth it, else None."""
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    if sum(f.stat().st_size for f in files) < SCREEN_PROCESS_BYTES:
+        return None
+    return multiprocessing.get_context("fork").Pool(1)
 
 
 _DONE = object()

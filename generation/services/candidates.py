@@ -175,10 +175,11 @@ def candidates_save_new(*, candidates: list[Candidate]) -> list[Candidate]:
     return saved
 
 
-@dataclass(frozen=True)
+@dataclass
 class NewRow:
     """A new candidate as an import has it: validated content, its ``content_json`` text and ``content_hash``, and
-    the fields an imported candidate sets. ``candidates_save_rows`` saves it."""
+    the fields an imported candidate sets. ``candidates_save_rows`` saves it. ``flags``, where set, is what
+    ``candidates_screen`` gave for this content (screened ahead, in another process); else the save screens it."""
 
     content: dict
     text: str
@@ -186,6 +187,14 @@ class NewRow:
     language: str
     sub_emotion_id: int | None
     source: dict
+    flags: list[dict] | None = None
+
+
+def candidates_screen(kind: str, contents: list[dict]) -> list[list[dict]]:
+    """The flags the automatic screen opens on a new candidate of each content (as ``candidate_build`` has them).
+
+    Plain Python without the database, so that an import can run it in a process of its own."""
+    return [_screen_flags(kind, content) for content in contents]
 
 
 def candidates_save_rows(*, kind: str, rows: list[NewRow]) -> int:
@@ -239,7 +248,11 @@ def _copy_rows(connection, kind: str, rows: list[NewRow]) -> None:
             [Candidate._meta.db_table, Revision._meta.db_table, len(rows)],
         )
         keys = cursor.fetchall()
-        flagged = [(keys[i], flag) for i, row in enumerate(rows) for flag in _screen_flags(kind, row.content)]
+        flagged = [
+            (keys[i], flag)
+            for i, row in enumerate(rows)
+            for flag in (_screen_flags(kind, row.content) if row.flags is None else row.flags)
+        ]
         copy = cursor.cursor.copy
         with copy(
             f"COPY {candidates} (id, kind, status, content, language, version, ai_review, lineage, source, "

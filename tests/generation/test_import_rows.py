@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from generation.importers import dialogues
 from generation.importers.dialogues import ImportResult, dialogues_import
 from generation.models import Candidate, Revision, RiskFlag, SubEmotion
 from generation.services import candidates as candidate_services
@@ -83,11 +84,21 @@ def snapshot() -> list[dict]:
     return out
 
 
-def test_imported_rows_are_what_candidate_create_saves_for_the_same_records(taxonomy, tmp_path, monkeypatch):
+@pytest.mark.parametrize("screen_process", [False, True], ids=["screened-here", "screened-in-a-process"])
+def test_imported_rows_are_what_candidate_create_saves_for_the_same_records(
+    taxonomy, tmp_path, monkeypatch, screen_process
+):
+    if screen_process:
+        monkeypatch.setattr(dialogues, "SCREEN_PROCESS_BYTES", 0)
+        forked = []
+        real_screener = dialogues._screener
+        monkeypatch.setattr(dialogues, "_screener", lambda path: forked.append(real_screener(path)) or forked[-1])
     copied = []
     real_copy = candidate_services._copy_rows
 
     def spy(connection, kind, rows):
+        # Screened in the process, the rows come with their flags; else the save screens them.
+        assert all((row.flags is not None) == screen_process for row in rows)
         copied.append(len(rows))
         return real_copy(connection, kind, rows)
 
@@ -119,6 +130,8 @@ def test_imported_rows_are_what_candidate_create_saves_for_the_same_records(taxo
         )
 
     assert snapshot() == imported
+    if screen_process:
+        assert forked and forked[0] is not None
     for candidate in imported:
         assert candidate["times_set"]
         assert candidate["candidate"]["source_hash"] == content_hash(candidate["candidate"]["content"])
