@@ -21,7 +21,7 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass, field
 from itertools import islice
-from multiprocessing.pool import Pool
+from multiprocessing.pool import ApplyResult, Pool
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -172,7 +172,7 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
     ids = IdLedger()
     files = 0
 
-    def checked_batches() -> Iterator[list[NewRow]]:
+    def checked_batches() -> Iterator[tuple[list[NewRow], ApplyResult | None]]:
         """The records as rows, a batch at a time; the ids go in the ledger. Touches no database."""
         nonlocal files
         # Every file holds at least one record (an empty one is refused), so the files are the runs of one name.
