@@ -1,11 +1,12 @@
 """Importers for counseling dialogues from public datasets and chat-style JSONL.
 
-An import reads the whole input twice, as a stream (``reading.py``: files, folders and archives, within the
-operator's limits). The first pass checks every record and writes nothing; the second saves the dialogues in
-batches, all in one transaction: a bad line anywhere means nothing from that import is kept, and memory stays flat
-however many dialogues there are. Each imported candidate remembers where it came from (dataset, licence,
-attribution, file, archive, record, id) and the sha256 of its content, so that importing the same data again adds
-nothing.
+An import reads its input once, as a stream (``reading.py``: files, folders and archives, within the operator's
+limits), and saves the dialogues in batches as it checks them, all in one transaction: a bad line anywhere, or one
+id on two different dialogues, rolls back every batch saved before it, so nothing from that import is kept, and
+memory stays flat however many dialogues there are. A thread reads and checks the next batches while the last one
+is saved; a large input is screened for risk in a process of its own. Each imported candidate remembers where it
+came from (dataset, licence, attribution, file, archive, record, id) and the sha256 of its content, so that
+importing the same data again adds nothing.
 
 A record's id, which must name one dialogue within an import: a ``messages`` line's or a ``psyroom`` record's
 ``id`` field (text or a whole number; optional), and a ``cpsycoun`` case file's name (``case_12.txt``, wherever it
