@@ -21,8 +21,9 @@ import threading
 from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
-from multiprocessing.pool import ApplyResult, Pool
+from multiprocessing.pool import Pool
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -36,7 +37,6 @@ from ..services.candidates import (
     NewRow,
     candidates_save_new,
     candidates_save_rows,
-    candidates_screen,
     content_json,
     text_hash,
 )
@@ -173,7 +173,7 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
     ids = IdLedger()
     files = 0
 
-    def checked_batches() -> Iterator[tuple[list[NewRow], ApplyResult | None]]:
+    def checked_batches() -> Iterator[list[NewRow]]:
         """The records as rows, a batch at a time; the ids go in the ledger. Touches no database."""
         nonlocal files
         # Every file holds at least one record (an empty one is refused), so the files are the runs of one name.
@@ -187,18 +187,15 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
                 record_id = _id_of(format, rec)
                 if record_id is not None:
                     ids.add(record_id, content_hash=new.source_hash, name=rec.name, record=rec.record)
-            screened = None
-            if screener is not None:
-                screened = screener.apply_async(candidates_screen, (CandidateKind.DIALOGUE, [r.content for r in rows]))
-            yield rows, screened
+            yield rows
 
     created = total = 0
     # The table's statistics are refreshed at the start and as the rows read grow tenfold (see _refresh_statistics).
     next_analyze = 0
     # The next batches are read and checked in a thread while this one saves the last: the database's work and the
     # reading overlap (the thread runs while this one waits on the database).
-    # A large input is screened for risk in a process of its own, a batch at a time, as the thread reads on: the
-    # screen is a third of the work, and there are two cores. It is forked before the thread starts.
+    # A large input's new dialogues are screened for risk in a process of its own, a batch at a time, while the thread
+    # reads on: the screen is a third of the work, and there are two cores. It is forked before the thread starts.
     screener = _screener(path)
     with (
         ExitStack() as stack,
@@ -208,15 +205,15 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
         if screener is not None:
             stack.callback(screener.join)
             stack.callback(screener.terminate)
-        for rows, screened in batches:
-            if screened is not None:
-                # A screen that has not answered in minutes is a lost process (killed for memory?), not a slow one.
-                for new, flags in zip(rows, screened.get(timeout=SCREEN_TIMEOUT_S), strict=True):
-                    new.flags = flags
+        for rows in batches:
             if total >= next_analyze:
                 _refresh_statistics()
                 next_analyze = max(BATCH_SIZE, total * 10)
-            created += candidates_save_rows(kind=CandidateKind.DIALOGUE, rows=rows)
+            created += candidates_save_rows(
+                kind=CandidateKind.DIALOGUE,
+                rows=rows,
+                run_screen=None if screener is None else partial(_screen_in, screener),
+            )
             total += len(rows)
             # With DEBUG on, Django keeps every query's SQL: thousands of batches of it would not be flat memory.
             reset_queries()
@@ -235,6 +232,11 @@ def _screener(path: Path) -> Pool | None:
     if sum(f.stat().st_size for f in files) < SCREEN_PROCESS_BYTES:
         return None
     return multiprocessing.get_context("fork").Pool(1)
+
+
+def _screen_in(screener: Pool, screen: Callable, args: list) -> Any:
+    # A screen that has not answered in minutes is a lost process (killed for memory?), not a slow one.
+    return screener.apply_async(screen, args).get(timeout=SCREEN_TIMEOUT_S)
 
 
 _DONE = object()

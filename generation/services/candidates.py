@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,11 +176,10 @@ def candidates_save_new(*, candidates: list[Candidate]) -> list[Candidate]:
     return saved
 
 
-@dataclass
+@dataclass(frozen=True)
 class NewRow:
     """A new candidate as an import has it: validated content, its ``content_json`` text and ``content_hash``, and
-    the fields an imported candidate sets. ``candidates_save_rows`` saves it. ``flags``, where set, is what
-    ``candidates_screen`` gave for this content (screened ahead, in another process); else the save screens it."""
+    the fields an imported candidate sets. ``candidates_save_rows`` saves it."""
 
     content: dict
     text: str
@@ -187,7 +187,6 @@ class NewRow:
     language: str
     sub_emotion_id: int | None
     source: dict
-    flags: list[dict] | None = None
 
 
 def candidates_screen(kind: str, contents: list[dict]) -> list[list[dict]]:
@@ -197,14 +196,17 @@ def candidates_screen(kind: str, contents: list[dict]) -> list[list[dict]]:
     return [_screen_flags(kind, content) for content in contents]
 
 
-def candidates_save_rows(*, kind: str, rows: list[NewRow]) -> int:
+def candidates_save_rows(
+    *, kind: str, rows: list[NewRow], run_screen: Callable[[Callable, list], list[list[dict]]] | None = None
+) -> int:
     """Save the rows whose ``source_hash`` is new for ``kind`` (in the database and among the rows), each with its
     revision 0 and the risk flags the screen finds in it, in one transaction; returns how many were saved.
 
     What is saved is exactly what ``candidate_create(kind=, content=, language=, sub_emotion=, source=,
     source_hash=)`` saves (a test compares them); only the new rows are screened, so a re-import screens nothing.
     The content must have passed ``validate_content``. Called a batch at a time within an outer transaction, the
-    batches saved before count as in the database.
+    batches saved before count as in the database. ``run_screen(candidates_screen, [kind, contents])`` runs the screen
+    elsewhere (``Pool.apply``: an import's screening process); by default it runs here.
 
     On PostgreSQL the rows go by COPY as text built here, without model instances: the content's canonical text,
     hashed already, is what is stored, and the keys are drawn from the tables' sequences. ``candidates_created`` is
@@ -222,7 +224,9 @@ def candidates_save_rows(*, kind: str, rows: list[NewRow]) -> int:
     connection = connections[router.db_for_write(Candidate)]
     with transaction.atomic(using=connection.alias):
         if connection.vendor == "postgresql":
-            _copy_rows(connection, kind, new)
+            contents = [row.content for row in new]
+            flags = run_screen(candidates_screen, [kind, contents]) if run_screen else candidates_screen(kind, contents)
+            _copy_rows(connection, kind, new, flags)
         else:
             candidates = []
             for row in new:
@@ -236,7 +240,7 @@ def candidates_save_rows(*, kind: str, rows: list[NewRow]) -> int:
     return len(new)
 
 
-def _copy_rows(connection, kind: str, rows: list[NewRow]) -> None:
+def _copy_rows(connection, kind: str, rows: list[NewRow], screened: list[list[dict]]) -> None:
     """COPY the rows' candidates, revisions 0 and screen flags (see ``candidates_save_rows``)."""
     quote = connection.ops.quote_name
     candidates, revisions, flags = (quote(m._meta.db_table) for m in (Candidate, Revision, RiskFlag))
@@ -248,11 +252,7 @@ def _copy_rows(connection, kind: str, rows: list[NewRow]) -> None:
             [Candidate._meta.db_table, Revision._meta.db_table, len(rows)],
         )
         keys = cursor.fetchall()
-        flagged = [
-            (keys[i], flag)
-            for i, row in enumerate(rows)
-            for flag in (_screen_flags(kind, row.content) if row.flags is None else row.flags)
-        ]
+        flagged = [(key, flag) for key, flags in zip(keys, screened, strict=True) for flag in flags]
         copy = cursor.cursor.copy
         with copy(
             f"COPY {candidates} (id, kind, status, content, language, version, ai_review, lineage, source, "

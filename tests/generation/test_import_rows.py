@@ -93,14 +93,20 @@ def test_imported_rows_are_what_candidate_create_saves_for_the_same_records(
         forked = []
         real_screener = dialogues._screener
         monkeypatch.setattr(dialogues, "_screener", lambda path: forked.append(real_screener(path)) or forked[-1])
+        real_screen_in = dialogues._screen_in
+
+        def screen_in(screener, screen, args):
+            screened_there.append(len(args[1]))
+            return real_screen_in(screener, screen, args)
+
+        monkeypatch.setattr(dialogues, "_screen_in", screen_in)
+    screened_there: list[int] = []
     copied = []
     real_copy = candidate_services._copy_rows
 
-    def spy(connection, kind, rows):
-        # Screened in the process, the rows come with their flags; else the save screens them.
-        assert all((row.flags is not None) == screen_process for row in rows)
+    def spy(connection, kind, rows, screened):
         copied.append(len(rows))
-        return real_copy(connection, kind, rows)
+        return real_copy(connection, kind, rows, screened)
 
     monkeypatch.setattr(candidate_services, "_copy_rows", spy)
     path = tmp_path / "chat.jsonl"
@@ -132,6 +138,8 @@ def test_imported_rows_are_what_candidate_create_saves_for_the_same_records(
     assert snapshot() == imported
     if screen_process:
         assert forked and forked[0] is not None
+    # On PostgreSQL the new rows were screened in the process (elsewhere candidate_build screens them).
+    assert screened_there == ([len(HOSTILE) + 1] if screen_process and connection.vendor == "postgresql" else [])
     for candidate in imported:
         assert candidate["times_set"]
         assert candidate["candidate"]["source_hash"] == content_hash(candidate["candidate"]["content"])
