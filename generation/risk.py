@@ -324,9 +324,14 @@ def _denied(sentence: str, match: re.Match) -> bool:
     return not _NOT_A_DENIAL_RE.search(sentence, start, end)
 
 
+def _could_hit(text: str) -> bool:
+    """Whether ``find`` could find anything in ``text``: every hit is a direct mention or a means."""
+    return bool(_DIRECT.search(text) or _MEANS.search(text))
+
+
 def find(text: str) -> str | None:
     """What makes ``text`` a hit, as the detail names it (``'suicide'``, ``'pills' with 'ready'``); None if nothing."""
-    if not _DIRECT.search(text) and not _MEANS.search(text):
+    if not _could_hit(text):
         return None  # most text: one look at the whole, no sentences
     for sentence in _SENTENCE.split(text):
         for match in _DIRECT.finditer(sentence):
@@ -342,8 +347,15 @@ def find(text: str) -> str | None:
 
 def screen_dialogue(content: dict) -> list[dict]:
     """Flags for every turn that mentions self-harm or suicide: ``[{"code", "detail"}]``."""
+    turns = content.get("turns", [])
+    texts = [turn.get("text", "") for turn in turns]
+    # Most dialogues mention nothing: one look at all their turns together, joined by a line break, answers that. A
+    # turn's hit is a hit of the joined text too: a line break ends a word and a sentence, no rule's look-ahead starts
+    # with one, and none reads across one, so what follows a turn changes no match in it.
+    if all(isinstance(text, str) for text in texts) and not _could_hit("\n".join(texts)):
+        return []
     flags = []
-    for i, turn in enumerate(content.get("turns", [])):
+    for i, turn in enumerate(turns):
         hit = find(turn.get("text", ""))
         if hit:
             flags.append({"code": "self_harm", "detail": f"turn {i + 1} ({turn['role']}) mentions {hit}"})

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, TypedDict
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
+from django.db import connections, router
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.utils import timezone
@@ -82,6 +83,39 @@ def candidate_flags(*, candidate: Candidate) -> QuerySet[RiskFlag]:
 def candidate_list_reviewable(*, filters: dict | None = None) -> QuerySet[CandidateWithRisk]:
     """Candidates waiting for a person's judgement, with ``candidate_list``'s filters."""
     return candidate_list(filters=filters).filter(status__in=REVIEWABLE)
+
+
+# Older SQLite builds allow 999 parameters in one statement.
+_HASH_QUERY_CHUNK = 900
+
+
+def source_hashes_existing(*, kind: str, hashes: list[str]) -> set[str]:
+    """Which of ``hashes`` a candidate of ``kind`` already has as its ``source_hash`` (an import's duplicates).
+
+    On PostgreSQL one query takes them all as an array (the unique index on kind and source_hash answers it);
+    elsewhere they go in chunks that fit any SQLite build's parameter limit."""
+    if not hashes:
+        return set()
+    connection = connections[router.db_for_read(Candidate)]
+    queryset = Candidate.objects.using(connection.alias).filter(kind=kind)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT source_hash FROM {connection.ops.quote_name(Candidate._meta.db_table)} "
+                "WHERE kind = %s AND source_hash = ANY(%s)",
+                [kind, hashes],
+            )
+            return {row[0] for row in cursor.fetchall()}
+    found: set[str] = set()
+    for start in range(0, len(hashes), _HASH_QUERY_CHUNK):
+        found.update(
+            h
+            for h in queryset.filter(source_hash__in=hashes[start : start + _HASH_QUERY_CHUNK]).values_list(
+                "source_hash", flat=True
+            )
+            if h is not None
+        )
+    return found
 
 
 def sub_emotion_list() -> QuerySet[SubEmotion]:

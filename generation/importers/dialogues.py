@@ -1,11 +1,12 @@
 """Importers for counseling dialogues from public datasets and chat-style JSONL.
 
-An import reads the whole input twice, as a stream (``reading.py``: files, folders and archives, within the
-operator's limits). The first pass checks every record and writes nothing; the second saves the dialogues in
-batches, all in one transaction: a bad line anywhere means nothing from that import is kept, and memory stays flat
-however many dialogues there are. Each imported candidate remembers where it came from (dataset, licence,
-attribution, file, archive, record, id) and the sha256 of its content, so that importing the same data again adds
-nothing.
+An import reads its input once, as a stream (``reading.py``: files, folders and archives, within the operator's
+limits), and saves the dialogues in batches as it checks them, all in one transaction: a bad line anywhere, or one
+id on two different dialogues, rolls back every batch saved before it, so nothing from that import is kept, and
+memory stays flat however many dialogues there are. A thread reads and checks the next batches while the last one
+is saved; a large input is screened for risk in a process of its own. Each imported candidate remembers where it
+came from (dataset, licence, attribution, file, archive, record, id) and the sha256 of its content, so that
+importing the same data again adds nothing.
 
 A record's id, which must name one dialogue within an import: a ``messages`` line's or a ``psyroom`` record's
 ``id`` field (text or a whole number; optional), and a ``cpsycoun`` case file's name (``case_12.txt``, wherever it
@@ -13,10 +14,16 @@ lies in the folder or archive). The same id on different content is refused, nam
 content it is a repeat, skipped like any duplicate.
 """
 
+import multiprocessing
+import queue
 import re
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Generator, Iterator
+from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
+from multiprocessing.pool import Pool
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -25,7 +32,14 @@ from django.db import connection, reset_queries, transaction
 
 from ..models import Candidate, CandidateKind, Language, SubEmotion
 from ..schemas import ContentError, validate_content
-from ..services.candidates import candidate_build, candidates_save_new, content_hash
+from ..selectors import source_hashes_existing
+from ..services.candidates import (
+    NewRow,
+    candidates_save_new,
+    candidates_save_rows,
+    content_json,
+    text_hash,
+)
 from .reading import (
     IdLedger,
     ImportFormatError,
@@ -61,10 +75,8 @@ _CPSYCOUN_TURN = re.compile(r"^(来访者|心理咨询师)((?:[（(][^）)]*[）
 _CPSYCOUN_ROLES = {"来访者": "client", "心理咨询师": "counselor"}
 _MESSAGE_ROLES = {"user": "client", "assistant": "counselor", "system": None}
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-# Older SQLite builds allow 999 parameters in one statement.
-_HASH_QUERY_CHUNK = 900
 # Dialogues saved per batch: big enough for few round trips, small enough for flat memory.
-BATCH_SIZE = 2000
+BATCH_SIZE = 5000
 
 
 @dataclass(frozen=True)
@@ -135,64 +147,133 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
             )
         return sub_emotions[key] if key else None
 
-    def check(rec: _Record) -> dict:
-        """The record's content, checked as ``build`` will check it (without the risk screen, which only saving
-        needs), or ``ImportFormatError``."""
-        sub_emotion_of(rec)
+    def row(rec: _Record) -> NewRow:
+        """The record as a row to save, checked, or ``ImportFormatError``."""
+        sub_emotion = sub_emotion_of(rec)
         content = {"turns": rec.turns}
         try:
             validate_content(CandidateKind.DIALOGUE, content)
         except ContentError as error:
             raise ImportFormatError(f"{_where(format, rec.name, rec.record)}: {error}") from error
-        return content
-
-    def build(source_hash: str, rec: _Record) -> Candidate:
-        """The record as an unsaved candidate, its risk flags screened."""
-        content = {"turns": rec.turns}
         source = {**_DATASETS[format], **rec.provenance, "record": rec.record}
         if rec.id is not None:
             source["id"] = rec.id
-        try:
-            candidate = candidate_build(
-                kind=CandidateKind.DIALOGUE,
-                content=content,
-                language=rec.language,
-                sub_emotion=sub_emotion_of(rec),
-                source={**source, **rec.extra_source},
-                source_hash=source_hash,
-            )
-        except ContentError as error:
-            # Checked in the first pass: only a file changed since can get here (and roll everything back).
-            raise ImportFormatError(f"{_where(format, rec.name, rec.record)}: {error}") from error
-        return candidate
+        text = content_json(content)
+        return NewRow(
+            content=content,
+            text=text,
+            source_hash=text_hash(text),
+            language=rec.language,
+            sub_emotion_id=sub_emotion.pk if sub_emotion else None,
+            source={**source, **rec.extra_source},
+        )
 
-    # Pass 1: check everything before anything is written. Every file holds at least one record (an empty one is
-    # refused), so the files are the runs of one name.
+    # One pass, in one transaction: each batch is checked, then its new dialogues saved. A bad record, or (once
+    # everything is read) one id on two different dialogues, raises and rolls back every batch saved before it.
     ids = IdLedger()
-    files, name = 0, None
-    for rec in records():
-        content = check(rec)
-        files, name = files + (rec.name != name), rec.name
-        record_id = _id_of(format, rec)
-        if record_id is not None:
-            ids.add(record_id, content_hash=content_hash(content), name=rec.name, record=rec.record)
-    ids.check(lambda name, record: _where(format, name, record))
+    files = 0
 
-    # Pass 2: the same records again, saved a batch at a time in one transaction.
+    def checked_batches() -> Iterator[list[NewRow]]:
+        """The records as rows, a batch at a time; the ids go in the ledger. Touches no database."""
+        nonlocal files
+        # Every file holds at least one record (an empty one is refused), so the files are the runs of one name.
+        name = None
+        for batch in _batches(records(), BATCH_SIZE):
+            rows = []
+            for rec in batch:
+                new = row(rec)
+                rows.append(new)
+                files, name = files + (rec.name != name), rec.name
+                record_id = _id_of(format, rec)
+                if record_id is not None:
+                    ids.add(record_id, content_hash=new.source_hash, name=rec.name, record=rec.record)
+            yield rows
+
     created = total = 0
     # The table's statistics are refreshed at the start and as the rows read grow tenfold (see _refresh_statistics).
     next_analyze = 0
-    with transaction.atomic():
-        for batch in _batches(records(), BATCH_SIZE):
+    # The next batches are read and checked in a thread while this one saves the last: the database's work and the
+    # reading overlap (the thread runs while this one waits on the database).
+    # A large input's new dialogues are screened for risk in a process of its own, a batch at a time, while the thread
+    # reads on: the screen is a third of the work, and there are two cores. It is forked before the thread starts.
+    screener = _screener(path)
+    with (
+        ExitStack() as stack,
+        transaction.atomic(),
+        closing(_read_ahead(checked_batches(), depth=2)) as batches,
+    ):
+        if screener is not None:
+            stack.callback(screener.join)
+            stack.callback(screener.terminate)
+        for rows in batches:
             if total >= next_analyze:
                 _refresh_statistics()
                 next_analyze = max(BATCH_SIZE, total * 10)
-            hashed = [(content_hash({"turns": rec.turns}), rec) for rec in batch]
-            created += candidates_save_unique(kind=CandidateKind.DIALOGUE, built=hashed, build=build)
-            total += len(batch)
+            created += candidates_save_rows(
+                kind=CandidateKind.DIALOGUE,
+                rows=rows,
+                run_screen=None if screener is None else partial(_screen_in, screener),
+            )
+            total += len(rows)
             # With DEBUG on, Django keeps every query's SQL: thousands of batches of it would not be flat memory.
             reset_queries()
+        ids.check(lambda name, record: _where(format, name, record))
     return ImportResult(created=created, duplicates=total - created, files=files)
+
+
+# From this many bytes of input, the screen runs in a process of its own (a fork costs some 0.1 s).
+SCREEN_PROCESS_BYTES = 4 << 20
+SCREEN_TIMEOUT_S = 300
+
+
+def _screener(path: Path) -> Pool | None:
+    """A one-process pool for the risk screen where the input is large enough to be worth it, else None."""
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    if sum(f.stat().st_size for f in files) < SCREEN_PROCESS_BYTES:
+        return None
+    return multiprocessing.get_context("fork").Pool(1)
+
+
+def _screen_in(screener: Pool, screen: Callable, args: list) -> Any:
+    # A screen that has not answered in minutes is a lost process (killed for memory?), not a slow one.
+    return screener.apply_async(screen, args).get(timeout=SCREEN_TIMEOUT_S)
+
+
+_DONE = object()
+
+
+def _read_ahead(items: Iterator[Any], *, depth: int) -> Generator[Any, None, None]:
+    """``items``, made by a thread of their own at most ``depth`` ahead of the caller (so memory stays bounded); an
+    exception there is raised here, where the next item was expected. Closing this generator stops the thread."""
+    ahead: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                ahead.put((item, None))
+            ahead.put((_DONE, None))
+        except BaseException as error:  # handed to the caller, who raises it
+            ahead.put((_DONE, error))
+
+    thread = threading.Thread(target=produce, name="import-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = ahead.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with suppress(queue.Empty):
+                ahead.get(timeout=0.05)
+        thread.join()
 
 
 def _refresh_statistics() -> None:
@@ -219,14 +300,7 @@ def candidates_save_unique(
     nothing. Called a batch at a time within an outer transaction, the batches saved before count as in the
     database."""
     with transaction.atomic():
-        hashes = list(dict.fromkeys(h for h, _ in built))
-        seen: set[str | None] = set()
-        for start in range(0, len(hashes), _HASH_QUERY_CHUNK):
-            seen.update(
-                Candidate.objects.filter(
-                    kind=kind, source_hash__in=hashes[start : start + _HASH_QUERY_CHUNK]
-                ).values_list("source_hash", flat=True)
-            )
+        seen: set[str] = source_hashes_existing(kind=kind, hashes=list(dict.fromkeys(h for h, _ in built)))
         new = []
         for source_hash, item in built:
             if source_hash not in seen:

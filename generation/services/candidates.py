@@ -2,6 +2,8 @@
 
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -11,6 +13,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .. import selectors
 from ..models import Candidate, CandidateKind, GenerationRun, Revision, RiskFlag, Scenario, SubEmotion
 from ..risk import screen
 from ..schemas import validate_content
@@ -24,8 +27,18 @@ class StaleVersion(Exception):
         self.candidate = candidate
 
 
+def content_json(content: dict) -> str:
+    """The canonical JSON text of a content (sorted keys, no spaces, not ASCII-escaped): what ``content_hash``
+    hashes, and what an import stores, so that each imported content is serialised once."""
+    return json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def content_hash(content: dict) -> str:
-    canonical = json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return text_hash(content_json(content))
+
+
+def text_hash(canonical: str) -> str:
+    """``content_hash`` of the content whose ``content_json`` is ``canonical``."""
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -71,10 +84,15 @@ def candidate_build(
         source_hash=source_hash,
     )
     candidate.new_flags = [
-        *({**f, "source": RiskFlag.Source.SCREEN} for f in content_screen(kind, content)),
+        *_screen_flags(kind, content),
         *({"source": RiskFlag.Source.AGENT, **f} for f in extra_flags or ()),
     ]
     return candidate
+
+
+def _screen_flags(kind: str, content: dict) -> list[dict]:
+    """The flags a new candidate's revision 0 opens from the automatic screen."""
+    return [{**f, "source": RiskFlag.Source.SCREEN} for f in content_screen(kind, content)]
 
 
 # Sent with the list of candidates ``candidates_save_new`` has just saved (inside its transaction).
@@ -157,6 +175,135 @@ def candidates_save_new(*, candidates: list[Candidate]) -> list[Candidate]:
     # bulk_create sends no post_save: other apps (annotations) learn of new candidates through this signal.
     candidates_created.send(sender=Candidate, candidates=saved)
     return saved
+
+
+@dataclass(frozen=True)
+class NewRow:
+    """A new candidate as an import has it: validated content, its ``content_json`` text and ``content_hash``, and
+    the fields an imported candidate sets. ``candidates_save_rows`` saves it."""
+
+    content: dict
+    text: str
+    source_hash: str
+    language: str
+    sub_emotion_id: int | None
+    source: dict
+
+
+def candidates_screen(kind: str, contents: list[dict]) -> list[list[dict]]:
+    """The flags the automatic screen opens on a new candidate of each content (as ``candidate_build`` has them).
+
+    Plain Python without the database, so that an import can run it in a process of its own."""
+    return [_screen_flags(kind, content) for content in contents]
+
+
+def candidates_save_rows(
+    *, kind: str, rows: list[NewRow], run_screen: Callable[[Callable, list], list[list[dict]]] | None = None
+) -> int:
+    """Save the rows whose ``source_hash`` is new for ``kind`` (in the database and among the rows), each with its
+    revision 0 and the risk flags the screen finds in it, in one transaction; returns how many were saved.
+
+    What is saved is exactly what ``candidate_create(kind=, content=, language=, sub_emotion=, source=,
+    source_hash=)`` saves (a test compares them); only the new rows are screened, so a re-import screens nothing.
+    The content must have passed ``validate_content``. Called a batch at a time within an outer transaction, the
+    batches saved before count as in the database. ``run_screen(candidates_screen, [kind, contents])`` runs the screen
+    elsewhere (``Pool.apply``: an import's screening process); by default it runs here.
+
+    On PostgreSQL the rows go by COPY as text built here, without model instances: the content's canonical text,
+    hashed already, is what is stored, and the keys are drawn from the tables' sequences. ``candidates_created`` is
+    not sent for them (it carries model instances; what listens to it acts on generated candidates with a run and a
+    parent, which an import never has). Elsewhere they are built and saved as ``candidates_save_new`` does.
+    """
+    seen = selectors.source_hashes_existing(kind=kind, hashes=list(dict.fromkeys(r.source_hash for r in rows)))
+    new = []
+    for row in rows:
+        if row.source_hash not in seen:
+            seen.add(row.source_hash)
+            new.append(row)
+    if not new:
+        return 0
+    connection = connections[router.db_for_write(Candidate)]
+    with transaction.atomic(using=connection.alias):
+        if connection.vendor == "postgresql":
+            contents = [row.content for row in new]
+            flags = run_screen(candidates_screen, [kind, contents]) if run_screen else candidates_screen(kind, contents)
+            _copy_rows(connection, kind, new, flags)
+        else:
+            candidates = []
+            for row in new:
+                candidate = candidate_build(
+                    kind=kind, content=row.content, language=row.language, source=row.source,
+                    source_hash=row.source_hash,
+                )  # fmt: skip
+                candidate.sub_emotion_id = row.sub_emotion_id
+                candidates.append(candidate)
+            candidates_save_new(candidates=candidates)
+    return len(new)
+
+
+def _copy_rows(connection, kind: str, rows: list[NewRow], screened: list[list[dict]]) -> None:
+    """COPY the rows' candidates, revisions 0 and screen flags (see ``candidates_save_rows``)."""
+    quote = connection.ops.quote_name
+    candidates, revisions, flags = (quote(m._meta.db_table) for m in (Candidate, Revision, RiskFlag))
+    now = timezone.now().isoformat()
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')), nextval(pg_get_serial_sequence(%s, 'id')) "
+            "FROM generate_series(1, %s)",
+            [Candidate._meta.db_table, Revision._meta.db_table, len(rows)],
+        )
+        keys = cursor.fetchall()
+        flagged = [(key, flag) for key, flags in zip(keys, screened, strict=True) for flag in flags]
+        copy = cursor.cursor.copy
+        with copy(
+            f"COPY {candidates} (id, kind, status, content, language, version, ai_review, lineage, source, "
+            "source_hash, created_at, updated_at, sub_emotion_id) FROM STDIN"
+        ) as out:
+            head = f"\t{_copy_text(kind)}\t{Candidate.Status.GENERATED.value}\t"
+            tail = f"\t{now}\t{now}\t"
+            out.write(
+                "".join(
+                    f"{key}{head}{_copy_json(row.text)}\t{_copy_text(row.language)}\t1\t{{}}\t{{}}\t"
+                    f"{_copy_json(json.dumps(row.source, ensure_ascii=False))}\t{row.source_hash}{tail}"
+                    f"{_NULL if row.sub_emotion_id is None else int(row.sub_emotion_id)}\n"
+                    for (key, _), row in zip(keys, rows, strict=True)
+                )
+            )
+        with copy(
+            f"COPY {revisions} (id, number, content, category, reason, created_at, candidate_id) FROM STDIN"
+        ) as out:
+            middle = f"\t{Revision.Category.ORIGINAL.value}\t\t{now}\t"
+            out.write(
+                "".join(
+                    f"{revision}\t0\t{_copy_json(row.text)}{middle}{key}\n"
+                    for (key, revision), row in zip(keys, rows, strict=True)
+                )
+            )
+        if flagged:
+            with copy(
+                f"COPY {flags} (candidate_id, revision_id, code, detail, source, note, created_at) FROM STDIN"
+            ) as out:
+                out.write(
+                    "".join(
+                        f"{key}\t{revision}\t{_copy_text(flag['code'])}\t{_copy_text(flag['detail'])}\t"
+                        f"{_copy_text(flag['source'])}\t\t{now}\n"
+                        for (key, revision), flag in flagged
+                    )
+                )
+
+
+_NULL = "\\N"
+
+
+def _copy_text(value: str) -> str:
+    """``value`` as a field of COPY's text format."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def _copy_json(text: str) -> str:
+    """JSON text from ``json.dumps`` as a field of COPY's text format: JSON escapes every control character inside
+    its strings and puts none between tokens, so only the backslashes of its escapes need doubling."""
+    return text.replace("\\", "\\\\")
 
 
 def candidate_create(**fields: Any) -> Candidate:

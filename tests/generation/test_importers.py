@@ -1,18 +1,22 @@
 import io
+import itertools
 import json
 import shutil
 import tarfile
+import threading
+import time
 import zipfile
+from itertools import islice
 from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from generation.importers import dialogues
-from generation.importers.dialogues import ImportResult, candidates_save_unique, dialogues_import
+from generation.importers.dialogues import ImportResult, dialogues_import
 from generation.importers.reading import ImportFormatError
-from generation.models import Candidate, Revision
-from generation.services.candidates import candidates_save_new, content_hash
+from generation.models import Candidate, Revision, RiskFlag
+from generation.services.candidates import candidates_save_rows, content_hash
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -346,13 +350,13 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path):
 
 
 def test_a_failure_while_saving_rolls_back_the_whole_import(monkeypatch):
-    real_save = candidates_save_new
+    real_save = candidates_save_rows
 
-    def save_then_fail(*, candidates):
-        real_save(candidates=candidates)
+    def save_then_fail(**options):
+        assert real_save(**options) > 0
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(dialogues, "candidates_save_new", save_then_fail)
+    monkeypatch.setattr(dialogues, "candidates_save_rows", save_then_fail)
 
     with pytest.raises(RuntimeError, match="disk full"):
         dialogues_import(path=CPSYCOUN, format="cpsycoun")
@@ -636,14 +640,15 @@ def test_an_empty_file_among_good_ones_is_refused(tmp_path):
 
 def test_batches_skip_duplicates_across_them_and_count_files(tmp_path, monkeypatch):
     monkeypatch.setattr(dialogues, "BATCH_SIZE", 2)
-    saved_per_batch = []
-    real_save = candidates_save_unique
+    batches = []
+    real_save = candidates_save_rows
 
-    def spy(*, built, **options):
-        saved_per_batch.append(len(built))
-        return real_save(built=built, **options)
+    def spy(*, rows, **options):
+        saved = real_save(rows=rows, **options)
+        batches.append((len(rows), saved))
+        return saved
 
-    monkeypatch.setattr(dialogues, "candidates_save_unique", spy)
+    monkeypatch.setattr(dialogues, "candidates_save_rows", spy)
     lines = [messages_line(("user", f"Line {n}."), ("assistant", "Go on.")) for n in range(5)]
     write(tmp_path / "a.jsonl", "\n".join(lines[:3] + [lines[0]]))
     write(tmp_path / "b.jsonl", "\n".join([lines[1], lines[3], lines[4]]))
@@ -651,22 +656,24 @@ def test_batches_skip_duplicates_across_them_and_count_files(tmp_path, monkeypat
     result = dialogues_import(path=tmp_path, format="messages")
 
     assert result == ImportResult(created=5, duplicates=2, files=2)
-    assert saved_per_batch == [2, 2, 2, 1]
+    # The repeat of line 0 is in the second batch, line 1's in the third: each is found in the database.
+    assert batches == [(2, 2), (2, 1), (2, 1), (1, 1)]
     assert [c.content["turns"][0]["text"] for c in Candidate.objects.order_by("id")] == [f"Line {n}." for n in range(5)]
+    assert Revision.objects.filter(number=0).count() == 5
 
 
 def test_a_failure_in_a_later_batch_keeps_nothing_of_the_earlier_ones(tmp_path, monkeypatch):
     monkeypatch.setattr(dialogues, "BATCH_SIZE", 2)
-    real_save = candidates_save_new
+    real_save = candidates_save_rows
     calls = []
 
-    def fail_on_third(*, candidates):
-        calls.append(len(candidates))
+    def fail_on_third(*, rows, **options):
+        calls.append(len(rows))
         if len(calls) == 3:
             raise RuntimeError("connection lost")
-        return real_save(candidates=candidates)
+        return real_save(rows=rows, **options)
 
-    monkeypatch.setattr(dialogues, "candidates_save_new", fail_on_third)
+    monkeypatch.setattr(dialogues, "candidates_save_rows", fail_on_third)
     lines = [messages_line(("user", f"Line {n}."), ("assistant", "Go on.")) for n in range(6)]
 
     with pytest.raises(RuntimeError, match="connection lost"):
@@ -674,16 +681,37 @@ def test_a_failure_in_a_later_batch_keeps_nothing_of_the_earlier_ones(tmp_path, 
 
     assert calls == [2, 2, 2]
     assert rows() == (set(), set())
+    assert not RiskFlag.objects.exists()
 
 
-def test_a_bad_line_after_many_good_ones_is_found_before_anything_is_written(tmp_path, monkeypatch):
-    saves = []
-    monkeypatch.setattr(dialogues, "candidates_save_unique", lambda **kwargs: saves.append(kwargs))
-    lines = [messages_line(("user", f"Line {n}."), ("assistant", "Go on.")) for n in range(3000)]
+def test_a_bad_line_after_many_good_ones_keeps_nothing_of_what_was_saved_before_it(tmp_path, monkeypatch):
+    saved = []
+    real_save = candidates_save_rows
+
+    def spy(**options):
+        saved.append(real_save(**options))
+        return saved[-1]
+
+    monkeypatch.setattr(dialogues, "candidates_save_rows", spy)
+    monkeypatch.setattr(dialogues, "BATCH_SIZE", 1000)
+    lines = [messages_line(("user", f"Line {n}. I want to end it all."), ("assistant", "Go on.")) for n in range(3000)]
     path = write(tmp_path / "chat.jsonl", "\n".join([*lines, '{"messages": "oops"}']))
 
     assert refused(path, "messages").startswith("chat.jsonl:3001: messages must be a non-empty list")
-    assert saves == []
+    assert saved == [1000, 1000, 1000]
+    assert rows() == (set(), set())
+    assert not RiskFlag.objects.exists()
+
+
+def test_one_id_on_two_dialogues_found_after_everything_is_saved_keeps_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(dialogues, "BATCH_SIZE", 2)
+    lines = [messages_line(("user", f"Line {n}."), ("assistant", "Go on."), id=f"c{n}") for n in range(5)]
+    lines.append(messages_line(("user", "Something else."), ("assistant", "Go on."), id="c0"))
+
+    message = refused(write(tmp_path / "chat.jsonl", "\n".join(lines)), "messages")
+
+    assert message.startswith("chat.jsonl:6: the same id as chat.jsonl:1, with different content")
+    assert rows() == (set(), set())
 
 
 def test_the_planner_statistics_are_refreshed_at_the_start_and_as_the_import_grows_tenfold(tmp_path, monkeypatch):
@@ -702,3 +730,44 @@ def test_the_planner_statistics_are_refreshed_at_the_start_and_as_the_import_gro
 
     assert refreshed == [0, 2, 20]
     assert Candidate.objects.count() == 45
+
+
+def test_reading_ahead_is_bounded_raises_the_readers_error_here_and_stops_its_thread():
+    made = []
+
+    def items():
+        for n in range(100):
+            made.append(n)
+            yield n
+            if n == 50:
+                raise ImportFormatError("chat.jsonl:51: bad")
+
+    ahead = dialogues._read_ahead(items(), depth=2)
+    assert next(ahead) == 0
+    time.sleep(0.2)
+    assert len(made) <= 4  # the one taken, two queued, one waiting to be
+    assert list(islice(ahead, 49)) == list(range(1, 50))
+    assert next(ahead) == 50
+    with pytest.raises(ImportFormatError, match="chat.jsonl:51: bad"):
+        next(ahead)
+
+    endless = dialogues._read_ahead(itertools.count(), depth=2)
+    assert next(endless) == 0
+    endless.close()
+    assert not [t for t in threading.enumerate() if t.name == "import-reader"]
+
+
+def test_a_database_failure_stops_the_reader_thread(tmp_path, monkeypatch):
+    monkeypatch.setattr(dialogues, "BATCH_SIZE", 2)
+
+    def fail(**options):
+        raise RuntimeError("connection lost")
+
+    monkeypatch.setattr(dialogues, "candidates_save_rows", fail)
+    lines = [messages_line(("user", f"Line {n}."), ("assistant", "Go on.")) for n in range(50)]
+
+    with pytest.raises(RuntimeError, match="connection lost"):
+        dialogues_import(path=write(tmp_path / "chat.jsonl", "\n".join(lines)), format="messages")
+
+    assert not [t for t in threading.enumerate() if t.name == "import-reader"]
+    assert rows() == (set(), set())

@@ -151,3 +151,26 @@ def test_every_rule_has_a_gate_and_the_gate_changes_no_match(name):
     ]
     for text in texts:
         assert [m.span() for m in rule.finditer(text)] == [m.span() for m in plain.finditer(text)], text
+
+
+def _per_turn(content: dict) -> list[dict]:
+    """What the screen found before it looked at a dialogue's turns together: ``find`` on each turn alone."""
+    return [
+        {"code": "self_harm", "detail": f"turn {i + 1} ({turn['role']}) mentions {hit}"}
+        for i, turn in enumerate(content["turns"])
+        if (hit := find(turn["text"]))
+    ]
+
+
+def test_a_dialogue_looked_at_whole_first_is_flagged_exactly_as_turn_by_turn():
+    """The whole-dialogue look only skips dialogues with no hit: every sentence of the table as a turn, between and
+    after others (ordinary ones, and ones that end or begin where a rule's look-ahead would read on: 跳楼 before 价,
+    "hurt myself" before " on", 想死 before 你), gets the flags that turn-by-turn screening gives."""
+    neighbours = ["价格太高了", " on purpose", "你了", "I feel tense.", "", "在", " while playing"]
+    for _, text, _ in SENTENCES:
+        for other in neighbours:
+            for turns in ([text, other], [other, text], [other, text, other]):
+                content = {"turns": [{"role": ("client", "counselor")[i % 2], "text": t} for i, t in enumerate(turns)]}
+                assert screen_dialogue(content) == _per_turn(content), turns
+    edge = {"turns": [{"role": "client", "text": "我想跳楼"}, {"role": "counselor", "text": "价"}]}
+    assert screen_dialogue(edge) == _per_turn(edge) != []
