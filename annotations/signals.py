@@ -1,5 +1,5 @@
-"""Receivers: role changes, two-factor sign-in events and run starts are audited, and a candidate regenerated from a
-campaign joins that campaign.
+"""Receivers: role changes, two-factor sign-in events, imports and run starts are audited, and a candidate
+regenerated from a campaign joins that campaign.
 
 Registered in ``AnnotationsConfig.ready``. generation/ knows nothing of campaigns: a regeneration run carries the
 campaign in its target (``{"parent", "feedback", "campaign"}``), and the candidate it saves is matched here.
@@ -10,6 +10,7 @@ from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
 from accounts.services import otp_event
+from generation.importers.reading import imported
 from generation.models import Candidate, GenerationRun
 from generation.services.candidates import candidates_created
 from generation.services.runs import run_created
@@ -50,6 +51,16 @@ def audit_group_change(sender, instance, action, reverse, model, pk_set, **kwarg
 def audit_otp_event(sender, user, actor, action, data, **kwargs):
     """Enrolment, removal, unlocking and every refused code (accounts.services) are in the audit trail."""
     AuditEvent.objects.create(actor=actor, action=action, data={"user": user.pk, **data})
+
+
+@receiver(imported, dispatch_uid="annotations.audit_import")
+def audit_import(sender, kind: str, path: str, format: str, created: int, duplicates: int, files: int, **kwargs):
+    """Every import that wrote is in the audit trail (from the command line: no actor)."""
+    AuditEvent.objects.create(
+        actor=None,
+        action=f"import.{kind}",
+        data={"path": path, "format": format, "created": created, "duplicates": duplicates, "files": files},
+    )
 
 
 @receiver(run_created, sender=GenerationRun, dispatch_uid="annotations.audit_run_created")

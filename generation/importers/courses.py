@@ -15,7 +15,7 @@ from ..models import Candidate, CandidateKind, ClientProfile, Language
 from ..schemas import MEMORY_FIELDS, ContentError
 from ..services.candidates import candidate_build, candidates_save_new, content_hash
 from ..services.courses import profile_snapshot, session_build
-from .reading import ImportFormatError, file_text
+from .reading import ImportFormatError, file_text, import_record
 
 SOURCE = {
     "dataset": "MusPsy",
@@ -315,6 +315,9 @@ def course_import_muspsy(*, dialogues: Path, memories: Path, cards: Path | None 
         except ContentError as error:
             raise ImportFormatError(f"{dialogues}: {error}") from None
         candidates_save_new(candidates=[course])
+        import_record(
+            kind="course", path=dialogues, format="muspsy", created=1 + len(bodies), duplicates=0, files=len(files)
+        )
     return CourseImportResult(course=course, profile=profile, created=True)
 
 

@@ -45,6 +45,7 @@ from .reading import (
     ImportFormatError,
     Limits,
     Source,
+    import_record,
     parse_json,
     read_json_list,
     read_lines,
@@ -218,6 +219,9 @@ def dialogues_import(*, path: Path, format: str, sub_emotion_key: str | None = N
             # With DEBUG on, Django keeps every query's SQL: thousands of batches of it would not be flat memory.
             reset_queries()
         ids.check(lambda name, record: _where(format, name, record))
+        import_record(
+            kind="dialogues", path=path, format=format, created=created, duplicates=total - created, files=files
+        )
     return ImportResult(created=created, duplicates=total - created, files=files)
 
 

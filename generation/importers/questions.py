@@ -10,12 +10,13 @@ import re
 from pathlib import Path, PurePosixPath
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 
 from ..models import Candidate, CandidateKind, Language
 from ..schemas import ContentError
 from ..services.candidates import candidate_build, content_hash
 from .dialogues import ImportResult, candidates_save_unique
-from .reading import IdLedger, ImportFormatError, Limits, read_json_list, sources
+from .reading import IdLedger, ImportFormatError, Limits, import_record, read_json_list, sources
 
 FORMATS = ("cpsyexam", "cpsyexam_qa")
 SPLITS = ("train", "dev", "test")
@@ -162,5 +163,10 @@ def questions_import(
         raise ImportFormatError(f"{path}: no JSON files" + (f" under a {split}/ folder" if split else ""))
     ids.check(lambda name, record: f"{name}: record {record}")
 
-    created = candidates_save_unique(kind=CandidateKind.QUESTION, built=built)
+    with transaction.atomic():
+        created = candidates_save_unique(kind=CandidateKind.QUESTION, built=built)
+        import_record(
+            kind="questions", path=path, format="cpsyexam", created=created, duplicates=len(built) - created,
+            files=files,
+        )  # fmt: skip
     return ImportResult(created=created, duplicates=len(built) - created, files=files)

@@ -35,6 +35,25 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
 
 from django.conf import settings
+from django.dispatch import Signal
+
+# Sent when an import has written, inside its transaction: ``kind`` (dialogues, questions, course), ``path`` (the
+# file or folder's name), ``format``, ``created``, ``duplicates``, ``files``. annotations writes it into the audit
+# trail; an import refused or rolled back sends nothing.
+imported = Signal()
+
+
+def import_record(*, kind: str, path: Path, format: str, created: int, duplicates: int, files: int) -> None:
+    """Tell the audit trail (``imported``) what an import wrote; call it inside the import's transaction."""
+    imported.send(
+        sender=ImportFormatError,
+        kind=kind,
+        path=Path(path).name,
+        format=format,
+        created=created,
+        duplicates=duplicates,
+        files=files,
+    )
 
 
 class ImportFormatError(ValueError):

@@ -134,3 +134,38 @@ def test_a_page_number_out_of_range_shows_the_last_page(client, curator, events)
 def test_the_selector_refuses_an_unknown_kind(curator):
     with pytest.raises(ValueError, match="kind"):
         activity_list(user=curator, kind="everything")
+
+
+def _messages_file(tmp_path, lines):
+    path = tmp_path / "dialogues.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _dialogue(n):
+    return (
+        '{"messages": [{"role": "user", "content": "I cannot sleep, night %d."}, '
+        '{"role": "assistant", "content": "What keeps you awake?"}]}' % n
+    )
+
+
+def test_an_import_from_the_command_line_is_audited_with_its_counts(taxonomy, tmp_path):
+    from django.core.management import call_command
+
+    path = _messages_file(tmp_path, [_dialogue(1), _dialogue(2), _dialogue(1)])
+    call_command("import_dialogues", str(path), "--format", "messages", stdout=None)
+    [event] = AuditEvent.objects.filter(action="import.dialogues")
+    assert event.actor is None
+    assert event.data == {"path": "dialogues.jsonl", "format": "messages", "created": 2, "duplicates": 1, "files": 1}
+    assert [e.action for e in activity_list(user=factories.make_user(roles.CURATOR), kind="imports")] == [
+        "import.dialogues"
+    ]
+
+
+def test_a_refused_import_writes_no_event(taxonomy, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    path = _messages_file(tmp_path, [_dialogue(1), "{not json"])
+    with pytest.raises(CommandError):
+        call_command("import_dialogues", str(path), "--format", "messages")
+    assert not AuditEvent.objects.filter(action__startswith="import.").exists()
