@@ -1,5 +1,11 @@
-"""Near-duplicate detection for a build: datasketch MinHash signatures over character shingles, found by locality
-sensitive hashing with the bands and rows datasketch's ``MinHashLSH`` chooses for the threshold.
+"""Near-duplicate detection for a build: MinHash signatures over character shingles, found by locality sensitive
+hashing with the bands and rows datasketch's ``MinHashLSH`` chooses for the threshold.
+
+The signatures are datasketch's (``MinHash(num_perm=NUM_PERM, seed=SEED, scheme="affine32")`` fed each shingle's
+hash), computed here for a batch of texts at once in numpy: the shingles of the whole batch are hashed in one pass,
+and each permutation is one multiply-add over all of them and a minimum per text (``minimum.reduceat``), instead of
+a ``MinHash`` object and a Python call per text. The values are the same as datasketch's, bit for bit (a test
+compares them), so the decisions are too.
 
 Deterministic: the permutations come from a fixed seed and count, and the build offers items in id order, so the
 first of a set of near-copies is kept and each later one is reported with the id it duplicates.
@@ -12,105 +18,213 @@ values share their low 16 bits once in 65,536 (b-bit minwise hashing), so the es
 """
 
 import hashlib
+import os
+import tempfile
 from array import array
+from collections.abc import Sequence
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
+from datasketch.minhash import _FMIX_CONSTANTS
 
 from .formats import normalize
 
 NUM_PERM = 64
 SEED = 1
 SHINGLE = 5  # characters: words for English, and Chinese, which has no spaces, alike
+SCHEME = "affine32"
+_A, _B = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME).permutations
+_MULTIPLIER = np.uint64(0x100000001B3)
 
 
 def _band_digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=8).digest()
 
 
-SCHEME = "affine32"
-_PERMUTATIONS = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME).permutations
-_MULTIPLIER = np.uint64(0x100000001B3)
-
-
-def shingle_hashes(text: str) -> np.ndarray:
-    """A 32-bit hash of each distinct ``SHINGLE``-character shingle of the normalized text, computed with numpy
-    (hashing each shingle in Python, as ``MinHash.update`` does, was most of a build's time)."""
-    points = np.frombuffer(normalize(text).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    if len(points) < SHINGLE:
-        points = np.concatenate([points, np.zeros(SHINGLE - len(points), dtype=np.uint64)])
-    windows = np.lib.stride_tricks.sliding_window_view(points, SHINGLE)
+def _window_hashes(points: np.ndarray) -> np.ndarray:
+    """A 32-bit hash of every ``SHINGLE``-character window of ``points`` (code points as uint64)."""
+    count = len(points) - SHINGLE + 1
     with np.errstate(over="ignore"):
-        hashed = np.zeros(len(windows), dtype=np.uint64)
+        hashed = np.zeros(count, dtype=np.uint64)
         for column in range(SHINGLE):  # FNV-style: multiply and mix in each character, wrapping at 64 bits
-            hashed = (hashed ^ windows[:, column]) * _MULTIPLIER
+            hashed ^= points[column : column + count]
+            hashed *= _MULTIPLIER
         hashed ^= hashed >> np.uint64(33)  # the splitmix64 finalizer spreads the bits before they are cut to 32
         hashed *= np.uint64(0xFF51AFD7ED558CCD)
         hashed ^= hashed >> np.uint64(33)
-    return np.unique(hashed >> np.uint64(32))
+    return (hashed >> np.uint64(32)).astype(np.uint32)
 
 
-def _as_is(value: int) -> int:
-    return value
+def _code_points(normalized: str) -> np.ndarray:
+    points = np.frombuffer(normalized.encode("utf-32-le"), dtype=np.uint32)
+    if len(points) < SHINGLE:  # a short text is one shingle, padded with zeros
+        points = np.concatenate([points, np.zeros(SHINGLE - len(points), dtype=np.uint32)])
+    return points
 
 
-def signature(text: str) -> MinHash:
-    """The text's MinHash (datasketch's ``affine32`` scheme, ``NUM_PERM`` permutations from ``SEED``) over its
-    shingles' hashes."""
-    minhash = MinHash(num_perm=NUM_PERM, hashfunc=_as_is, permutations=_PERMUTATIONS, scheme=SCHEME)
-    minhash.update_batch(shingle_hashes(text).tolist())
-    return minhash
+def shingle_hashes(text: str) -> np.ndarray:
+    """The 32-bit hash of each distinct ``SHINGLE``-character shingle of the normalized text."""
+    return np.unique(_window_hashes(_code_points(normalize(text)).astype(np.uint64)))
 
 
-BLOCK = 4096  # signatures a numpy block holds
+def signatures(normalized: Sequence[str]) -> np.ndarray:
+    """The MinHash signature of each text (already normalized), one row of ``NUM_PERM`` uint32 each: the
+    values ``MinHash(num_perm=NUM_PERM, seed=SEED, scheme="affine32")`` holds once fed the text's shingle hashes."""
+    if not normalized:
+        return np.zeros((0, NUM_PERM), dtype=np.uint32)
+    parts = [_code_points(text) for text in normalized]
+    lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
+    hashed = _window_hashes(np.concatenate(parts).astype(np.uint64))
+    # Windows that start in a text's last SHINGLE - 1 characters run into the next text: they are no shingle.
+    ends = np.cumsum(lengths)
+    keep = np.ones(len(hashed), dtype=bool)
+    for back in range(1, SHINGLE):
+        starts = ends - back
+        keep[starts[starts < len(hashed)]] = False
+    hashed = hashed[keep]
+    first = np.concatenate([[0], np.cumsum(lengths - SHINGLE + 1)[:-1]])
+    shift1, mul1, shift2, mul2, shift3 = _FMIX_CONSTANTS[32]
+    out = np.empty((len(normalized), NUM_PERM), dtype=np.uint32)
+    with np.errstate(over="ignore"):
+        # datasketch's pre-mix of each input hash (the MurmurHash3 finalizer), then its affine permutations.
+        hashed ^= hashed >> shift1
+        hashed *= mul1
+        hashed ^= hashed >> shift2
+        hashed *= mul2
+        hashed ^= hashed >> shift3
+        permuted = np.empty_like(hashed)
+        for perm in range(NUM_PERM):
+            np.multiply(hashed, _A[perm], out=permuted)
+            permuted += _B[perm]
+            out[:, perm] = np.minimum.reduceat(permuted, first)
+    return out
+
+
+def signature(text: str) -> np.ndarray:
+    """One text's signature (``signatures`` of its normalized text)."""
+    return signatures([normalize(text)])[0]
+
+
+class _Table:
+    """An open-addressing hash table of 64-bit keys (0 is the empty slot) to 64-bit values, in two arrays
+    (16 bytes a slot, at most half full): a dict of a million ints takes about 100 bytes an entry, this about 32.
+    A key may be added more than once; ``get`` gives each of its values."""
+
+    def __init__(self, expected: int = 0):
+        self.size = 1 << max(10, (2 * max(expected, 1) - 1).bit_length())
+        self.used = 0
+        self._keys = array("Q", bytes(8 * self.size))
+        self._values = array("q", bytes(8 * self.size))
+
+    def get(self, key: int) -> list[int]:
+        keys, mask = self._keys, self.size - 1
+        slot, found = key & mask, []
+        while (stored := keys[slot]) != 0:
+            if stored == key:
+                found.append(self._values[slot])
+            slot = (slot + 1) & mask
+        return found
+
+    def first(self, key: int) -> int | None:
+        keys, mask = self._keys, self.size - 1
+        slot = key & mask
+        while (stored := keys[slot]) != 0:
+            if stored == key:
+                return self._values[slot]
+            slot = (slot + 1) & mask
+        return None
+
+    def add(self, key: int, value: int) -> None:
+        if 2 * (self.used + 1) > self.size:
+            self._grow()
+        keys, mask = self._keys, self.size - 1
+        slot = key & mask
+        while keys[slot] != 0:
+            slot = (slot + 1) & mask
+        keys[slot] = key
+        self._values[slot] = value
+        self.used += 1
+
+    def _grow(self) -> None:
+        old = [(k, v) for k, v in zip(self._keys, self._values, strict=True) if k != 0]  # in slot order
+        self.size *= 2
+        self.used = 0
+        self._keys = array("Q", bytes(8 * self.size))
+        self._values = array("q", bytes(8 * self.size))
+        for key, value in old:
+            self.add(key, value)
+
+
+def _key(digest: bytes) -> int:
+    """A table key from a digest's first 8 bytes (never 0, the empty slot)."""
+    return int.from_bytes(digest[:8], "little") or 1
+
+
+class ExactDuplicates:
+    """Offer items in id order with the sha256 of their normalized text; ``offer`` returns the id of the first item
+    offered with the same digest, or None (and then remembers this one). Keyed by the digest's first 64 bits: two
+    different texts among a million share them with a probability of about 3e-8."""
+
+    def __init__(self, expected: int = 0):
+        self._table = _Table(expected)
+
+    def offer(self, item_id: int, digest: bytes) -> int | None:
+        key = _key(digest)
+        first = self._table.first(key)
+        if first is None:
+            self._table.add(key, item_id)
+        return first
 
 
 class NearDuplicates:
     """Offer items in id order; ``offer`` returns the id of an earlier kept item the text is a near-copy of
-    (estimated Jaccard similarity at least ``threshold``), or None, and then keeps the item."""
+    (estimated Jaccard similarity at least ``threshold``), or None, and then keeps the item. ``offer_signature``
+    does the same with a signature from ``signatures`` (a build computes them a batch at a time).
 
-    def __init__(self, threshold: float):
+    What a kept item costs in memory: one slot per band in tables (its band's digest to its position, about
+    100 bytes for the three bands) and its id (8 bytes). Its signature's low 16 bits (128 bytes) go to an anonymous
+    temporary file, read back only for the items that share a band with a new one, so that a million kept items do
+    not hold 128 MB of memory."""
+
+    def __init__(self, threshold: float, expected: int = 0):
         self.threshold = threshold
         lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)  # for its choice of bands and rows only
         self.bands, self.rows = lsh.b, lsh.r
-        # Per band: digest -> position of the item kept with it, or a list of positions when several share it.
-        self._index: list[dict[int, int | list[int]]] = [{} for _ in range(self.bands)]
-        self._blocks: list[np.ndarray] = []
+        self._index = [_Table(expected) for _ in range(self.bands)]
         self._ids = array("q")
+        self._low = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close(), or with the object)
+        self._width = NUM_PERM * 2
+
+    def close(self) -> None:
+        self._low.close()
 
     def _digests(self, values: np.ndarray) -> list[int]:
-        return [
-            int.from_bytes(_band_digest(values[b * self.rows : (b + 1) * self.rows].tobytes()), "little")
-            for b in range(self.bands)
-        ]
+        data = values.tobytes()
+        width = self.rows * values.itemsize
+        return [_key(_band_digest(data[b * width : (b + 1) * width])) for b in range(self.bands)]
+
+    def _stored(self, position: int) -> np.ndarray:
+        return np.frombuffer(os.pread(self._low.fileno(), self._width, position * self._width), dtype=np.uint16)
 
     def offer(self, item_id: int, text: str) -> int | None:
-        values = signature(text).hashvalues.astype(np.uint32)
+        return self.offer_signature(item_id, signature(text))
+
+    def offer_signature(self, item_id: int, values: np.ndarray) -> int | None:
         low = values.astype(np.uint16)
         digests = self._digests(values)
         seen: set[int] = set()
         for band, digest in zip(self._index, digests, strict=True):
-            found = band.get(digest)
-            if found is not None:
-                seen.update(found if isinstance(found, list) else (found,))
+            seen.update(band.get(digest))
         matches = [
             self._ids[position]
             for position in sorted(seen)
-            if float(np.mean(self._blocks[position // BLOCK][position % BLOCK] == low)) >= self.threshold
+            if float(np.mean(self._stored(position) == low)) >= self.threshold
         ]
         if matches:
             return min(matches)
         position = len(self._ids)
-        if position % BLOCK == 0:
-            self._blocks.append(np.zeros((BLOCK, NUM_PERM), dtype=np.uint16))
-        self._blocks[-1][position % BLOCK] = low
+        os.pwrite(self._low.fileno(), low.tobytes(), position * self._width)
         self._ids.append(item_id)
         for band, digest in zip(self._index, digests, strict=True):
-            found = band.get(digest)
-            if found is None:
-                band[digest] = position
-            elif isinstance(found, list):
-                found.append(position)
-            else:
-                band[digest] = [found, position]
+            band.add(digest, position)
         return None

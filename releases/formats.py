@@ -6,10 +6,11 @@ bytes. The SFT and GRPO rows are the ones ``annotations.exports`` writes (their 
 
 import difflib
 import hashlib
-import json
 import re
 import unicodedata
 from pathlib import Path
+
+import orjson
 
 from annotations.exports import questions as question_export
 from annotations.exports import sft as sft_export
@@ -17,8 +18,13 @@ from annotations.exports import sft as sft_export
 SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
 
 
+def dumps_bytes(row: dict) -> bytes:
+    """A row as JSON: keys sorted, no spaces, UTF-8 (orjson: about ten times ``json.dumps``)."""
+    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+
+
 def dumps(row: dict) -> str:
-    return json.dumps(row, ensure_ascii=False, sort_keys=True)
+    return dumps_bytes(row).decode("utf-8")
 
 
 def normalize(text: str) -> str:
@@ -28,7 +34,12 @@ def normalize(text: str) -> str:
 
 def text_hash(text: str) -> bytes:
     """The normalized text's sha256, as 32 bytes (a set of a million of them stays small)."""
-    return hashlib.sha256(normalize(text).encode("utf-8")).digest()
+    return normalized_hash(normalize(text))
+
+
+def normalized_hash(normalized: str) -> bytes:
+    """``text_hash`` of a text already normalized."""
+    return hashlib.sha256(normalized.encode("utf-8")).digest()
 
 
 def dialogue_text(content: dict) -> str:
@@ -133,7 +144,7 @@ class JsonlWriter:
         self._file = path.open("wb")
 
     def write(self, row: dict) -> None:
-        data = (dumps(row) + "\n").encode("utf-8")
+        data = dumps_bytes(row) + b"\n"
         self._file.write(data)
         self._digest.update(data)
         self.rows += 1

@@ -15,10 +15,14 @@ import re
 import shutil
 import subprocess
 import uuid
+from array import array
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
+import orjson
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
@@ -27,7 +31,7 @@ from django.utils import timezone
 
 from annotations.models import Review, ReviewPolicy
 from annotations.services.audit import audit_record
-from generation.models import CandidateKind, Revision
+from generation.models import CandidateKind
 from psyroom_admin import roles
 
 from . import card, formats, pii, selectors, splits
@@ -215,24 +219,40 @@ def releases_fail_stale() -> list[int]:
     return stale
 
 
+CHUNK_ROWS = 2_000  # tuples a server-side cursor fetches at a time
+BATCH = 1_024  # texts whose MinHash signatures are computed together
+
+
 def _reviews_prefetch() -> Prefetch:
     fields = ("id", "candidate_id", "revision_id", "reviewer_id", "scores", "decision")
     return Prefetch("reviews", queryset=Review.objects.only(*fields))
 
 
-def _approving(candidate) -> tuple[list[Review], list[int]]:
-    """The reviews of the approved revision, and the ids of their reviewers."""
-    reviews = [r for r in candidate.reviews.all() if r.revision_id == candidate.approved_revision_id]
-    return reviews, sorted({r.reviewer_id for r in reviews})
+def _with_reviews(rows: Iterator[tuple], reviews: Iterator[tuple]) -> Iterator[tuple[tuple, list[tuple]]]:
+    """Each row with its candidate's reviews: both streams come by candidate id, the row's first column and the
+    review's, so one walk along both pairs them (reviews of candidates no longer selected are passed over)."""
+    pending = next(reviews, None)
+    for row in rows:
+        pk = row[0]
+        while pending is not None and pending[0] < pk:
+            pending = next(reviews, None)
+        mine = []
+        while pending is not None and pending[0] == pk:
+            mine.append(pending)
+            pending = next(reviews, None)
+        yield row, mine
 
 
-def _passes_reviews(reviews: list[Review], spec: dict) -> str | None:
-    """Why the approved revision's reviews fall short of the spec, or None."""
-    approvals = sum(r.decision == Review.Decision.APPROVE for r in reviews)
+def _passes_reviews(reviews: list[tuple], spec: dict) -> str | None:
+    """Why the approved revision's reviews (``(candidate, reviewer, decision, scores)``) fall short of the spec, or
+    None."""
+    approvals = sum(r[2] == Review.Decision.APPROVE for r in reviews)
     if approvals < spec["min_approvals"]:
         return "below_min_approvals"
     for criterion, floor in spec["min_mean"].items():
-        scores = [r.scores[criterion] for r in reviews if isinstance(r.scores.get(criterion), int | float)]
+        scores = [
+            r[3][criterion] for r in reviews if isinstance(r[3], dict) and isinstance(r[3].get(criterion), int | float)
+        ]
         if not scores or sum(scores) / len(scores) < floor:
             return "below_min_mean"
     return None
@@ -270,85 +290,170 @@ class _PiiGate:
         return redacted if self.action == "redact" else content
 
 
+class _Chosen:
+    """What pass 1 keeps of each item, in flat arrays (about 40 bytes an item): its id, its group keys (-1: none),
+    its sub-emotion as a code into ``strata.names``; the items of each kind lie in ``ranges[kind]``, by id."""
+
+    def __init__(self) -> None:
+        self.ids = array("q")
+        self.scenarios = array("q")
+        self.profiles = array("q")
+        self.parents = array("q")
+        self.strata = array("q")
+        self.names = splits.Strata()
+        self.ranges: dict[str, tuple[int, int]] = {}
+
+    def keep(self, pk: int, scenario: int | None, profile: int | None, parent: int | None, stratum: str) -> None:
+        self.ids.append(pk)
+        self.scenarios.append(-1 if scenario is None else scenario)
+        self.profiles.append(-1 if profile is None else profile)
+        self.parents.append(-1 if parent is None else parent)
+        self.strata.append(self.names.code(stratum))
+
+    def column(self, name: str) -> np.ndarray:
+        return np.frombuffer(getattr(self, name), dtype=np.int64) if len(self.ids) else np.zeros(0, dtype=np.int64)
+
+
+def _pass1_rows(spec: dict, kind: str, dropped: Counter[str], question_targets: dict[int, str]) -> Iterator[tuple]:
+    """Pass 1's reading of one kind: ``(id, scenario, profile, parent, sub-emotion, text, reviewer ids)`` of each
+    candidate whose approved revision's reviews meet the spec (and, for a question, that goes in a format asked
+    for), by id; the others are counted in ``dropped``."""
+    reviews = selectors.release_review_rows(spec=spec, kind=kind, scores=bool(spec["min_mean"]))
+    review_rows = reviews.iterator(chunk_size=CHUNK_ROWS)
+    if kind != CandidateKind.QUESTION:
+        rows = selectors.release_group_rows(spec=spec, kind=kind).iterator(chunk_size=CHUNK_ROWS)
+        for (pk, scenario, profile, parent, sub, text), found in _with_reviews(rows, review_rows):
+            reason = _passes_reviews(found, spec)
+            if reason:
+                dropped[reason] += 1
+                continue
+            content = orjson.loads(text)
+            yield pk, scenario, profile, parent, sub, formats.dialogue_text(content), sorted({r[1] for r in found})
+        return
+    # Questions are few, and their best rationale reads the audit log: they are read as model instances.
+    qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD)
+    pairs = ((c.pk, c) for c in qs.iterator(chunk_size=CHUNK))
+    for (_, candidate), found in _with_reviews(pairs, review_rows):
+        reason = _passes_reviews(found, spec)
+        if reason:
+            dropped[reason] += 1
+            continue
+        approved = candidate.approved_revision
+        assert approved is not None  # candidate_list_exportable keeps only candidates with one
+        content = approved.content
+        target = formats.question_target(content)
+        if target is None or target not in spec["formats"]:
+            dropped["question_not_in_formats"] += 1
+            continue
+        if target == "reasoning-sft":
+            candidate.content = content
+            if formats.best_rationale(candidate) is None:
+                dropped["question_no_correct_rationale"] += 1
+                continue
+        question_targets[candidate.pk] = target
+        sub = candidate.sub_emotion.key if candidate.sub_emotion else None
+        yield (candidate.pk, candidate.scenario_id, candidate.profile_id, candidate.parent_id, sub,
+               formats.question_text(content), sorted({r[1] for r in found}))  # fmt: skip
+
+
+def _choose(
+    spec: dict, dropped: Counter[str], duplicates: list[dict], reviewers: set[int], question_targets: dict[int, str]
+) -> _Chosen:
+    """Pass 1: what goes in, after the review thresholds and exact and near dedup, with its group keys."""
+    # Imported here: datasketch brings scipy (about 40 MB), which the web processes never need.
+    from . import dedup
+
+    chosen = _Chosen()
+    for kind in spec["kinds"]:
+        start = len(chosen.ids)
+        expected = selectors.release_selection(spec=spec, kind=kind).count()  # sizes the dedup tables
+        exact = dedup.ExactDuplicates(expected) if spec["dedup"]["exact"] else None
+        near = dedup.NearDuplicates(spec["dedup"]["near"], expected) if spec["dedup"]["near"] is not None else None
+        batch: list[tuple] = []
+
+        def flush(batch: list[tuple], near=near) -> None:
+            found = dedup.signatures([entry[5] for entry in batch]) if near is not None else None
+            for index, (pk, scenario, profile, parent, sub, _, reviewer_ids) in enumerate(batch):
+                if near is not None and found is not None:
+                    of = near.offer_signature(pk, found[index])
+                    if of is not None:
+                        dropped["near_duplicate"] += 1
+                        duplicates.append({"id": pk, "of": of, "why": "near"})
+                        continue
+                reviewers.update(reviewer_ids)
+                chosen.keep(pk, scenario, profile, parent, sub or "none")
+            batch.clear()
+
+        try:
+            for pk, scenario, profile, parent, sub, text, reviewer_ids in _pass1_rows(
+                spec, kind, dropped, question_targets
+            ):
+                normalized = formats.normalize(text)
+                if exact is not None:
+                    of = exact.offer(pk, formats.normalized_hash(normalized))
+                    if of is not None:
+                        dropped["exact_duplicate"] += 1
+                        duplicates.append({"id": pk, "of": of, "why": "exact"})
+                        continue
+                batch.append((pk, scenario, profile, parent, sub, normalized, reviewer_ids))
+                if len(batch) >= BATCH:
+                    flush(batch)
+            flush(batch)
+        finally:
+            if near is not None:
+                near.close()
+        chosen.ranges[kind] = (start, len(chosen.ids))
+    return chosen
+
+
+class _Candidate:
+    """What the row builders read of a candidate (``formats.sft_row``, ``dpo_rows``), made from a pass-2 tuple."""
+
+    __slots__ = ("content", "language", "pk", "source", "sub_emotion")
+
+    def __init__(self, pk: int, content: dict, language: str, source, sub_emotion):
+        self.pk, self.content, self.language, self.source, self.sub_emotion = pk, content, language, source, sub_emotion
+
+
+class _Revision:
+    __slots__ = ("content", "number")
+
+    def __init__(self, content: dict, number: int):
+        self.content, self.number = content, number
+
+
+class _SubEmotion:
+    __slots__ = ("key",)
+
+    def __init__(self, key: str):
+        self.key = key
+
+
 def _build_into(folder: Path, spec: dict) -> dict:
     """Write the release's files into ``folder``; returns the manifest (without the release's name)."""
     dropped: Counter[str] = Counter()
     reviewers: set[int] = set()
-    items: list[splits.Item] = []
-    seen_hashes: dict[str, dict[bytes, int]] = {}
-    near: dict = {}  # kind -> dedup.NearDuplicates
     duplicates: list[dict] = []
     question_targets: dict[int, str] = {}
 
-    # Pass 1: what goes in, and in which group.
-    for kind in spec["kinds"]:
-        qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD).prefetch_related(_reviews_prefetch())
-        for candidate in qs.iterator(chunk_size=CHUNK):
-            approved = candidate.approved_revision
-            assert approved is not None  # candidate_list_exportable keeps only candidates with one
-            reviews, reviewer_ids = _approving(candidate)
-            reason = _passes_reviews(reviews, spec)
-            if reason:
-                dropped[reason] += 1
-                continue
-            content = approved.content
-            if kind == CandidateKind.QUESTION:
-                target = formats.question_target(content)
-                if target is None or target not in spec["formats"]:
-                    dropped["question_not_in_formats"] += 1
-                    continue
-                if target == "reasoning-sft":
-                    candidate.content = content
-                    if formats.best_rationale(candidate) is None:
-                        dropped["question_no_correct_rationale"] += 1
-                        continue
-                question_targets[candidate.pk] = target
-                text = formats.question_text(content)
-            else:
-                text = formats.dialogue_text(content)
-            if spec["dedup"]["exact"]:
-                digest = formats.text_hash(text)
-                seen = seen_hashes.setdefault(kind, {})
-                if digest in seen:
-                    dropped["exact_duplicate"] += 1
-                    duplicates.append({"id": candidate.pk, "of": seen[digest], "why": "exact"})
-                    continue
-                seen[digest] = candidate.pk
-            if spec["dedup"]["near"] is not None:
-                if kind not in near:  # (one LSH a kind; building one chooses its bands, which takes a while)
-                    # Imported here: datasketch brings scipy (about 40 MB), which the web processes never need.
-                    from . import dedup
-
-                    near[kind] = dedup.NearDuplicates(spec["dedup"]["near"])
-                finder = near[kind]
-                of = finder.offer(candidate.pk, text)
-                if of is not None:
-                    dropped["near_duplicate"] += 1
-                    duplicates.append({"id": candidate.pk, "of": of, "why": "near"})
-                    continue
-            reviewers.update(reviewer_ids)
-            items.append(
-                splits.Item(
-                    id=candidate.pk,
-                    keys=splits.item_keys(
-                        id=candidate.pk,
-                        scenario_id=candidate.scenario_id,
-                        profile_id=candidate.profile_id,
-                        parent_id=candidate.parent_id,
-                    ),
-                    stratum=candidate.sub_emotion.key if candidate.sub_emotion else "none",
-                )
-            )
-    del seen_hashes, near
-    if not items:
+    chosen = _choose(spec, dropped, duplicates, reviewers, question_targets)
+    if not len(chosen.ids):
         raise ReleaseBuildError(
             "the spec selects nothing: "
             + (", ".join(f"{n} {r}" for r, n in sorted(dropped.items())) or "no approved candidate matches")
         )
     ratios = {name: spec["splits"][name] for name in splits.SPLITS}
-    assigned, group_count = splits.assign_splits(items, ratios=ratios, seed=spec["splits"]["seed"])
-    strata = {item.id: item.stratum for item in items}
-    del items
+    assigned, group_count = splits.assign_splits_arrays(
+        ids=chosen.column("ids"),
+        scenarios=chosen.column("scenarios"),
+        profiles=chosen.column("profiles"),
+        parents=chosen.column("parents"),
+        strata=chosen.column("strata"),
+        names=chosen.names.names,
+        ratios=ratios,
+        seed=spec["splits"]["seed"],
+    )
+    split_of = assigned.tolist()
 
     # Pass 2: the rows, a candidate at a time, in id order.
     writers: dict[tuple[str, str], _Writers] = {}
@@ -361,72 +466,89 @@ def _build_into(folder: Path, spec: dict) -> dict:
     counts: dict[str, dict[str, Counter[str]]] = {s: {} for s in splits.SPLITS}
     sources: dict[str, dict] = {}
     models: Counter[str] = Counter()
+    sub_emotions: dict[str, _SubEmotion] = {}
+    ids, strata, names = chosen.ids, chosen.strata, chosen.names.names
     try:
         for kind in spec["kinds"]:
-            qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD).select_related("run__model_spec")
-            qs = qs.prefetch_related(_reviews_prefetch())
-            if "dpo" in spec["formats"] and kind == CandidateKind.DIALOGUE:
-                # Revision 0, the model's text, for the rejected side of a preference pair.
-                first = Revision.objects.filter(number=0, candidate__approved_revision__number__gt=0)
-                qs = qs.prefetch_related(Prefetch("revisions", queryset=first, to_attr="model_revisions"))
-            for candidate in qs.iterator(chunk_size=CHUNK):
-                where = assigned.get(candidate.pk)
-                if where is None:  # approved or unflagged after pass 1 was read: not in this build
-                    continue
-                split = where
-                approved = candidate.approved_revision
-                assert approved is not None
-                # The approved revision's text as it may be written (redacted when the spec says so); the instances
-                # are only read from here on, never saved.
-                approved_raw = approved.content
-                approved.content = gate.clean(candidate.pk, kind, approved.content)
-                candidate.content = approved.content
-                languages.add(candidate.language)
-                counts[split].setdefault(kind, Counter())[strata[candidate.pk]] += 1
-                _count_source(sources, candidate)
-                run = candidate.run
-                if run is not None:
-                    models[f"{run.model_spec.name} {run.prompt_version}"] += 1
-                if kind == CandidateKind.QUESTION:
-                    target = question_targets[candidate.pk]
-                    if target == "grpo":
+            position, end = chosen.ranges[kind]
+            if kind == CandidateKind.QUESTION:
+                qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD).select_related("run__model_spec")
+                for candidate in qs.iterator(chunk_size=CHUNK):
+                    while position < end and ids[position] < candidate.pk:
+                        position += 1
+                    if position >= end or ids[position] != candidate.pk:
+                        continue  # approved or unflagged after pass 1 was read: not in this build
+                    split = splits.SPLITS[split_of[position]]
+                    approved = candidate.approved_revision
+                    assert approved is not None
+                    approved.content = gate.clean(candidate.pk, kind, approved.content)
+                    candidate.content = approved.content
+                    languages.add(candidate.language)
+                    counts[split].setdefault(kind, Counter())[names[strata[position]]] += 1
+                    _count_source(sources, candidate.source)
+                    run = candidate.run
+                    if run is not None:
+                        models[f"{run.model_spec.name} {run.prompt_version}"] += 1
+                    if question_targets[candidate.pk] == "grpo":
                         writers["grpo", split].write(formats.grpo_row(candidate))
                     else:
                         best = formats.best_rationale(candidate)
                         assert best is not None  # checked in pass 1
                         writers["reasoning-sft", split].write(formats.reasoning_sft_row(candidate, best))
-                    continue
-                _, reviewer_ids = _approving(candidate)
-                sft = formats.sft_row(candidate=candidate, revision=approved, reviewer_ids=reviewer_ids)
+                continue
+            dpo = "dpo" in spec["formats"]
+            rows = selectors.release_content_rows(spec=spec, kind=kind, model_text=dpo).iterator(chunk_size=CHUNK_ROWS)
+            reviews = selectors.release_review_rows(spec=spec, kind=kind, scores=False).iterator(chunk_size=CHUNK_ROWS)
+            for row, found in _with_reviews(rows, reviews):
+                pk, language, source, sub, run_id, model_spec, prompt_version, number, text, model_text = row
+                while position < end and ids[position] < pk:
+                    position += 1
+                if position >= end or ids[position] != pk:
+                    continue  # approved or unflagged after pass 1 was read: not in this build
+                split = splits.SPLITS[split_of[position]]
+                # The approved revision's text as it may be written (redacted when the spec says so).
+                approved_raw = orjson.loads(text)
+                content = gate.clean(pk, kind, approved_raw)
+                sub_emotion = None
+                if sub is not None:
+                    sub_emotion = sub_emotions.get(sub) or sub_emotions.setdefault(sub, _SubEmotion(sub))
+                record = _Candidate(pk, content, language, source, sub_emotion)
+                revision = _Revision(content, number)
+                languages.add(language)
+                counts[split].setdefault(kind, Counter())[names[strata[position]]] += 1
+                _count_source(sources, source)
+                if run_id is not None:
+                    models[f"{model_spec} {prompt_version}"] += 1
+                reviewer_ids = sorted({r[1] for r in found})
+                sft = formats.sft_row(candidate=record, revision=revision, reviewer_ids=reviewer_ids)
                 if "sft" in spec["formats"]:
                     writers["sft", split].write(sft)
                 if "sharegpt" in spec["formats"]:
                     writers["sharegpt", split].write(formats.sharegpt_row(sft))
-                if "dpo" in spec["formats"]:
-                    models_text = getattr(candidate, "model_revisions", None)
-                    original = models_text[0] if models_text else None
-                    if original is not None:
+                if dpo:
+                    original = None
+                    if model_text is not None:
+                        model_content = orjson.loads(model_text)
                         # The model's text is written only where people changed a counselor turn (a pair's
                         # rejected side): that is what is scanned of it.
                         turns = approved_raw.get("turns", [])
                         changed = {
                             f"turns[{i}].text"
-                            for i, t in enumerate(original.content.get("turns", []))
+                            for i, t in enumerate(model_content.get("turns", []))
                             if t.get("role") == "counselor"
                             and (i >= len(turns) or t.get("text") != turns[i].get("text"))
                         }
-                        original.content = gate.clean(
-                            candidate.pk, kind, original.content, prefix="revision 0 ", only=changed
-                        )
-                    rows, pair_drops = formats.dpo_rows(
-                        candidate=candidate,
-                        revision=approved,
+                        model_content = gate.clean(pk, kind, model_content, prefix="revision 0 ", only=changed)
+                        original = _Revision(model_content, 0)
+                    pairs, pair_drops = formats.dpo_rows(
+                        candidate=record,
+                        revision=revision,
                         original=original,
                         max_similarity=spec["dpo"]["max_similarity"],
                     )
                     dropped.update(pair_drops)
-                    for row in rows:
-                        writers["dpo", split].write(row)
+                    for pair in pairs:
+                        writers["dpo", split].write(pair)
     except BaseException:
         for writer in writers.values():
             writer.abort()
@@ -444,7 +566,7 @@ def _build_into(folder: Path, spec: dict) -> dict:
             split: {kind: dict(sorted(c.items())) for kind, c in sorted(by_kind.items())}
             for split, by_kind in counts.items()
         },
-        "candidates": len(assigned),
+        "candidates": len(chosen.ids),
         "groups": group_count,
         "dropped": dict(sorted(dropped.items())),
         "duplicates": sorted(duplicates, key=lambda d: d["id"]),
@@ -496,8 +618,8 @@ class _Writers:
         return out
 
 
-def _count_source(sources: dict[str, dict], candidate) -> None:
-    source = candidate.source or {}
+def _count_source(sources: dict[str, dict], source: dict | None) -> None:
+    source = source or {}
     name = source.get("dataset") or "generated"
     entry = sources.setdefault(
         name, {"license": source.get("license"), "attribution": source.get("attribution"), "candidates": 0}
