@@ -6,7 +6,6 @@ bytes. The SFT and GRPO rows are the ones ``annotations.exports`` writes (their 
 
 import difflib
 import hashlib
-import re
 import unicodedata
 from pathlib import Path
 
@@ -29,7 +28,9 @@ def dumps(row: dict) -> str:
 
 def normalize(text: str) -> str:
     """Text as compared for duplicates: NFKC, case folded, runs of white space as one space."""
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    # str.split() splits at the characters ``\s`` matches (str.isspace), and drops them at both ends: the same as
+    # re.sub(r"\s+", " ", ...).strip(), in a fifth of the time.
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def text_hash(text: str) -> bytes:
@@ -86,7 +87,9 @@ def dpo_rows(*, candidate, revision, original, max_similarity: float) -> tuple[l
         if chosen == rejected:
             dropped["dpo_identical"] = dropped.get("dpo_identical", 0) + 1
             continue
-        if difflib.SequenceMatcher(None, chosen, rejected, autojunk=False).ratio() > max_similarity:
+        matcher = difflib.SequenceMatcher(None, chosen, rejected, autojunk=False)
+        # quick_ratio() is an upper bound of ratio(), in linear time: below the bar, the sides are far enough apart.
+        if matcher.quick_ratio() > max_similarity and matcher.ratio() > max_similarity:
             dropped["dpo_near_identical"] = dropped.get("dpo_near_identical", 0) + 1
             continue
         prompt = [{"role": "system", "content": sft_export.SFT_SYSTEM_PROMPT}]

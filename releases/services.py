@@ -16,8 +16,9 @@ import shutil
 import subprocess
 import uuid
 from array import array
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -364,45 +365,63 @@ def _choose(
     from . import dedup
 
     chosen = _Chosen()
-    for kind in spec["kinds"]:
-        start = len(chosen.ids)
-        expected = selectors.release_selection(spec=spec, kind=kind).count()  # sizes the dedup tables
-        exact = dedup.ExactDuplicates(expected) if spec["dedup"]["exact"] else None
-        near = dedup.NearDuplicates(spec["dedup"]["near"], expected) if spec["dedup"]["near"] is not None else None
-        batch: list[tuple] = []
+    # The signatures of a batch are computed in a second thread while this one reads and checks the next batch
+    # (numpy lets go of the GIL in its loops); the batches are offered in order, so the decisions are the same.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="release-minhash")
+    try:
+        for kind in spec["kinds"]:
+            start = len(chosen.ids)
+            expected = selectors.release_selection(spec=spec, kind=kind).count()  # sizes the dedup tables
+            exact = dedup.ExactDuplicates(expected) if spec["dedup"]["exact"] else None
+            near = dedup.NearDuplicates(spec["dedup"]["near"], expected) if spec["dedup"]["near"] is not None else None
+            pending: deque[tuple[list[tuple], Future | None]] = deque()
 
-        def flush(batch: list[tuple], near=near) -> None:
-            found = dedup.signatures([entry[5] for entry in batch]) if near is not None else None
-            for index, (pk, scenario, profile, parent, sub, _, reviewer_ids) in enumerate(batch):
-                if near is not None and found is not None:
-                    of = near.offer_signature(pk, found[index])
-                    if of is not None:
-                        dropped["near_duplicate"] += 1
-                        duplicates.append({"id": pk, "of": of, "why": "near"})
-                        continue
-                reviewers.update(reviewer_ids)
-                chosen.keep(pk, scenario, profile, parent, sub or "none")
-            batch.clear()
+            def settle(batch: list[tuple], signed: Future | None, near=near) -> None:
+                found = signed.result() if signed is not None else None
+                for index, (pk, scenario, profile, parent, sub, _, reviewer_ids) in enumerate(batch):
+                    if near is not None and found is not None:
+                        of = near.offer_signature(pk, found[index])
+                        if of is not None:
+                            dropped["near_duplicate"] += 1
+                            duplicates.append({"id": pk, "of": of, "why": "near"})
+                            continue
+                    reviewers.update(reviewer_ids)
+                    chosen.keep(pk, scenario, profile, parent, sub or "none")
 
-        try:
-            for pk, scenario, profile, parent, sub, text, reviewer_ids in _pass1_rows(
-                spec, kind, dropped, question_targets
-            ):
-                normalized = formats.normalize(text)
-                if exact is not None:
-                    of = exact.offer(pk, formats.normalized_hash(normalized))
-                    if of is not None:
-                        dropped["exact_duplicate"] += 1
-                        duplicates.append({"id": pk, "of": of, "why": "exact"})
-                        continue
-                batch.append((pk, scenario, profile, parent, sub, normalized, reviewer_ids))
-                if len(batch) >= BATCH:
-                    flush(batch)
-            flush(batch)
-        finally:
-            if near is not None:
-                near.close()
-        chosen.ranges[kind] = (start, len(chosen.ids))
+            def send(batch: list[tuple], near=near, pending=pending) -> None:
+                texts = [entry[5] for entry in batch]
+                pending.append((batch, pool.submit(dedup.signatures, texts) if near is not None else None))
+                while len(pending) > 2:
+                    settle(*pending.popleft())
+
+            batch: list[tuple] = []
+            try:
+                for pk, scenario, profile, parent, sub, text, reviewer_ids in _pass1_rows(
+                    spec, kind, dropped, question_targets
+                ):
+                    normalized = formats.normalize(text)
+                    if exact is not None:
+                        of = exact.offer(pk, formats.normalized_hash(normalized))
+                        if of is not None:
+                            dropped["exact_duplicate"] += 1
+                            duplicates.append({"id": pk, "of": of, "why": "exact"})
+                            continue
+                    batch.append((pk, scenario, profile, parent, sub, normalized, reviewer_ids))
+                    if len(batch) >= BATCH:
+                        send(batch)
+                        batch = []
+                send(batch)
+                while pending:
+                    settle(*pending.popleft())
+            finally:
+                if near is not None:
+                    near.close()
+                for _, signed in pending:
+                    if signed is not None:
+                        signed.cancel()
+            chosen.ranges[kind] = (start, len(chosen.ids))
+    finally:
+        pool.shutdown(cancel_futures=True)
     return chosen
 
 
