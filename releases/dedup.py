@@ -11,10 +11,13 @@ Deterministic: the permutations come from a fixed seed and count, and the build 
 first of a set of near-copies is kept and each later one is reported with the id it duplicates.
 
 The index is this module's, not ``MinHashLSH``'s own tables: those keep, per item and band, a set, a bytes object
-and the key's list of band hashes, about 1.5 KB an item (1.5 GB for a million dialogues). Here an item kept costs
-one dict entry per band (an int digest to its position) and its signature's low 16 bits per permutation (128
-bytes, in numpy blocks), which estimate the Jaccard similarity as well as the full values do: two different 32-bit
-values share their low 16 bits once in 65,536 (b-bit minwise hashing), so the estimate rises by under 0.00002.
+and the key's list of band hashes, about 1.5 KB an item (1.5 GB for a million dialogues). Here a kept item costs a
+slot in one flat open-addressing table per band (``_Table``: the band's digest to the item's position, about 17
+bytes each) and its id; its signature's low 16 bits per permutation (128 bytes) go to a temporary file and are read
+back only for an item that shares a band with a new one. They estimate the Jaccard similarity as well as the full
+values do: two different 32-bit values share their low 16 bits once in 65,536 (b-bit minwise hashing), so the
+estimate rises by under 0.00002. Exact duplicates are found in the same kind of table, keyed by the first 64 bits of
+the normalized text's sha256.
 """
 
 import hashlib
@@ -106,53 +109,58 @@ def signature(text: str) -> np.ndarray:
 
 
 class _Table:
-    """An open-addressing hash table of 64-bit keys (0 is the empty slot) to 64-bit values, in two arrays
-    (16 bytes a slot, at most half full): a dict of a million ints takes about 100 bytes an entry, this about 32.
-    A key may be added more than once; ``get`` gives each of its values."""
+    """An open-addressing hash table (linear probing) of 64-bit keys (0 is the empty slot) to values, in two flat
+    arrays: 8 bytes a key and 8 (``"q"``) or 4 (``"I"``) a value, at most ``LOAD`` full, so 17 to 23 bytes an entry
+    where a dict of ints takes about 100. A key may be added more than once; ``get`` gives each of its values."""
 
-    def __init__(self, expected: int = 0):
-        self.size = 1 << max(10, (2 * max(expected, 1) - 1).bit_length())
+    LOAD = 0.7
+
+    def __init__(self, expected: int = 0, *, values: str = "q"):
+        self._kind = values
+        self._allocate(max(1024, int(max(expected, 1) / self.LOAD) + 1))
+
+    def _allocate(self, size: int) -> None:
+        self.size = size
         self.used = 0
-        self._keys = array("Q", bytes(8 * self.size))
-        self._values = array("q", bytes(8 * self.size))
+        self._keys = array("Q", bytes(8 * size))
+        self._values = array(self._kind, bytes(array(self._kind).itemsize * size))
 
     def get(self, key: int) -> list[int]:
-        keys, mask = self._keys, self.size - 1
-        slot, found = key & mask, []
+        keys, size = self._keys, self.size
+        slot, found = key % size, []
         while (stored := keys[slot]) != 0:
             if stored == key:
                 found.append(self._values[slot])
-            slot = (slot + 1) & mask
+            slot = slot + 1 if slot + 1 < size else 0
         return found
 
     def first(self, key: int) -> int | None:
-        keys, mask = self._keys, self.size - 1
-        slot = key & mask
+        keys, size = self._keys, self.size
+        slot = key % size
         while (stored := keys[slot]) != 0:
             if stored == key:
                 return self._values[slot]
-            slot = (slot + 1) & mask
+            slot = slot + 1 if slot + 1 < size else 0
         return None
 
     def add(self, key: int, value: int) -> None:
-        if 2 * (self.used + 1) > self.size:
+        if self.used + 1 > self.LOAD * self.size:
             self._grow()
-        keys, mask = self._keys, self.size - 1
-        slot = key & mask
+        keys, size = self._keys, self.size
+        slot = key % size
         while keys[slot] != 0:
-            slot = (slot + 1) & mask
+            slot = slot + 1 if slot + 1 < size else 0
         keys[slot] = key
         self._values[slot] = value
         self.used += 1
 
     def _grow(self) -> None:
-        old = [(k, v) for k, v in zip(self._keys, self._values, strict=True) if k != 0]  # in slot order
-        self.size *= 2
-        self.used = 0
-        self._keys = array("Q", bytes(8 * self.size))
-        self._values = array("q", bytes(8 * self.size))
-        for key, value in old:
-            self.add(key, value)
+        # Re-added in slot order, which keeps the order in which one key's values are found.
+        old_keys, old_values = self._keys, self._values
+        self._allocate(2 * self.size)
+        for key, value in zip(old_keys, old_values, strict=True):
+            if key != 0:
+                self.add(key, value)
 
 
 def _key(digest: bytes) -> int:
@@ -181,8 +189,8 @@ class NearDuplicates:
     (estimated Jaccard similarity at least ``threshold``), or None, and then keeps the item. ``offer_signature``
     does the same with a signature from ``signatures`` (a build computes them a batch at a time).
 
-    What a kept item costs in memory: one slot per band in tables (its band's digest to its position, about
-    100 bytes for the three bands) and its id (8 bytes). Its signature's low 16 bits (128 bytes) go to an anonymous
+    What a kept item costs in memory: a slot per band in the tables (its band's digest to its position, about
+    51 bytes for the three bands) and its id (8 bytes). Its signature's low 16 bits (128 bytes) go to an anonymous
     temporary file, read back only for the items that share a band with a new one, so that a million kept items do
     not hold 128 MB of memory."""
 
@@ -190,7 +198,7 @@ class NearDuplicates:
         self.threshold = threshold
         lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)  # for its choice of bands and rows only
         self.bands, self.rows = lsh.b, lsh.r
-        self._index = [_Table(expected) for _ in range(self.bands)]
+        self._index = [_Table(expected, values="I") for _ in range(self.bands)]
         self._ids = array("q")
         self._low = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close(), or with the object)
         self._width = NUM_PERM * 2
