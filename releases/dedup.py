@@ -1,5 +1,5 @@
 """Near-duplicate detection for a build: MinHash signatures over character shingles, found by locality sensitive
-hashing with the bands and rows datasketch's ``MinHashLSH`` chooses for the threshold.
+hashing with the bands and rows datasketch's ``MinHashLSH`` chooses for the threshold (``lsh_bands``).
 
 The signatures are datasketch's (``MinHash(num_perm=NUM_PERM, seed=SEED, scheme="affine32")`` fed each shingle's
 hash), computed here for a batch of texts at once in numpy: the shingles of the whole batch are hashed in one pass,
@@ -27,8 +27,6 @@ from array import array
 from collections.abc import Sequence
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
-from datasketch.minhash import _FMIX_CONSTANTS
 
 from .formats import normalize
 
@@ -36,8 +34,44 @@ NUM_PERM = 64
 SEED = 1
 SHINGLE = 5  # characters: words for English, and Chinese, which has no spaces, alike
 SCHEME = "affine32"
-_A, _B = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME).permutations
 _MULTIPLIER = np.uint64(0x100000001B3)
+
+
+def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's ``affine32`` permutations, h -> a * h + b mod 2^32 with an odd a, drawn as it draws them (a test
+    compares them with ``MinHash(...).permutations``). Not imported from datasketch: it loads scipy, about 50 MB of a
+    build's memory."""
+    draw = np.random.RandomState(seed)
+    a = draw.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = draw.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+_A, _B = _permutations(NUM_PERM, SEED)
+# The MurmurHash3 32-bit finalizer, datasketch's pre-mix of each input hash: shifts and multipliers.
+_FMIX = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
+# Gauss-Legendre nodes: exact for the polynomials below (degree at most NUM_PERM) once there are NUM_PERM of them.
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(NUM_PERM)
+
+
+def _integral(curve, start: float, end: float) -> float:
+    half = (end - start) / 2
+    return float(np.sum(_WEIGHTS * curve(half * _NODES + (start + end) / 2)) * half)
+
+
+def lsh_bands(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
+    """The bands and rows ``MinHashLSH(threshold, num_perm)`` chooses: those that minimise the false positive and
+    false negative areas, weighted alike (a test compares them with datasketch's for every threshold a spec takes).
+    """
+    best, chosen = float("inf"), (0, 0)
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            false_positive = _integral(lambda s, b=bands, r=rows: 1 - (1 - s**r) ** b, 0.0, threshold)
+            false_negative = _integral(lambda s, b=bands, r=rows: (1 - s**r) ** b, threshold, 1.0)
+            error = 0.5 * false_positive + 0.5 * false_negative
+            if error < best:
+                best, chosen = error, (bands, rows)
+    return chosen
 
 
 def _band_digest(data: bytes) -> bytes:
@@ -86,7 +120,7 @@ def signatures(normalized: Sequence[str]) -> np.ndarray:
         keep[starts[starts < len(hashed)]] = False
     hashed = hashed[keep]
     first = np.concatenate([[0], np.cumsum(lengths - SHINGLE + 1)[:-1]])
-    shift1, mul1, shift2, mul2, shift3 = _FMIX_CONSTANTS[32]
+    shift1, mul1, shift2, mul2, shift3 = _FMIX
     out = np.empty((len(normalized), NUM_PERM), dtype=np.uint32)
     with np.errstate(over="ignore"):
         # datasketch's pre-mix of each input hash (the MurmurHash3 finalizer), then its affine permutations.
@@ -196,8 +230,9 @@ class NearDuplicates:
 
     def __init__(self, threshold: float, expected: int = 0):
         self.threshold = threshold
-        lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)  # for its choice of bands and rows only
-        self.bands, self.rows = lsh.b, lsh.r
+        self.bands, self.rows = lsh_bands(threshold)
+        if self.bands < 2:  # as MinHashLSH refuses it: one band of every row is an exact match, not a near one
+            raise ValueError(f"dedup.near {threshold}: too high for {NUM_PERM} permutations (one band); 0.96 at most")
         self._index = [_Table(expected, values="I") for _ in range(self.bands)]
         self._ids = array("q")
         self._low = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close(), or with the object)

@@ -222,7 +222,7 @@ def releases_fail_stale() -> list[int]:
 
 
 CHUNK_ROWS = 2_000  # tuples a server-side cursor fetches at a time
-BATCH = 1_024  # texts whose MinHash signatures are computed together
+BATCH = 256  # texts whose MinHash signatures are computed together (their arrays take about 10 MB)
 
 
 def _reviews_prefetch() -> Prefetch:

@@ -45,6 +45,19 @@ def datasketch_signature(text: str) -> MinHash:
     return minhash
 
 
+def test_the_permutations_and_bands_are_datasketchs():
+    a, b = MinHash(num_perm=dedup.NUM_PERM, seed=dedup.SEED, scheme=dedup.SCHEME).permutations
+    assert a.dtype == dedup._A.dtype and (a == dedup._A).all() and (b == dedup._B).all()
+    for hundredths in range(50, 97):
+        threshold = hundredths / 100
+        lsh = MinHashLSH(threshold=threshold, num_perm=dedup.NUM_PERM)
+        assert dedup.lsh_bands(threshold) == (lsh.b, lsh.r), threshold
+    with pytest.raises(ValueError, match="b < 2"):
+        MinHashLSH(threshold=0.97, num_perm=dedup.NUM_PERM)
+    with pytest.raises(ValueError, match="dedup.near 0.97: too high"):
+        dedup.NearDuplicates(0.97)
+
+
 def test_signatures_are_datasketchs_bit_for_bit():
     texts = corpus()
     batch = dedup.signatures([formats.normalize(t) for t in texts])
