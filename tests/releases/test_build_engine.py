@@ -265,3 +265,24 @@ def test_array_splits_of_nothing():
         ratios={"train": 1, "validation": 0, "test": 0}, seed=0,
     )  # fmt: skip
     assert len(chosen) == 0 and groups == 0
+
+
+def test_kept_signatures_are_read_back_from_the_file_and_from_memory(monkeypatch):
+    monkeypatch.setattr(dedup, "BLOCK", 3)  # the low bits go to the file three items at a time
+    texts = [" ".join(hashlib.sha256(f"{n}:{k}".encode()).hexdigest() for k in range(3)) for n in range(10)]
+    finder = dedup.NearDuplicates(0.8)
+    assert [finder.offer(n, t) for n, t in enumerate(texts)] == [None] * 10
+    assert finder._written == 9 and len(finder._pending) == finder._width
+    assert finder.offer(10, texts[0] + " indeed") == 0  # in the file
+    assert finder.offer(11, texts[9] + " indeed") == 9  # not written yet
+    finder.close()
+
+
+def test_the_pii_prefilter_reads_every_script():
+    assert pii.maybe("电话１３８ and 5") and pii.maybe("邮箱 a@b.cn") and pii.maybe("访问 WwW.例子")
+    assert not pii.maybe("我最近压力很大，晚上总是睡不着") and not pii.maybe("\ud800 lone surrogate")
+    hits, redacted = pii.scan_content(
+        "dialogue", {"turns": [{"role": "client", "text": "我的电话是 13800138000"}]}, list(pii.DETECTORS)
+    )
+    assert [(where, hit.detector) for where, hit, _ in hits] == [("turns[0].text", "phone")]
+    assert redacted["turns"][0]["text"] == "我的电话是 [PHONE]"
