@@ -160,7 +160,10 @@ def release_build(*, release: Release) -> Release:
         if final.exists():
             raise ReleaseBuildError(f"{final} exists already")
         tmp.mkdir()
-        manifest = _build_into(tmp, release.spec)
+        # Read in one transaction (it writes nothing): outside one, PostgreSQL's server-side cursors are WITH HOLD,
+        # and each result is computed whole (over a gigabyte for a million dialogues) before its first row comes.
+        with transaction.atomic():
+            manifest = _build_into(tmp, release.spec)
         manifest["release"] = {"name": release.name, "version": release.version}
         # The card is written from the manifest, then listed in it (its own hash is the one thing it cannot hold).
         readme = card.card_text(manifest).encode("utf-8")
