@@ -20,6 +20,7 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -319,14 +320,24 @@ class _Chosen:
         return np.frombuffer(getattr(self, name), dtype=np.int64) if len(self.ids) else np.zeros(0, dtype=np.int64)
 
 
-def _pass1_rows(spec: dict, kind: str, dropped: Counter[str], question_targets: dict[int, str]) -> Iterator[tuple]:
+def _stream(streams: ExitStack, qs, chunk: int) -> Iterator:
+    """``qs`` read on a server-side cursor, closed when ``streams`` closes: before the build's transaction ends,
+    even when it fails half-way (a cursor closed after its transaction's rollback is an error on PostgreSQL)."""
+    rows = qs.iterator(chunk_size=chunk)
+    streams.callback(rows.close)
+    return rows
+
+
+def _pass1_rows(
+    streams: ExitStack, spec: dict, kind: str, dropped: Counter[str], question_targets: dict[int, str]
+) -> Iterator[tuple]:
     """Pass 1's reading of one kind: ``(id, scenario, profile, parent, sub-emotion, text, reviewer ids)`` of each
     candidate whose approved revision's reviews meet the spec (and, for a question, that goes in a format asked
     for), by id; the others are counted in ``dropped``."""
     reviews = selectors.release_review_rows(spec=spec, kind=kind, scores=bool(spec["min_mean"]))
-    review_rows = reviews.iterator(chunk_size=CHUNK_ROWS)
+    review_rows = _stream(streams, reviews, CHUNK_ROWS)
     if kind != CandidateKind.QUESTION:
-        rows = selectors.release_group_rows(spec=spec, kind=kind).iterator(chunk_size=CHUNK_ROWS)
+        rows = _stream(streams, selectors.release_group_rows(spec=spec, kind=kind), CHUNK_ROWS)
         for (pk, scenario, profile, parent, sub, text), found in _with_reviews(rows, review_rows):
             reason = _passes_reviews(found, spec)
             if reason:
@@ -337,7 +348,7 @@ def _pass1_rows(spec: dict, kind: str, dropped: Counter[str], question_targets: 
         return
     # Questions are few, and their best rationale reads the audit log: they are read as model instances.
     qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD)
-    pairs = ((c.pk, c) for c in qs.iterator(chunk_size=CHUNK))
+    pairs = ((c.pk, c) for c in _stream(streams, qs, CHUNK))
     for (_, candidate), found in _with_reviews(pairs, review_rows):
         reason = _passes_reviews(found, spec)
         if reason:
@@ -362,7 +373,12 @@ def _pass1_rows(spec: dict, kind: str, dropped: Counter[str], question_targets: 
 
 
 def _choose(
-    spec: dict, dropped: Counter[str], duplicates: list[dict], reviewers: set[int], question_targets: dict[int, str]
+    streams: ExitStack,
+    spec: dict,
+    dropped: Counter[str],
+    duplicates: list[dict],
+    reviewers: set[int],
+    question_targets: dict[int, str],
 ) -> _Chosen:
     """Pass 1: what goes in, after the review thresholds and exact and near dedup, with its group keys."""
     # Imported here: datasketch brings scipy (about 40 MB), which the web processes never need.
@@ -401,7 +417,7 @@ def _choose(
             batch: list[tuple] = []
             try:
                 for pk, scenario, profile, parent, sub, text, reviewer_ids in _pass1_rows(
-                    spec, kind, dropped, question_targets
+                    streams, spec, kind, dropped, question_targets
                 ):
                     normalized = formats.normalize(text)
                     if exact is not None:
@@ -454,13 +470,18 @@ class _SubEmotion:
 
 def _build_into(folder: Path, spec: dict) -> dict:
     """Write the release's files into ``folder``; returns the manifest (without the release's name)."""
+    with ExitStack() as streams:
+        return _build_streams(streams, folder, spec)
+
+
+def _build_streams(streams: ExitStack, folder: Path, spec: dict) -> dict:
     dropped: Counter[str] = Counter()
     reviewers: set[int] = set()
     duplicates: list[dict] = []
     question_targets: dict[int, str] = {}
 
     started = time.perf_counter()
-    chosen = _choose(spec, dropped, duplicates, reviewers, question_targets)
+    chosen = _choose(streams, spec, dropped, duplicates, reviewers, question_targets)
     chose = time.perf_counter()
     if not len(chosen.ids):
         raise ReleaseBuildError(
@@ -499,7 +520,7 @@ def _build_into(folder: Path, spec: dict) -> dict:
             position, end = chosen.ranges[kind]
             if kind == CandidateKind.QUESTION:
                 qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD).select_related("run__model_spec")
-                for candidate in qs.iterator(chunk_size=CHUNK):
+                for candidate in _stream(streams, qs, CHUNK):
                     while position < end and ids[position] < candidate.pk:
                         position += 1
                     if position >= end or ids[position] != candidate.pk:
@@ -523,8 +544,8 @@ def _build_into(folder: Path, spec: dict) -> dict:
                         writers["reasoning-sft", split].write(formats.reasoning_sft_row(candidate, best))
                 continue
             dpo = "dpo" in spec["formats"]
-            rows = selectors.release_content_rows(spec=spec, kind=kind, model_text=dpo).iterator(chunk_size=CHUNK_ROWS)
-            reviews = selectors.release_review_rows(spec=spec, kind=kind, scores=False).iterator(chunk_size=CHUNK_ROWS)
+            rows = _stream(streams, selectors.release_content_rows(spec=spec, kind=kind, model_text=dpo), CHUNK_ROWS)
+            reviews = _stream(streams, selectors.release_review_rows(spec=spec, kind=kind, scores=False), CHUNK_ROWS)
             for row, found in _with_reviews(rows, reviews):
                 pk, language, source, sub, run_id, model_spec, prompt_version, number, text, model_text = row
                 while position < end and ids[position] < pk:
