@@ -118,19 +118,31 @@ def assign_splits_arrays(
     count = len(ids)
     if count == 0:
         return np.zeros(0, dtype=np.int8), 0
-    # A key is a value and its kind in one int: a source (an item, or a parent), a scenario or a profile.
-    own = ids * 4
-    edges = [np.stack([own, own])]
-    for column, tag in ((parents, 0), (scenarios, 1), (profiles, 2)):
-        present = column >= 0
-        edges.append(np.stack([own[present], column[present] * 4 + tag]))
-    pairs = np.concatenate(edges, axis=1)
-    keys, nodes = np.unique(pairs, return_inverse=True)
-    nodes = nodes.reshape(2, -1)
-    graph = coo_matrix((np.ones(nodes.shape[1], dtype=np.int8), (nodes[0], nodes[1])), shape=(len(keys), len(keys)))
-    groups, labels = connected_components(graph, directed=False)
-    label = labels[nodes[0, :count]]  # each item's group (its own key is the first edge of each item)
-    del pairs, keys, nodes, graph, labels
+    # The graph's nodes: each item (its own key, "source:<id>"), then each parent that is not an item, each
+    # scenario and each profile; an edge joins an item to each of its other keys.
+    order_of = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order_of]
+    rows, cols, nodes = [], [], count
+    has = parents >= 0
+    where = np.minimum(np.searchsorted(sorted_ids, parents[has]), count - 1)
+    inside = sorted_ids[where] == parents[has]
+    items_with = np.flatnonzero(has)
+    rows.append(items_with[inside])
+    cols.append(order_of[where[inside]])
+    for column, present in ((parents, items_with[~inside]), (scenarios, np.flatnonzero(scenarios >= 0)),
+                            (profiles, np.flatnonzero(profiles >= 0))):  # fmt: skip
+        values, index = np.unique(column[present], return_inverse=True)
+        rows.append(present)
+        cols.append(nodes + index.reshape(-1))
+        nodes += len(values)
+    row, col = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(row), dtype=np.int8), (row, col)), shape=(nodes, nodes))
+    _, labels = connected_components(graph, directed=False)
+    # Each item's group, numbered from 0 (a node that is no item is in some item's group).
+    _, label = np.unique(labels[:count], return_inverse=True)
+    label = label.reshape(-1).astype(np.int32)
+    groups = int(label.max()) + 1
+    del order_of, sorted_ids, rows, cols, row, col, graph, labels
 
     first = np.full(groups, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first, label, ids)
@@ -145,18 +157,30 @@ def assign_splits_arrays(
     stratum = np.empty(groups, dtype=np.int64)
     stratum[group_of[best][leader]] = place[best][leader]
 
+    # The order groups are dealt in: by stratum (in name order), then by sha256("seed:first id"), compared as bytes
+    # (the four big-endian 64-bit words of each digest, sorted together), without a string a group.
+    # The first 16 bytes are enough to order them unless two groups share them; then all 32 are compared.
+    def order_by(words: int) -> np.ndarray:
+        digests = np.empty((groups, words), dtype=">u8")
+        for begin in range(0, groups, step):
+            chunk = first[begin : begin + step].tolist()
+            data = b"".join(hashlib.sha256(f"{seed}:{value}".encode()).digest()[: 8 * words] for value in chunk)
+            digests[begin : begin + len(chunk)] = np.frombuffer(data, dtype=">u8").reshape(-1, words)
+        order = np.lexsort((*(digests[:, w] for w in reversed(range(words))), stratum))
+        ranked = digests[order]
+        tied = (ranked[1:] == ranked[:-1]).all(axis=1) & (stratum[order][1:] == stratum[order][:-1])
+        return order if words == 4 or not tied.any() else order_by(4)
+
+    step = 65_536
+    order = order_by(2)
     chosen = np.empty(groups, dtype=np.int8)
     shares = [ratios[s] for s in SPLITS]
-    orders = [hashlib.sha256(f"{seed}:{value}".encode()).hexdigest() for value in first.tolist()]
-    by_stratum: dict[int, list[int]] = {}
-    for group, value in enumerate(stratum.tolist()):
-        by_stratum.setdefault(value, []).append(group)
-    sizes_list = sizes.tolist()
-    for value in sorted(by_stratum):  # the order of the names
-        filled = [0, 0, 0]
-        total = 0
-        for group in sorted(by_stratum[value], key=orders.__getitem__):
-            size = sizes_list[group]
+    filled, total, current = [0, 0, 0], 0, -1
+    for begin in range(0, groups, step):
+        part = order[begin : begin + step]
+        for group, value, size in zip(part.tolist(), stratum[part].tolist(), sizes[part].tolist(), strict=True):
+            if value != current:  # each stratum is dealt on its own
+                filled, total, current = [0, 0, 0], 0, value
             split = max(range(3), key=lambda s: (shares[s] * (total + size) - filled[s], -s))
             filled[split] += size
             total += size
