@@ -246,7 +246,7 @@ def candidate_status_for(*, user, candidate: Candidate) -> tuple[str, str]:
     """The status (value, label) ``user`` is shown: a counselor sees a reference item as in review, as its peers in
     the queue are, rather than approved."""
     if not roles.user_has_role(user, *SEE_ALL) and is_reference_for(user=user, candidate=candidate):
-        return Candidate.Status.IN_REVIEW.value, Candidate.Status.IN_REVIEW.label
+        return Candidate.Status.IN_REVIEW.value, str(Candidate.Status.IN_REVIEW.label)
     return candidate.status, candidate.get_status_display()
 
 
