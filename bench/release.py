@@ -12,12 +12,16 @@ review by one of five reviewers.
 
 The build runs as an operator would run it, ``manage.py release build SPEC.json`` in a child process, and its peak
 resident memory is the child's ``ru_maxrss``. The last line printed is one JSON object: dialogues, fill_seconds,
-seconds, dialogues_per_s, peak_rss_mb, rows per file kind, dropped, bytes.
+seconds, dialogues_per_s, peak_rss_mb, cpu_seconds (the child's user and system time: others share the machine),
+the build's steps as it logs them (pass1_seconds: reading, gates and dedup; splits_seconds; pass2_seconds: the rows
+into JSONL and Parquet, and write_dialogues_per_s, the candidates written a second), the load average before and
+after, rows per file kind, dropped, bytes.
 """
 
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -27,6 +31,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
+TIMINGS = re.compile(r"timings: pass1=([\d.]+)s splits=([\d.]+)s pass2=([\d.]+)s candidates=(\d+)")
 
 WORDS = (  # noqa: SIM905 (a list literal of 140 words would take 140 lines once formatted)
     "i you we they feel think know want need worry sleep work school family friend partner mother father exam "
@@ -153,6 +158,7 @@ def main() -> None:
             }
             spec_path = Path(tmp) / "bench.json"
             spec_path.write_text(json.dumps(spec))
+            load_before = os.getloadavg()[0]
             started = time.perf_counter()
             done = subprocess.run(
                 [sys.executable, str(ROOT / "manage.py"), "release", "build", str(spec_path)],
@@ -164,7 +170,14 @@ def main() -> None:
             if done.returncode:
                 raise SystemExit(f"the build failed: {done.stderr.strip()[-2000:]}")
             print(done.stdout.strip(), f"in {seconds:.1f} s", flush=True)
-            peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+            peak_rss_mb = usage.ru_maxrss / 1024
+            cpu_seconds = usage.ru_utime + usage.ru_stime
+            load_after = os.getloadavg()[0]
+            steps = TIMINGS.search(done.stderr)
+            if steps is None:
+                raise SystemExit(f"the build logged no timings: {done.stderr.strip()[-2000:]}")
+            pass1, split_seconds, pass2 = (float(steps.group(i)) for i in (1, 2, 3))
             manifest = json.loads(next(Path(tmp, "releases").glob("*/manifest.json")).read_text())
         finally:
             connection.close()
@@ -181,6 +194,13 @@ def main() -> None:
         "seconds": round(seconds, 2),
         "dialogues_per_s": round(args.dialogues / seconds, 1),
         "peak_rss_mb": round(peak_rss_mb, 1),
+        "cpu_seconds": round(cpu_seconds, 1),
+        "pass1_seconds": pass1,
+        "splits_seconds": split_seconds,
+        "pass2_seconds": pass2,
+        "write_dialogues_per_s": round(int(steps.group(4)) / pass2, 1),
+        "load_before": round(load_before, 2),
+        "load_after": round(load_after, 2),
         "candidates": manifest["candidates"],
         "rows": rows,
         "dropped": manifest["dropped"],

@@ -6,10 +6,10 @@ bytes. The SFT and GRPO rows are the ones ``annotations.exports`` writes (their 
 
 import difflib
 import hashlib
-import json
-import re
 import unicodedata
 from pathlib import Path
+
+import orjson
 
 from annotations.exports import questions as question_export
 from annotations.exports import sft as sft_export
@@ -18,18 +18,30 @@ from generation.training import training_system_prompt
 SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
 
 
+def dumps_bytes(row: dict) -> bytes:
+    """A row as JSON: keys sorted, no spaces, UTF-8 (orjson: about ten times ``json.dumps``)."""
+    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+
+
 def dumps(row: dict) -> str:
-    return json.dumps(row, ensure_ascii=False, sort_keys=True)
+    return dumps_bytes(row).decode("utf-8")
 
 
 def normalize(text: str) -> str:
     """Text as compared for duplicates: NFKC, case folded, runs of white space as one space."""
-    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    # str.split() splits at the characters ``\s`` matches (str.isspace), and drops them at both ends: the same as
+    # re.sub(r"\s+", " ", ...).strip(), in a fifth of the time.
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def text_hash(text: str) -> bytes:
     """The normalized text's sha256, as 32 bytes (a set of a million of them stays small)."""
-    return hashlib.sha256(normalize(text).encode("utf-8")).digest()
+    return normalized_hash(normalize(text))
+
+
+def normalized_hash(normalized: str) -> bytes:
+    """``text_hash`` of a text already normalized."""
+    return hashlib.sha256(normalized.encode("utf-8")).digest()
 
 
 def dialogue_text(content: dict) -> str:
@@ -76,7 +88,9 @@ def dpo_rows(*, candidate, revision, original, max_similarity: float) -> tuple[l
         if chosen == rejected:
             dropped["dpo_identical"] = dropped.get("dpo_identical", 0) + 1
             continue
-        if difflib.SequenceMatcher(None, chosen, rejected, autojunk=False).ratio() > max_similarity:
+        matcher = difflib.SequenceMatcher(None, chosen, rejected, autojunk=False)
+        # quick_ratio() is an upper bound of ratio(), in linear time: below the bar, the sides are far enough apart.
+        if matcher.quick_ratio() > max_similarity and matcher.ratio() > max_similarity:
             dropped["dpo_near_identical"] = dropped.get("dpo_near_identical", 0) + 1
             continue
         prompt = [{"role": "system", "content": training_system_prompt(language=candidate.language)}]
@@ -134,7 +148,7 @@ class JsonlWriter:
         self._file = path.open("wb")
 
     def write(self, row: dict) -> None:
-        data = (dumps(row) + "\n").encode("utf-8")
+        data = dumps_bytes(row) + b"\n"
         self._file.write(data)
         self._digest.update(data)
         self.rows += 1

@@ -1,10 +1,11 @@
 """Reads of the releases app: who sees which release, and what a spec selects."""
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Case, Exists, F, OuterRef, QuerySet, Subquery, TextField, Value, When
+from django.db.models.functions import Cast
 
-from annotations.models import CampaignItem
+from annotations.models import CampaignItem, Review
 from generation import selectors as gen_selectors
-from generation.models import Candidate, CandidateKind
+from generation.models import Candidate, CandidateKind, Revision
 from psyroom_admin import roles
 
 from .agreement import campaigns_agreeing
@@ -73,3 +74,46 @@ def release_items_visible() -> QuerySet[ReleaseItem]:
 def released_candidate_ids() -> QuerySet:
     """The ids of the candidates at least one ready release holds (a subquery: ``pk__in=released_candidate_ids()``)."""
     return release_items_visible().order_by().values("candidate_id").distinct()
+
+
+# What a build reads of each selected candidate, as tuples (``values_list``), never model instances: pass 1 to choose
+# (its groups, its sub-emotion and its approved text), pass 2 to write. JSON content comes as its text, which the
+# build decodes itself (orjson), instead of Django's ``json.loads`` of each value.
+GROUP_COLUMNS = ("pk", "scenario_id", "profile_id", "parent_id", "sub_emotion__key", "approved_text")
+ROW_COLUMNS = (
+    "pk", "language", "source", "sub_emotion__key", "run_id", "run__model_spec__name", "run__prompt_version",
+    "approved_revision__number", "approved_text", "model_text", "approved_revision_id",
+)  # fmt: skip
+
+
+def release_group_rows(*, spec: dict, kind: str) -> QuerySet:
+    """Pass 1 of a build: ``GROUP_COLUMNS`` of each selected candidate, by id."""
+    qs = release_selection(spec=spec, kind=kind)
+    qs = qs.annotate(approved_text=Cast("approved_revision__content", output_field=TextField()))
+    return qs.values_list(*GROUP_COLUMNS)
+
+
+def release_content_rows(*, spec: dict, kind: str, model_text: bool) -> QuerySet:
+    """Pass 2 of a build: ``ROW_COLUMNS`` of each selected candidate, by id. ``model_text``: revision 0's content
+    (the model's text, a preference pair's rejected side) where the approved revision is a later one, else None."""
+    qs = release_selection(spec=spec, kind=kind)
+    first = Revision.objects.filter(candidate_id=OuterRef("pk"), number=0)
+    first_text = Subquery(first.annotate(text=Cast("content", output_field=TextField())).values("text")[:1])
+    qs = qs.annotate(
+        approved_text=Cast("approved_revision__content", output_field=TextField()),
+        # CASE, so that the database looks revision 0 up only for the edited candidates.
+        model_text=Case(When(approved_revision__number__gt=0, then=first_text), output_field=TextField())
+        if model_text
+        else Value(None, output_field=TextField()),
+    )
+    return qs.values_list(*ROW_COLUMNS)
+
+
+def release_review_rows(*, spec: dict, kind: str, scores: bool) -> QuerySet:
+    """The reviews of the approved revision of each selected candidate, as ``(candidate_id, reviewer_id, decision)``
+    (and ``scores`` when asked), by candidate id: what ``min_approvals``, ``min_mean`` and the reviewer counts
+    read. A review of a reference item (gold) tests its reviewer and approved nothing: it counts toward no gate."""
+    selected = release_selection(spec=spec, kind=kind).order_by().values("pk")
+    qs = Review.objects.filter(candidate_id__in=selected, revision_id=F("candidate__approved_revision_id"), gold=False)
+    columns = ("candidate_id", "reviewer_id", "decision", *(("scores",) if scores else ()))
+    return qs.order_by("candidate_id", "id").values_list(*columns)

@@ -14,21 +14,27 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import uuid
-from collections import Counter
+from array import array
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, nullcontext
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
+import orjson
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Prefetch
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from annotations.models import Review, ReviewPolicy
 from annotations.services.audit import audit_record
-from generation.models import CandidateKind, Revision
+from generation.models import CandidateKind
 from psyroom_admin import roles
 
 from . import agreement, card, courses_plans, formats, pii, selectors, splits
@@ -157,8 +163,24 @@ def release_build(*, release: Release) -> Release:
         if final.exists():
             raise ReleaseBuildError(f"{final} exists already")
         tmp.mkdir()
-        manifest = _build_into(tmp, release.spec, ledger=ledger)
-        ledger.flush()
+        # On PostgreSQL, read in one transaction: outside one, its server-side cursors are WITH HOLD, and each result
+        # is computed whole (over a gigabyte for a million dialogues) before its first row comes. Its only writes are
+        # the ledger's ReleaseItem rows, which count only once the release is ready; its cancel checks read the
+        # release's committed status (READ COMMITTED), so a cancel from another connection is seen at the next batch.
+        # Not on SQLite: it has no server-side cursors, and a transaction there (IMMEDIATE) would hold the database's
+        # write lock for the whole build, a curator's cancel included.
+        stopped = None
+        reading = transaction.atomic() if transaction.get_connection().vendor == "postgresql" else nullcontext()
+        with reading:
+            try:
+                manifest = _build_into(tmp, release.spec, ledger=ledger)
+                ledger.flush()
+            except BuildStopped as error:
+                # Committed, not rolled back: a cancel made on this connection (a shell, a test) stands; the
+                # ledger's rows are discarded below.
+                stopped = error
+        if stopped is not None:
+            raise stopped
         manifest["release"] = {"name": release.name, "version": release.version}
         manifest["agreement"] = agreement.release_agreement(release_id=release.pk)
         # The card is written from the manifest, then listed in it (its own hash is the one thing it cannot hold).
@@ -264,25 +286,35 @@ def releases_fail_stale() -> list[int]:
     return stale
 
 
-def _reviews_prefetch() -> Prefetch:
-    fields = ("id", "candidate_id", "revision_id", "reviewer_id", "scores", "decision")
-    # A review of a reference item (gold) tests its reviewer; it approved nothing, so it counts toward no gate.
-    return Prefetch("reviews", queryset=Review.objects.filter(gold=False).only(*fields))
+CHUNK_ROWS = 2_000  # tuples a server-side cursor fetches at a time
+BATCH = 256  # texts whose MinHash signatures are computed together (their arrays take about 10 MB)
 
 
-def _approving(candidate) -> tuple[list[Review], list[int]]:
-    """The reviews of the approved revision, and the ids of their reviewers."""
-    reviews = [r for r in candidate.reviews.all() if r.revision_id == candidate.approved_revision_id]
-    return reviews, sorted({r.reviewer_id for r in reviews})
+def _with_reviews(rows: Iterator[tuple], reviews: Iterator[tuple]) -> Iterator[tuple[tuple, list[tuple]]]:
+    """Each row with its candidate's reviews: both streams come by candidate id, the row's first column and the
+    review's, so one walk along both pairs them (reviews of candidates no longer selected are passed over)."""
+    pending = next(reviews, None)
+    for row in rows:
+        pk = row[0]
+        while pending is not None and pending[0] < pk:
+            pending = next(reviews, None)
+        mine = []
+        while pending is not None and pending[0] == pk:
+            mine.append(pending)
+            pending = next(reviews, None)
+        yield row, mine
 
 
-def _passes_reviews(reviews: list[Review], spec: dict) -> str | None:
-    """Why the approved revision's reviews fall short of the spec, or None."""
-    approvals = sum(r.decision == Review.Decision.APPROVE for r in reviews)
+def _passes_reviews(reviews: list[tuple], spec: dict) -> str | None:
+    """Why the approved revision's reviews (``(candidate, reviewer, decision, scores)``) fall short of the spec, or
+    None."""
+    approvals = sum(r[2] == Review.Decision.APPROVE for r in reviews)
     if approvals < spec["min_approvals"]:
         return "below_min_approvals"
     for criterion, floor in spec["min_mean"].items():
-        scores = [r.scores[criterion] for r in reviews if isinstance(r.scores.get(criterion), int | float)]
+        scores = [
+            r[3][criterion] for r in reviews if isinstance(r[3], dict) and isinstance(r[3].get(criterion), int | float)
+        ]
         if not scores or sum(scores) / len(scores) < floor:
             return "below_min_mean"
     return None
@@ -340,89 +372,228 @@ class _PiiGate:
         return value
 
 
-def _build_into(folder: Path, spec: dict, *, ledger: BuildLedger) -> dict:
-    """Write the release's files into ``folder``, recording each candidate written in ``ledger``; returns the
-    manifest (without the release's name and its campaigns' agreement)."""
-    dropped: Counter[str] = Counter()
-    reviewers: set[int] = set()
-    items: list[splits.Item] = []
-    seen_hashes: dict[str, dict[bytes, int]] = {}
-    near: dict = {}  # kind -> dedup.NearDuplicates
-    duplicates: list[dict] = []
-    question_targets: dict[int, str] = {}
+class _Chosen:
+    """What pass 1 keeps of each item, in flat arrays (about 40 bytes an item): its id, its group keys (-1: none),
+    its sub-emotion as a code into ``strata.names``; the items of each kind lie in ``ranges[kind]``, by id."""
 
-    # Pass 1: what goes in, and in which group.
-    for kind in spec["kinds"]:
-        qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD).prefetch_related(_reviews_prefetch())
-        for candidate in qs.iterator(chunk_size=CHUNK):
+    def __init__(self) -> None:
+        self.ids = array("q")
+        self.scenarios = array("q")
+        self.profiles = array("q")
+        self.parents = array("q")
+        self.strata = array("q")
+        self.names = splits.Strata()
+        self.ranges: dict[str, tuple[int, int]] = {}
+
+    def keep(self, pk: int, scenario: int | None, profile: int | None, parent: int | None, stratum: str) -> None:
+        self.ids.append(pk)
+        self.scenarios.append(-1 if scenario is None else scenario)
+        self.profiles.append(-1 if profile is None else profile)
+        self.parents.append(-1 if parent is None else parent)
+        self.strata.append(self.names.code(stratum))
+
+    def column(self, name: str) -> np.ndarray:
+        return np.frombuffer(getattr(self, name), dtype=np.int64) if len(self.ids) else np.zeros(0, dtype=np.int64)
+
+
+def _stream(streams: ExitStack, qs, chunk: int) -> Iterator:
+    """``qs`` read on a server-side cursor, closed when ``streams`` closes: before the build's transaction ends,
+    even when it fails half-way (a cursor closed after its transaction's rollback is an error on PostgreSQL)."""
+    rows = qs.iterator(chunk_size=chunk)
+    streams.callback(rows.close)
+    return rows
+
+
+def _pass1_rows(
+    streams: ExitStack,
+    spec: dict,
+    kind: str,
+    dropped: Counter[str],
+    question_targets: dict[int, str],
+    ledger: BuildLedger,
+) -> Iterator[tuple]:
+    """Pass 1's reading of one kind: ``(id, scenario, profile, parent, sub-emotion, text, reviewer ids)`` of each
+    candidate whose approved revision's reviews meet the spec (and, for a question, that goes in a format asked
+    for), by id; the others are counted in ``dropped``. Each candidate read is a ``ledger.tick`` (the cancel
+    check, once a batch)."""
+    reviews = selectors.release_review_rows(spec=spec, kind=kind, scores=bool(spec["min_mean"]))
+    review_rows = _stream(streams, reviews, CHUNK_ROWS)
+    if kind != CandidateKind.QUESTION:
+        compared: Callable[[dict], str]
+        if kind in courses_plans.FORMAT_OF:
+            compared = functools.partial(courses_plans.content_text, kind)
+        else:
+            compared = formats.dialogue_text
+        rows = _stream(streams, selectors.release_group_rows(spec=spec, kind=kind), CHUNK_ROWS)
+        for (pk, scenario, profile, parent, sub, text), found in _with_reviews(rows, review_rows):
             ledger.tick()
-            approved = candidate.approved_revision
-            assert approved is not None  # candidate_list_exportable keeps only candidates with one
-            reviews, reviewer_ids = _approving(candidate)
-            reason = _passes_reviews(reviews, spec)
+            reason = _passes_reviews(found, spec)
             if reason:
                 dropped[reason] += 1
                 continue
-            content = approved.content
-            if kind == CandidateKind.QUESTION:
-                target = formats.question_target(content)
-                if target is None or target not in spec["formats"]:
-                    dropped["question_not_in_formats"] += 1
-                    continue
-                if target == "reasoning-sft":
-                    candidate.content = content
-                    if formats.best_rationale(candidate) is None:
-                        dropped["question_no_correct_rationale"] += 1
-                        continue
-                question_targets[candidate.pk] = target
-                text = formats.question_text(content)
-            elif kind in courses_plans.FORMAT_OF:
-                text = courses_plans.content_text(kind, content)
-            else:
-                text = formats.dialogue_text(content)
-            if spec["dedup"]["exact"]:
-                digest = formats.text_hash(text)
-                seen = seen_hashes.setdefault(kind, {})
-                if digest in seen:
-                    dropped["exact_duplicate"] += 1
-                    duplicates.append({"id": candidate.pk, "of": seen[digest], "why": "exact"})
-                    continue
-                seen[digest] = candidate.pk
-            if spec["dedup"]["near"] is not None:
-                if kind not in near:  # (one LSH a kind; building one chooses its bands, which takes a while)
-                    # Imported here: datasketch brings scipy (about 40 MB), which the web processes never need.
-                    from . import dedup
+            content = orjson.loads(text)
+            yield pk, scenario, profile, parent, sub, compared(content), sorted({r[1] for r in found})
+        return
+    # Questions are few, and their best rationale reads the audit log: they are read as model instances.
+    qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD)
+    pairs = ((c.pk, c) for c in _stream(streams, qs, CHUNK))
+    for (_, candidate), found in _with_reviews(pairs, review_rows):
+        ledger.tick()
+        reason = _passes_reviews(found, spec)
+        if reason:
+            dropped[reason] += 1
+            continue
+        approved = candidate.approved_revision
+        assert approved is not None  # candidate_list_exportable keeps only candidates with one
+        content = approved.content
+        target = formats.question_target(content)
+        if target is None or target not in spec["formats"]:
+            dropped["question_not_in_formats"] += 1
+            continue
+        if target == "reasoning-sft":
+            candidate.content = content
+            if formats.best_rationale(candidate) is None:
+                dropped["question_no_correct_rationale"] += 1
+                continue
+        question_targets[candidate.pk] = target
+        sub = candidate.sub_emotion.key if candidate.sub_emotion else None
+        yield (candidate.pk, candidate.scenario_id, candidate.profile_id, candidate.parent_id, sub,
+               formats.question_text(content), sorted({r[1] for r in found}))  # fmt: skip
 
-                    near[kind] = dedup.NearDuplicates(spec["dedup"]["near"])
-                finder = near[kind]
-                of = finder.offer(candidate.pk, text)
-                if of is not None:
-                    dropped["near_duplicate"] += 1
-                    duplicates.append({"id": candidate.pk, "of": of, "why": "near"})
-                    continue
-            reviewers.update(reviewer_ids)
-            items.append(
-                splits.Item(
-                    id=candidate.pk,
-                    keys=splits.item_keys(
-                        id=candidate.pk,
-                        scenario_id=candidate.scenario_id,
-                        profile_id=candidate.profile_id,
-                        parent_id=candidate.parent_id,
-                    ),
-                    stratum=candidate.sub_emotion.key if candidate.sub_emotion else "none",
-                )
-            )
-    del seen_hashes, near
-    if not items:
+
+def _choose(
+    streams: ExitStack,
+    spec: dict,
+    dropped: Counter[str],
+    duplicates: list[dict],
+    reviewers: set[int],
+    question_targets: dict[int, str],
+    ledger: BuildLedger,
+) -> _Chosen:
+    """Pass 1: what goes in, after the review thresholds and exact and near dedup, with its group keys."""
+    # Imported here: datasketch brings scipy (about 40 MB), which the web processes never need.
+    from . import dedup
+
+    chosen = _Chosen()
+    # The signatures of a batch are computed in a second thread while this one reads and checks the next batch
+    # (numpy lets go of the GIL in its loops); the batches are offered in order, so the decisions are the same.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="release-minhash")
+    try:
+        for kind in spec["kinds"]:
+            start = len(chosen.ids)
+            expected = selectors.release_selection(spec=spec, kind=kind).count()  # sizes the dedup tables
+            exact = dedup.ExactDuplicates(expected) if spec["dedup"]["exact"] else None
+            near = dedup.NearDuplicates(spec["dedup"]["near"], expected) if spec["dedup"]["near"] is not None else None
+            pending: deque[tuple[list[tuple], Future | None]] = deque()
+
+            def settle(batch: list[tuple], signed: Future | None, near=near) -> None:
+                found = signed.result() if signed is not None else None
+                for index, (pk, scenario, profile, parent, sub, _, reviewer_ids) in enumerate(batch):
+                    if near is not None and found is not None:
+                        of = near.offer_signature(pk, found[index])
+                        if of is not None:
+                            dropped["near_duplicate"] += 1
+                            duplicates.append({"id": pk, "of": of, "why": "near"})
+                            continue
+                    reviewers.update(reviewer_ids)
+                    chosen.keep(pk, scenario, profile, parent, sub or "none")
+
+            def send(batch: list[tuple], near=near, pending=pending) -> None:
+                texts = [entry[5] for entry in batch]
+                pending.append((batch, pool.submit(dedup.signatures, texts) if near is not None else None))
+                while len(pending) > 2:
+                    settle(*pending.popleft())
+
+            batch: list[tuple] = []
+            try:
+                for pk, scenario, profile, parent, sub, text, reviewer_ids in _pass1_rows(
+                    streams, spec, kind, dropped, question_targets, ledger
+                ):
+                    # Normalized once when both dedups read it; exact dedup alone hashes the text as it is.
+                    normalized = formats.normalize(text) if near is not None else text
+                    if exact is not None:
+                        digest = formats.normalized_hash(normalized) if near is not None else formats.text_hash(text)
+                        of = exact.offer(pk, digest)
+                        if of is not None:
+                            dropped["exact_duplicate"] += 1
+                            duplicates.append({"id": pk, "of": of, "why": "exact"})
+                            continue
+                    batch.append((pk, scenario, profile, parent, sub, normalized, reviewer_ids))
+                    if len(batch) >= BATCH:
+                        send(batch)
+                        batch = []
+                send(batch)
+                while pending:
+                    settle(*pending.popleft())
+            finally:
+                if near is not None:
+                    near.close()
+                for _, signed in pending:
+                    if signed is not None:
+                        signed.cancel()
+            chosen.ranges[kind] = (start, len(chosen.ids))
+    finally:
+        pool.shutdown(cancel_futures=True)
+    return chosen
+
+
+class _Candidate:
+    """What the row builders read of a candidate (``formats.sft_row``, ``dpo_rows``), made from a pass-2 tuple."""
+
+    __slots__ = ("content", "language", "pk", "source", "sub_emotion")
+
+    def __init__(self, pk: int, content: dict, language: str, source, sub_emotion):
+        self.pk, self.content, self.language, self.source, self.sub_emotion = pk, content, language, source, sub_emotion
+
+
+class _Revision:
+    __slots__ = ("content", "number")
+
+    def __init__(self, content: dict, number: int):
+        self.content, self.number = content, number
+
+
+class _SubEmotion:
+    __slots__ = ("key",)
+
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _build_into(folder: Path, spec: dict, *, ledger: BuildLedger) -> dict:
+    """Write the release's files into ``folder``, recording each candidate written in ``ledger``; returns the
+    manifest (without the release's name and its campaigns' agreement)."""
+    with ExitStack() as streams:
+        return _build_streams(streams, folder, spec, ledger)
+
+
+def _build_streams(streams: ExitStack, folder: Path, spec: dict, ledger: BuildLedger) -> dict:
+    dropped: Counter[str] = Counter()
+    reviewers: set[int] = set()
+    duplicates: list[dict] = []
+    question_targets: dict[int, str] = {}
+
+    started = time.perf_counter()
+    chosen = _choose(streams, spec, dropped, duplicates, reviewers, question_targets, ledger)
+    chose = time.perf_counter()
+    if not len(chosen.ids):
         raise ReleaseBuildError(
             "the spec selects nothing: "
             + (", ".join(f"{n} {r}" for r, n in sorted(dropped.items())) or "no approved candidate matches")
         )
     ratios = {name: spec["splits"][name] for name in splits.SPLITS}
-    assigned, group_count = splits.assign_splits(items, ratios=ratios, seed=spec["splits"]["seed"])
-    strata = {item.id: item.stratum for item in items}
-    del items
+    assigned, group_count = splits.assign_splits_arrays(
+        ids=chosen.column("ids"),
+        scenarios=chosen.column("scenarios"),
+        profiles=chosen.column("profiles"),
+        parents=chosen.column("parents"),
+        strata=chosen.column("strata"),
+        names=chosen.names.names,
+        ratios=ratios,
+        seed=spec["splits"]["seed"],
+    )
+    split_of = assigned.tolist()
+    split_at = time.perf_counter()
 
     # Pass 2: the rows, a candidate at a time, in id order.
     writers: dict[tuple[str, str], _Writers] = {}
@@ -436,37 +607,44 @@ def _build_into(folder: Path, spec: dict, *, ledger: BuildLedger) -> dict:
     counts: dict[str, dict[str, Counter[str]]] = {s: {} for s in splits.SPLITS}
     sources: dict[str, dict] = {}
     models: Counter[str] = Counter()
+    sub_emotions: dict[str, _SubEmotion] = {}
+    ids, strata, names = chosen.ids, chosen.strata, chosen.names.names
     try:
         for kind in spec["kinds"]:
-            qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD).select_related("run__model_spec")
-            qs = qs.prefetch_related(_reviews_prefetch())
-            if kind in courses_plans.FORMAT_OF:
-                qs = qs.select_related("parent__approved_revision")
-            if "dpo" in spec["formats"] and kind == CandidateKind.DIALOGUE:
-                # Revision 0, the model's text, for the rejected side of a preference pair.
-                first = Revision.objects.filter(number=0, candidate__approved_revision__number__gt=0)
-                qs = qs.prefetch_related(Prefetch("revisions", queryset=first, to_attr="model_revisions"))
-            for candidate in qs.iterator(chunk_size=CHUNK):
-                ledger.tick()
-                where = assigned.get(candidate.pk)
-                if where is None:  # approved or unflagged after pass 1 was read: not in this build
-                    continue
-                split = where
-                approved = candidate.approved_revision
-                assert approved is not None
-                # The approved revision's text as it may be written (redacted when the spec says so); the instances
-                # are only read from here on, never saved.
-                approved_raw = approved.content
-                if kind not in courses_plans.FORMAT_OF:  # (their rows are scanned whole: _write_course_or_plan)
-                    approved.content = gate.clean(candidate.pk, kind, approved.content)
-                candidate.content = approved.content
-                languages.add(candidate.language)
-                counts[split].setdefault(kind, Counter())[strata[candidate.pk]] += 1
-                _count_source(sources, candidate)
-                run = candidate.run
-                if run is not None:
-                    models[f"{run.model_spec.name} {run.prompt_version}"] += 1
-                if kind == CandidateKind.QUESTION:
+            position, end = chosen.ranges[kind]
+            if kind == CandidateKind.QUESTION or kind in courses_plans.FORMAT_OF:
+                # Questions (their best rationale reads the audit log) and sessions and plans (their rows gather
+                # their parent's approved revision and, for a session, the earlier sessions' memories) are few: they
+                # are read as model instances, with their reviews streamed beside them.
+                qs = selectors.release_selection(spec=spec, kind=kind).defer(*UNREAD).select_related("run__model_spec")
+                if kind in courses_plans.FORMAT_OF:
+                    qs = qs.select_related("parent__approved_revision")
+                instances = ((c.pk, c) for c in _stream(streams, qs, CHUNK))
+                reviews = _stream(
+                    streams, selectors.release_review_rows(spec=spec, kind=kind, scores=False), CHUNK_ROWS
+                )
+                for (_, candidate), found in _with_reviews(instances, reviews):
+                    ledger.tick()
+                    while position < end and ids[position] < candidate.pk:
+                        position += 1
+                    if position >= end or ids[position] != candidate.pk:
+                        continue  # approved or unflagged after pass 1 was read: not in this build
+                    split = splits.SPLITS[split_of[position]]
+                    approved = candidate.approved_revision
+                    assert approved is not None
+                    if kind not in courses_plans.FORMAT_OF:  # (their rows are scanned whole: _write_course_or_plan)
+                        approved.content = gate.clean(candidate.pk, kind, approved.content)
+                    candidate.content = approved.content
+                    languages.add(candidate.language)
+                    counts[split].setdefault(kind, Counter())[names[strata[position]]] += 1
+                    _count_source(sources, candidate.source)
+                    run = candidate.run
+                    if run is not None:
+                        models[f"{run.model_spec.name} {run.prompt_version}"] += 1
+                    if kind in courses_plans.FORMAT_OF:
+                        _write_course_or_plan(candidate, split=split, writers=writers, gate=gate, ledger=ledger,
+                                              earlier=earlier, reviewer_ids=sorted({r[1] for r in found}))  # fmt: skip
+                        continue
                     target = question_targets[candidate.pk]
                     if target == "grpo":
                         writers["grpo", split].write(formats.grpo_row(candidate))
@@ -475,54 +653,82 @@ def _build_into(folder: Path, spec: dict, *, ledger: BuildLedger) -> dict:
                         assert best is not None  # checked in pass 1
                         writers["reasoning-sft", split].write(formats.reasoning_sft_row(candidate, best))
                     ledger.record(candidate_id=candidate.pk, revision_id=approved.pk, fmt=target, split=split)
-                    continue
-                if kind in courses_plans.FORMAT_OF:
-                    _write_course_or_plan(candidate, split=split, writers=writers, gate=gate, ledger=ledger,
-                                          earlier=earlier)  # fmt: skip
-                    continue
-                _, reviewer_ids = _approving(candidate)
-                sft = formats.sft_row(candidate=candidate, revision=approved, reviewer_ids=reviewer_ids)
+                continue
+            dpo = "dpo" in spec["formats"]
+            rows = _stream(streams, selectors.release_content_rows(spec=spec, kind=kind, model_text=dpo), CHUNK_ROWS)
+            reviews = _stream(streams, selectors.release_review_rows(spec=spec, kind=kind, scores=False), CHUNK_ROWS)
+            for row, found in _with_reviews(rows, reviews):
+                ledger.tick()
+                (pk, language, source, sub, run_id, model_spec, prompt_version, number, text, model_text,
+                 revision_id) = row  # fmt: skip
+                while position < end and ids[position] < pk:
+                    position += 1
+                if position >= end or ids[position] != pk:
+                    continue  # approved or unflagged after pass 1 was read: not in this build
+                split = splits.SPLITS[split_of[position]]
+                # The approved revision's text as it may be written (redacted when the spec says so).
+                approved_raw = orjson.loads(text)
+                # Every written text lies verbatim in the content's JSON (an escape only adds a backslash or
+                # digits): JSON with nothing a detector starts with holds no hit, and is not scanned field by field.
+                content = gate.clean(pk, kind, approved_raw) if pii.maybe(text) else approved_raw
+                sub_emotion = None
+                if sub is not None:
+                    sub_emotion = sub_emotions.get(sub) or sub_emotions.setdefault(sub, _SubEmotion(sub))
+                record = _Candidate(pk, content, language, source, sub_emotion)
+                revision = _Revision(content, number)
+                languages.add(language)
+                counts[split].setdefault(kind, Counter())[names[strata[position]]] += 1
+                _count_source(sources, source)
+                if run_id is not None:
+                    models[f"{model_spec} {prompt_version}"] += 1
+                reviewer_ids = sorted({r[1] for r in found})
+                sft = formats.sft_row(candidate=record, revision=revision, reviewer_ids=reviewer_ids)
                 if "sft" in spec["formats"]:
                     writers["sft", split].write(sft)
-                    ledger.record(candidate_id=candidate.pk, revision_id=approved.pk, fmt="sft", split=split)
+                    ledger.record(candidate_id=pk, revision_id=revision_id, fmt="sft", split=split)
                 if "sharegpt" in spec["formats"]:
                     writers["sharegpt", split].write(formats.sharegpt_row(sft))
-                    ledger.record(candidate_id=candidate.pk, revision_id=approved.pk, fmt="sharegpt", split=split)
-                if "dpo" in spec["formats"]:
-                    models_text = getattr(candidate, "model_revisions", None)
-                    original = models_text[0] if models_text else None
-                    if original is not None:
+                    ledger.record(candidate_id=pk, revision_id=revision_id, fmt="sharegpt", split=split)
+                if dpo:
+                    original = None
+                    if model_text is not None:
+                        model_content = orjson.loads(model_text)
                         # The model's text is written only where people changed a counselor turn (a pair's
                         # rejected side): that is what is scanned of it.
                         turns = approved_raw.get("turns", [])
                         changed = {
                             f"turns[{i}].text"
-                            for i, t in enumerate(original.content.get("turns", []))
+                            for i, t in enumerate(model_content.get("turns", []))
                             if t.get("role") == "counselor"
                             and (i >= len(turns) or t.get("text") != turns[i].get("text"))
                         }
-                        original.content = gate.clean(
-                            candidate.pk, kind, original.content, prefix="revision 0 ", only=changed
-                        )
-                    rows, pair_drops = formats.dpo_rows(
-                        candidate=candidate,
-                        revision=approved,
+                        model_content = gate.clean(pk, kind, model_content, prefix="revision 0 ", only=changed)
+                        original = _Revision(model_content, 0)
+                    pairs, pair_drops = formats.dpo_rows(
+                        candidate=record,
+                        revision=revision,
                         original=original,
                         max_similarity=spec["dpo"]["max_similarity"],
                     )
                     dropped.update(pair_drops)
-                    for row in rows:
-                        writers["dpo", split].write(row)
-                    if rows:
-                        ledger.record(
-                            candidate_id=candidate.pk, revision_id=approved.pk, fmt="dpo", split=split, rows=len(rows)
-                        )
+                    for pair in pairs:
+                        writers["dpo", split].write(pair)
+                    if pairs:
+                        ledger.record(candidate_id=pk, revision_id=revision_id, fmt="dpo", split=split, rows=len(pairs))
     except BaseException:
         for writer in writers.values():
             writer.abort()
         raise
     for writer in writers.values():
         writer.close()
+    # What each step took, for bench/release.py (not in the manifest: the same data gives the same manifest).
+    logger.info(
+        "release build timings: pass1=%.2fs splits=%.2fs pass2=%.2fs candidates=%d",
+        chose - started,
+        split_at - chose,
+        time.perf_counter() - split_at,
+        len(chosen.ids),
+    )
     if gate.action == "block" and gate.total:
         raise PiiBlocked(gate.hits, gate.total)
 
@@ -534,7 +740,7 @@ def _build_into(folder: Path, spec: dict, *, ledger: BuildLedger) -> dict:
             split: {kind: dict(sorted(c.items())) for kind, c in sorted(by_kind.items())}
             for split, by_kind in counts.items()
         },
-        "candidates": len(assigned),
+        "candidates": len(chosen.ids),
         "groups": group_count,
         "dropped": dict(sorted(dropped.items())),
         "duplicates": sorted(duplicates, key=lambda d: d["id"]),
@@ -553,13 +759,12 @@ def _build_into(folder: Path, spec: dict, *, ledger: BuildLedger) -> dict:
 
 
 def _write_course_or_plan(
-    candidate, *, split: str, writers: dict, gate: _PiiGate, ledger: BuildLedger, earlier
+    candidate, *, split: str, writers: dict, gate: _PiiGate, ledger: BuildLedger, earlier, reviewer_ids: list[int]
 ) -> None:
     """A session's ``courses`` example or a plan's ``plans`` pairs, each row scanned for personal data whole (they
     hold the course's profile and earlier memories, or the source dialogue, beside the candidate's own text)."""
     approved = candidate.approved_revision
     parent = candidate.parent.approved_revision  # the selection keeps only candidates whose parent is exportable
-    _, reviewer_ids = _approving(candidate)
     if candidate.kind == CandidateKind.PLAN:
         rows = courses_plans.plan_rows(
             plan=candidate, revision=approved, dialogue_revision=parent, reviewer_ids=reviewer_ids
@@ -614,8 +819,8 @@ class _Writers:
         return out
 
 
-def _count_source(sources: dict[str, dict], candidate) -> None:
-    source = candidate.source or {}
+def _count_source(sources: dict[str, dict], source: dict | None) -> None:
+    source = source or {}
     name = source.get("dataset") or "generated"
     entry = sources.setdefault(
         name, {"license": source.get("license"), "attribution": source.get("attribution"), "candidates": 0}
