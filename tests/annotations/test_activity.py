@@ -1,6 +1,7 @@
 """The activity page: the audit trail for curators and admins, with run starts in it; nobody else reads it."""
 
 import datetime
+import json
 
 import pytest
 from django.core.exceptions import PermissionDenied
@@ -143,10 +144,11 @@ def _messages_file(tmp_path, lines):
 
 
 def _dialogue(n):
-    return (
-        '{"messages": [{"role": "user", "content": "I cannot sleep, night %d."}, '
-        '{"role": "assistant", "content": "What keeps you awake?"}]}' % n
-    )
+    messages = [
+        {"role": "user", "content": f"I cannot sleep, night {n}."},
+        {"role": "assistant", "content": "What keeps you awake?"},
+    ]
+    return json.dumps({"messages": messages})
 
 
 def test_an_import_from_the_command_line_is_audited_with_its_counts(taxonomy, tmp_path):
