@@ -127,6 +127,8 @@ def test_the_credentials_file_is_private(embedded):
     assert mode == 0o600
 
 
+# --reset flushes the database, which PostgreSQL refuses inside the test's own transaction.
+@pytest.mark.django_db(transaction=True)
 def test_reset_starts_afresh(embedded):
     first = _printed_passwords(_seed())
     other = factories.make_candidate()
@@ -160,6 +162,8 @@ def test_refused_outside_embedded_mode(settings, tmp_path, taxonomy):
     assert not (tmp_path / "demo-accounts.txt").exists()
 
 
+# --reset flushes the database, which PostgreSQL refuses inside the test's own transaction.
+@pytest.mark.django_db(transaction=True)
 def test_a_campaign_filled_by_an_earlier_version_is_kept_and_said(embedded):
     _seed()
     campaign = Campaign.objects.get(name=DEMO_CAMPAIGN)
